@@ -1,0 +1,217 @@
+//! Finding the credential in an HTTP request: the one parser both framework crates call.
+//!
+//! Rules (RFC 6750, tightened):
+//!
+//! * `Authorization: Bearer <token>`: the scheme is case-insensitive, separated from the token
+//!   by one or more spaces (not tabs); the token must be an RFC 6750 `b64token`.
+//! * No `Authorization` header, or another scheme (`Basic …`) → [`AuthError::MissingCredentials`].
+//! * Two or more `Authorization` headers, non-ASCII bytes, an empty token, or characters
+//!   outside `b64token` → [`AuthError::InvalidRequest`].
+//! * `?token=` counts only where the route opts in ([`QueryToken::Accept`], for WebSockets,
+//!   whose browser API cannot set headers); elsewhere it is ignored. A header and a *different*
+//!   `?token=`, or two `token` parameters, → [`AuthError::InvalidRequest`].
+//! * Anything longer than [`MAX_CREDENTIAL_LEN`] → [`AuthError::InvalidToken`] before parsing.
+
+use std::borrow::Cow;
+
+use subtle::ConstantTimeEq;
+
+use crate::{AuthError, InvalidReason};
+
+/// Longest credential accepted from a request, in bytes. Defaults to 8 KiB, matching the JWT
+/// size cap; a longer header is refused before it is parsed.
+pub const MAX_CREDENTIAL_LEN: usize = 8 * 1024;
+
+/// Whether a route accepts the credential in the `token` query parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueryToken {
+    /// Ignore `?token=` (REST routes). The default.
+    #[default]
+    Ignore,
+    /// Accept `?token=` (WebSocket routes, as the product documents).
+    Accept,
+}
+
+fn is_b64token(token: &[u8]) -> bool {
+    let body_end = token.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
+    body_end > 0
+        && token[..body_end]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+}
+
+fn parse_authorization(value: &[u8]) -> Result<Option<&str>, AuthError> {
+    if value.len() > MAX_CREDENTIAL_LEN + 16 {
+        return Err(AuthError::InvalidToken(InvalidReason::TooLarge));
+    }
+    if !value.is_ascii() {
+        return Err(AuthError::InvalidRequest("non-ASCII Authorization header"));
+    }
+    let Some(space) = value.iter().position(|&b| b == b' ') else {
+        // A bare "Bearer" is a bearer request with no token; any other bare word is another
+        // scheme (which we do not speak).
+        return if value.eq_ignore_ascii_case(b"bearer") {
+            Err(AuthError::InvalidRequest("empty bearer token"))
+        } else {
+            Ok(None)
+        };
+    };
+    let (scheme, rest) = value.split_at(space);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return Ok(None);
+    }
+    let token = rest.trim_ascii_start();
+    if token.is_empty() {
+        return Err(AuthError::InvalidRequest("empty bearer token"));
+    }
+    if !is_b64token(token) {
+        return Err(AuthError::InvalidRequest("bearer token outside RFC 6750 b64token"));
+    }
+    // Checked ASCII above, so this is valid UTF-8.
+    Ok(std::str::from_utf8(token).ok())
+}
+
+fn query_token(query: &str) -> Result<Option<Cow<'_, str>>, AuthError> {
+    let mut found = None;
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if name == "token" {
+            if found.is_some() {
+                return Err(AuthError::InvalidRequest("more than one token parameter"));
+            }
+            found = Some(value);
+        }
+    }
+    match found {
+        Some(v) if v.is_empty() => Err(AuthError::InvalidRequest("empty token parameter")),
+        Some(v) if v.len() > MAX_CREDENTIAL_LEN => Err(AuthError::InvalidToken(InvalidReason::TooLarge)),
+        other => Ok(other),
+    }
+}
+
+/// Extracts the credential of a request.
+///
+/// `authorization` yields the raw value of every `Authorization` header (in order), `query`
+/// is the raw query string (without `?`). Returns the token text, or the error that answers
+/// the request.
+pub fn extract_credential<'a, I>(
+    authorization: I,
+    query: Option<&'a str>,
+    query_token_policy: QueryToken,
+) -> Result<Cow<'a, str>, AuthError>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+{
+    let mut headers = authorization.into_iter();
+    let first = headers.next();
+    if headers.next().is_some() {
+        return Err(AuthError::InvalidRequest("more than one Authorization header"));
+    }
+    let from_header = match first {
+        Some(value) => parse_authorization(value)?,
+        None => None,
+    };
+    let from_query = match (query_token_policy, query) {
+        (QueryToken::Accept, Some(query)) => query_token(query)?,
+        _ => None,
+    };
+    match (from_header, from_query) {
+        (Some(h), Some(q)) => {
+            if h.len() == q.len() && bool::from(h.as_bytes().ct_eq(q.as_bytes())) {
+                Ok(Cow::Borrowed(h))
+            } else {
+                Err(AuthError::InvalidRequest("header and query credentials differ"))
+            }
+        }
+        (Some(h), None) => Ok(Cow::Borrowed(h)),
+        (None, Some(q)) => Ok(q),
+        (None, None) => Err(AuthError::MissingCredentials),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn header(values: &[&[u8]]) -> Result<String, u16> {
+        extract_credential(values.iter().copied(), None, QueryToken::Ignore)
+            .map(Cow::into_owned)
+            .map_err(|e| e.status())
+    }
+
+    fn kind(values: &[&[u8]], query: Option<&str>, policy: QueryToken) -> Result<String, String> {
+        extract_credential(values.iter().copied(), query, policy)
+            .map(Cow::into_owned)
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            assert_eq!(header(&[format!("{scheme} abc.def-ghi").as_bytes()]), Ok("abc.def-ghi".into()));
+        }
+        assert_eq!(header(&[b"Bearer   padded=="]), Ok("padded==".into()));
+    }
+
+    #[test]
+    fn malformed_headers_are_401() {
+        let cases: &[&[u8]] = &[
+            b"Bearer",
+            b"Bearer ",
+            b"Bearerabc",
+            b"Bearer\tabc",
+            b"Bearer a b",
+            b"Bearer a,b",
+            b"Bearer =abc",
+            b"Bearer ====",
+            b"Bearer \xc3\xa9t\xc3\xa9",
+            b"Bearer abc\x80",
+        ];
+        for value in cases {
+            assert_eq!(header(&[value]), Err(401), "{:?}", String::from_utf8_lossy(value));
+        }
+        let big = format!("Bearer {}", "a".repeat(MAX_CREDENTIAL_LEN * 2));
+        assert_eq!(header(&[big.as_bytes()]), Err(401));
+    }
+
+    #[test]
+    fn missing_and_foreign_schemes_are_missing_credentials() {
+        assert_eq!(kind(&[], None, QueryToken::Ignore), Err("MissingCredentials".into()));
+        assert_eq!(kind(&[b"Basic dXNlcjpwYXNz"], None, QueryToken::Ignore), Err("MissingCredentials".into()));
+        assert_eq!(kind(&[b"Token abc"], None, QueryToken::Ignore), Err("MissingCredentials".into()));
+    }
+
+    #[test]
+    fn two_headers_are_rejected_in_either_order() {
+        assert!(header(&[b"Bearer a", b"Bearer b"]).is_err());
+        assert!(header(&[b"Basic x", b"Bearer b"]).is_err());
+        assert!(header(&[b"Bearer b", b"Basic x"]).is_err());
+    }
+
+    #[test]
+    fn query_token_only_where_accepted() {
+        assert_eq!(kind(&[], Some("token=abc"), QueryToken::Ignore), Err("MissingCredentials".into()));
+        assert_eq!(kind(&[], Some("x=1&token=abc"), QueryToken::Accept), Ok("abc".into()));
+        assert_eq!(kind(&[b"Bearer abc"], Some("token=abc"), QueryToken::Accept), Ok("abc".into()));
+        assert!(kind(&[b"Bearer abc"], Some("token=xyz"), QueryToken::Accept).is_err());
+        assert!(kind(&[], Some("token=a&token=a"), QueryToken::Accept).is_err());
+        assert!(kind(&[], Some("token="), QueryToken::Accept).is_err());
+        // On a REST route a stray ?token= neither helps nor conflicts.
+        assert_eq!(kind(&[b"Bearer abc"], Some("token=xyz"), QueryToken::Ignore), Ok("abc".into()));
+    }
+
+    proptest! {
+        #[test]
+        fn total_on_arbitrary_bytes(
+            values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..3),
+            query in ".{0,64}",
+        ) {
+            let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+            for policy in [QueryToken::Ignore, QueryToken::Accept] {
+                if let Ok(token) = extract_credential(refs.iter().copied(), Some(&query), policy) {
+                    prop_assert!(!token.is_empty());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,590 @@
+//! JWT access tokens: issue and verify, with a `kid`-keyed key ring.
+//!
+//! * HS256 by default (a shared secret of at least [`MIN_HS256_SECRET_LEN`] bytes).
+//! * EdDSA, ES256 and RS256 through [`JwtKeys::from_private_pem`]: one active signing key and
+//!   any number of verification-only keys ([`JwtKeys::with_verification_pem`]), so signing keys
+//!   rotate without downtime; the public keys are exported by [`TokenAuthority::jwks`].
+//! * The algorithm is pinned per key: a token is checked only with the algorithm of the key it
+//!   names, so `alg: none` and HS/RS or HS/EdDSA confusion cannot work.
+//! * Required claims `exp`, `iss`, `aud`, `sub`; `nbf` is honoured; a maximum lifetime and a
+//!   size cap are enforced; `typ` must be absent, `JWT` or `at+jwt`; any `crit` is refused.
+//! * A token with exactly `{sub, exp, iat, iss, aud}` made by any standard JWT library with the
+//!   configured HS256 secret is accepted (with no scopes).
+
+use std::{fmt, time::Duration};
+
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation,
+    jwk::{Jwk, JwkSet, PublicKeyUse},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{ConfigError, InvalidReason, OwnerId, Scopes, SecretBytes, SecretString};
+
+/// Minimum HS256 secret length in bytes (RFC 7518 §3.2: at least the hash size).
+pub const MIN_HS256_SECRET_LEN: usize = 32;
+
+/// The signing algorithms this crate supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with a shared secret.
+    Hs256,
+    /// ECDSA P-256 with SHA-256.
+    Es256,
+    /// Ed25519.
+    EdDsa,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    Rs256,
+}
+
+impl JwtAlgorithm {
+    fn to_jsonwebtoken(self) -> Algorithm {
+        match self {
+            Self::Hs256 => Algorithm::HS256,
+            Self::Es256 => Algorithm::ES256,
+            Self::EdDsa => Algorithm::EdDSA,
+            Self::Rs256 => Algorithm::RS256,
+        }
+    }
+}
+
+/// Token policy. Every default is the one written on its setter.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct JwtConfig {
+    issuer: String,
+    audience: String,
+    access_token_ttl: Duration,
+    max_lifetime: Duration,
+    leeway: Duration,
+    max_token_len: usize,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "nexora".into(),
+            audience: "nexora-api".into(),
+            access_token_ttl: Duration::from_secs(15 * 60),
+            max_lifetime: Duration::from_secs(24 * 60 * 60),
+            leeway: Duration::from_secs(30),
+            max_token_len: 8 * 1024,
+        }
+    }
+}
+
+impl JwtConfig {
+    /// The `iss` claim issued and required. Defaults to `nexora`.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = issuer.into();
+        self
+    }
+
+    /// The `aud` claim issued and required. Defaults to `nexora-api`.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = audience.into();
+        self
+    }
+
+    /// Lifetime of issued access tokens. Defaults to 15 minutes.
+    pub fn access_token_ttl(mut self, ttl: Duration) -> Self {
+        self.access_token_ttl = ttl;
+        self
+    }
+
+    /// Longest lifetime accepted on verification (`exp - iat`, and `exp - now`). Defaults to
+    /// 24 hours; tokens from elsewhere with a longer life are refused.
+    pub fn max_lifetime(mut self, max: Duration) -> Self {
+        self.max_lifetime = max;
+        self
+    }
+
+    /// Clock-skew allowance for `exp`, `nbf` and `iat`. Defaults to 30 seconds.
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Tokens longer than this many bytes are refused before any decoding. Defaults to 8 KiB.
+    pub fn max_token_len(mut self, len: usize) -> Self {
+        self.max_token_len = len;
+        self
+    }
+
+    /// The configured issuer.
+    pub fn issuer_name(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The configured access-token lifetime.
+    pub fn ttl(&self) -> Duration {
+        self.access_token_ttl
+    }
+}
+
+struct VerifyingKey {
+    kid: Option<String>,
+    alg: JwtAlgorithm,
+    key: DecodingKey,
+    public_jwk: Option<Jwk>,
+}
+
+/// The key ring: one active signing key, plus verification keys by `kid`.
+pub struct JwtKeys {
+    signing_kid: Option<String>,
+    signing_alg: JwtAlgorithm,
+    signing: EncodingKey,
+    verifying: Vec<VerifyingKey>,
+}
+
+impl fmt::Debug for JwtKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kids: Vec<_> = self.verifying.iter().map(|k| (&k.kid, k.alg)).collect();
+        f.debug_struct("JwtKeys")
+            .field("signing_kid", &self.signing_kid)
+            .field("signing_alg", &self.signing_alg)
+            .field("verifying", &kids)
+            .field("secrets", &format_args!("[redacted]"))
+            .finish()
+    }
+}
+
+fn ensure_crypto_backend() -> Result<(), ConfigError> {
+    use jsonwebtoken::crypto::CryptoProvider;
+    if CryptoProvider::try_get_default().is_some() {
+        return Ok(());
+    }
+    #[cfg(feature = "aws-lc-rs")]
+    {
+        // Both backends enabled: prefer the faster one explicitly. A concurrent install of
+        // the same provider is fine; whichever wins is a valid provider.
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+        if CryptoProvider::try_get_default().is_some() {
+            return Ok(());
+        }
+    }
+    Err(ConfigError::NoCryptoBackend)
+}
+
+fn key_error(e: jsonwebtoken::errors::Error) -> ConfigError {
+    ConfigError::JwtKey(e.to_string())
+}
+
+impl JwtKeys {
+    /// An HS256 ring with one shared secret (no `kid`). Fails if the secret is shorter than
+    /// [`MIN_HS256_SECRET_LEN`] bytes or no crypto backend is compiled in.
+    pub fn hs256(secret: &SecretBytes) -> Result<Self, ConfigError> {
+        ensure_crypto_backend()?;
+        if secret.len() < MIN_HS256_SECRET_LEN {
+            return Err(ConfigError::JwtSecretTooShort { min: MIN_HS256_SECRET_LEN });
+        }
+        let signing = EncodingKey::from_secret(secret.expose()).map_err(key_error)?;
+        let key = DecodingKey::from_secret(secret.expose()).map_err(key_error)?;
+        Ok(Self {
+            signing_kid: None,
+            signing_alg: JwtAlgorithm::Hs256,
+            signing,
+            verifying: vec![VerifyingKey { kid: None, alg: JwtAlgorithm::Hs256, key, public_jwk: None }],
+        })
+    }
+
+    /// A ring whose active signing key is the given private key (PKCS#8 PEM, or PKCS#1 for
+    /// RSA), named `kid`. Its public key verifies and is published in the JWKS.
+    pub fn from_private_pem(alg: JwtAlgorithm, kid: &str, pem: &[u8]) -> Result<Self, ConfigError> {
+        ensure_crypto_backend()?;
+        let signing = match alg {
+            JwtAlgorithm::Es256 => EncodingKey::from_ec_pem(pem),
+            JwtAlgorithm::EdDsa => EncodingKey::from_ed_pem(pem),
+            JwtAlgorithm::Rs256 => EncodingKey::from_rsa_pem(pem),
+            JwtAlgorithm::Hs256 => {
+                return Err(ConfigError::Invalid("HS256 keys are secrets, not PEM files"));
+            }
+        }
+        .map_err(key_error)?;
+        let mut jwk = Jwk::from_encoding_key(&signing, alg.to_jsonwebtoken()).map_err(key_error)?;
+        jwk.common.key_id = Some(kid.to_owned());
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        let key = DecodingKey::from_jwk(&jwk).map_err(key_error)?;
+        Ok(Self {
+            signing_kid: Some(kid.to_owned()),
+            signing_alg: alg,
+            signing,
+            verifying: vec![VerifyingKey { kid: Some(kid.to_owned()), alg, key, public_jwk: Some(jwk) }],
+        })
+    }
+
+    /// Adds a verification-only public key (SPKI PEM), e.g. the previous signing key during a
+    /// rotation. Fails on a duplicate `kid`.
+    pub fn with_verification_pem(
+        mut self,
+        alg: JwtAlgorithm,
+        kid: &str,
+        pem: &[u8],
+    ) -> Result<Self, ConfigError> {
+        if self.verifying.iter().any(|k| k.kid.as_deref() == Some(kid)) {
+            return Err(ConfigError::Invalid("duplicate JWT key id"));
+        }
+        let key = match alg {
+            JwtAlgorithm::Es256 => DecodingKey::from_ec_pem(pem),
+            JwtAlgorithm::EdDsa => DecodingKey::from_ed_pem(pem),
+            JwtAlgorithm::Rs256 => DecodingKey::from_rsa_pem(pem),
+            JwtAlgorithm::Hs256 => {
+                return Err(ConfigError::Invalid("HS256 keys are secrets, not PEM files"));
+            }
+        }
+        .map_err(key_error)?;
+        let mut jwk = Jwk::from_decoding_key(&key, Some(alg.to_jsonwebtoken())).map_err(key_error)?;
+        jwk.common.key_id = Some(kid.to_owned());
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        self.verifying.push(VerifyingKey { kid: Some(kid.to_owned()), alg, key, public_jwk: Some(jwk) });
+        Ok(self)
+    }
+
+    /// Also accepts HS256 tokens (without `kid`) made with `secret` — for a migration from a
+    /// shared secret to asymmetric keys. The secret is never published.
+    pub fn with_hs256_verification(mut self, secret: &SecretBytes) -> Result<Self, ConfigError> {
+        if secret.len() < MIN_HS256_SECRET_LEN {
+            return Err(ConfigError::JwtSecretTooShort { min: MIN_HS256_SECRET_LEN });
+        }
+        if self.verifying.iter().any(|k| k.kid.is_none()) {
+            return Err(ConfigError::Invalid("only one key may verify tokens without kid"));
+        }
+        let key = DecodingKey::from_secret(secret.expose()).map_err(key_error)?;
+        self.verifying.push(VerifyingKey { kid: None, alg: JwtAlgorithm::Hs256, key, public_jwk: None });
+        Ok(self)
+    }
+}
+
+/// A freshly issued access token.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AccessToken {
+    /// The compact JWT. Secret: give it to its owner only.
+    pub token: SecretString,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+    /// Its unique id (`jti`).
+    pub jti: String,
+}
+
+/// What a verified access token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VerifiedToken {
+    /// The subject (`sub`).
+    pub subject: OwnerId,
+    /// The scopes of the `scope` claim (space-separated; empty if absent).
+    pub scopes: Scopes,
+    /// The token id (`jti`), if present.
+    pub jti: Option<String>,
+    /// The `kid` of the key that verified it.
+    pub kid: Option<String>,
+    /// Expiry, seconds since the epoch.
+    pub expires_at: u64,
+}
+
+#[derive(Serialize)]
+struct IssueClaims<'a> {
+    sub: &'a str,
+    iss: &'a str,
+    aud: &'a str,
+    iat: u64,
+    exp: u64,
+    jti: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    scope: &'a str,
+}
+
+/// The claims this crate reads itself; `iss`, `aud` and `nbf` are checked by `jsonwebtoken`.
+/// `exp` and `iat` are typed `u64`: a string, null, negative or fractional value fails here
+/// even if some other layer were lenient.
+#[derive(Deserialize)]
+struct ReadClaims {
+    sub: String,
+    exp: u64,
+    #[serde(default)]
+    iat: Option<u64>,
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+struct PreparedKey {
+    kid: Option<String>,
+    key: DecodingKey,
+    validation: Validation,
+}
+
+/// Issues and verifies access tokens for one [`JwtKeys`] ring and [`JwtConfig`].
+pub struct TokenAuthority {
+    config: JwtConfig,
+    signing_kid: Option<String>,
+    signing_alg: Algorithm,
+    signing: EncodingKey,
+    verifying: Vec<PreparedKey>,
+    jwks: JwkSet,
+}
+
+impl fmt::Debug for TokenAuthority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenAuthority")
+            .field("config", &self.config)
+            .field("signing_kid", &self.signing_kid)
+            .field("signing_alg", &self.signing_alg)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_secs() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
+impl TokenAuthority {
+    /// Prepares the ring for `config`. The sign + verify self-check runs here, so a broken
+    /// build or key fails at startup, not at the first request.
+    pub fn new(keys: JwtKeys, config: JwtConfig) -> Result<Self, ConfigError> {
+        ensure_crypto_backend()?;
+        if config.access_token_ttl > config.max_lifetime {
+            return Err(ConfigError::Invalid("access token lifetime exceeds the maximum lifetime"));
+        }
+        let verifying = keys
+            .verifying
+            .iter()
+            .map(|k| {
+                let mut validation = Validation::new(k.alg.to_jsonwebtoken());
+                validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+                validation.set_issuer(&[&config.issuer]);
+                validation.set_audience(&[&config.audience]);
+                validation.leeway = config.leeway.as_secs();
+                validation.validate_exp = true;
+                validation.validate_nbf = true;
+                PreparedKey { kid: k.kid.clone(), key: k.key.clone(), validation }
+            })
+            .collect();
+        let jwks = JwkSet { keys: keys.verifying.iter().filter_map(|k| k.public_jwk.clone()).collect() };
+        let authority = Self {
+            config,
+            signing_kid: keys.signing_kid.clone(),
+            signing_alg: keys.signing_alg.to_jsonwebtoken(),
+            signing: keys.signing.clone(),
+            verifying,
+            jwks,
+        };
+        let probe = authority
+            .issue(&OwnerId::new("startup-self-check"), &Scopes::empty())
+            .map_err(|e| ConfigError::JwtKey(format!("cannot sign: {e}")))?;
+        authority
+            .verify(probe.token.expose())
+            .map_err(|e| ConfigError::JwtKey(format!("cannot verify own token: {e}")))?;
+        Ok(authority)
+    }
+
+    /// The policy in force.
+    pub fn config(&self) -> &JwtConfig {
+        &self.config
+    }
+
+    /// The public keys as a JWKS document (`/.well-known/jwks.json`). Empty for HS256 rings:
+    /// shared secrets are never published.
+    pub fn jwks(&self) -> &JwkSet {
+        &self.jwks
+    }
+
+    /// Issues an access token for `subject` carrying `scopes`.
+    pub fn issue(&self, subject: &OwnerId, scopes: &Scopes) -> Result<AccessToken, InvalidReason> {
+        let iat = now_secs();
+        let ttl = self.config.access_token_ttl.as_secs();
+        let jti = uuid::Uuid::new_v4().to_string();
+        let scope = scopes.to_space_separated();
+        let claims = IssueClaims {
+            sub: subject.as_str(),
+            iss: &self.config.issuer,
+            aud: &self.config.audience,
+            iat,
+            exp: iat + ttl,
+            jti: &jti,
+            scope: &scope,
+        };
+        let mut header = Header::new(self.signing_alg);
+        header.kid.clone_from(&self.signing_kid);
+        header.typ = Some("at+jwt".into());
+        let token = jsonwebtoken::encode(&header, &claims, &self.signing)
+            .map_err(|e| InvalidReason::Jwt(format!("signing failed: {e}")))?;
+        Ok(AccessToken { token: SecretString::new(token), expires_in: ttl, jti })
+    }
+
+    fn select_key(&self, token: &str) -> Result<&PreparedKey, InvalidReason> {
+        if let [only] = self.verifying.as_slice() {
+            // One key: `decode` checks the header's alg against this key's pinned alg, and
+            // the signature decides; no need to parse the header twice.
+            return Ok(only);
+        }
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| InvalidReason::Jwt(format!("header: {e}")))?;
+        self.verifying
+            .iter()
+            .find(|k| k.kid == header.kid)
+            .ok_or_else(|| InvalidReason::Jwt("unknown kid".into()))
+    }
+
+    /// Verifies a compact JWT and returns what it says.
+    pub fn verify(&self, token: &str) -> Result<VerifiedToken, InvalidReason> {
+        if token.len() > self.config.max_token_len {
+            return Err(InvalidReason::TooLarge);
+        }
+        let key = self.select_key(token)?;
+        let data = jsonwebtoken::decode::<ReadClaims>(token, &key.key, &key.validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => InvalidReason::Expired,
+                _ => InvalidReason::Jwt(e.to_string()),
+            })?;
+        if data.header.crit.is_some() {
+            return Err(InvalidReason::Jwt("crit header not supported".into()));
+        }
+        if let Some(typ) = &data.header.typ {
+            let typ = typ.to_ascii_lowercase();
+            if !matches!(typ.as_str(), "jwt" | "at+jwt" | "application/at+jwt") {
+                return Err(InvalidReason::Jwt("not an access token (typ)".into()));
+            }
+        }
+        let claims = data.claims;
+        let now = now_secs();
+        let max = self.config.max_lifetime.as_secs();
+        let leeway = self.config.leeway.as_secs();
+        if claims.exp > now.saturating_add(max).saturating_add(leeway) {
+            return Err(InvalidReason::Jwt("lifetime exceeds maximum".into()));
+        }
+        if let Some(iat) = claims.iat {
+            if iat > now.saturating_add(leeway) {
+                return Err(InvalidReason::Jwt("issued in the future".into()));
+            }
+            if claims.exp.saturating_sub(iat) > max {
+                return Err(InvalidReason::Jwt("lifetime exceeds maximum".into()));
+            }
+        }
+        if claims.sub.is_empty() {
+            return Err(InvalidReason::Jwt("empty sub".into()));
+        }
+        let scopes = match claims.scope.as_deref() {
+            None => Scopes::empty(),
+            Some(text) => Scopes::parse_space_separated(text)
+                .map_err(|_| InvalidReason::Jwt("invalid scope claim".into()))?,
+        };
+        Ok(VerifiedToken {
+            subject: OwnerId::new(claims.sub),
+            scopes,
+            jti: claims.jti,
+            kid: key.kid.clone(),
+            expires_at: claims.exp,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use serde_json::json;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-test";
+
+    fn authority() -> TokenAuthority {
+        TokenAuthority::new(JwtKeys::hs256(&SecretBytes::new(SECRET.to_vec())).unwrap(), JwtConfig::default())
+            .unwrap()
+    }
+
+    fn sign(header: serde_json::Value, claims: serde_json::Value, secret: &[u8]) -> String {
+        use hmac::{Hmac, KeyInit, Mac};
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let msg = format!("{}.{}", b64.encode(header.to_string()), b64.encode(claims.to_string()));
+        let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).unwrap();
+        mac.update(msg.as_bytes());
+        format!("{msg}.{}", b64.encode(mac.finalize().into_bytes()))
+    }
+
+    fn base_claims() -> serde_json::Value {
+        let now = now_secs();
+        json!({"sub": "user-1", "iat": now, "exp": now + 600, "iss": "nexora", "aud": "nexora-api"})
+    }
+
+    #[test]
+    fn issue_then_verify() {
+        let a = authority();
+        let scopes = Scopes::new(["agents:read", "keys:manage"]).unwrap();
+        let t = a.issue(&OwnerId::new("user-1"), &scopes).unwrap();
+        assert_eq!(t.expires_in, 900);
+        let v = a.verify(t.token.expose()).unwrap();
+        assert_eq!(v.subject.as_str(), "user-1");
+        assert_eq!(v.scopes, scopes);
+        assert_eq!(v.jti.as_deref(), Some(t.jti.as_str()));
+    }
+
+    #[test]
+    fn accepts_a_minimal_token_from_a_standard_library() {
+        let token = sign(json!({"alg": "HS256", "typ": "JWT"}), base_claims(), SECRET);
+        let v = authority().verify(&token).unwrap();
+        assert!(v.scopes.is_empty());
+        let no_typ = sign(json!({"alg": "HS256"}), base_claims(), SECRET);
+        assert!(authority().verify(&no_typ).is_ok());
+    }
+
+    #[test]
+    fn rejects_what_it_must() {
+        let a = authority();
+        let now = now_secs();
+        let mut cases: Vec<(&str, String)> = vec![
+            ("wrong secret", sign(json!({"alg": "HS256"}), base_claims(), b"another-secret-another-secret-32b")),
+            ("alg none", {
+                let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+                format!("{}.{}.", b64.encode(r#"{"alg":"none"}"#), b64.encode(base_claims().to_string()))
+            }),
+            ("HS512", {
+                let t = sign(json!({"alg": "HS512"}), base_claims(), SECRET);
+                t
+            }),
+            ("refresh typ", sign(json!({"alg": "HS256", "typ": "refresh+jwt"}), base_claims(), SECRET)),
+            ("crit", sign(json!({"alg": "HS256", "crit": ["b64"], "b64": true}), base_claims(), SECRET)),
+            ("too large", "a".repeat(9000)),
+            ("garbage", "not.a.jwt".into()),
+        ];
+        for (claim, value) in [
+            ("exp", json!("9999999999")),
+            ("exp", json!(null)),
+            ("exp", json!(-1)),
+            ("exp", json!(1e300)),
+            ("exp", json!(u64::MAX)),
+            ("exp", json!(now + 2 * 24 * 3600)),
+            ("exp", json!(now - 3600)),
+            ("nbf", json!(now + 3600)),
+            ("iat", json!(now + 3600)),
+            ("aud", json!("someone-else")),
+            ("aud", json!(5)),
+            ("aud", json!([])),
+            ("iss", json!("evil")),
+            ("sub", json!("")),
+            ("scope", json!("bad\"scope")),
+        ] {
+            let mut claims = base_claims();
+            claims[claim] = value;
+            cases.push((claim, sign(json!({"alg": "HS256"}), claims, SECRET)));
+        }
+        for missing in ["exp", "iss", "aud", "sub"] {
+            let mut claims = base_claims();
+            claims.as_object_mut().unwrap().remove(missing);
+            cases.push((missing, sign(json!({"alg": "HS256"}), claims, SECRET)));
+        }
+        for (name, token) in cases {
+            assert!(a.verify(&token).is_err(), "{name} must be rejected");
+        }
+    }
+
+    #[test]
+    fn short_secret_is_a_startup_error() {
+        assert!(matches!(
+            JwtKeys::hs256(&SecretBytes::new(vec![1; 31])),
+            Err(ConfigError::JwtSecretTooShort { min: 32 })
+        ));
+    }
+}

@@ -1,0 +1,117 @@
+//! The authentication core of the Nexora API: `nxr_` API keys, JWT access tokens and password
+//! login over pluggable stores.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use nexora_auth::{
+//!     Authenticator, Credential, JwtConfig, JwtKeys, MemoryKeyStore, NewKey, OwnerId,
+//!     PepperRing, Principal, Scopes, SecretBytes, TokenAuthority,
+//! };
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Server-side secrets: in production, load them from configuration, never from the database.
+//! let pepper = SecretBytes::new(b"pepper: 32+ random bytes, kept out of the db".to_vec());
+//! let jwt_secret = SecretBytes::new(b"jwt secret: 32+ random bytes, keep it safe".to_vec());
+//!
+//! let auth = Authenticator::builder(Arc::new(MemoryKeyStore::new()), PepperRing::new(1, pepper)?)
+//!     .tokens(TokenAuthority::new(JwtKeys::hs256(&jwt_secret)?, JwtConfig::default())?)
+//!     .build()?;
+//!
+//! // A user (from your own user system, or ours) creates a key; it is shown exactly once.
+//! let alice = Principal::new(OwnerId::new("alice"), Credential::Internal, Scopes::new(["agents:read"])?);
+//! let created = auth.create_key(&alice, NewKey::named("CI pipeline")).await?;
+//! let key_text = created.key.expose().to_owned();
+//! assert!(key_text.starts_with("nxr_"));
+//!
+//! // Every request: authenticate the bearer token (an nxr_ key or a JWT).
+//! let principal = auth.authenticate(&key_text).await?;
+//! assert_eq!(principal.owner().as_str(), "alice");
+//! principal.require_scope("agents:read")?;
+//!
+//! // Rotation keeps the id; the old key stops working at once.
+//! let rotated = auth.rotate_key(principal.owner(), created.info.id, Default::default()).await?;
+//! assert!(auth.authenticate(&key_text).await.is_err());
+//! assert!(auth.authenticate(rotated.key.expose()).await.is_ok());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # How a key is found and checked
+//!
+//! A key is `nxr_` + its id (a UUID, base62) + 190 bits of secret + a CRC32 (see [`key`]).
+//! The store is searched by the **id embedded in the key** (a primary-key lookup), and the
+//! secret is then checked by recomputing `HMAC-SHA256(pepper, id ‖ secret)` and comparing it
+//! with the stored digest in constant time ([`subtle`]).
+//!
+//! Why an embedded id rather than an index on the digest: a digest index makes pepper
+//! rotation expensive (every unknown key would have to be digested and looked up once per
+//! pepper version, as the store cannot know which pepper applies); with the id, the record says
+//! which pepper version made its digest, so a request costs exactly one lookup and one HMAC
+//! whatever the number of peppers. Rotation keeps the id, so the grace-period option is a
+//! second digest on the same row rather than a second lookup. The id is not secret: it is in
+//! every list response anyway.
+//!
+//! # Threat model
+//!
+//! * **A leaked database** gives key ids, names, scopes, display fragments (the last 4 secret
+//!   characters) and HMAC digests. Without the pepper the digests cannot be checked against
+//!   guesses at all, and with ~166 unknown bits per secret they could not be brute-forced even
+//!   with it. Nothing in the database authenticates: there are no keys, only digests. Password
+//!   hashes are argon2id (m=19456 KiB, t=2, p=1): offline guessing costs ~20 MiB and tens of
+//!   milliseconds per guess per account.
+//! * **A leaked pepper** alone gives nothing: it is a MAC key, and no key can be derived from
+//!   it. With the database as well, an attacker can verify guesses offline — still hopeless
+//!   against 190-bit random secrets. Recovery: add a new pepper version as current, keep the
+//!   old one as retired ([`PepperRing::with_retired`]), rotate keys, then drop it.
+//! * **A timing observer** can tell a malformed key (no store call) from a well-formed one, and
+//!   an existing id from a missing one (the store lookup), but ids are not secret. The digest
+//!   comparison is constant-time and runs before revocation and expiry are judged, so response
+//!   timing reveals nothing about the secret or about a key's state. Unknown and known emails
+//!   at login both cost one argon2 verification ([`PasswordHasher::verify`]).
+//! * **A log reader** sees no secrets: keys, passwords, peppers and JWT secrets print
+//!   `[redacted]` in `Debug`, have no `Display`, and are zeroized on drop.
+//!
+//! # JWT crypto backend
+//!
+//! `jsonwebtoken` 12 needs exactly one crypto backend. This crate enables `rust-crypto` (pure
+//! Rust, no C toolchain, faster cold builds) by default: HS256, the default algorithm, is as
+//! fast there as on aws-lc-rs. Deployments that verify many ES256 tokens can enable the
+//! `aws-lc-rs` feature (ES256 verify ~39 µs instead of ~155 µs on our test machine). A build
+//! with neither fails to compile; [`TokenAuthority::new`] also runs a sign + verify self-check,
+//! so a misconfiguration stops startup rather than the first request.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+#[cfg(not(any(feature = "rust-crypto", feature = "aws-lc-rs")))]
+compile_error!("nexora-auth needs a JWT crypto backend: enable the `rust-crypto` or `aws-lc-rs` feature");
+
+pub mod credentials;
+mod digest;
+mod error;
+pub mod jwt;
+pub mod key;
+mod last_used;
+mod memory;
+mod password;
+mod scope;
+mod secret;
+mod service;
+pub mod store;
+
+pub use credentials::{MAX_CREDENTIAL_LEN, QueryToken, extract_credential};
+pub use digest::{KeyDigest, MIN_PEPPER_LEN, PepperRing, StoredDigest};
+pub use error::{AuthError, ConfigError, ErrorResponse, InvalidReason, LocPart, ValidationIssue};
+pub use jwt::{AccessToken, JwtAlgorithm, JwtConfig, JwtKeys, TokenAuthority, VerifiedToken};
+pub use key::{ApiKey, KEY_LEN, KEY_PREFIX, KeyId, KeyParseError, RandomnessError};
+pub use memory::{MemoryKeyStore, MemoryUserStore};
+pub use password::{PasswordCheck, PasswordHasher, PasswordPolicy};
+pub use scope::{MAX_SCOPE_LEN, MAX_SCOPES, ScopeError, Scopes};
+pub use secret::{SecretBytes, SecretString};
+pub use service::{
+    Authenticator, AuthenticatorBuilder, Clock, CreatedKey, Credential, KeyInfo, LastUsedFlusher,
+    LoginResponse, MAX_EMAIL_LEN, MAX_KEY_NAME_LEN, NewKey, Principal, RotateOptions, SystemClock,
+    UserInfo, normalize_email,
+};
+pub use store::{KeyRecord, KeyStore, OwnerId, StoreError, UserRecord, UserStore};

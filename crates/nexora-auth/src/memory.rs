@@ -1,0 +1,192 @@
+//! In-memory stores: the reference implementations of [`KeyStore`] and [`UserStore`].
+//!
+//! Both are sharded concurrent maps ([`dashmap`]): reads of different keys do not contend on
+//! one lock, and no lock is ever held across an `.await` (no method awaits while holding one).
+
+use async_trait::async_trait;
+use dashmap::{DashMap, mapref::entry::Entry};
+use time::OffsetDateTime;
+
+use crate::{
+    KeyId,
+    store::{
+        KeyRecord, KeyStore, LastUsed, OwnerId, PreviousDigest, RevokeOutcome, RotateOutcome,
+        Rotation, StoreError, UserRecord, UserStore,
+    },
+};
+
+/// An in-memory [`KeyStore`]. Data lives as long as the value; cheap to share in an `Arc`.
+#[derive(Debug, Default)]
+pub struct MemoryKeyStore {
+    keys: DashMap<KeyId, KeyRecord>,
+    by_owner: DashMap<OwnerId, Vec<KeyId>>,
+}
+
+impl MemoryKeyStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of records (revoked ones included).
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the store holds no records.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+fn expired(record: &KeyRecord, now: OffsetDateTime) -> bool {
+    record.expires_at.is_some_and(|at| at <= now)
+}
+
+#[async_trait]
+impl KeyStore for MemoryKeyStore {
+    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        match self.keys.entry(record.id) {
+            Entry::Occupied(_) => return Err(StoreError::DuplicateId),
+            Entry::Vacant(slot) => {
+                slot.insert(record.clone());
+            }
+        }
+        self.by_owner.entry(record.owner.clone()).or_default().push(record.id);
+        Ok(())
+    }
+
+    async fn find(&self, id: KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        Ok(self.keys.get(&id).map(|r| r.clone()))
+    }
+
+    async fn list(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
+        let ids = self.by_owner.get(owner).map(|ids| ids.clone()).unwrap_or_default();
+        let mut records: Vec<KeyRecord> = ids
+            .iter()
+            .filter_map(|id| self.keys.get(id).map(|r| r.clone()))
+            .filter(|r| r.revoked_at.is_none() && &r.owner == owner)
+            .collect();
+        records.sort_by(|a, b| (a.created_at, a.id).cmp(&(b.created_at, b.id)));
+        Ok(records)
+    }
+
+    async fn rotate(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        rotation: &Rotation,
+    ) -> Result<RotateOutcome, StoreError> {
+        // The shard write lock makes the check and the update one atomic step.
+        let Some(mut record) = self.keys.get_mut(&id) else {
+            return Ok(RotateOutcome::NotFound);
+        };
+        if &record.owner != owner {
+            return Ok(RotateOutcome::NotFound);
+        }
+        if record.revoked_at.is_some() {
+            return Ok(RotateOutcome::Revoked);
+        }
+        if expired(&record, rotation.now) {
+            return Ok(RotateOutcome::Expired);
+        }
+        record.previous = rotation
+            .grace_until
+            .map(|valid_until| PreviousDigest { digest: record.digest, valid_until });
+        record.digest = rotation.digest;
+        record.display.clone_from(&rotation.display);
+        Ok(RotateOutcome::Rotated(record.clone()))
+    }
+
+    async fn revoke(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        at: OffsetDateTime,
+    ) -> Result<RevokeOutcome, StoreError> {
+        let Some(mut record) = self.keys.get_mut(&id) else {
+            return Ok(RevokeOutcome::NotFound);
+        };
+        if &record.owner != owner {
+            return Ok(RevokeOutcome::NotFound);
+        }
+        if record.revoked_at.is_some() {
+            return Ok(RevokeOutcome::AlreadyRevoked);
+        }
+        record.revoked_at = Some(at);
+        record.previous = None;
+        Ok(RevokeOutcome::Revoked)
+    }
+
+    async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
+        for entry in batch {
+            if let Some(mut record) = self.keys.get_mut(&entry.id) {
+                if record.last_used_at.is_none_or(|prev| prev < entry.at) {
+                    record.last_used_at = Some(entry.at);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An in-memory [`UserStore`].
+#[derive(Debug, Default)]
+pub struct MemoryUserStore {
+    by_email: DashMap<String, UserRecord>,
+    email_of: DashMap<OwnerId, String>,
+}
+
+impl MemoryUserStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl UserStore for MemoryUserStore {
+    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        match self.email_of.entry(user.id.clone()) {
+            Entry::Occupied(_) => return Err(StoreError::DuplicateId),
+            Entry::Vacant(slot) => match self.by_email.entry(user.email.clone()) {
+                Entry::Occupied(_) => return Err(StoreError::DuplicateEmail),
+                Entry::Vacant(email_slot) => {
+                    email_slot.insert(user.clone());
+                    slot.insert(user.email.clone());
+                }
+            },
+        }
+        Ok(())
+    }
+
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self.by_email.get(email).map(|u| u.clone()))
+    }
+
+    async fn find_user(&self, id: &OwnerId) -> Result<Option<UserRecord>, StoreError> {
+        let Some(email) = self.email_of.get(id).map(|e| e.clone()) else {
+            return Ok(None);
+        };
+        Ok(self.by_email.get(&email).map(|u| u.clone()))
+    }
+
+    async fn update_password_hash(&self, id: &OwnerId, phc: &str) -> Result<bool, StoreError> {
+        let Some(email) = self.email_of.get(id).map(|e| e.clone()) else {
+            return Ok(false);
+        };
+        match self.by_email.get_mut(&email) {
+            Some(mut user) => {
+                user.password_hash = phc.to_owned();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let mut users: Vec<UserRecord> = self.by_email.iter().map(|u| u.clone()).collect();
+        users.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(users)
+    }
+}

@@ -1,0 +1,255 @@
+//! Password hashing with argon2id, off the async executor and bounded in concurrency.
+
+use std::{fmt, sync::Arc};
+
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier, Version};
+use tokio::sync::Semaphore;
+
+use crate::{AuthError, ConfigError, SecretString};
+
+/// Password rules and argon2id cost. Every default is on its setter.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PasswordPolicy {
+    memory_kib: u32,
+    iterations: u32,
+    parallelism: u32,
+    min_len: usize,
+    max_len: usize,
+    max_concurrent_hashes: usize,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+            min_len: 8,
+            max_len: 1024,
+            max_concurrent_hashes: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+impl PasswordPolicy {
+    /// argon2id cost: memory in KiB, iterations, lanes. Defaults to OWASP's
+    /// m=19456 (19 MiB), t=2, p=1.
+    pub fn argon2_params(mut self, memory_kib: u32, iterations: u32, parallelism: u32) -> Self {
+        self.memory_kib = memory_kib;
+        self.iterations = iterations;
+        self.parallelism = parallelism;
+        self
+    }
+
+    /// Shortest password accepted at registration, in characters. Defaults to 8.
+    pub fn min_len(mut self, min: usize) -> Self {
+        self.min_len = min;
+        self
+    }
+
+    /// Longest password accepted, in bytes; longer ones are refused before hashing (argon2
+    /// would otherwise hash a megabyte per attempt). Defaults to 1024.
+    pub fn max_len(mut self, max: usize) -> Self {
+        self.max_len = max;
+        self
+    }
+
+    /// How many hashes may run at once; the rest wait. Defaults to the number of CPUs.
+    pub fn max_concurrent_hashes(mut self, n: usize) -> Self {
+        self.max_concurrent_hashes = n.max(1);
+        self
+    }
+
+    /// The longest accepted password in bytes.
+    pub fn max_password_len(&self) -> usize {
+        self.max_len
+    }
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordCheck {
+    /// Whether the password matched.
+    pub matches: bool,
+    /// Whether the stored hash uses other parameters than the policy and should be replaced.
+    pub needs_rehash: bool,
+}
+
+/// Hashes and verifies passwords on the blocking pool, at most
+/// [`PasswordPolicy::max_concurrent_hashes`] at a time.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    policy: PasswordPolicy,
+    params: Params,
+    permits: Semaphore,
+    /// A real hash of a random password, verified against when the email is unknown so that
+    /// both cases cost one argon2 run.
+    dummy_hash: String,
+}
+
+impl fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordHasher").field("policy", &self.inner.policy).finish_non_exhaustive()
+    }
+}
+
+impl PasswordHasher {
+    /// Builds a hasher. Computes the dummy hash once (one argon2 run, synchronously).
+    pub fn new(policy: PasswordPolicy) -> Result<Self, ConfigError> {
+        let params = Params::new(policy.memory_kib, policy.iterations, policy.parallelism, None)
+            .map_err(|_| ConfigError::Invalid("argon2 parameters out of range"))?;
+        if policy.min_len > policy.max_len {
+            return Err(ConfigError::Invalid("password min_len exceeds max_len"));
+        }
+        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+        let dummy_hash = argon
+            .hash_password(uuid::Uuid::new_v4().as_bytes())
+            .map_err(|_| ConfigError::Invalid("argon2 self-test failed"))?
+            .to_string();
+        let permits = Semaphore::new(policy.max_concurrent_hashes);
+        Ok(Self { inner: Arc::new(Inner { policy, params, permits, dummy_hash }) })
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &PasswordPolicy {
+        &self.inner.policy
+    }
+
+    /// Checks registration rules (length) without hashing.
+    pub fn check_new_password(&self, password: &SecretString) -> Result<(), AuthError> {
+        let policy = &self.inner.policy;
+        if password.len() > policy.max_len {
+            return Err(AuthError::validation(
+                vec!["body".into(), "password".into()],
+                format!("Password must be at most {} bytes", policy.max_len),
+                "string_too_long",
+            ));
+        }
+        if password.expose().chars().count() < policy.min_len {
+            return Err(AuthError::validation(
+                vec!["body".into(), "password".into()],
+                format!("Password must be at least {} characters", policy.min_len),
+                "string_too_short",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Hashes a new password into an argon2id PHC string.
+    pub async fn hash(&self, password: &SecretString) -> Result<String, AuthError> {
+        self.check_new_password(password)?;
+        let password = password.clone();
+        self.run_blocking(move |inner| {
+            Argon2::new(Algorithm::Argon2id, Version::V0x13, inner.params.clone())
+                .hash_password(password.expose().as_bytes())
+                .map(|h| h.to_string())
+                .map_err(|e| AuthError::Unavailable(format!("argon2: {e}")))
+        })
+        .await
+    }
+
+    /// Verifies `password` against `phc`, or against the dummy hash when `phc` is `None`
+    /// (unknown user), so both paths take one argon2 run. A password over the length limit is
+    /// refused without hashing (every account alike, so this reveals nothing).
+    pub async fn verify(&self, password: &SecretString, phc: Option<&str>) -> Result<PasswordCheck, AuthError> {
+        if password.len() > self.inner.policy.max_len {
+            return Ok(PasswordCheck { matches: false, needs_rehash: false });
+        }
+        let known = phc.is_some();
+        let phc = phc.map(str::to_owned);
+        let password = password.clone();
+        self.run_blocking(move |inner| {
+            let target = phc.as_deref().unwrap_or(&inner.dummy_hash);
+            let Ok(parsed) = PasswordHash::new(target) else {
+                // A corrupt stored hash: no password matches it.
+                return Ok(PasswordCheck { matches: false, needs_rehash: false });
+            };
+            let matches = Argon2::default()
+                .verify_password(password.expose().as_bytes(), &parsed)
+                .is_ok()
+                && known;
+            let needs_rehash = matches && !uses_params(&parsed, &inner.params);
+            Ok(PasswordCheck { matches, needs_rehash })
+        })
+        .await
+    }
+
+    async fn run_blocking<T, F>(&self, work: F) -> Result<T, AuthError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, AuthError> + Send + 'static,
+    {
+        let _permit = self
+            .inner
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| AuthError::Unavailable("password hasher closed".into()))?;
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .map_err(|e| AuthError::Unavailable(format!("hashing task failed: {e}")))?
+    }
+}
+
+fn uses_params(hash: &PasswordHash, params: &Params) -> bool {
+    hash.algorithm.as_str() == "argon2id"
+        && Params::try_from(hash).is_ok_and(|p| {
+            p.m_cost() == params.m_cost() && p.t_cost() == params.t_cost() && p.p_cost() == params.p_cost()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fast() -> PasswordHasher {
+        PasswordHasher::new(PasswordPolicy::default().argon2_params(256, 1, 1)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn hash_and_verify() {
+        let h = fast();
+        let pw = SecretString::from("correct horse battery");
+        let phc = h.hash(&pw).await.unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=256,t=1,p=1$"));
+        let ok = h.verify(&pw, Some(&phc)).await.unwrap();
+        assert_eq!(ok, PasswordCheck { matches: true, needs_rehash: false });
+        let bad = h.verify(&SecretString::from("wrong horse battery"), Some(&phc)).await.unwrap();
+        assert!(!bad.matches);
+        let unknown = h.verify(&pw, None).await.unwrap();
+        assert!(!unknown.matches);
+    }
+
+    #[tokio::test]
+    async fn default_policy_is_owasp_argon2id() {
+        let h = PasswordHasher::new(PasswordPolicy::default()).unwrap();
+        let phc = h.hash(&SecretString::from("a long enough password")).await.unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+    }
+
+    #[tokio::test]
+    async fn rehash_when_params_change_and_long_passwords_are_not_truncated() {
+        let old = fast();
+        let pw = SecretString::new("x".repeat(127) + "y");
+        let phc = old.hash(&pw).await.unwrap();
+        let new = PasswordHasher::new(PasswordPolicy::default().argon2_params(512, 1, 1)).unwrap();
+        assert_eq!(new.verify(&pw, Some(&phc)).await.unwrap(), PasswordCheck { matches: true, needs_rehash: true });
+        let truncated = SecretString::new("x".repeat(127) + "z");
+        assert!(!new.verify(&truncated, Some(&phc)).await.unwrap().matches);
+    }
+
+    #[tokio::test]
+    async fn length_limits() {
+        let h = fast();
+        assert!(matches!(h.hash(&SecretString::from("short")).await, Err(AuthError::Validation(_))));
+        let huge = SecretString::new("p".repeat(1 << 20));
+        assert!(matches!(h.hash(&huge).await, Err(AuthError::Validation(_))));
+        assert!(!h.verify(&huge, None).await.unwrap().matches);
+    }
+}

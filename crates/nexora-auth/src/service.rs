@@ -1,0 +1,730 @@
+//! [`Authenticator`]: the service server code calls.
+
+use std::{
+    fmt,
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::{
+    AccessToken, ApiKey, AuthError, ConfigError, InvalidReason, KeyId, PasswordHasher, PasswordPolicy,
+    PepperRing, Scopes, SecretString, TokenAuthority,
+    key::has_key_prefix,
+    last_used::LastUsedTracker,
+    store::{
+        KeyRecord, KeyStore, OwnerId, RevokeOutcome, RotateOutcome, Rotation, StoreError, UserRecord,
+        UserStore,
+    },
+};
+
+/// Longest key name accepted, in characters.
+pub const MAX_KEY_NAME_LEN: usize = 100;
+/// Longest email accepted, in bytes (RFC 5321's path limit).
+pub const MAX_EMAIL_LEN: usize = 254;
+
+/// A source of the current time, replaceable in tests.
+pub trait Clock: Send + Sync + 'static {
+    /// The current instant.
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The system clock. The default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// Which credential authenticated a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Credential {
+    /// An `nxr_` API key.
+    ApiKey(KeyId),
+    /// A JWT access token, with its `jti` if it had one.
+    AccessToken {
+        /// The token id.
+        jti: Option<String>,
+    },
+    /// Built by the application itself (an admin command, a test), not from a request.
+    Internal,
+}
+
+/// Who is calling: the owner, the credential used and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    owner: OwnerId,
+    credential: Credential,
+    scopes: Scopes,
+}
+
+impl Principal {
+    /// Builds a principal (for admin code and tests; requests get theirs from
+    /// [`Authenticator::authenticate`]).
+    pub fn new(owner: OwnerId, credential: Credential, scopes: Scopes) -> Self {
+        Self { owner, credential, scopes }
+    }
+
+    /// The owner (user id, or the application's opaque id).
+    pub fn owner(&self) -> &OwnerId {
+        &self.owner
+    }
+
+    /// The credential presented.
+    pub fn credential(&self) -> &Credential {
+        &self.credential
+    }
+
+    /// The granted scopes.
+    pub fn scopes(&self) -> &Scopes {
+        &self.scopes
+    }
+
+    /// Whether the principal holds `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.contains(scope)
+    }
+
+    /// `Ok` if the principal holds `scope`, else [`AuthError::InsufficientScope`] (403).
+    pub fn require_scope(&self, scope: &str) -> Result<(), AuthError> {
+        if self.has_scope(scope) {
+            Ok(())
+        } else {
+            Err(AuthError::InsufficientScope { required: scope.to_owned() })
+        }
+    }
+}
+
+/// A request to create a key.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[non_exhaustive]
+pub struct NewKey {
+    /// The key's label. 1 to [`MAX_KEY_NAME_LEN`] characters after trimming.
+    pub name: String,
+    /// Requested scopes; `None` means "all of the creator's". Must be a subset of the
+    /// creator's scopes.
+    #[serde(default)]
+    pub scopes: Option<Scopes>,
+    /// Optional expiry; must be in the future.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl NewKey {
+    /// A request with just a name (scopes inherited, no expiry).
+    pub fn named(name: impl Into<String>) -> Self {
+        Self { name: name.into(), scopes: None, expires_at: None }
+    }
+
+    /// Sets the requested scopes.
+    pub fn with_scopes(mut self, scopes: Scopes) -> Self {
+        self.scopes = Some(scopes);
+        self
+    }
+
+    /// Sets an expiry.
+    pub fn expiring_at(mut self, at: OffsetDateTime) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+}
+
+/// The public view of a key: what list endpoints return. Never the key, its secret or digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct KeyInfo {
+    /// The key id.
+    pub id: KeyId,
+    /// The label.
+    pub name: String,
+    /// Non-secret fragment, e.g. `nxr_4fGh2k…Xy3Q`.
+    pub display: String,
+    /// Granted scopes.
+    pub scopes: Scopes,
+    /// Creation time (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Last use, recorded at most once per interval (RFC 3339 or `null`).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+    /// Expiry (RFC 3339 or `null`).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl From<&KeyRecord> for KeyInfo {
+    fn from(r: &KeyRecord) -> Self {
+        Self {
+            id: r.id,
+            name: r.name.clone(),
+            display: r.display.clone(),
+            scopes: r.scopes.clone(),
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+            expires_at: r.expires_at,
+        }
+    }
+}
+
+/// A key just created or rotated: the only time its full text is available.
+///
+/// Serialises as `{id, name, key, display, scopes, created_at, last_used_at, expires_at}`.
+#[derive(Debug, Clone)]
+pub struct CreatedKey {
+    /// The public view.
+    pub info: KeyInfo,
+    /// The full key. Shown once.
+    pub key: ApiKey,
+}
+
+impl Serialize for CreatedKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Shown<'a> {
+            id: KeyId,
+            name: &'a str,
+            key: &'a str,
+            display: &'a str,
+            scopes: &'a Scopes,
+            #[serde(with = "time::serde::rfc3339")]
+            created_at: OffsetDateTime,
+            #[serde(with = "time::serde::rfc3339::option")]
+            last_used_at: Option<OffsetDateTime>,
+            #[serde(with = "time::serde::rfc3339::option")]
+            expires_at: Option<OffsetDateTime>,
+        }
+        Shown {
+            id: self.info.id,
+            name: &self.info.name,
+            key: self.key.expose(),
+            display: &self.info.display,
+            scopes: &self.info.scopes,
+            created_at: self.info.created_at,
+            last_used_at: self.info.last_used_at,
+            expires_at: self.info.expires_at,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// Options for [`Authenticator::rotate_key`].
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct RotateOptions {
+    /// Keep the old secret working for this long. Defaults to `None`: the old key stops
+    /// working the moment the rotation returns, as the product's API documents.
+    pub grace: Option<Duration>,
+}
+
+impl RotateOptions {
+    /// Immediate rotation (the default).
+    pub fn immediate() -> Self {
+        Self::default()
+    }
+
+    /// Rotation with a grace period for the old secret.
+    pub fn with_grace(grace: Duration) -> Self {
+        Self { grace: Some(grace) }
+    }
+}
+
+/// The public view of a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct UserInfo {
+    /// The user id (the JWT `sub`).
+    pub id: OwnerId,
+    /// The normalised email.
+    pub email: String,
+    /// The user's scopes.
+    pub scopes: Scopes,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<&UserRecord> for UserInfo {
+    fn from(u: &UserRecord) -> Self {
+        Self { id: u.id.clone(), email: u.email.clone(), scopes: u.scopes.clone(), created_at: u.created_at }
+    }
+}
+
+/// The body of a successful login: `{"access_token", "token_type": "bearer", "expires_in"}`.
+#[derive(Debug, Clone)]
+pub struct LoginResponse {
+    /// The issued token.
+    pub token: AccessToken,
+}
+
+impl Serialize for LoginResponse {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            access_token: &'a str,
+            token_type: &'static str,
+            expires_in: u64,
+        }
+        Body { access_token: self.token.token.expose(), token_type: "bearer", expires_in: self.token.expires_in }
+            .serialize(serializer)
+    }
+}
+
+/// Normalises an email for storage and lookup: trimmed and lower-cased, so that
+/// `Alice@Example.com` and `alice@example.com ` are one account.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+fn validate_email(email: &str) -> Result<(), AuthError> {
+    let invalid = |msg: &str| {
+        AuthError::validation(vec!["body".into(), "email".into()], msg, "value_error")
+    };
+    if email.len() > MAX_EMAIL_LEN {
+        return Err(invalid("Email is too long"));
+    }
+    match email.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !email.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            Ok(())
+        }
+        _ => Err(invalid("Invalid email address")),
+    }
+}
+
+/// Builder for [`Authenticator`]. Every default is on its setter.
+pub struct AuthenticatorBuilder {
+    keys: Arc<dyn KeyStore>,
+    peppers: PepperRing,
+    users: Option<Arc<dyn UserStore>>,
+    tokens: Option<TokenAuthority>,
+    password_policy: PasswordPolicy,
+    last_used_interval: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl AuthenticatorBuilder {
+    /// The user store for password login. Defaults to none: [`Authenticator::login`] and
+    /// [`Authenticator::register_user`] then answer 503, and API keys and JWTs work alone
+    /// (for applications with their own user system).
+    pub fn users(mut self, users: Arc<dyn UserStore>) -> Self {
+        self.users = Some(users);
+        self
+    }
+
+    /// JWT issuing and verification. Defaults to none: only API keys authenticate.
+    pub fn tokens(mut self, tokens: TokenAuthority) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
+    /// Password rules. Defaults to [`PasswordPolicy::default`] (argon2id m=19456, t=2, p=1).
+    pub fn password_policy(mut self, policy: PasswordPolicy) -> Self {
+        self.password_policy = policy;
+        self
+    }
+
+    /// At most one `last_used_at` write per key per this interval. Defaults to 5 seconds.
+    pub fn last_used_interval(mut self, interval: Duration) -> Self {
+        self.last_used_interval = interval;
+        self
+    }
+
+    /// The time source. Defaults to [`SystemClock`].
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Builds the service (computes the password hasher's dummy hash: one argon2 run).
+    pub fn build(self) -> Result<Authenticator, ConfigError> {
+        let passwords = PasswordHasher::new(self.password_policy)?;
+        Ok(Authenticator {
+            inner: Arc::new(Inner {
+                keys: self.keys,
+                users: self.users,
+                peppers: self.peppers,
+                tokens: self.tokens,
+                passwords,
+                last_used: LastUsedTracker::new(self.last_used_interval),
+                clock: self.clock,
+            }),
+        })
+    }
+}
+
+struct Inner {
+    keys: Arc<dyn KeyStore>,
+    users: Option<Arc<dyn UserStore>>,
+    peppers: PepperRing,
+    tokens: Option<TokenAuthority>,
+    passwords: PasswordHasher,
+    last_used: LastUsedTracker,
+    clock: Arc<dyn Clock>,
+}
+
+/// The authentication service: keys, tokens, passwords, over pluggable stores.
+///
+/// Cheap to clone (shared). See the crate docs for an example.
+#[derive(Clone)]
+pub struct Authenticator {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("peppers", &self.inner.peppers)
+            .field("tokens", &self.inner.tokens)
+            .field("users", &self.inner.users.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// Starts a builder over a key store and the server's peppers.
+    pub fn builder(keys: Arc<dyn KeyStore>, peppers: PepperRing) -> AuthenticatorBuilder {
+        AuthenticatorBuilder {
+            keys,
+            peppers,
+            users: None,
+            tokens: None,
+            password_policy: PasswordPolicy::default(),
+            last_used_interval: Duration::from_secs(5),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The JWT authority, if configured (for `/.well-known/jwks.json`).
+    pub fn tokens(&self) -> Option<&TokenAuthority> {
+        self.inner.tokens.as_ref()
+    }
+
+    /// The password hasher.
+    pub fn passwords(&self) -> &PasswordHasher {
+        &self.inner.passwords
+    }
+
+    /// Authenticates a bearer token: an `nxr_` API key or a JWT access token.
+    ///
+    /// Anything starting with `nxr_` is treated as a key (and malformed keys are refused
+    /// without a store call); anything else as a JWT.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+        if has_key_prefix(token) {
+            let key = ApiKey::parse(token)
+                .map_err(|e| AuthError::InvalidToken(InvalidReason::MalformedKey(e)))?;
+            return self.authenticate_key(&key).await;
+        }
+        match &self.inner.tokens {
+            Some(tokens) => {
+                let verified = tokens.verify(token).map_err(AuthError::InvalidToken)?;
+                Ok(Principal {
+                    owner: verified.subject,
+                    credential: Credential::AccessToken { jti: verified.jti },
+                    scopes: verified.scopes,
+                })
+            }
+            None => Err(AuthError::InvalidToken(InvalidReason::UnrecognisedFormat)),
+        }
+    }
+
+    /// Authenticates a parsed API key.
+    pub async fn authenticate_key(&self, key: &ApiKey) -> Result<Principal, AuthError> {
+        let record = self
+            .inner
+            .keys
+            .find(key.id())
+            .await?
+            .ok_or(AuthError::InvalidToken(InvalidReason::UnknownKey))?;
+        let now = self.inner.clock.now();
+        let peppers = &self.inner.peppers;
+        // Compare first, judge state second: an unauthenticated caller learns nothing about
+        // whether a key id is revoked or expired.
+        let current = peppers.verify(key, &record.digest);
+        let previous = !current
+            && record
+                .previous
+                .is_some_and(|p| p.valid_until > now && peppers.verify(key, &p.digest));
+        if !current && !previous {
+            return Err(AuthError::InvalidToken(InvalidReason::SecretMismatch));
+        }
+        if record.revoked_at.is_some() {
+            return Err(AuthError::InvalidToken(InvalidReason::Revoked));
+        }
+        if record.expires_at.is_some_and(|at| at <= now) {
+            return Err(AuthError::InvalidToken(InvalidReason::Expired));
+        }
+        self.inner.last_used.note(record.id, now);
+        Ok(Principal { owner: record.owner, credential: Credential::ApiKey(record.id), scopes: record.scopes })
+    }
+
+    /// Creates a key for the principal's owner; scopes default to (and may not exceed) the
+    /// principal's.
+    pub async fn create_key(&self, creator: &Principal, request: NewKey) -> Result<CreatedKey, AuthError> {
+        self.create_key_for(creator.owner(), creator.scopes(), request).await
+    }
+
+    /// Creates a key for `owner`, who holds `allowed` scopes (for admin tools that act without
+    /// a request).
+    pub async fn create_key_for(
+        &self,
+        owner: &OwnerId,
+        allowed: &Scopes,
+        request: NewKey,
+    ) -> Result<CreatedKey, AuthError> {
+        let name = request.name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > MAX_KEY_NAME_LEN {
+            return Err(AuthError::validation(
+                vec!["body".into(), "name".into()],
+                format!("Name must be 1 to {MAX_KEY_NAME_LEN} characters"),
+                "string_length",
+            ));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(AuthError::validation(
+                vec!["body".into(), "name".into()],
+                "Name must not contain control characters",
+                "value_error",
+            ));
+        }
+        let scopes = match request.scopes {
+            Some(scopes) if !scopes.is_subset_of(allowed) => return Err(AuthError::ScopeNotHeld),
+            Some(scopes) => scopes,
+            None => allowed.clone(),
+        };
+        let now = self.inner.clock.now();
+        if request.expires_at.is_some_and(|at| at <= now) {
+            return Err(AuthError::validation(
+                vec!["body".into(), "expires_at".into()],
+                "Expiry must be in the future",
+                "value_error",
+            ));
+        }
+        // A fresh random id colliding is astronomically unlikely, but the store's duplicate
+        // check is the truth: retry once with a new id rather than fail the request.
+        for _ in 0..2 {
+            let key = ApiKey::generate().map_err(|e| AuthError::Unavailable(e.to_string()))?;
+            let record = KeyRecord {
+                id: key.id(),
+                owner: owner.clone(),
+                name: name.clone(),
+                scopes: scopes.clone(),
+                created_at: now,
+                last_used_at: None,
+                expires_at: request.expires_at,
+                revoked_at: None,
+                display: key.display_fragment(),
+                digest: self.inner.peppers.digest(&key),
+                previous: None,
+            };
+            match self.inner.keys.insert(&record).await {
+                Ok(()) => return Ok(CreatedKey { info: KeyInfo::from(&record), key }),
+                Err(StoreError::DuplicateId) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AuthError::Unavailable("key id collision".into()))
+    }
+
+    /// The owner's keys (never revoked ones), oldest first.
+    pub async fn list_keys(&self, owner: &OwnerId) -> Result<Vec<KeyInfo>, AuthError> {
+        Ok(self.inner.keys.list(owner).await?.iter().map(KeyInfo::from).collect())
+    }
+
+    /// Issues a new secret for the owner's key, keeping its id and name. With the default
+    /// options the old key fails from the moment this returns. Unknown, revoked or another
+    /// owner's key → [`AuthError::KeyNotFound`]; expired → [`AuthError::KeyExpired`].
+    pub async fn rotate_key(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        options: RotateOptions,
+    ) -> Result<CreatedKey, AuthError> {
+        let key = ApiKey::generate_for(id).map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        let now = self.inner.clock.now();
+        let rotation = Rotation {
+            digest: self.inner.peppers.digest(&key),
+            display: key.display_fragment(),
+            grace_until: options.grace.map(|g| now + g),
+            now,
+        };
+        match self.inner.keys.rotate(owner, id, &rotation).await? {
+            RotateOutcome::Rotated(record) => Ok(CreatedKey { info: KeyInfo::from(&record), key }),
+            RotateOutcome::Expired => Err(AuthError::KeyExpired),
+            _ => Err(AuthError::KeyNotFound),
+        }
+    }
+
+    /// Revokes the owner's key. Idempotent: revoking a revoked key succeeds. Unknown or another
+    /// owner's key → [`AuthError::KeyNotFound`].
+    pub async fn revoke_key(&self, owner: &OwnerId, id: KeyId) -> Result<(), AuthError> {
+        match self.inner.keys.revoke(owner, id, self.inner.clock.now()).await? {
+            RevokeOutcome::Revoked | RevokeOutcome::AlreadyRevoked => {
+                self.inner.last_used.forget(id);
+                Ok(())
+            }
+            _ => Err(AuthError::KeyNotFound),
+        }
+    }
+
+    fn users(&self) -> Result<&Arc<dyn UserStore>, AuthError> {
+        self.inner
+            .users
+            .as_ref()
+            .ok_or_else(|| AuthError::Unavailable("no user store configured".into()))
+    }
+
+    /// Registers a password user with `scopes`.
+    pub async fn register_user(
+        &self,
+        email: &str,
+        password: &SecretString,
+        scopes: Scopes,
+    ) -> Result<UserInfo, AuthError> {
+        let users = self.users()?;
+        let email = normalize_email(email);
+        validate_email(&email)?;
+        let password_hash = self.inner.passwords.hash(password).await?;
+        let user = UserRecord {
+            id: OwnerId::new(uuid::Uuid::new_v4().to_string()),
+            email,
+            password_hash,
+            scopes,
+            created_at: self.inner.clock.now(),
+        };
+        match users.insert_user(&user).await {
+            Ok(()) => Ok(UserInfo::from(&user)),
+            Err(StoreError::DuplicateEmail) => Err(AuthError::EmailTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A user by id.
+    pub async fn user(&self, id: &OwnerId) -> Result<Option<UserInfo>, AuthError> {
+        Ok(self.users()?.find_user(id).await?.as_ref().map(UserInfo::from))
+    }
+
+    /// All users, oldest first.
+    pub async fn list_users(&self) -> Result<Vec<UserInfo>, AuthError> {
+        Ok(self.users()?.list_users().await?.iter().map(UserInfo::from).collect())
+    }
+
+    /// Password login. Unknown email and wrong password give the same error after the same
+    /// work (one argon2 verification). A hash with outdated parameters is replaced.
+    pub async fn login(&self, email: &str, password: &SecretString) -> Result<LoginResponse, AuthError> {
+        let users = self.users()?;
+        let tokens = self
+            .inner
+            .tokens
+            .as_ref()
+            .ok_or_else(|| AuthError::Unavailable("no JWT authority configured".into()))?;
+        let email = normalize_email(email);
+        let user = if email.len() > MAX_EMAIL_LEN { None } else { users.find_user_by_email(&email).await? };
+        let check = self
+            .inner
+            .passwords
+            .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+            .await?;
+        let Some(user) = user.filter(|_| check.matches) else {
+            return Err(AuthError::InvalidLogin);
+        };
+        if check.needs_rehash {
+            match self.inner.passwords.hash(password).await {
+                Ok(phc) => {
+                    if let Err(e) = users.update_password_hash(&user.id, &phc).await {
+                        tracing::warn!(user = %user.id, error = %e, "password rehash not saved");
+                    }
+                }
+                Err(e) => tracing::warn!(user = %user.id, error = %e, "password rehash failed"),
+            }
+        }
+        let token = tokens.issue(&user.id, &user.scopes).map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        Ok(LoginResponse { token })
+    }
+
+    /// Issues an access token directly (for applications with their own login).
+    pub fn issue_token(&self, subject: &OwnerId, scopes: &Scopes) -> Result<AccessToken, AuthError> {
+        self.inner
+            .tokens
+            .as_ref()
+            .ok_or_else(|| AuthError::Unavailable("no JWT authority configured".into()))?
+            .issue(subject, scopes)
+            .map_err(|e| AuthError::Unavailable(e.to_string()))
+    }
+
+    /// Writes the queued `last_used_at` times to the store in one batch. Returns how many.
+    /// On failure the batch is kept for the next flush.
+    pub async fn flush_last_used(&self) -> Result<usize, AuthError> {
+        let batch = self.inner.last_used.take();
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        match self.inner.keys.record_last_used(&batch).await {
+            Ok(()) => Ok(batch.len()),
+            Err(e) => {
+                self.inner.last_used.requeue(batch);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Starts a background task (on the current Tokio runtime) that flushes `last_used_at`
+    /// every `every`. Call [`LastUsedFlusher::shutdown`] on the way out for a final flush.
+    pub fn spawn_last_used_flusher(&self, every: Duration) -> LastUsedFlusher {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = &mut stop_rx => break,
+                }
+                let Some(inner) = weak.upgrade() else { break };
+                if let Err(e) = (Authenticator { inner }).flush_last_used().await {
+                    tracing::warn!(error = %e, "last_used flush failed; will retry");
+                }
+            }
+        });
+        LastUsedFlusher { authenticator: self.clone(), stop: Some(stop_tx), task: Some(task) }
+    }
+}
+
+/// Handle of the background `last_used_at` flusher.
+#[derive(Debug)]
+pub struct LastUsedFlusher {
+    authenticator: Authenticator,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl LastUsedFlusher {
+    /// Stops the task and flushes what is left.
+    pub async fn shutdown(mut self) -> Result<usize, AuthError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        self.authenticator.flush_last_used().await
+    }
+}
+
+impl Drop for LastUsedFlusher {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! The storage contract: [`KeyStore`] for API keys and [`UserStore`] for password users.
+//!
+//! Stores are deliberately dumb: they keep and return records, atomically. Every auth rule
+//! (digest comparison, expiry, revocation, scopes) lives in [`crate::Authenticator`], so a
+//! custom store cannot weaken it. The conformance kit `nexora-auth-testkit` checks every
+//! contract written here.
+
+use std::{fmt, sync::Arc};
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::{KeyId, Scopes, StoredDigest};
+
+/// The owner of a credential: an opaque id from the host application (a user id, a tenant id,
+/// a service name). This crate never interprets it.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OwnerId(Arc<str>);
+
+impl OwnerId {
+    /// Wraps an id.
+    pub fn new(id: impl Into<Arc<str>>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for OwnerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OwnerId({:?})", &*self.0)
+    }
+}
+
+impl fmt::Display for OwnerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for OwnerId {
+    fn from(value: &str) -> Self {
+        Self::new(value)
+    }
+}
+
+impl From<String> for OwnerId {
+    fn from(value: String) -> Self {
+        Self::new(value)
+    }
+}
+
+impl serde::Serialize for OwnerId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+/// A stored API key. Holds a keyed digest of the key, never the key.
+///
+/// Not `#[non_exhaustive]` on purpose: store implementations build it from their rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// The key's id, also embedded in the key text.
+    pub id: KeyId,
+    /// Who owns the key.
+    pub owner: OwnerId,
+    /// The owner's label for the key ("CI pipeline").
+    pub name: String,
+    /// What the key may do.
+    pub scopes: Scopes,
+    /// When the key was created.
+    pub created_at: OffsetDateTime,
+    /// When the key was last used (recorded at most once per interval, see
+    /// [`crate::AuthenticatorBuilder::last_used_interval`]).
+    pub last_used_at: Option<OffsetDateTime>,
+    /// After this instant the key no longer authenticates.
+    pub expires_at: Option<OffsetDateTime>,
+    /// Set when the key was revoked; a revoked key never authenticates again.
+    pub revoked_at: Option<OffsetDateTime>,
+    /// Non-secret fragment shown in lists (`nxr_4fGh2k…Xy3Q`).
+    pub display: String,
+    /// The digest of the current secret.
+    pub digest: StoredDigest,
+    /// The digest of the secret replaced by the last rotation, while its grace period lasts.
+    pub previous: Option<PreviousDigest>,
+}
+
+/// The digest of a rotated-out secret that keeps working until `valid_until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreviousDigest {
+    /// The old secret's digest.
+    pub digest: StoredDigest,
+    /// The old secret stops working at this instant.
+    pub valid_until: OffsetDateTime,
+}
+
+/// What [`KeyStore::rotate`] writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    /// The new secret's digest.
+    pub digest: StoredDigest,
+    /// The new display fragment.
+    pub display: String,
+    /// `Some(t)`: keep the current digest as [`KeyRecord::previous`], valid until `t`.
+    /// `None`: the current secret dies with the rotation (the default).
+    pub grace_until: Option<OffsetDateTime>,
+    /// The store refuses the rotation if the key expired at or before this instant.
+    pub now: OffsetDateTime,
+}
+
+/// The result of [`KeyStore::rotate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RotateOutcome {
+    /// The key now has the new digest; the updated record.
+    Rotated(KeyRecord),
+    /// No such key for this owner (including another owner's key).
+    NotFound,
+    /// The key is revoked; nothing changed.
+    Revoked,
+    /// The key has expired; nothing changed.
+    Expired,
+}
+
+/// The result of [`KeyStore::revoke`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RevokeOutcome {
+    /// The key was active and is now revoked.
+    Revoked,
+    /// The key was already revoked; nothing changed (revocation is idempotent).
+    AlreadyRevoked,
+    /// No such key for this owner (including another owner's key).
+    NotFound,
+}
+
+/// One entry of a [`KeyStore::record_last_used`] batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastUsed {
+    /// The key.
+    pub id: KeyId,
+    /// When it was used.
+    pub at: OffsetDateTime,
+}
+
+/// A store failure. Never means "not found": that is `Ok(None)` or a `NotFound` outcome.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// [`KeyStore::insert`] or [`UserStore::insert_user`] with an id that already exists.
+    #[error("a record with this id already exists")]
+    DuplicateId,
+    /// [`UserStore::insert_user`] with an email that already exists (case-insensitively).
+    #[error("a user with this email already exists")]
+    DuplicateEmail,
+    /// The backend failed: connection refused, pool timeout, I/O error, corrupt row.
+    #[error("store unavailable: {message}")]
+    Unavailable {
+        /// What failed (no secrets).
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl StoreError {
+    /// A backend failure with a message only.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::Unavailable { message: message.into(), source: None }
+    }
+
+    /// A backend failure wrapping its cause.
+    pub fn backend(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Unavailable { message: message.into(), source: Some(Box::new(source)) }
+    }
+}
+
+/// Storage for API key records.
+///
+/// # Contract
+///
+/// Implementations must be safe to share (`Arc<dyn KeyStore>`) and honour all of this; the
+/// `nexora-auth-testkit` conformance suite checks each point.
+///
+/// * **Errors.** `Ok(None)` / a `NotFound` outcome means "no such key"; `Err` means the store
+///   failed. Never turn a failure into "not found" (that would be a 401 instead of a 503).
+/// * **Owner scoping.** [`rotate`](Self::rotate), [`revoke`](Self::revoke) and
+///   [`list`](Self::list) only see the given owner's keys: another owner's key is *not found*.
+///   [`find`](Self::find) is unscoped: it serves authentication, where the key id is all there is.
+/// * **insert** stores the record as given; an existing id is [`StoreError::DuplicateId`] and
+///   leaves the existing record untouched.
+/// * **find** returns the record as last written, including revoked and expired ones (the
+///   caller decides what they mean).
+/// * **list** returns the owner's keys that are not revoked, ordered by `created_at`, then `id`.
+/// * **rotate** is atomic: in one step, if the key exists for the owner, is not revoked and has
+///   not expired at `rotation.now`, replace `digest` and `display`, set `previous` to the old
+///   digest with `grace_until` (or clear it when `grace_until` is `None`), and return the new
+///   record. After `rotate` returns, no `find` may return the old digest as current.
+/// * **revoke** sets `revoked_at` once; revoking again returns
+///   [`RevokeOutcome::AlreadyRevoked`] and keeps the first timestamp.
+/// * **record_last_used** applies a batch; `last_used_at` never moves backwards, and unknown
+///   ids are ignored.
+///
+/// # Example: a custom store
+///
+/// The in-memory [`crate::MemoryKeyStore`] is the reference implementation; a store over
+/// another backend maps each method to one query. See `nexora-auth-testkit` for a complete,
+/// tested example.
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    /// Stores a new key record.
+    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError>;
+
+    /// Finds a key by id for verification.
+    async fn find(&self, id: KeyId) -> Result<Option<KeyRecord>, StoreError>;
+
+    /// The owner's non-revoked keys, oldest first.
+    async fn list(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError>;
+
+    /// Atomically replaces the key's secret digest (see the contract above).
+    async fn rotate(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        rotation: &Rotation,
+    ) -> Result<RotateOutcome, StoreError>;
+
+    /// Marks the owner's key revoked at `at`.
+    async fn revoke(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        at: OffsetDateTime,
+    ) -> Result<RevokeOutcome, StoreError>;
+
+    /// Applies a batch of last-used times (never moving one backwards).
+    async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError>;
+}
+
+/// A password user.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// The user's id, used as the [`OwnerId`] of their keys and as the JWT `sub`.
+    pub id: OwnerId,
+    /// The normalised (lower-case, trimmed) email.
+    pub email: String,
+    /// The argon2id PHC string.
+    pub password_hash: String,
+    /// Everything the user may do; a login token carries all of them.
+    pub scopes: Scopes,
+    /// When the user was created.
+    pub created_at: OffsetDateTime,
+}
+
+impl fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("password_hash", &format_args!("[redacted]"))
+            .field("scopes", &self.scopes)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// Storage for password users.
+///
+/// # Contract
+///
+/// * Emails arrive already normalised by the core (trimmed, lower-cased); the store matches
+///   them exactly. A second user with the same email is [`StoreError::DuplicateEmail`], a
+///   second with the same id [`StoreError::DuplicateId`].
+/// * `Ok(None)` means "no such user", `Err` a store failure — never confused.
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
+    /// Stores a new user.
+    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+
+    /// Finds a user by normalised email.
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
+
+    /// Finds a user by id.
+    async fn find_user(&self, id: &OwnerId) -> Result<Option<UserRecord>, StoreError>;
+
+    /// Replaces a user's password hash (after a parameter upgrade). `Ok(false)`: no such user.
+    async fn update_password_hash(&self, id: &OwnerId, phc: &str) -> Result<bool, StoreError>;
+
+    /// All users, oldest first.
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
+}
