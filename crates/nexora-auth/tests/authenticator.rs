@@ -1,0 +1,400 @@
+//! Behaviour of `Authenticator` over the in-memory stores.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicI64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use nexora_auth::{
+    AuthError, Authenticator, Clock, Credential, InvalidReason, JwtConfig, JwtKeys, KeyId, KeyRecord,
+    KeyStore, MemoryKeyStore, MemoryUserStore, NewKey, OwnerId, PasswordPolicy, PepperRing, Principal,
+    RotateOptions, Scopes, SecretBytes, SecretString, StoreError, TokenAuthority,
+    store::{LastUsed, RevokeOutcome, RotateOutcome, Rotation},
+};
+use time::OffsetDateTime;
+
+/// A controllable clock.
+struct TestClock(AtomicI64);
+
+impl TestClock {
+    fn new() -> Arc<Self> {
+        Arc::new(Self(AtomicI64::new(OffsetDateTime::now_utc().unix_timestamp())))
+    }
+    fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(self.0.load(Ordering::SeqCst)).unwrap()
+    }
+}
+
+/// Wraps a store, counting calls, and failing every call while `down` is set.
+#[derive(Default)]
+struct ProbeStore {
+    inner: MemoryKeyStore,
+    calls: AtomicUsize,
+    last_used_batches: AtomicUsize,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl ProbeStore {
+    fn enter(&self) -> Result<(), StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::unavailable("connection refused"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl KeyStore for ProbeStore {
+    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        self.enter()?;
+        self.inner.insert(record).await
+    }
+    async fn find(&self, id: KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        self.enter()?;
+        self.inner.find(id).await
+    }
+    async fn list(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
+        self.enter()?;
+        self.inner.list(owner).await
+    }
+    async fn rotate(&self, owner: &OwnerId, id: KeyId, r: &Rotation) -> Result<RotateOutcome, StoreError> {
+        self.enter()?;
+        self.inner.rotate(owner, id, r).await
+    }
+    async fn revoke(&self, owner: &OwnerId, id: KeyId, at: OffsetDateTime) -> Result<RevokeOutcome, StoreError> {
+        self.enter()?;
+        self.inner.revoke(owner, id, at).await
+    }
+    async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
+        self.enter()?;
+        self.last_used_batches.fetch_add(1, Ordering::SeqCst);
+        self.inner.record_last_used(batch).await
+    }
+}
+
+const JWT_SECRET: &[u8] = b"test-jwt-secret-test-jwt-secret-0123456789";
+
+fn pepper() -> PepperRing {
+    PepperRing::new(1, SecretBytes::new(b"test-pepper-test-pepper-test-pepper!".to_vec())).unwrap()
+}
+
+fn tokens() -> TokenAuthority {
+    TokenAuthority::new(JwtKeys::hs256(&SecretBytes::new(JWT_SECRET.to_vec())).unwrap(), JwtConfig::default())
+        .unwrap()
+}
+
+struct Fixture {
+    auth: Authenticator,
+    store: Arc<ProbeStore>,
+    clock: Arc<TestClock>,
+}
+
+fn fixture() -> Fixture {
+    let store = Arc::new(ProbeStore::default());
+    let clock = TestClock::new();
+    let auth = Authenticator::builder(store.clone(), pepper())
+        .users(Arc::new(MemoryUserStore::new()))
+        .tokens(tokens())
+        .password_policy(PasswordPolicy::default().argon2_params(256, 1, 1))
+        .clock(clock.clone())
+        .last_used_interval(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    Fixture { auth, store, clock }
+}
+
+fn user(name: &str, scopes: &[&str]) -> Principal {
+    Principal::new(OwnerId::new(name), Credential::Internal, Scopes::new(scopes.iter().copied()).unwrap())
+}
+
+fn reason(result: Result<Principal, AuthError>) -> InvalidReason {
+    match result {
+        Err(AuthError::InvalidToken(reason)) => reason,
+        other => panic!("expected InvalidToken, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn create_authenticate_and_principal() {
+    let f = fixture();
+    let alice = user("alice", &["agents:read", "keys:manage"]);
+    let created = f.auth.create_key(&alice, NewKey::named("  CI pipeline ")).await.unwrap();
+    assert_eq!(created.info.name, "CI pipeline");
+    assert_eq!(created.info.scopes, *alice.scopes(), "scopes default to the creator's");
+    let p = f.auth.authenticate(created.key.expose()).await.unwrap();
+    assert_eq!(p.owner().as_str(), "alice");
+    assert_eq!(p.credential(), &Credential::ApiKey(created.info.id));
+    assert!(p.has_scope("agents:read"));
+}
+
+#[tokio::test]
+async fn malformed_keys_never_reach_the_store() {
+    let f = fixture();
+    let created = f.auth.create_key(&user("a", &[]), NewKey::named("k")).await.unwrap();
+    let good = created.key.expose().to_owned();
+    let before = f.store.calls.load(Ordering::SeqCst);
+    let mut bad_checksum = good.clone().into_bytes();
+    bad_checksum[40] = if bad_checksum[40] == b'a' { b'b' } else { b'a' };
+    let bad_checksum = String::from_utf8(bad_checksum).unwrap();
+    for token in [
+        "nxr_",
+        "nxr_short",
+        &good[..good.len() - 1],
+        &format!("{good}x"),
+        &bad_checksum,
+        &format!("{}-{}", &good[..10], &good[11..]),
+        "nxr_\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}",
+    ] {
+        assert!(matches!(reason(f.auth.authenticate(token).await), InvalidReason::MalformedKey(_)), "{token}");
+    }
+    assert_eq!(f.store.calls.load(Ordering::SeqCst), before, "no store call for malformed keys");
+}
+
+#[tokio::test]
+async fn unknown_revoked_expired_and_foreign_keys_answer_the_same() {
+    let f = fixture();
+    let alice = user("alice", &["keys:manage"]);
+    let revoked = f.auth.create_key(&alice, NewKey::named("r")).await.unwrap();
+    f.auth.revoke_key(alice.owner(), revoked.info.id).await.unwrap();
+    let soon = f.clock.now() + Duration::from_secs(60);
+    let expiring = f.auth.create_key(&alice, NewKey::named("e").expiring_at(soon)).await.unwrap();
+    assert!(f.auth.authenticate(expiring.key.expose()).await.is_ok());
+    f.clock.advance(61);
+    let unknown = nexora_auth::ApiKey::generate().unwrap();
+
+    let mut bodies = Vec::new();
+    for (token, want) in [
+        (revoked.key.expose(), InvalidReason::Revoked),
+        (expiring.key.expose(), InvalidReason::Expired),
+        (unknown.expose(), InvalidReason::UnknownKey),
+    ] {
+        let err = f.auth.authenticate(token).await.unwrap_err();
+        assert!(matches!(&err, AuthError::InvalidToken(r) if *r == want), "{err:?}");
+        bodies.push(err.response());
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "responses must be byte-identical");
+    // Another owner cannot rotate or revoke it: not found, never forbidden.
+    let bob = OwnerId::new("bob");
+    let live = f.auth.create_key(&alice, NewKey::named("live")).await.unwrap();
+    assert!(matches!(f.auth.revoke_key(&bob, live.info.id).await, Err(AuthError::KeyNotFound)));
+    assert!(matches!(
+        f.auth.rotate_key(&bob, live.info.id, RotateOptions::default()).await,
+        Err(AuthError::KeyNotFound)
+    ));
+    assert!(f.auth.list_keys(&bob).await.unwrap().is_empty());
+    assert!(f.auth.authenticate(live.key.expose()).await.is_ok(), "bob's attempts changed nothing");
+}
+
+#[tokio::test]
+async fn store_failure_is_503_never_401() {
+    let f = fixture();
+    let created = f.auth.create_key(&user("a", &[]), NewKey::named("k")).await.unwrap();
+    f.store.down.store(true, Ordering::SeqCst);
+    let err = f.auth.authenticate(created.key.expose()).await.unwrap_err();
+    assert!(matches!(err, AuthError::StoreUnavailable(_)));
+    assert_eq!(err.response().status, 503);
+    let err = f.auth.create_key(&user("a", &[]), NewKey::named("k2")).await.unwrap_err();
+    assert_eq!(err.status(), 503);
+    f.store.down.store(false, Ordering::SeqCst);
+    assert!(f.auth.authenticate(created.key.expose()).await.is_ok());
+}
+
+#[tokio::test]
+async fn rotation_is_immediate_by_default_and_keeps_id_and_name() {
+    let f = fixture();
+    let alice = user("alice", &[]);
+    let created = f.auth.create_key(&alice, NewKey::named("deploy")).await.unwrap();
+    let rotated = f.auth.rotate_key(alice.owner(), created.info.id, RotateOptions::default()).await.unwrap();
+    assert_eq!(rotated.info.id, created.info.id);
+    assert_eq!(rotated.info.name, "deploy");
+    assert_ne!(rotated.info.display, created.info.display);
+    assert_eq!(reason(f.auth.authenticate(created.key.expose()).await), InvalidReason::SecretMismatch);
+    assert!(f.auth.authenticate(rotated.key.expose()).await.is_ok());
+}
+
+#[tokio::test]
+async fn rotation_grace_period_keeps_the_old_key_for_a_while() {
+    let f = fixture();
+    let alice = user("alice", &[]);
+    let created = f.auth.create_key(&alice, NewKey::named("deploy")).await.unwrap();
+    let rotated = f
+        .auth
+        .rotate_key(alice.owner(), created.info.id, RotateOptions::with_grace(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert!(f.auth.authenticate(created.key.expose()).await.is_ok());
+    assert!(f.auth.authenticate(rotated.key.expose()).await.is_ok());
+    f.clock.advance(31);
+    assert!(f.auth.authenticate(created.key.expose()).await.is_err());
+    assert!(f.auth.authenticate(rotated.key.expose()).await.is_ok());
+}
+
+#[tokio::test]
+async fn rotating_expired_or_revoked_keys_is_refused() {
+    let f = fixture();
+    let alice = user("alice", &[]);
+    let soon = f.clock.now() + Duration::from_secs(10);
+    let expiring = f.auth.create_key(&alice, NewKey::named("e").expiring_at(soon)).await.unwrap();
+    f.clock.advance(11);
+    let err = f.auth.rotate_key(alice.owner(), expiring.info.id, RotateOptions::default()).await.unwrap_err();
+    assert!(matches!(err, AuthError::KeyExpired));
+    let revoked = f.auth.create_key(&alice, NewKey::named("r")).await.unwrap();
+    f.auth.revoke_key(alice.owner(), revoked.info.id).await.unwrap();
+    let err = f.auth.rotate_key(alice.owner(), revoked.info.id, RotateOptions::default()).await.unwrap_err();
+    assert!(matches!(err, AuthError::KeyNotFound));
+    // Revocation is idempotent.
+    f.auth.revoke_key(alice.owner(), revoked.info.id).await.unwrap();
+    let past = f.clock.now() - Duration::from_secs(1);
+    let err = f.auth.create_key(&alice, NewKey::named("p").expiring_at(past)).await.unwrap_err();
+    assert_eq!(err.status(), 422);
+}
+
+#[tokio::test]
+async fn scopes_can_only_narrow() {
+    let f = fixture();
+    let alice = user("alice", &["agents:read"]);
+    let err = f
+        .auth
+        .create_key(&alice, NewKey::named("k").with_scopes(Scopes::new(["keys:manage"]).unwrap()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::ScopeNotHeld));
+    assert_eq!(err.status(), 403);
+    let narrow = f
+        .auth
+        .create_key(&alice, NewKey::named("k").with_scopes(Scopes::empty()))
+        .await
+        .unwrap();
+    let p = f.auth.authenticate(narrow.key.expose()).await.unwrap();
+    assert!(p.scopes().is_empty());
+    assert_eq!(p.require_scope("agents:read").unwrap_err().status(), 403);
+}
+
+#[tokio::test]
+async fn key_names_are_validated() {
+    let f = fixture();
+    let a = user("a", &[]);
+    for bad in ["", "   ", &"x".repeat(101), "tab\tname"] {
+        let err = f.auth.create_key(&a, NewKey::named(bad)).await.unwrap_err();
+        assert_eq!(err.status(), 422, "{bad:?}");
+    }
+    let odd = "naïve 'quoted' \"name\"; DROP TABLE keys; -- 🔑";
+    let created = f.auth.create_key(&a, NewKey::named(odd)).await.unwrap();
+    assert_eq!(f.auth.list_keys(a.owner()).await.unwrap()[0].name, odd);
+    assert_eq!(created.info.name, odd);
+}
+
+#[tokio::test]
+async fn last_used_is_batched_at_most_once_per_interval() {
+    let f = fixture();
+    let a = user("a", &[]);
+    let k1 = f.auth.create_key(&a, NewKey::named("1")).await.unwrap();
+    let k2 = f.auth.create_key(&a, NewKey::named("2")).await.unwrap();
+    let calls_before = f.store.calls.load(Ordering::SeqCst);
+    for _ in 0..50 {
+        f.auth.authenticate(k1.key.expose()).await.unwrap();
+        f.auth.authenticate(k2.key.expose()).await.unwrap();
+    }
+    // 100 authentications: 100 finds and not a single write.
+    assert_eq!(f.store.calls.load(Ordering::SeqCst) - calls_before, 100);
+    assert_eq!(f.auth.flush_last_used().await.unwrap(), 2);
+    assert_eq!(f.store.last_used_batches.load(Ordering::SeqCst), 1, "one batch for both keys");
+    let listed = f.auth.list_keys(a.owner()).await.unwrap();
+    assert!(listed.iter().all(|k| k.last_used_at == Some(f.clock.now())));
+    // Within the interval: nothing new to write.
+    f.clock.advance(4);
+    f.auth.authenticate(k1.key.expose()).await.unwrap();
+    assert_eq!(f.auth.flush_last_used().await.unwrap(), 0);
+    f.clock.advance(1);
+    f.auth.authenticate(k1.key.expose()).await.unwrap();
+    assert_eq!(f.auth.flush_last_used().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn failed_flush_is_retried_and_shutdown_flushes() {
+    let f = fixture();
+    let a = user("a", &[]);
+    let k = f.auth.create_key(&a, NewKey::named("1")).await.unwrap();
+    f.auth.authenticate(k.key.expose()).await.unwrap();
+    f.store.down.store(true, Ordering::SeqCst);
+    assert!(f.auth.flush_last_used().await.is_err());
+    f.store.down.store(false, Ordering::SeqCst);
+    let flusher = f.auth.spawn_last_used_flusher(Duration::from_secs(3600));
+    assert_eq!(flusher.shutdown().await.unwrap() + f.store.last_used_batches.load(Ordering::SeqCst) - 1, 1);
+    assert!(f.auth.list_keys(a.owner()).await.unwrap()[0].last_used_at.is_some());
+}
+
+#[tokio::test]
+async fn login_is_case_insensitive_and_does_not_reveal_accounts() {
+    let f = fixture();
+    let scopes = Scopes::new(["agents:read", "keys:manage"]).unwrap();
+    let password = SecretString::from("correct horse battery staple");
+    let info = f.auth.register_user("Alice@Example.com", &password, scopes.clone()).await.unwrap();
+    assert_eq!(info.email, "alice@example.com");
+    assert!(matches!(
+        f.auth.register_user("ALICE@example.com ", &password, Scopes::empty()).await,
+        Err(AuthError::EmailTaken)
+    ));
+    let login = f.auth.login(" alice@EXAMPLE.com", &password).await.unwrap();
+    let p = f.auth.authenticate(login.token.token.expose()).await.unwrap();
+    assert_eq!(p.owner(), &info.id);
+    assert_eq!(p.scopes(), &scopes, "a login token carries all of the user's scopes");
+
+    let wrong = f.auth.login("alice@example.com", &SecretString::from("wrong password!")).await.unwrap_err();
+    let unknown = f.auth.login("nobody@example.com", &password).await.unwrap_err();
+    assert_eq!(wrong.response(), unknown.response());
+    assert_eq!(wrong.response().status, 401);
+    let huge = SecretString::new("x".repeat(1 << 20));
+    assert_eq!(f.auth.login("alice@example.com", &huge).await.unwrap_err().status(), 401);
+    assert_eq!(f.auth.register_user("not-an-email", &password, Scopes::empty()).await.unwrap_err().status(), 422);
+}
+
+#[tokio::test]
+async fn jwt_and_key_both_authenticate() {
+    let f = fixture();
+    let token = f.auth.issue_token(&OwnerId::new("svc"), &Scopes::new(["agents:read"]).unwrap()).unwrap();
+    let p = f.auth.authenticate(token.token.expose()).await.unwrap();
+    assert_eq!(p.owner().as_str(), "svc");
+    assert!(matches!(p.credential(), Credential::AccessToken { jti: Some(_) }));
+    assert!(f.auth.authenticate("eyJhbGciOiJub25lIn0.e30.").await.is_err());
+    assert!(f.auth.authenticate("").await.is_err());
+}
+
+#[tokio::test]
+async fn concurrent_rotation_never_has_both_or_neither() {
+    let f = fixture();
+    let alice = user("alice", &[]);
+    let created = f.auth.create_key(&alice, NewKey::named("hot")).await.unwrap();
+    let mut current = created.key;
+    for _ in 0..50 {
+        let old = current.clone();
+        let checker = {
+            let auth = f.auth.clone();
+            let old = old.clone();
+            tokio::spawn(async move {
+                // Before the rotation returns the old key may or may not work; we only assert
+                // after it returns (below).
+                for _ in 0..20 {
+                    let _ = auth.authenticate(old.expose()).await;
+                }
+            })
+        };
+        let rotated = f.auth.rotate_key(alice.owner(), old.id(), RotateOptions::default()).await.unwrap();
+        assert!(f.auth.authenticate(old.expose()).await.is_err(), "old key after rotate returned");
+        assert!(f.auth.authenticate(rotated.key.expose()).await.is_ok(), "new key after rotate returned");
+        checker.await.unwrap();
+        current = rotated.key;
+    }
+}
