@@ -58,6 +58,16 @@ impl KeyId {
         Self(uuid)
     }
 
+    /// From the UUID's 16 bytes (big-endian, as stored in a BLOB/BYTEA column).
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(Uuid::from_bytes(bytes))
+    }
+
+    /// The UUID's 16 bytes.
+    pub const fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+
     /// The UUID.
     pub const fn as_uuid(&self) -> &Uuid {
         &self.0
