@@ -144,19 +144,21 @@ impl ApiKey {
             return Err(KeyParseError::WrongPrefix);
         }
         let text: [u8; KEY_LEN] = bytes.try_into().map_err(|_| KeyParseError::WrongLength)?;
-        if !text[ID_START..].iter().all(u8::is_ascii_alphanumeric) {
-            return Err(KeyParseError::InvalidCharacter);
-        }
-        if encode_checksum(&text[..CHECKSUM_START]) != text[CHECKSUM_START..] {
-            return Err(KeyParseError::BadChecksum);
-        }
+        // One pass over the body: validate the alphabet while decoding the three numbers.
         let high = decode_u64(&text[ID_START..ID_START + HALF_ID_LEN]);
         let low = decode_u64(&text[ID_START + HALF_ID_LEN..SECRET_START]);
+        let secret_ok = text[SECRET_START..CHECKSUM_START].iter().all(|&b| DIGITS[usize::from(b)] != INVALID);
+        let checksum = decode_u64(&text[CHECKSUM_START..]);
+        let (Ok(high), Ok(low), true, Ok(checksum)) = (high, low, secret_ok, checksum) else {
+            return Err(KeyParseError::InvalidCharacter);
+        };
+        if checksum != Some(u64::from(crc32fast::hash(&text[..CHECKSUM_START]))) {
+            return Err(KeyParseError::BadChecksum);
+        }
         let (Some(high), Some(low)) = (high, low) else {
             return Err(KeyParseError::InvalidId);
         };
-        let id = KeyId(Uuid::from_u64_pair(high, low));
-        Ok(Self { text, id })
+        Ok(Self { text, id: KeyId(Uuid::from_u64_pair(high, low)) })
     }
 
     /// Generates a key with a fresh random id and secret.
@@ -267,19 +269,30 @@ fn encode_u64(mut value: u64, out: &mut [u8]) {
     }
 }
 
-fn digit(byte: u8) -> u64 {
-    match byte {
-        b'0'..=b'9' => u64::from(byte - b'0'),
-        b'A'..=b'Z' => u64::from(byte - b'A') + 10,
-        _ => u64::from(byte.wrapping_sub(b'a')) + 36,
-    }
-}
+const INVALID: u8 = 0xFF;
 
-/// Decodes fixed-width base62 (already checked to be alphanumeric); `None` on overflow.
-fn decode_u64(chars: &[u8]) -> Option<u64> {
-    chars
-        .iter()
-        .try_fold(0u64, |acc, &c| acc.checked_mul(62)?.checked_add(digit(c)))
+/// Base62 digit values by byte; [`INVALID`] for bytes outside the alphabet.
+const DIGITS: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        table[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Decodes fixed-width base62. `Err` on a byte outside the alphabet; `Ok(None)` on overflow.
+fn decode_u64(chars: &[u8]) -> Result<Option<u64>, ()> {
+    let mut acc: Option<u64> = Some(0);
+    for &c in chars {
+        let d = DIGITS[usize::from(c)];
+        if d == INVALID {
+            return Err(());
+        }
+        acc = acc.and_then(|a| a.checked_mul(62)).and_then(|a| a.checked_add(u64::from(d)));
+    }
+    Ok(acc)
 }
 
 fn encode_checksum(body: &[u8]) -> [u8; CHECKSUM_LEN] {
@@ -371,7 +384,7 @@ mod tests {
         for value in [0, 1, 61, 62, u64::MAX, u64::MAX - 1, 1 << 63] {
             let mut buf = [0u8; HALF_ID_LEN];
             encode_u64(value, &mut buf);
-            assert_eq!(decode_u64(&buf), Some(value));
+            assert_eq!(decode_u64(&buf), Ok(Some(value)));
         }
     }
 

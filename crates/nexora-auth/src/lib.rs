@@ -114,4 +114,4 @@ pub use service::{
     LoginResponse, MAX_EMAIL_LEN, MAX_KEY_NAME_LEN, NewKey, Principal, RotateOptions, SystemClock,
     UserInfo, normalize_email,
 };
-pub use store::{KeyRecord, KeyStore, OwnerId, StoreError, UserRecord, UserStore};
+pub use store::{KeyCredentials, KeyRecord, KeyStore, OwnerId, StoreError, UserRecord, UserStore};

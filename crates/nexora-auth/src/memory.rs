@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use crate::{
     KeyId,
     store::{
-        KeyRecord, KeyStore, LastUsed, OwnerId, PreviousDigest, RevokeOutcome, RotateOutcome,
+        KeyCredentials, KeyRecord, KeyStore, LastUsed, OwnerId, PreviousDigest, RevokeOutcome, RotateOutcome,
         Rotation, StoreError, UserRecord, UserStore,
     },
 };
@@ -58,6 +58,19 @@ impl KeyStore for MemoryKeyStore {
 
     async fn find(&self, id: KeyId) -> Result<Option<KeyRecord>, StoreError> {
         Ok(self.keys.get(&id).map(|r| r.clone()))
+    }
+
+    async fn find_credentials(&self, id: KeyId) -> Result<Option<KeyCredentials>, StoreError> {
+        // Two reference-count increments; no string is copied on the hot path.
+        Ok(self.keys.get(&id).map(|r| KeyCredentials {
+            id: r.id,
+            owner: r.owner.clone(),
+            scopes: r.scopes.clone(),
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+            digest: r.digest,
+            previous: r.previous,
+        }))
     }
 
     async fn list(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {

@@ -442,7 +442,7 @@ impl Authenticator {
         let record = self
             .inner
             .keys
-            .find(key.id())
+            .find_credentials(key.id())
             .await?
             .ok_or(AuthError::InvalidToken(InvalidReason::UnknownKey))?;
         let now = self.inner.clock.now();

@@ -98,6 +98,40 @@ pub struct PreviousDigest {
     pub valid_until: OffsetDateTime,
 }
 
+/// The part of a [`KeyRecord`] that authentication needs: no name, no display fragment, so a
+/// store can serve it without copying strings (see [`KeyStore::find_credentials`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyCredentials {
+    /// The key's id.
+    pub id: KeyId,
+    /// Who owns the key.
+    pub owner: OwnerId,
+    /// What the key may do.
+    pub scopes: Scopes,
+    /// After this instant the key no longer authenticates.
+    pub expires_at: Option<OffsetDateTime>,
+    /// Set when the key was revoked.
+    pub revoked_at: Option<OffsetDateTime>,
+    /// The digest of the current secret.
+    pub digest: StoredDigest,
+    /// The rotated-out digest, while its grace period lasts.
+    pub previous: Option<PreviousDigest>,
+}
+
+impl From<KeyRecord> for KeyCredentials {
+    fn from(r: KeyRecord) -> Self {
+        Self {
+            id: r.id,
+            owner: r.owner,
+            scopes: r.scopes,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+            digest: r.digest,
+            previous: r.previous,
+        }
+    }
+}
+
 /// What [`KeyStore::rotate`] writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rotation {
@@ -198,7 +232,8 @@ impl StoreError {
 /// * **insert** stores the record as given; an existing id is [`StoreError::DuplicateId`] and
 ///   leaves the existing record untouched.
 /// * **find** returns the record as last written, including revoked and expired ones (the
-///   caller decides what they mean).
+///   caller decides what they mean); **find_credentials** returns the same, minus name and
+///   display fragment.
 /// * **list** returns the owner's keys that are not revoked, ordered by `created_at`, then `id`.
 /// * **rotate** is atomic: in one step, if the key exists for the owner, is not revoked and has
 ///   not expired at `rotation.now`, replace `digest` and `display`, set `previous` to the old
@@ -219,8 +254,16 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Stores a new key record.
     async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError>;
 
-    /// Finds a key by id for verification.
+    /// Finds a key by id.
     async fn find(&self, id: KeyId) -> Result<Option<KeyRecord>, StoreError>;
+
+    /// Finds what authentication needs of a key: the hot path, called once per request.
+    ///
+    /// The default calls [`find`](Self::find); override it when the backend can fetch less
+    /// (fewer columns, no string copies). It must agree with `find` field for field.
+    async fn find_credentials(&self, id: KeyId) -> Result<Option<KeyCredentials>, StoreError> {
+        Ok(self.find(id).await?.map(KeyCredentials::from))
+    }
 
     /// The owner's non-revoked keys, oldest first.
     async fn list(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError>;
