@@ -98,6 +98,7 @@ mod password;
 mod scope;
 mod secret;
 mod service;
+mod throttle;
 pub mod store;
 
 pub use credentials::{MAX_CREDENTIAL_LEN, QueryToken, extract_credential};
@@ -114,4 +115,5 @@ pub use service::{
     LoginResponse, MAX_EMAIL_LEN, MAX_KEY_NAME_LEN, NewKey, Principal, RotateOptions, SystemClock,
     UserInfo, normalize_email,
 };
+pub use throttle::ThrottlePolicy;
 pub use store::{KeyCredentials, KeyRecord, KeyStore, OwnerId, StoreError, UserRecord, UserStore};

@@ -17,6 +17,7 @@ pub struct PasswordPolicy {
     min_len: usize,
     max_len: usize,
     max_concurrent_hashes: usize,
+    max_queued_hashes: usize,
 }
 
 impl Default for PasswordPolicy {
@@ -27,7 +28,8 @@ impl Default for PasswordPolicy {
             parallelism: 1,
             min_len: 8,
             max_len: 1024,
-            max_concurrent_hashes: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_concurrent_hashes: std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+            max_queued_hashes: 64,
         }
     }
 }
@@ -55,9 +57,17 @@ impl PasswordPolicy {
         self
     }
 
-    /// How many hashes may run at once; the rest wait. Defaults to the number of CPUs.
+    /// How many hashes may run at once; the rest wait. Defaults to half the CPUs (at least
+    /// one), so a login flood leaves cores for requests authenticated by key or token.
     pub fn max_concurrent_hashes(mut self, n: usize) -> Self {
         self.max_concurrent_hashes = n.max(1);
+        self
+    }
+
+    /// How many hash requests may wait for a slot; beyond that a login is answered 429 at
+    /// once, so memory and latency stay bounded under a flood. Defaults to 64.
+    pub fn max_queued_hashes(mut self, n: usize) -> Self {
+        self.max_queued_hashes = n;
         self
     }
 
@@ -87,6 +97,7 @@ struct Inner {
     policy: PasswordPolicy,
     params: Params,
     permits: Semaphore,
+    queued: std::sync::atomic::AtomicUsize,
     /// A real hash of a random password, verified against when the email is unknown so that
     /// both cases cost one argon2 run.
     dummy_hash: String,
@@ -112,7 +123,9 @@ impl PasswordHasher {
             .map_err(|_| ConfigError::Invalid("argon2 self-test failed"))?
             .to_string();
         let permits = Semaphore::new(policy.max_concurrent_hashes);
-        Ok(Self { inner: Arc::new(Inner { policy, params, permits, dummy_hash }) })
+        Ok(Self {
+            inner: Arc::new(Inner { policy, params, permits, queued: Default::default(), dummy_hash }),
+        })
     }
 
     /// The policy in force.
@@ -184,12 +197,25 @@ impl PasswordHasher {
         T: Send + 'static,
         F: FnOnce(&Inner) -> Result<T, AuthError> + Send + 'static,
     {
+        use std::sync::atomic::Ordering;
+        struct Queued<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Queued<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let ahead = self.inner.queued.fetch_add(1, Ordering::AcqRel);
+        let queued = Queued(&self.inner.queued);
+        if ahead >= self.inner.policy.max_queued_hashes {
+            return Err(AuthError::RateLimited { retry_after_secs: 1 });
+        }
         let _permit = self
             .inner
             .permits
             .acquire()
             .await
             .map_err(|_| AuthError::Unavailable("password hasher closed".into()))?;
+        drop(queued);
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || work(&inner))
             .await

@@ -2,6 +2,7 @@
 
 use std::{
     fmt,
+    net::IpAddr,
     sync::{Arc, Weak},
     time::Duration,
 };
@@ -14,6 +15,7 @@ use crate::{
     PepperRing, Scopes, SecretString, TokenAuthority,
     key::has_key_prefix,
     last_used::LastUsedTracker,
+    throttle::{LoginThrottle, ThrottlePolicy},
     store::{
         KeyRecord, KeyStore, OwnerId, RevokeOutcome, RotateOutcome, Rotation, StoreError, UserRecord,
         UserStore,
@@ -308,11 +310,19 @@ pub struct AuthenticatorBuilder {
     users: Option<Arc<dyn UserStore>>,
     tokens: Option<TokenAuthority>,
     password_policy: PasswordPolicy,
+    throttle_policy: ThrottlePolicy,
     last_used_interval: Duration,
     clock: Arc<dyn Clock>,
 }
 
 impl AuthenticatorBuilder {
+    /// Failed-login throttling. Defaults to [`ThrottlePolicy::default`]: 5 failures per email
+    /// or 20 per client address within 15 minutes lock it for 15 minutes.
+    pub fn login_throttle(mut self, policy: ThrottlePolicy) -> Self {
+        self.throttle_policy = policy;
+        self
+    }
+
     /// The user store for password login. Defaults to none: [`Authenticator::login`] and
     /// [`Authenticator::register_user`] then answer 503, and API keys and JWTs work alone
     /// (for applications with their own user system).
@@ -355,6 +365,7 @@ impl AuthenticatorBuilder {
                 peppers: self.peppers,
                 tokens: self.tokens,
                 passwords,
+                throttle: LoginThrottle::new(self.throttle_policy),
                 last_used: LastUsedTracker::new(self.last_used_interval),
                 clock: self.clock,
             }),
@@ -368,6 +379,7 @@ struct Inner {
     peppers: PepperRing,
     tokens: Option<TokenAuthority>,
     passwords: PasswordHasher,
+    throttle: LoginThrottle,
     last_used: LastUsedTracker,
     clock: Arc<dyn Clock>,
 }
@@ -399,6 +411,7 @@ impl Authenticator {
             users: None,
             tokens: None,
             password_policy: PasswordPolicy::default(),
+            throttle_policy: ThrottlePolicy::default(),
             last_used_interval: Duration::from_secs(5),
             clock: Arc::new(SystemClock),
         }
@@ -618,9 +631,22 @@ impl Authenticator {
         Ok(self.users()?.list_users().await?.iter().map(UserInfo::from).collect())
     }
 
-    /// Password login. Unknown email and wrong password give the same error after the same
-    /// work (one argon2 verification). A hash with outdated parameters is replaced.
+    /// Password login without a client address (only the per-email throttle applies). See
+    /// [`Authenticator::login_from`].
     pub async fn login(&self, email: &str, password: &SecretString) -> Result<LoginResponse, AuthError> {
+        self.login_from(email, password, None).await
+    }
+
+    /// Password login. Unknown email and wrong password give the same error after the same
+    /// work (one argon2 verification). Failures are throttled per email (existing or not) and
+    /// per `client` address: a locked subject gets [`AuthError::RateLimited`] even with the
+    /// right password. A hash with outdated parameters is replaced.
+    pub async fn login_from(
+        &self,
+        email: &str,
+        password: &SecretString,
+        client: Option<IpAddr>,
+    ) -> Result<LoginResponse, AuthError> {
         let users = self.users()?;
         let tokens = self
             .inner
@@ -628,6 +654,8 @@ impl Authenticator {
             .as_ref()
             .ok_or_else(|| AuthError::Unavailable("no JWT authority configured".into()))?;
         let email = normalize_email(email);
+        let throttle = &self.inner.throttle;
+        throttle.check(&email, client)?;
         let user = if email.len() > MAX_EMAIL_LEN { None } else { users.find_user_by_email(&email).await? };
         let check = self
             .inner
@@ -635,8 +663,10 @@ impl Authenticator {
             .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
             .await?;
         let Some(user) = user.filter(|_| check.matches) else {
+            throttle.failed(&email, client);
             return Err(AuthError::InvalidLogin);
         };
+        throttle.succeeded(&email);
         if check.needs_rehash {
             match self.inner.passwords.hash(password).await {
                 Ok(phc) => {

@@ -398,3 +398,44 @@ async fn concurrent_rotation_never_has_both_or_neither() {
         current = rotated.key;
     }
 }
+
+#[tokio::test]
+async fn failed_logins_are_throttled_per_email_and_client() {
+    let store = Arc::new(MemoryKeyStore::new());
+    let auth = Authenticator::builder(store, pepper())
+        .users(Arc::new(MemoryUserStore::new()))
+        .tokens(tokens())
+        .password_policy(PasswordPolicy::default().argon2_params(256, 1, 1))
+        .login_throttle(
+            nexora_auth::ThrottlePolicy::default().per_email(3).per_client(5).lockout(Duration::from_millis(400)),
+        )
+        .build()
+        .unwrap();
+    let password = SecretString::from("correct horse battery staple");
+    auth.register_user("bob@example.com", &password, Scopes::empty()).await.unwrap();
+    let issued = auth.login("bob@example.com", &password).await.unwrap();
+    let wrong = SecretString::from("wrong password!!");
+    let ip: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+    for variant in ["bob@example.com", "BOB@example.com", "Bob@Example.COM"] {
+        assert!(matches!(auth.login_from(variant, &wrong, Some(ip)).await, Err(AuthError::InvalidLogin)));
+    }
+    // Locked: even the right password is refused, with a Retry-After.
+    let err = auth.login_from("bob@example.com", &password, None).await.unwrap_err();
+    let response = err.response();
+    assert_eq!((response.status, response.retry_after.is_some()), (429, true));
+    // Tokens issued before keep working.
+    assert!(auth.authenticate(issued.token.token.expose()).await.is_ok());
+    // Unknown emails are throttled exactly alike: the throttle reveals nothing.
+    for _ in 0..3 {
+        assert!(matches!(auth.login("ghost@example.com", &wrong).await, Err(AuthError::InvalidLogin)));
+    }
+    assert_eq!(auth.login("ghost@example.com", &wrong).await.unwrap_err().status(), 429);
+    // The client address has 3 failures; two more from it (other emails) lock the address.
+    for i in 0..2 {
+        let _ = auth.login_from(&format!("x{i}@example.com"), &wrong, Some(ip)).await;
+    }
+    assert_eq!(auth.login_from("new@example.com", &wrong, Some(ip)).await.unwrap_err().status(), 429);
+    // And it expires.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert!(auth.login_from("bob@example.com", &password, Some(ip)).await.is_ok());
+}
