@@ -124,6 +124,12 @@ pub enum KeyParseError {
 #[error("the operating system's random number generator failed")]
 pub struct RandomnessError(#[source] rand::rngs::SysError);
 
+impl From<rand::rngs::SysError> for RandomnessError {
+    fn from(error: rand::rngs::SysError) -> Self {
+        Self(error)
+    }
+}
+
 /// A complete API key, as handed to its owner exactly once.
 ///
 /// It holds the secret: `Debug` prints only the non-secret id, there is no `Display`, and the

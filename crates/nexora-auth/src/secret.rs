@@ -69,6 +69,15 @@ impl SecretBytes {
         Self(value)
     }
 
+    /// `len` bytes from the operating system's CSPRNG (for generating peppers and JWT
+    /// secrets).
+    pub fn generate(len: usize) -> Result<Self, crate::RandomnessError> {
+        use rand::TryRng;
+        let mut bytes = vec![0u8; len];
+        rand::rngs::SysRng.try_fill_bytes(&mut bytes).map_err(crate::RandomnessError::from)?;
+        Ok(Self(bytes))
+    }
+
     /// The secret bytes. Do not log them.
     pub fn expose(&self) -> &[u8] {
         &self.0
@@ -107,6 +116,9 @@ mod tests {
         assert_eq!(format!("{s:?}"), "[redacted]");
         assert_eq!(format!("{:#?}", Some(&s)), "Some(\n    [redacted],\n)");
         let b = SecretBytes::new(b"pepper-bytes".to_vec());
+        let g = SecretBytes::generate(32).unwrap();
+        assert_eq!(g.len(), 32);
+        assert_ne!(g.expose(), SecretBytes::generate(32).unwrap().expose());
         assert_eq!(format!("{b:?}"), "[redacted]");
         assert_eq!(s.expose(), "hunter2-password");
     }
