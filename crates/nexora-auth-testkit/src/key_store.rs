@@ -1,0 +1,571 @@
+//! The [`KeyStore`] contracts, one function each (what [`crate::key_store_conformance!`] runs).
+//!
+//! Every function takes a fresh, empty store and panics with a message naming the broken
+//! contract.
+
+use std::{
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use nexora_auth::{
+    AuthError, InvalidReason, KeyId, KeyStore, NewKey, OwnerId, RotateOptions, StoreError,
+    store::{KeyRecord, LastUsed, PreviousDigest, RevokeOutcome, RotateOutcome, Rotation},
+};
+use time::OffsetDateTime;
+
+use crate::{ManualClock, authenticator, authenticator_with, new_record, now, record_with_id, scopes};
+
+const SECOND: time::Duration = time::Duration::SECOND;
+
+async fn insert(store: &Arc<dyn KeyStore>, record: &KeyRecord) {
+    store.insert(record).await.unwrap_or_else(|e| panic!("insert of a new record failed: {e:?}"));
+}
+
+async fn find(store: &Arc<dyn KeyStore>, id: KeyId) -> Option<KeyRecord> {
+    store.find(id).await.unwrap_or_else(|e| panic!("find failed: {e:?}"))
+}
+
+async fn must_find(store: &Arc<dyn KeyStore>, id: KeyId) -> KeyRecord {
+    find(store, id).await.unwrap_or_else(|| panic!("find: inserted key {id} not found"))
+}
+
+async fn list(store: &Arc<dyn KeyStore>, owner: &str) -> Vec<KeyRecord> {
+    store.list(&OwnerId::new(owner)).await.unwrap_or_else(|e| panic!("list failed: {e:?}"))
+}
+
+fn rotation(now: OffsetDateTime, grace_until: Option<OffsetDateTime>) -> (nexora_auth::ApiKey, Rotation) {
+    let (key, record) = new_record("unused", "unused", now);
+    (key, Rotation { digest: record.digest, display: record.display, grace_until, now })
+}
+
+/// `insert` stores the record as given and `find` returns it unchanged, every field included:
+/// optional times set, a grace-period previous digest, a pepper version above `i32::MAX`.
+pub async fn insert_then_find_round_trips_every_field(store: Arc<dyn KeyStore>) {
+    let t0 = now();
+    let (_, plain) = new_record("alice", "plain", t0);
+    insert(&store, &plain).await;
+    assert_eq!(must_find(&store, plain.id).await, plain, "find must return the record as inserted");
+
+    let (_, mut full) = new_record("alice", "every field", t0 - SECOND);
+    let (_, old) = new_record("alice", "old secret", t0);
+    full.last_used_at = Some(t0 - SECOND / 2);
+    full.expires_at = Some(t0 + 3600 * SECOND);
+    full.revoked_at = Some(t0 - SECOND / 4);
+    full.previous = Some(PreviousDigest { digest: old.digest, valid_until: t0 + 60 * SECOND });
+    full.scopes = scopes(&["agents:read", "agents:write", "keys:manage"]);
+    insert(&store, &full).await;
+    assert_eq!(must_find(&store, full.id).await, full, "every field must round-trip exactly");
+    assert_eq!(must_find(&store, plain.id).await, plain, "inserting another record changed the first");
+}
+
+/// `find` of an id never inserted is `Ok(None)`, not an error.
+pub async fn find_unknown_id_is_none(store: Arc<dyn KeyStore>) {
+    let (_, record) = new_record("alice", "present", now());
+    insert(&store, &record).await;
+    assert_eq!(find(&store, KeyId::new_random()).await, None, "an unknown id must be Ok(None)");
+}
+
+/// Inserting an existing id is [`StoreError::DuplicateId`] (a typed error, not `Unavailable`)
+/// and leaves the existing record untouched.
+pub async fn duplicate_id_is_a_typed_error_and_keeps_the_original(store: Arc<dyn KeyStore>) {
+    let (_, original) = new_record("alice", "original", now());
+    insert(&store, &original).await;
+    let (_, mut impostor) = new_record("mallory", "impostor", now() + SECOND);
+    impostor.id = original.id;
+    match store.insert(&impostor).await {
+        Err(StoreError::DuplicateId) => {}
+        other => panic!("a duplicate id must be Err(StoreError::DuplicateId), got {other:?}"),
+    }
+    assert_eq!(must_find(&store, original.id).await, original, "a refused insert changed the original");
+    assert!(list(&store, "mallory").await.is_empty(), "a refused insert is listed for its owner");
+}
+
+/// `find` returns revoked and expired records as they are (the caller judges them).
+pub async fn find_returns_revoked_and_expired_records(store: Arc<dyn KeyStore>) {
+    let t0 = now();
+    let (_, mut expired) = new_record("alice", "expired", t0 - 7200 * SECOND);
+    expired.expires_at = Some(t0 - 3600 * SECOND);
+    insert(&store, &expired).await;
+    assert_eq!(must_find(&store, expired.id).await, expired, "an expired record must still be found");
+
+    let (_, revoked) = new_record("alice", "revoked", t0);
+    insert(&store, &revoked).await;
+    let at = t0 + SECOND;
+    assert_eq!(store.revoke(&revoked.owner, revoked.id, at).await.ok(), Some(RevokeOutcome::Revoked));
+    let found = must_find(&store, revoked.id).await;
+    assert_eq!(found.revoked_at, Some(at), "find must return the revocation time");
+    assert_eq!(found.digest, revoked.digest);
+}
+
+/// `list` returns only the owner's non-revoked keys, ordered by `created_at`, then `id`.
+pub async fn list_is_owner_scoped_ordered_and_excludes_revoked(store: Arc<dyn KeyStore>) {
+    let t0 = now();
+    let id = |n: u128| KeyId::from_uuid(uuid::Uuid::from_u128(n));
+    // Inserted out of order; two share a created_at and are ordered by id.
+    let third = record_with_id(id(1), "alice", t0 + 2 * SECOND);
+    let first = record_with_id(id(9), "alice", t0);
+    let second_b = record_with_id(id(u128::MAX - 1), "alice", t0 + SECOND);
+    let second_a = record_with_id(id(5), "alice", t0 + SECOND);
+    let revoked = record_with_id(id(7), "alice", t0 + SECOND / 2);
+    let bobs = record_with_id(id(3), "bob", t0 + SECOND / 3);
+    for r in [&third, &first, &second_b, &revoked, &bobs, &second_a] {
+        insert(&store, r).await;
+    }
+    assert_eq!(
+        store.revoke(&revoked.owner, revoked.id, t0 + 3 * SECOND).await.ok(),
+        Some(RevokeOutcome::Revoked)
+    );
+    let listed = list(&store, "alice").await;
+    let ids: Vec<KeyId> = listed.iter().map(|r| r.id).collect();
+    assert_eq!(
+        ids,
+        vec![first.id, second_a.id, second_b.id, third.id],
+        "list must be alice's non-revoked keys by created_at then id"
+    );
+    assert_eq!(listed, vec![first, second_a, second_b, third], "listed records must be complete");
+    assert_eq!(list(&store, "bob").await, vec![bobs], "bob must see only his key");
+    assert!(list(&store, "carol").await.is_empty(), "an owner without keys lists nothing");
+}
+
+/// An owner can hold many keys; each is found, listed and authenticates.
+pub async fn many_keys_per_owner(store: Arc<dyn KeyStore>) {
+    const KEYS: usize = 60;
+    let auth = authenticator(store.clone());
+    let alice = OwnerId::new("alice");
+    let all = scopes(&["agents:read"]);
+    let mut created = Vec::with_capacity(KEYS);
+    for i in 0..KEYS {
+        let key = auth
+            .create_key_for(&alice, &all, NewKey::named(format!("key {i}")))
+            .await
+            .unwrap_or_else(|e| panic!("create_key #{i} failed: {e:?}"));
+        created.push(key);
+    }
+    auth.create_key_for(&OwnerId::new("bob"), &all, NewKey::named("bob's")).await.expect("bob's key");
+    let listed = list(&store, "alice").await;
+    assert_eq!(listed.len(), KEYS, "every key of the owner must be listed");
+    for key in &created {
+        assert!(listed.iter().any(|r| r.id == key.info.id), "key {} missing from list", key.info.id);
+        let principal = auth.authenticate(key.key.expose()).await.expect("each key authenticates");
+        assert_eq!(principal.owner(), &alice);
+    }
+}
+
+/// Names come back byte for byte: unicode, quotes, SQL metacharacters, 100 characters.
+pub async fn names_round_trip_exactly(store: Arc<dyn KeyStore>) {
+    let names = [
+        "Ünïcödé ключ 鍵 🔑".to_owned(),
+        r#"O'Brien's "quoted" key \ backslash"#.to_owned(),
+        "'); DROP TABLE api_keys; -- ".to_owned() + "x",
+        "100% _like_ [wild]cards * ? $1 :name @p1".to_owned(),
+        "x".repeat(nexora_auth::MAX_KEY_NAME_LEN),
+        "🔑".repeat(nexora_auth::MAX_KEY_NAME_LEN),
+    ];
+    let t0 = now();
+    for (i, name) in names.iter().enumerate() {
+        let (_, record) = new_record("alice", name, t0 + time::Duration::seconds(i64::try_from(i).unwrap_or(0)));
+        insert(&store, &record).await;
+        assert_eq!(&must_find(&store, record.id).await.name, name, "name changed in the store");
+    }
+    let listed: Vec<String> = list(&store, "alice").await.into_iter().map(|r| r.name).collect();
+    assert_eq!(listed, names, "listed names changed");
+
+    let auth = authenticator(store.clone());
+    let bob = OwnerId::new("bob");
+    for name in &names {
+        let created = auth
+            .create_key_for(&bob, &scopes(&["a"]), NewKey::named(name.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("create_key with name {name:?} failed: {e:?}"));
+        assert_eq!(&must_find(&store, created.info.id).await.name, name);
+    }
+    let too_long = "x".repeat(nexora_auth::MAX_KEY_NAME_LEN + 1);
+    let refused = auth.create_key_for(&bob, &scopes(&["a"]), NewKey::named(too_long)).await;
+    assert!(matches!(refused, Err(AuthError::Validation(_))), "a 101-character name must be refused");
+    assert_eq!(list(&store, "bob").await.len(), names.len(), "a refused key was stored");
+}
+
+/// Scopes come back as a set equal to what was stored: none, one, the maximum count with
+/// every character RFC 6749 allows.
+pub async fn scopes_round_trip_exactly(store: Arc<dyn KeyStore>) {
+    let odd = r##"!#$%&'()*+,-./09:;<=>?@AZ[]^_`az{|}~"##;
+    let many: Vec<String> = (0..nexora_auth::MAX_SCOPES).map(|i| format!("{odd}{i}")).collect();
+    let long = "s".repeat(nexora_auth::MAX_SCOPE_LEN);
+    let sets = [
+        nexora_auth::Scopes::empty(),
+        scopes(&["agents:read"]),
+        scopes(&[long.as_str(), "(paren)", "it's;--"]),
+        nexora_auth::Scopes::new(many).expect("64 valid scopes"),
+    ];
+    for set in sets {
+        let (_, mut record) = new_record("alice", "scoped", now());
+        record.scopes = set.clone();
+        insert(&store, &record).await;
+        assert_eq!(must_find(&store, record.id).await.scopes, set, "scopes changed in the store");
+    }
+}
+
+/// `rotate` without grace replaces digest and display, clears `previous`, keeps everything
+/// else, and returns the record `find` then returns.
+pub async fn rotate_replaces_the_digest_and_clears_previous(store: Arc<dyn KeyStore>) {
+    let t0 = now();
+    let (_, mut record) = new_record("alice", "rotated", t0 - SECOND);
+    let (_, old) = new_record("x", "x", t0);
+    record.previous = Some(PreviousDigest { digest: old.digest, valid_until: t0 + 60 * SECOND });
+    record.expires_at = Some(t0 + 3600 * SECOND);
+    record.last_used_at = Some(t0 - SECOND / 2);
+    insert(&store, &record).await;
+
+    let (_, rot) = rotation(t0, None);
+    let outcome = store.rotate(&record.owner, record.id, &rot).await.expect("rotate");
+    let RotateOutcome::Rotated(rotated) = outcome else {
+        panic!("rotating an active key must be Rotated, got {outcome:?}");
+    };
+    let expected = KeyRecord { digest: rot.digest, display: rot.display.clone(), previous: None, ..record };
+    assert_eq!(rotated, expected, "rotate must change digest and display only, and clear previous");
+    assert_eq!(must_find(&store, expected.id).await, expected, "find must return the rotated record");
+}
+
+/// `rotate` with `grace_until` keeps the current digest as `previous`; a later rotation without
+/// grace clears it. Through [`nexora_auth::Authenticator`]: both secrets work during the grace.
+pub async fn rotate_with_grace_keeps_the_previous_digest(store: Arc<dyn KeyStore>) {
+    let t0 = now();
+    let (_, record) = new_record("alice", "graceful", t0);
+    insert(&store, &record).await;
+    let until = t0 + 300 * SECOND;
+    let (_, rot) = rotation(t0, Some(until));
+    let Ok(RotateOutcome::Rotated(rotated)) = store.rotate(&record.owner, record.id, &rot).await else {
+        panic!("rotate with grace failed");
+    };
+    let previous = Some(PreviousDigest { digest: record.digest, valid_until: until });
+    assert_eq!(rotated.previous, previous, "the old digest must become previous, valid until grace_until");
+    assert_eq!(rotated.digest, rot.digest);
+    assert_eq!(must_find(&store, record.id).await.previous, previous, "previous digest not stored");
+
+    let (_, again) = rotation(t0 + SECOND, None);
+    let Ok(RotateOutcome::Rotated(rotated)) = store.rotate(&record.owner, record.id, &again).await else {
+        panic!("second rotate failed");
+    };
+    assert_eq!(rotated.previous, None, "a rotation without grace must clear previous");
+    assert_eq!(must_find(&store, record.id).await.previous, None, "previous digest not cleared");
+
+    let auth = authenticator(store.clone());
+    let alice = OwnerId::new("alice");
+    let created = auth.create_key_for(&alice, &scopes(&["a"]), NewKey::named("k")).await.expect("create");
+    let id = created.info.id;
+    let graced = auth.rotate_key(&alice, id, RotateOptions::with_grace(Duration::from_secs(600))).await;
+    let graced = graced.expect("rotate with grace");
+    auth.authenticate(created.key.expose()).await.expect("old secret works during its grace period");
+    auth.authenticate(graced.key.expose()).await.expect("new secret works");
+    let newest = auth.rotate_key(&alice, id, RotateOptions::immediate()).await.expect("rotate");
+    assert!(auth.authenticate(created.key.expose()).await.is_err(), "immediate rotation ends the grace");
+    assert!(auth.authenticate(graced.key.expose()).await.is_err(), "replaced secret still works");
+    auth.authenticate(newest.key.expose()).await.expect("newest secret works");
+}
+
+/// Another owner's key is *not found* for `rotate`, `revoke` and `list`, and stays untouched.
+pub async fn rotate_is_owner_scoped(store: Arc<dyn KeyStore>) {
+    let t0 = now();
+    let (key, record) = new_record("alice", "alice's", t0);
+    insert(&store, &record).await;
+    let mallory = OwnerId::new("mallory");
+    let (_, rot) = rotation(t0, None);
+    assert_eq!(
+        store.rotate(&mallory, record.id, &rot).await.expect("rotate"),
+        RotateOutcome::NotFound,
+        "rotating another owner's key must be NotFound"
+    );
+    assert_eq!(must_find(&store, record.id).await, record, "another owner's rotate changed the key");
+
+    let auth = authenticator(store.clone());
+    let refused = auth.rotate_key(&mallory, record.id, RotateOptions::immediate()).await;
+    assert!(matches!(refused, Err(AuthError::KeyNotFound)), "got {refused:?}");
+    auth.authenticate(key.expose()).await.expect("alice's key still works");
+}
+
+/// `rotate` of an id that does not exist is `NotFound`.
+pub async fn rotate_unknown_is_not_found(store: Arc<dyn KeyStore>) {
+    let (_, record) = new_record("alice", "present", now());
+    insert(&store, &record).await;
+    let (_, rot) = rotation(now(), None);
+    let outcome = store.rotate(&record.owner, KeyId::new_random(), &rot).await.expect("rotate");
+    assert_eq!(outcome, RotateOutcome::NotFound);
+}
+
+/// `rotate` of a revoked key is `Revoked` and changes nothing.
+pub async fn rotate_revoked_is_revoked(store: Arc<dyn KeyStore>) {
+    let t0 = now();
+    let (_, record) = new_record("alice", "revoked", t0);
+    insert(&store, &record).await;
+    assert_eq!(store.revoke(&record.owner, record.id, t0).await.ok(), Some(RevokeOutcome::Revoked));
+    let before = must_find(&store, record.id).await;
+    let (_, rot) = rotation(t0 + SECOND, Some(t0 + 60 * SECOND));
+    assert_eq!(store.rotate(&record.owner, record.id, &rot).await.expect("rotate"), RotateOutcome::Revoked);
+    assert_eq!(must_find(&store, record.id).await, before, "a refused rotation changed the key");
+}
+
+/// `rotate` refuses a key that expired at or before `rotation.now` (the given instant, not the
+/// database's clock) with `Expired`, changing nothing; a key expiring after it rotates.
+pub async fn rotate_expired_is_expired_and_uses_the_given_now(store: Arc<dyn KeyStore>) {
+    // Far from the real clock on purpose: a store that compares with its own `now()` fails.
+    let far_past = now() - 3650 * 86_400 * SECOND;
+    let far_future = now() + 3650 * 86_400 * SECOND;
+
+    let (_, mut expired) = new_record("alice", "expired long ago", far_past - SECOND);
+    expired.expires_at = Some(far_past);
+    insert(&store, &expired).await;
+    let (_, rot) = rotation(far_past + SECOND, None);
+    assert_eq!(store.rotate(&expired.owner, expired.id, &rot).await.expect("rotate"), RotateOutcome::Expired);
+    assert_eq!(must_find(&store, expired.id).await, expired, "a refused rotation changed the key");
+
+    let (_, rot) = rotation(far_past, None);
+    assert_eq!(
+        store.rotate(&expired.owner, expired.id, &rot).await.expect("rotate"),
+        RotateOutcome::Expired,
+        "expires_at == now counts as expired"
+    );
+    let (_, rot) = rotation(far_past - SECOND, None);
+    assert!(
+        matches!(store.rotate(&expired.owner, expired.id, &rot).await, Ok(RotateOutcome::Rotated(_))),
+        "a key expiring after rotation.now must rotate, whatever the real time"
+    );
+
+    let (_, mut future) = new_record("alice", "expires far ahead", now());
+    future.expires_at = Some(far_future);
+    insert(&store, &future).await;
+    let (_, rot) = rotation(far_future + SECOND, None);
+    assert_eq!(
+        store.rotate(&future.owner, future.id, &rot).await.expect("rotate"),
+        RotateOutcome::Expired,
+        "expiry must be judged at rotation.now, not at the store's clock"
+    );
+}
+
+/// `revoke` sets `revoked_at` once; again is `AlreadyRevoked` and keeps the first timestamp.
+/// A revoked key no longer authenticates nor lists.
+pub async fn revoke_is_idempotent_and_keeps_the_first_timestamp(store: Arc<dyn KeyStore>) {
+    let auth = authenticator(store.clone());
+    let alice = OwnerId::new("alice");
+    let created = auth.create_key_for(&alice, &scopes(&["a"]), NewKey::named("doomed")).await.expect("create");
+    let id = created.info.id;
+    let first = now() + SECOND;
+    assert_eq!(store.revoke(&alice, id, first).await.expect("revoke"), RevokeOutcome::Revoked);
+    assert_eq!(
+        store.revoke(&alice, id, first + 60 * SECOND).await.expect("revoke again"),
+        RevokeOutcome::AlreadyRevoked
+    );
+    assert_eq!(must_find(&store, id).await.revoked_at, Some(first), "revoking again moved revoked_at");
+    let refused = auth.authenticate(created.key.expose()).await;
+    assert!(
+        matches!(refused, Err(AuthError::InvalidToken(InvalidReason::Revoked))),
+        "a revoked key must be refused as revoked, got {refused:?}"
+    );
+    assert!(list(&store, "alice").await.is_empty(), "a revoked key is still listed");
+    auth.revoke_key(&alice, id).await.expect("revoke_key is idempotent");
+}
+
+/// Another owner cannot revoke a key: `NotFound`, and the key keeps working.
+pub async fn revoke_is_owner_scoped(store: Arc<dyn KeyStore>) {
+    let (key, record) = new_record("alice", "alice's", now());
+    insert(&store, &record).await;
+    let mallory = OwnerId::new("mallory");
+    assert_eq!(store.revoke(&mallory, record.id, now()).await.expect("revoke"), RevokeOutcome::NotFound);
+    assert_eq!(must_find(&store, record.id).await, record, "another owner's revoke changed the key");
+    let auth = authenticator(store.clone());
+    assert!(matches!(auth.revoke_key(&mallory, record.id).await, Err(AuthError::KeyNotFound)));
+    auth.authenticate(key.expose()).await.expect("alice's key still works");
+    assert_eq!(list(&store, "alice").await.len(), 1);
+}
+
+/// `revoke` of an id that does not exist is `NotFound`.
+pub async fn revoke_unknown_is_not_found(store: Arc<dyn KeyStore>) {
+    let outcome = store.revoke(&OwnerId::new("alice"), KeyId::new_random(), now()).await.expect("revoke");
+    assert_eq!(outcome, RevokeOutcome::NotFound);
+}
+
+/// `record_last_used` applies a whole batch, never moves `last_used_at` backwards (also
+/// within one batch), and ignores unknown ids.
+pub async fn record_last_used_never_moves_backwards_and_ignores_unknown_ids(store: Arc<dyn KeyStore>) {
+    let t0 = now();
+    let (_, a) = new_record("alice", "a", t0);
+    let (_, b) = new_record("alice", "b", t0);
+    let (_, c) = new_record("bob", "c", t0);
+    for r in [&a, &b, &c] {
+        insert(&store, r).await;
+    }
+    let used = |id: KeyId, secs: i64| LastUsed { id, at: t0 + time::Duration::seconds(secs) };
+    store.record_last_used(&[]).await.expect("an empty batch is fine");
+    store
+        .record_last_used(&[used(a.id, 10), used(KeyId::new_random(), 11), used(b.id, 20)])
+        .await
+        .expect("a batch with an unknown id must succeed");
+    assert_eq!(must_find(&store, a.id).await.last_used_at, Some(t0 + 10 * SECOND));
+    assert_eq!(must_find(&store, b.id).await.last_used_at, Some(t0 + 20 * SECOND));
+    assert_eq!(must_find(&store, c.id).await.last_used_at, None, "a key not in the batch changed");
+
+    store.record_last_used(&[used(a.id, 5), used(b.id, 30)]).await.expect("batch");
+    assert_eq!(must_find(&store, a.id).await.last_used_at, Some(t0 + 10 * SECOND), "moved backwards");
+    assert_eq!(must_find(&store, b.id).await.last_used_at, Some(t0 + 30 * SECOND));
+
+    store.record_last_used(&[used(c.id, 50), used(c.id, 40)]).await.expect("batch");
+    assert_eq!(
+        must_find(&store, c.id).await.last_used_at,
+        Some(t0 + 50 * SECOND),
+        "the latest time of a batch must win, whatever its position"
+    );
+    let others = must_find(&store, c.id).await;
+    assert_eq!(KeyRecord { last_used_at: None, ..others }, c, "record_last_used changed other fields");
+}
+
+/// Through [`nexora_auth::Authenticator`]: create, authenticate, list, flush last-used, rotate,
+/// revoke — the path a server takes, on this store.
+pub async fn authenticator_key_lifecycle(store: Arc<dyn KeyStore>) {
+    let auth = authenticator(store.clone());
+    let alice = OwnerId::new("alice");
+    let created = auth
+        .create_key_for(&alice, &scopes(&["agents:read", "keys:manage"]), NewKey::named("CI"))
+        .await
+        .expect("create");
+    let principal = auth.authenticate(created.key.expose()).await.expect("a new key authenticates");
+    assert_eq!(principal.owner(), &alice);
+    assert!(principal.has_scope("keys:manage"));
+    assert_eq!(auth.list_keys(&alice).await.expect("list"), vec![created.info.clone()]);
+
+    assert_eq!(auth.flush_last_used().await.expect("flush"), 1, "one use queued");
+    let used = must_find(&store, created.info.id).await.last_used_at;
+    assert!(used.is_some_and(|at| at >= created.info.created_at), "last_used_at not written: {used:?}");
+
+    let (unknown, _) = new_record("alice", "never stored", now());
+    let refused = auth.authenticate(unknown.expose()).await;
+    assert!(
+        matches!(refused, Err(AuthError::InvalidToken(InvalidReason::UnknownKey))),
+        "an unknown key must be a 401 UnknownKey, got {refused:?}"
+    );
+
+    let rotated = auth.rotate_key(&alice, created.info.id, RotateOptions::immediate()).await.expect("rotate");
+    assert_eq!(rotated.info.id, created.info.id, "rotation keeps the id");
+    assert!(auth.authenticate(created.key.expose()).await.is_err(), "old key works after rotation");
+    auth.authenticate(rotated.key.expose()).await.expect("new key works");
+    auth.revoke_key(&alice, created.info.id).await.expect("revoke");
+    assert!(auth.authenticate(rotated.key.expose()).await.is_err(), "revoked key works");
+    assert!(auth.list_keys(&alice).await.expect("list").is_empty());
+}
+
+/// Expiry is judged with the [`nexora_auth::Authenticator`]'s clock: a key works until its
+/// `expires_at`, then neither authenticates nor rotates (`KeyExpired`).
+pub async fn authenticator_expiry_follows_its_clock(store: Arc<dyn KeyStore>) {
+    let clock = Arc::new(ManualClock::new(now()));
+    let auth = authenticator_with(store.clone(), None, clock.clone());
+    let alice = OwnerId::new("alice");
+    let start = nexora_auth::Clock::now(&*clock);
+    let request = NewKey::named("short-lived").expiring_at(start + 600 * SECOND);
+    let created = auth.create_key_for(&alice, &scopes(&["a"]), request).await.expect("create");
+    assert_eq!(must_find(&store, created.info.id).await.expires_at, Some(start + 600 * SECOND));
+    auth.authenticate(created.key.expose()).await.expect("works before expiry");
+    clock.advance(599 * SECOND);
+    let rotated = auth.rotate_key(&alice, created.info.id, RotateOptions::immediate()).await;
+    let rotated = rotated.expect("rotates just before expiry");
+    clock.advance(SECOND);
+    let refused = auth.authenticate(rotated.key.expose()).await;
+    assert!(
+        matches!(refused, Err(AuthError::InvalidToken(InvalidReason::Expired))),
+        "an expired key must be refused as expired, got {refused:?}"
+    );
+    let refused = auth.rotate_key(&alice, created.info.id, RotateOptions::immediate()).await;
+    assert!(matches!(refused, Err(AuthError::KeyExpired)), "rotating an expired key: {refused:?}");
+}
+
+/// Rotation is atomic: while many tasks authenticate through a real
+/// [`nexora_auth::Authenticator`] and the key is rotated again and again, a secret whose
+/// replacement `rotate` has returned never succeeds, and the newest secret never fails unless
+/// a newer rotation has started.
+pub async fn rotation_is_atomic_under_concurrency(store: Arc<dyn KeyStore>) {
+    const ROTATIONS: usize = 40;
+    const CHECKERS: usize = 6;
+
+    struct Shared {
+        /// Rotations begun (counted before `rotate` is called).
+        started: AtomicU64,
+        /// The key text of every generation; index = generation. Pushed after `rotate` returns.
+        keys: RwLock<Vec<String>>,
+        stop: AtomicBool,
+    }
+
+    let auth = authenticator(store.clone());
+    let owner = OwnerId::new("rotator");
+    let created = auth.create_key_for(&owner, &scopes(&["a"]), NewKey::named("hot")).await.expect("create");
+    let id = created.info.id;
+    let shared = Arc::new(Shared {
+        started: AtomicU64::new(0),
+        keys: RwLock::new(vec![created.key.expose().to_owned()]),
+        stop: AtomicBool::new(false),
+    });
+
+    let mut checkers = Vec::with_capacity(CHECKERS);
+    for n in 0..CHECKERS {
+        let auth = auth.clone();
+        let shared = shared.clone();
+        checkers.push(tokio::spawn(async move {
+            let (mut current_ok, mut old_checked) = (0_u64, 0_u64);
+            while !shared.stop.load(Ordering::SeqCst) {
+                let (generation, current, old) = {
+                    let keys = shared.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let g = keys.len() - 1;
+                    // Alternate which old generation is tried: the last one is the sharpest test.
+                    let old = (g > 0).then(|| keys[if n % 2 == 0 { g - 1 } else { (g * 7 + n) % g }].clone());
+                    (g, keys[g].clone(), old)
+                };
+                if let Some(old) = old {
+                    let result = auth.authenticate(&old).await;
+                    assert!(
+                        result.is_err(),
+                        "a secret replaced by a rotation that had returned still authenticated (generation < {generation})"
+                    );
+                    old_checked += 1;
+                }
+                match auth.authenticate(&current).await {
+                    Ok(_) => current_ok += 1,
+                    Err(e) => {
+                        let started = shared.started.load(Ordering::SeqCst);
+                        assert!(
+                            started > generation as u64,
+                            "the newest secret (generation {generation}) failed with no newer rotation started: {e:?}"
+                        );
+                        assert_eq!(e.status(), 401, "a failure during rotation must be a 401, got {e:?}");
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+            (current_ok, old_checked)
+        }));
+    }
+
+    for _ in 0..ROTATIONS {
+        shared.started.fetch_add(1, Ordering::SeqCst);
+        let rotated = auth.rotate_key(&owner, id, RotateOptions::immediate()).await.expect("rotate");
+        shared.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner).push(rotated.key.expose().to_owned());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    shared.stop.store(true, Ordering::SeqCst);
+    let (mut current_ok, mut old_checked) = (0, 0);
+    for checker in checkers {
+        match checker.await {
+            Ok((ok, old)) => {
+                current_ok += ok;
+                old_checked += old;
+            }
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("checker task failed: {e}"),
+        }
+    }
+    assert!(current_ok > 0 && old_checked > 0, "the checkers did not run ({current_ok}, {old_checked})");
+    let keys = shared.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    for (generation, key) in keys.iter().enumerate() {
+        let result = auth.authenticate(key).await;
+        assert_eq!(result.is_ok(), generation == ROTATIONS, "after all rotations, generation {generation}");
+    }
+}

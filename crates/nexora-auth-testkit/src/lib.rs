@@ -1,0 +1,311 @@
+//! The conformance suite for [`KeyStore`] and [`UserStore`] implementations.
+//!
+//! Every store — the in-memory reference, SQLite, Postgres, or your own — runs this one suite
+//! from its own tests with one macro call. Each contract written in the
+//! [`nexora_auth::store`] docs becomes its own `#[test]`, so a failure names the contract:
+//!
+//! ```
+//! // tests/conformance.rs of a store crate
+//! nexora_auth_testkit::key_store_conformance!(async { nexora_auth::MemoryKeyStore::new() });
+//! nexora_auth_testkit::user_store_conformance!(async { nexora_auth::MemoryUserStore::new() });
+//! # fn main() {}
+//! ```
+//!
+//! The expression is evaluated once per test and must yield an **empty** store (some contracts
+//! list everything the store holds). When a store needs a guard that outlives it — a temporary
+//! directory, a database schema to drop — or may have to skip, use the `fixture:` form, whose
+//! expression yields a [`Fixture`]:
+//!
+//! ```no_run
+//! use nexora_auth_testkit::Fixture;
+//!
+//! nexora_auth_testkit::key_store_conformance!(fixture: async {
+//!     let dir = std::env::temp_dir(); // in real tests: a tempfile::TempDir, dropped after the test
+//!     Fixture::new(nexora_auth::MemoryKeyStore::new()).with_guard(dir)
+//! });
+//! # fn main() {}
+//! ```
+//!
+//! The generated tests are plain `#[test]` functions that run the contract on a two-worker
+//! multi-threaded Tokio runtime built by the kit, so the calling crate needs no particular
+//! Tokio features. Each contract is also a public `async fn` in [`key_store`] and
+//! [`user_store`], for callers who prefer to write the tests by hand.
+//!
+//! Besides the contracts, [`failure`] checks that a store whose backend is down answers with
+//! an error (a 503 through [`Authenticator`]), never with "not found" (a 401), and, with the
+//! `postgres` feature, `postgres::TestSchema` gives each test a fresh schema on a real server,
+//! or a loud skip.
+//!
+//! A complete custom store written from the trait docs alone, and passing this kit, is in
+//! `examples/custom_store.rs` (run it with `cargo run -p nexora-auth-testkit --example custom_store`;
+//! `cargo test` runs its conformance tests).
+//!
+//! # Timestamps
+//!
+//! Every timestamp the kit writes is a whole number of microseconds (the kit's clocks truncate
+//! to microseconds), so stores that keep microsecond precision, as PostgreSQL does, round-trip
+//! them exactly. A store may not lose more precision than that.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::{
+    future::Future,
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use nexora_auth::{
+    ApiKey, Authenticator, Clock, JwtConfig, JwtKeys, KeyId, KeyRecord, KeyStore, OwnerId,
+    PasswordPolicy, PepperRing, Scopes, SecretBytes, TokenAuthority, UserStore,
+};
+use time::OffsetDateTime;
+
+pub mod failure;
+pub mod key_store;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+pub mod user_store;
+
+/// What a store factory hands the kit: the store under test, an optional guard dropped after
+/// the test (a temporary directory, a schema to drop), or a decision to skip.
+pub struct Fixture<S> {
+    inner: Option<(S, Option<Box<dyn Send>>)>,
+}
+
+impl<S> Fixture<S> {
+    /// A store to test.
+    pub fn new(store: S) -> Self {
+        Self { inner: Some((store, None)) }
+    }
+
+    /// Keeps `guard` alive until the test has finished (passed or failed), then drops it.
+    pub fn with_guard(mut self, guard: impl Send + 'static) -> Self {
+        if let Some((_, slot)) = &mut self.inner {
+            *slot = Some(Box::new(guard));
+        }
+        self
+    }
+
+    /// Nothing to test: the test returns at once. Whoever decides to skip must say so loudly
+    /// (as `postgres::TestSchema::create` does, on stderr).
+    pub fn skipped() -> Self {
+        Self { inner: None }
+    }
+
+    /// The store and its guard, or `None` when skipped.
+    pub fn into_parts(self) -> Option<(S, Option<Box<dyn Send>>)> {
+        self.inner
+    }
+}
+
+impl<S> std::fmt::Debug for Fixture<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fixture").field("skipped", &self.inner.is_none()).finish_non_exhaustive()
+    }
+}
+
+/// Runs `test` to completion on a fresh two-worker multi-threaded runtime (what the generated
+/// tests call). Two workers are enough for the concurrency contracts to interleave for real.
+pub fn run<F: Future<Output = ()>>(test: F) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        // Building a runtime only fails when the OS refuses threads: nothing to test then.
+        .expect("the kit needs a Tokio runtime")
+        .block_on(test);
+}
+
+/// Generates one `#[test]` per [`KeyStore`] contract (see the [crate docs](crate)).
+///
+/// `key_store_conformance!(async { store })` or `key_store_conformance!(fixture: async { Fixture })`.
+/// Call it once per module (the tests are named after the contracts).
+#[macro_export]
+macro_rules! key_store_conformance {
+    (fixture: $factory:expr) => {
+        $crate::__conformance_tests!(key_store, $factory;
+            insert_then_find_round_trips_every_field,
+            find_unknown_id_is_none,
+            duplicate_id_is_a_typed_error_and_keeps_the_original,
+            find_returns_revoked_and_expired_records,
+            list_is_owner_scoped_ordered_and_excludes_revoked,
+            many_keys_per_owner,
+            names_round_trip_exactly,
+            scopes_round_trip_exactly,
+            rotate_replaces_the_digest_and_clears_previous,
+            rotate_with_grace_keeps_the_previous_digest,
+            rotate_is_owner_scoped,
+            rotate_unknown_is_not_found,
+            rotate_revoked_is_revoked,
+            rotate_expired_is_expired_and_uses_the_given_now,
+            revoke_is_idempotent_and_keeps_the_first_timestamp,
+            revoke_is_owner_scoped,
+            revoke_unknown_is_not_found,
+            record_last_used_never_moves_backwards_and_ignores_unknown_ids,
+            authenticator_key_lifecycle,
+            authenticator_expiry_follows_its_clock,
+            rotation_is_atomic_under_concurrency,
+        );
+    };
+    ($factory:expr) => {
+        $crate::key_store_conformance!(fixture: async { $crate::Fixture::new(($factory).await) });
+    };
+}
+
+/// Generates one `#[test]` per [`UserStore`] contract (see the [crate docs](crate)).
+///
+/// `user_store_conformance!(async { store })` or `user_store_conformance!(fixture: async { Fixture })`.
+#[macro_export]
+macro_rules! user_store_conformance {
+    (fixture: $factory:expr) => {
+        $crate::__conformance_tests!(user_store, $factory;
+            user_insert_then_find_by_email_and_id,
+            user_find_unknown_is_none,
+            user_duplicate_email_is_a_typed_error,
+            user_duplicate_id_is_a_typed_error,
+            user_update_password_hash,
+            user_list_is_ordered_by_creation_then_id,
+            user_register_and_login_through_the_authenticator,
+        );
+    };
+    ($factory:expr) => {
+        $crate::user_store_conformance!(fixture: async { $crate::Fixture::new(($factory).await) });
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_tests {
+    ($module:ident, $factory:expr; $($contract:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $contract() {
+                $crate::run(async {
+                    let fixture: $crate::Fixture<_> = ($factory).await;
+                    let Some((store, guard)) = fixture.into_parts() else { return };
+                    $crate::$module::$contract(::std::sync::Arc::new(store)).await;
+                    drop(guard);
+                });
+            }
+        )*
+    };
+}
+
+// ----- helpers shared by the contracts ---------------------------------------------------------
+
+/// The pepper version the kit's [`peppers`] use. Large on purpose: it must survive a store
+/// that keeps it in a signed 32-bit column.
+pub const PEPPER_VERSION: u32 = 3_000_000_007;
+
+/// The kit's pepper ring (a fixed test pepper, version [`PEPPER_VERSION`]).
+pub fn peppers() -> PepperRing {
+    PepperRing::new(PEPPER_VERSION, SecretBytes::new(b"nexora-auth-testkit pepper, test only!".to_vec()))
+        // The pepper above is longer than MIN_PEPPER_LEN.
+        .expect("valid test pepper")
+}
+
+/// `t` without its sub-microsecond part.
+pub fn truncate_to_micros(t: OffsetDateTime) -> OffsetDateTime {
+    // nanosecond() < 1e9, and so is the rounded-down value.
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000).expect("valid nanosecond")
+}
+
+/// The current UTC time, truncated to microseconds.
+pub fn now() -> OffsetDateTime {
+    truncate_to_micros(OffsetDateTime::now_utc())
+}
+
+/// The system clock truncated to microseconds (see the [crate docs](crate#timestamps)).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MicrosClock;
+
+impl Clock for MicrosClock {
+    fn now(&self) -> OffsetDateTime {
+        now()
+    }
+}
+
+/// A clock that only moves when told to.
+#[derive(Debug)]
+pub struct ManualClock(Mutex<OffsetDateTime>);
+
+impl ManualClock {
+    /// A clock stopped at `at` (truncated to microseconds).
+    pub fn new(at: OffsetDateTime) -> Self {
+        Self(Mutex::new(truncate_to_micros(at)))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: time::Duration) {
+        let mut at = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *at += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Scopes valid for tests.
+pub fn scopes(list: &[&str]) -> Scopes {
+    // Callers pass RFC 6749 scope tokens.
+    Scopes::new(list.iter().copied()).expect("valid test scopes")
+}
+
+/// An [`Authenticator`] over `keys` with the kit's peppers, a [`MicrosClock`] and cheap argon2
+/// parameters (m=256 KiB, t=1, p=1).
+pub fn authenticator(keys: Arc<dyn KeyStore>) -> Authenticator {
+    authenticator_with(keys, None, Arc::new(MicrosClock))
+}
+
+/// Like [`authenticator`], with an optional user store (and then an HS256 token authority) and
+/// a clock of your choice.
+pub fn authenticator_with(
+    keys: Arc<dyn KeyStore>,
+    users: Option<Arc<dyn UserStore>>,
+    clock: Arc<dyn Clock>,
+) -> Authenticator {
+    let mut builder = Authenticator::builder(keys, peppers())
+        .password_policy(PasswordPolicy::default().argon2_params(256, 1, 1))
+        .clock(clock);
+    if let Some(users) = users {
+        let secret = SecretBytes::new(b"nexora-auth-testkit jwt secret, test only".to_vec());
+        // A 40-byte HS256 secret and the default config are valid.
+        let keys = JwtKeys::hs256(&secret).expect("valid test JWT secret");
+        builder = builder
+            .users(users)
+            .tokens(TokenAuthority::new(keys, JwtConfig::default()).expect("valid test JWT config"));
+    }
+    // Cheap argon2 parameters within argon2's limits.
+    builder.build().expect("valid test authenticator")
+}
+
+/// A fresh key and a record for it, as [`Authenticator::create_key`] would have written it
+/// (digest under the kit's [`peppers`]), created at `created_at`.
+pub fn new_record(owner: &str, name: &str, created_at: OffsetDateTime) -> (ApiKey, KeyRecord) {
+    // The OS RNG does not fail in tests.
+    let key = ApiKey::generate().expect("randomness");
+    let record = KeyRecord {
+        id: key.id(),
+        owner: OwnerId::new(owner),
+        name: name.to_owned(),
+        scopes: scopes(&["agents:read"]),
+        created_at: truncate_to_micros(created_at),
+        last_used_at: None,
+        expires_at: None,
+        revoked_at: None,
+        display: key.display_fragment(),
+        digest: peppers().digest(&key),
+        previous: None,
+    };
+    (key, record)
+}
+
+/// A record with a chosen id (for ordering and duplicate tests; its digest matches no key).
+pub fn record_with_id(id: KeyId, owner: &str, created_at: OffsetDateTime) -> KeyRecord {
+    let (_, mut record) = new_record(owner, "fixed id", created_at);
+    record.id = id;
+    record
+}

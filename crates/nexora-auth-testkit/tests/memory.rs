@@ -1,0 +1,36 @@
+//! The in-memory reference stores pass the kit, and the failure checks catch a failing store.
+
+use std::sync::Arc;
+
+use nexora_auth::{MemoryKeyStore, MemoryUserStore};
+use nexora_auth_testkit::failure::{FlakyStore, key_store_backend_down, user_store_backend_down};
+
+nexora_auth_testkit::key_store_conformance!(async { MemoryKeyStore::new() });
+nexora_auth_testkit::user_store_conformance!(async { MemoryUserStore::new() });
+
+#[test]
+fn failing_key_store_is_503() {
+    nexora_auth_testkit::run(async {
+        let store = Arc::new(FlakyStore::new(MemoryKeyStore::new()));
+        store.set_failing(true);
+        key_store_backend_down(store).await;
+    });
+}
+
+#[test]
+fn failing_user_store_is_503() {
+    nexora_auth_testkit::run(async {
+        let store = Arc::new(FlakyStore::new(MemoryUserStore::new()));
+        store.set_failing(true);
+        user_store_backend_down(store).await;
+    });
+}
+
+/// The failure check itself must fail on a healthy store (which answers "not found").
+#[test]
+#[should_panic(expected = "must be Err(StoreError::Unavailable)")]
+fn backend_down_check_rejects_a_healthy_store() {
+    nexora_auth_testkit::run(async {
+        key_store_backend_down(Arc::new(FlakyStore::new(MemoryKeyStore::new()))).await;
+    });
+}
