@@ -16,7 +16,7 @@
 //! # fn main() {}
 //! ```
 
-use std::{str::FromStr, time::Duration};
+use std::{io::Write, str::FromStr, time::Duration};
 
 use sqlx::{
     Connection, Executor,
@@ -103,7 +103,10 @@ fn unreachable(server: &str, error: &str) -> Option<TestSchema> {
     if required() {
         panic!("Postgres not reachable at {server} and {REQUIRE_ENV}=1: {error}");
     }
-    eprintln!(
+    // Straight to the process's stderr: the test harness captures `eprintln!` of passing
+    // tests, and a skip must be seen.
+    let _ = writeln!(
+        std::io::stderr(),
         "\n*** SKIPPED: Postgres not reachable at {server} ({error}).\n\
          *** Start it (pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start) or set \
          {URL_ENV}; set {REQUIRE_ENV}=1 to fail instead of skipping.\n"
@@ -132,8 +135,12 @@ impl Drop for TestSchema {
         .join();
         match dropped {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("warning: could not drop test schema {name}: {e}"),
-            Err(_) => eprintln!("warning: dropping test schema {name} panicked"),
+            Ok(Err(e)) => {
+                let _ = writeln!(std::io::stderr(), "warning: could not drop test schema {name}: {e}");
+            }
+            Err(_) => {
+                let _ = writeln!(std::io::stderr(), "warning: dropping test schema {name} panicked");
+            }
         }
     }
 }

@@ -1,0 +1,562 @@
+//! PostgreSQL storage for `nexora-auth`: [`PostgresStore`] implements both [`KeyStore`] and
+//! [`UserStore`] over the host application's own [`PgPool`]. Many stateless server instances
+//! can share one database: every operation is a single atomic statement.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use nexora_auth::{Authenticator, NewKey, OwnerId, PepperRing, Scopes, SecretBytes};
+//! use nexora_auth_postgres::PostgresStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // The host's pool, then our tables (created if missing).
+//! let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/app").await?;
+//! let store = Arc::new(PostgresStore::new(pool).await?);
+//!
+//! let pepper = SecretBytes::new(b"pepper: 32+ random bytes, kept out of the db".to_vec());
+//! let auth = Authenticator::builder(store.clone(), PepperRing::new(1, pepper)?)
+//!     .users(store)
+//!     .build()?;
+//! let alice = OwnerId::new("alice");
+//! let created = auth.create_key_for(&alice, &Scopes::new(["agents:read"])?, NewKey::named("CI")).await?;
+//! assert_eq!(auth.authenticate(created.key.expose()).await?.owner(), &alice);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Schema
+//!
+//! [`PostgresStore::new`] creates (idempotently) three tables in the first schema of the
+//! connection's `search_path`, named with a prefix, by default `nexora_`: `nexora_api_keys`,
+//! `nexora_users` and `nexora_auth_migrations`, which records the schema versions applied.
+//! They never touch sqlx's `_sqlx_migrations`, so the host's own `sqlx::migrate!` runs in the
+//! same database undisturbed. Concurrent migrations (several instances starting at once)
+//! serialise on a transaction-scoped advisory lock. Change the prefix with
+//! [`PostgresStore::builder`]; put the tables in another schema by setting the pool's
+//! `search_path`.
+//!
+//! * Key ids are `uuid` primary keys: the authenticate lookup is one primary-key index search.
+//! * Digests are `bytea` with a `bigint` pepper version (a `u32` does not fit `integer`);
+//!   scopes are `text[]`; timestamps `timestamptz`, which keeps **microseconds** (finer
+//!   parts are dropped).
+//!
+//! Rotation is one `UPDATE … RETURNING` whose `WHERE` checks owner, revocation and expiry; a
+//! batch of last-used times is one `UPDATE … FROM unnest($1, $2)`.
+//!
+//! # Errors
+//!
+//! Every failure of the database (connection refused, pool timeout, a corrupt row) is
+//! [`StoreError::Unavailable`] — never "not found". A duplicate key id is
+//! [`StoreError::DuplicateId`]; a duplicate user email [`StoreError::DuplicateEmail`], told
+//! apart by the violated constraint's name.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use nexora_auth::{
+    KeyDigest, KeyId, KeyStore, OwnerId, Scopes, StoreError, StoredDigest, UserRecord, UserStore,
+    store::{KeyRecord, LastUsed, PreviousDigest, RevokeOutcome, RotateOutcome, Rotation},
+};
+use sqlx::{AssertSqlSafe, PgPool, Row, postgres::PgRow};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The table prefix used unless [`PostgresStoreBuilder::table_prefix`] says otherwise.
+pub const DEFAULT_TABLE_PREFIX: &str = "nexora_";
+/// The schema version this crate writes and reads.
+pub const SCHEMA_VERSION: i64 = 1;
+/// The advisory lock key migrations hold (`pg_advisory_xact_lock`): "nxr_auth" in ASCII.
+const MIGRATION_LOCK: i64 = 0x6e78_725f_6175_7468;
+
+/// Failure to set the store up (at startup; the store's own methods return [`StoreError`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The table prefix is not 0 to 32 of `a-z`, `0-9`, `_`, starting with a letter or `_`.
+    #[error("invalid table prefix {0:?}: use 0 to 32 of a-z 0-9 _, not starting with a digit")]
+    InvalidTablePrefix(String),
+    /// The database holds a newer schema than this crate knows (a newer version migrated it).
+    #[error("the database schema is version {found}, newer than this crate's {known}")]
+    SchemaTooNew {
+        /// The version found.
+        found: i64,
+        /// The newest version this crate knows.
+        known: i64,
+    },
+    /// Migrating failed.
+    #[error("Postgres setup failed: {context}")]
+    Database {
+        /// What was being done.
+        context: &'static str,
+        /// The database error.
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+/// A [`KeyStore`] and [`UserStore`] on PostgreSQL. Cheap to clone (the pool is shared).
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    sql: Arc<Queries>,
+}
+
+/// Options for [`PostgresStore`]; start with [`PostgresStore::builder`].
+#[derive(Debug)]
+#[must_use]
+pub struct PostgresStoreBuilder {
+    pool: PgPool,
+    prefix: String,
+    migrate: bool,
+}
+
+impl PostgresStoreBuilder {
+    /// The prefix of the store's tables. Defaults to [`DEFAULT_TABLE_PREFIX`] (`nexora_`).
+    pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Whether [`build`](Self::build) runs the migrations. Defaults to `true`; turn it off when
+    /// a deployment step runs [`PostgresStore::migrate`] instead.
+    pub fn run_migrations(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
+        self
+    }
+
+    /// Validates the options and, unless told otherwise, migrates.
+    pub async fn build(self) -> Result<PostgresStore, SetupError> {
+        let prefix = self.prefix;
+        let valid = prefix.len() <= 32
+            && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && !prefix.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            return Err(SetupError::InvalidTablePrefix(prefix));
+        }
+        let store = PostgresStore { pool: self.pool, sql: Arc::new(Queries::new(&prefix)) };
+        if self.migrate {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+}
+
+impl PostgresStore {
+    /// A store over `pool` with the default options: tables prefixed `nexora_`, migrated now.
+    pub async fn new(pool: PgPool) -> Result<Self, SetupError> {
+        Self::builder(pool).build().await
+    }
+
+    /// Options for a store over `pool`.
+    pub fn builder(pool: PgPool) -> PostgresStoreBuilder {
+        PostgresStoreBuilder { pool, prefix: DEFAULT_TABLE_PREFIX.to_owned(), migrate: true }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Creates or upgrades the store's tables; running it again does nothing. Runs in one
+    /// transaction holding an advisory lock, so concurrent runs wait for each other.
+    pub async fn migrate(&self) -> Result<(), SetupError> {
+        let db = |context| move |source| SetupError::Database { context, source };
+        let mut tx = self.pool.begin().await.map_err(db("begin migration"))?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("take the migration lock"))?;
+        sqlx::raw_sql(sql(&self.sql.migrations_table))
+            .execute(&mut *tx)
+            .await
+            .map_err(db("create the migrations table"))?;
+        let applied: Option<i64> = sqlx::query_scalar(sql(&self.sql.schema_version))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db("read the schema version"))?;
+        let applied = applied.unwrap_or(0);
+        if applied > SCHEMA_VERSION {
+            return Err(SetupError::SchemaTooNew { found: applied, known: SCHEMA_VERSION });
+        }
+        for (version, description, ddl) in self.sql.migrations.iter().filter(|m| m.0 > applied) {
+            sqlx::raw_sql(sql(ddl)).execute(&mut *tx).await.map_err(db("apply a migration"))?;
+            sqlx::query(sql(&self.sql.record_migration))
+                .bind(version)
+                .bind(description)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("record a migration"))?;
+        }
+        tx.commit().await.map_err(db("commit the migration"))
+    }
+}
+
+/// Every statement, with the table prefix spliced in once at construction.
+#[derive(Debug)]
+struct Queries {
+    users_email_key: String,
+    migrations_table: String,
+    schema_version: String,
+    record_migration: String,
+    migrations: Vec<(i64, &'static str, String)>,
+    insert_key: String,
+    find_key: String,
+    list_keys: String,
+    rotate: String,
+    key_state: String,
+    revoke: String,
+    key_exists: String,
+    last_used: String,
+    insert_user: String,
+    user_by_email: String,
+    user_by_id: String,
+    update_password: String,
+    list_users: String,
+}
+
+const KEY_COLUMNS: &str = "id, owner, name, scopes, created_at, last_used_at, expires_at, revoked_at, display, \
+     pepper_version, digest, previous_pepper_version, previous_digest, previous_valid_until";
+const USER_COLUMNS: &str = "id, email, password_hash, scopes, created_at";
+
+impl Queries {
+    fn new(p: &str) -> Self {
+        let keys = format!("{p}api_keys");
+        let users = format!("{p}users");
+        let v1 = format!(
+            "CREATE TABLE IF NOT EXISTS {keys} (
+                id uuid NOT NULL,
+                owner text NOT NULL,
+                name text NOT NULL,
+                scopes text[] NOT NULL,
+                created_at timestamptz NOT NULL,
+                last_used_at timestamptz,
+                expires_at timestamptz,
+                revoked_at timestamptz,
+                display text NOT NULL,
+                pepper_version bigint NOT NULL,
+                digest bytea NOT NULL,
+                previous_pepper_version bigint,
+                previous_digest bytea,
+                previous_valid_until timestamptz,
+                CONSTRAINT {keys}_pkey PRIMARY KEY (id)
+            );
+            CREATE INDEX IF NOT EXISTS {keys}_owner_created ON {keys} (owner, created_at, id);
+            CREATE TABLE IF NOT EXISTS {users} (
+                id text NOT NULL,
+                email text NOT NULL,
+                password_hash text NOT NULL,
+                scopes text[] NOT NULL,
+                created_at timestamptz NOT NULL,
+                CONSTRAINT {users}_pkey PRIMARY KEY (id),
+                CONSTRAINT {users}_email_key UNIQUE (email)
+            );
+            CREATE INDEX IF NOT EXISTS {users}_created ON {users} (created_at, id);"
+        );
+        Self {
+            users_email_key: format!("{users}_email_key"),
+            migrations_table: format!(
+                "CREATE TABLE IF NOT EXISTS {p}auth_migrations (
+                    version bigint NOT NULL PRIMARY KEY,
+                    description text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )"
+            ),
+            schema_version: format!("SELECT max(version) FROM {p}auth_migrations"),
+            record_migration: format!("INSERT INTO {p}auth_migrations (version, description) VALUES ($1, $2)"),
+            migrations: vec![(1, "api keys and users", v1)],
+            insert_key: format!(
+                "INSERT INTO {keys} ({KEY_COLUMNS})
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            ),
+            find_key: format!("SELECT {KEY_COLUMNS} FROM {keys} WHERE id = $1"),
+            list_keys: format!(
+                "SELECT {KEY_COLUMNS} FROM {keys} WHERE owner = $1 AND revoked_at IS NULL ORDER BY created_at, id"
+            ),
+            // SET expressions read the row as it was before the update: `digest` on the right
+            // is the old digest, which becomes the previous one when there is a grace period.
+            rotate: format!(
+                "UPDATE {keys} SET
+                    previous_digest = CASE WHEN $1::timestamptz IS NULL THEN NULL ELSE digest END,
+                    previous_pepper_version = CASE WHEN $1::timestamptz IS NULL THEN NULL ELSE pepper_version END,
+                    previous_valid_until = $1,
+                    digest = $2, pepper_version = $3, display = $4
+                 WHERE id = $5 AND owner = $6 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $7)
+                 RETURNING {KEY_COLUMNS}"
+            ),
+            key_state: format!("SELECT revoked_at, expires_at FROM {keys} WHERE id = $1 AND owner = $2"),
+            revoke: format!(
+                "UPDATE {keys} SET revoked_at = $1, previous_digest = NULL, previous_pepper_version = NULL,
+                    previous_valid_until = NULL
+                 WHERE id = $2 AND owner = $3 AND revoked_at IS NULL"
+            ),
+            key_exists: format!("SELECT 1 FROM {keys} WHERE id = $1 AND owner = $2"),
+            // One statement for the whole batch; the latest time per id wins and never replaces
+            // a later stored one. GROUP BY: UPDATE … FROM with duplicate ids would pick any.
+            last_used: format!(
+                "UPDATE {keys} AS k SET last_used_at = batch.at
+                 FROM (SELECT id, max(at) AS at FROM unnest($1::uuid[], $2::timestamptz[]) AS t(id, at)
+                       GROUP BY id) AS batch
+                 WHERE k.id = batch.id AND (k.last_used_at IS NULL OR k.last_used_at < batch.at)"
+            ),
+            insert_user: format!("INSERT INTO {users} ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"),
+            user_by_email: format!("SELECT {USER_COLUMNS} FROM {users} WHERE email = $1"),
+            user_by_id: format!("SELECT {USER_COLUMNS} FROM {users} WHERE id = $1"),
+            update_password: format!("UPDATE {users} SET password_hash = $1 WHERE id = $2"),
+            list_users: format!("SELECT {USER_COLUMNS} FROM {users} ORDER BY created_at, id"),
+        }
+    }
+}
+
+fn sql(text: &str) -> AssertSqlSafe<String> {
+    // Only our own statements reach here: the table prefix was validated as [a-z0-9_]*.
+    AssertSqlSafe(text.to_owned())
+}
+
+// ----- conversions ---------------------------------------------------------------------------
+
+fn failed(op: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |e| StoreError::backend(format!("postgres: {op} failed"), e)
+}
+
+fn corrupt(what: &'static str) -> StoreError {
+    StoreError::unavailable(format!("corrupt row: {what}"))
+}
+
+fn scope_list(scopes: &Scopes) -> Vec<String> {
+    scopes.iter().map(str::to_owned).collect()
+}
+
+fn digest(version: i64, bytes: &[u8]) -> Result<StoredDigest, StoreError> {
+    Ok(StoredDigest {
+        pepper_version: u32::try_from(version).map_err(|_| corrupt("pepper version"))?,
+        digest: KeyDigest::try_from(bytes).map_err(|_| corrupt("digest length"))?,
+    })
+}
+
+fn decode_key(row: &PgRow) -> Result<KeyRecord, StoreError> {
+    let e = failed("decode a key row");
+    let previous = match (
+        row.try_get::<Option<i64>, _>("previous_pepper_version").map_err(&e)?,
+        row.try_get::<Option<Vec<u8>>, _>("previous_digest").map_err(&e)?,
+        row.try_get::<Option<OffsetDateTime>, _>("previous_valid_until").map_err(&e)?,
+    ) {
+        (Some(version), Some(bytes), Some(valid_until)) => {
+            Some(PreviousDigest { digest: digest(version, &bytes)?, valid_until })
+        }
+        _ => None,
+    };
+    let scopes: Vec<String> = row.try_get("scopes").map_err(&e)?;
+    Ok(KeyRecord {
+        id: KeyId::from_uuid(row.try_get::<Uuid, _>("id").map_err(&e)?),
+        owner: OwnerId::new(row.try_get::<String, _>("owner").map_err(&e)?),
+        name: row.try_get("name").map_err(&e)?,
+        scopes: Scopes::new(scopes).map_err(|err| StoreError::backend("corrupt row: scopes", err))?,
+        created_at: row.try_get("created_at").map_err(&e)?,
+        last_used_at: row.try_get("last_used_at").map_err(&e)?,
+        expires_at: row.try_get("expires_at").map_err(&e)?,
+        revoked_at: row.try_get("revoked_at").map_err(&e)?,
+        display: row.try_get("display").map_err(&e)?,
+        digest: digest(row.try_get("pepper_version").map_err(&e)?, &row.try_get::<Vec<u8>, _>("digest").map_err(&e)?)?,
+        previous,
+    })
+}
+
+fn decode_user(row: &PgRow) -> Result<UserRecord, StoreError> {
+    let e = failed("decode a user row");
+    let scopes: Vec<String> = row.try_get("scopes").map_err(&e)?;
+    Ok(UserRecord {
+        id: OwnerId::new(row.try_get::<String, _>("id").map_err(&e)?),
+        email: row.try_get("email").map_err(&e)?,
+        password_hash: row.try_get("password_hash").map_err(&e)?,
+        scopes: Scopes::new(scopes).map_err(|err| StoreError::backend("corrupt row: scopes", err))?,
+        created_at: row.try_get("created_at").map_err(&e)?,
+    })
+}
+
+fn unique_violation(e: &sqlx::Error) -> Option<&dyn sqlx::error::DatabaseError> {
+    e.as_database_error().filter(|d| d.is_unique_violation())
+}
+
+#[async_trait]
+impl KeyStore for PostgresStore {
+    async fn insert(&self, r: &KeyRecord) -> Result<(), StoreError> {
+        let result = sqlx::query(sql(&self.sql.insert_key))
+            .bind(r.id.as_uuid())
+            .bind(r.owner.as_str())
+            .bind(r.name.as_str())
+            .bind(scope_list(&r.scopes))
+            .bind(r.created_at)
+            .bind(r.last_used_at)
+            .bind(r.expires_at)
+            .bind(r.revoked_at)
+            .bind(r.display.as_str())
+            .bind(i64::from(r.digest.pepper_version))
+            .bind(r.digest.digest.as_bytes().as_slice())
+            .bind(r.previous.map(|p| i64::from(p.digest.pepper_version)))
+            .bind(r.previous.map(|p| p.digest.digest.as_bytes().to_vec()))
+            .bind(r.previous.map(|p| p.valid_until))
+            .execute(&self.pool)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // The key table's only unique constraint is its primary key.
+            Err(e) if unique_violation(&e).is_some() => Err(StoreError::DuplicateId),
+            Err(e) => Err(failed("insert a key")(e)),
+        }
+    }
+
+    async fn find(&self, id: KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        let row = sqlx::query(sql(&self.sql.find_key))
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("find a key"))?;
+        row.as_ref().map(decode_key).transpose()
+    }
+
+    async fn list(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
+        let rows = sqlx::query(sql(&self.sql.list_keys))
+            .bind(owner.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("list keys"))?;
+        rows.iter().map(decode_key).collect()
+    }
+
+    async fn rotate(&self, owner: &OwnerId, id: KeyId, rotation: &Rotation) -> Result<RotateOutcome, StoreError> {
+        let row = sqlx::query(sql(&self.sql.rotate))
+            .bind(rotation.grace_until)
+            .bind(rotation.digest.digest.as_bytes().as_slice())
+            .bind(i64::from(rotation.digest.pepper_version))
+            .bind(rotation.display.as_str())
+            .bind(id.as_uuid())
+            .bind(owner.as_str())
+            .bind(rotation.now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("rotate a key"))?;
+        if let Some(row) = row {
+            return Ok(RotateOutcome::Rotated(decode_key(&row)?));
+        }
+        // Nothing rotated: say why. Revocation and expiry never undo themselves, so the state
+        // read now explains the refused update.
+        let state: Option<(Option<OffsetDateTime>, Option<OffsetDateTime>)> =
+            sqlx::query_as(sql(&self.sql.key_state))
+                .bind(id.as_uuid())
+                .bind(owner.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(failed("read a key's state"))?;
+        Ok(match state {
+            None => RotateOutcome::NotFound,
+            Some((Some(_), _)) => RotateOutcome::Revoked,
+            // Compared at the database's (microsecond) precision, as the UPDATE did.
+            Some((None, Some(expires))) if expires <= truncate_to_micros(rotation.now) => RotateOutcome::Expired,
+            Some(_) => return Err(StoreError::unavailable("postgres: rotate updated nothing on an active key")),
+        })
+    }
+
+    async fn revoke(&self, owner: &OwnerId, id: KeyId, at: OffsetDateTime) -> Result<RevokeOutcome, StoreError> {
+        let done = sqlx::query(sql(&self.sql.revoke))
+            .bind(at)
+            .bind(id.as_uuid())
+            .bind(owner.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(failed("revoke a key"))?;
+        if done.rows_affected() > 0 {
+            return Ok(RevokeOutcome::Revoked);
+        }
+        let exists = sqlx::query(sql(&self.sql.key_exists))
+            .bind(id.as_uuid())
+            .bind(owner.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("read a key's state"))?;
+        Ok(if exists.is_some() { RevokeOutcome::AlreadyRevoked } else { RevokeOutcome::NotFound })
+    }
+
+    async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = batch.iter().map(|u| *u.id.as_uuid()).collect();
+        let times: Vec<OffsetDateTime> = batch.iter().map(|u| u.at).collect();
+        sqlx::query(sql(&self.sql.last_used))
+            .bind(ids)
+            .bind(times)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("record last-used times"))?;
+        Ok(())
+    }
+}
+
+fn truncate_to_micros(t: OffsetDateTime) -> OffsetDateTime {
+    // nanosecond() < 1e9, and so is the rounded-down value.
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000).unwrap_or(t)
+}
+
+#[async_trait]
+impl UserStore for PostgresStore {
+    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        let result = sqlx::query(sql(&self.sql.insert_user))
+            .bind(user.id.as_str())
+            .bind(user.email.as_str())
+            .bind(user.password_hash.as_str())
+            .bind(scope_list(&user.scopes))
+            .bind(user.created_at)
+            .execute(&self.pool)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => match unique_violation(&e) {
+                Some(d) if d.constraint() == Some(self.sql.users_email_key.as_str()) => {
+                    Err(StoreError::DuplicateEmail)
+                }
+                Some(_) => Err(StoreError::DuplicateId),
+                None => Err(failed("insert a user")(e)),
+            },
+        }
+    }
+
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query(sql(&self.sql.user_by_email))
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("find a user"))?;
+        row.as_ref().map(decode_user).transpose()
+    }
+
+    async fn find_user(&self, id: &OwnerId) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query(sql(&self.sql.user_by_id))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("find a user"))?;
+        row.as_ref().map(decode_user).transpose()
+    }
+
+    async fn update_password_hash(&self, id: &OwnerId, phc: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql(&self.sql.update_password))
+            .bind(phc)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(failed("update a password hash"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let rows = sqlx::query(sql(&self.sql.list_users))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("list users"))?;
+        rows.iter().map(decode_user).collect()
+    }
+}

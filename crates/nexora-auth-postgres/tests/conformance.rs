@@ -1,0 +1,116 @@
+//! The conformance kit on the real PostgreSQL server, in a fresh schema per test
+//! (`NEXORA_TEST_POSTGRES_URL`; skipped loudly when unreachable, failed when
+//! `NEXORA_REQUIRE_POSTGRES=1`).
+
+use std::{sync::Arc, time::Duration};
+
+use nexora_auth::{KeyStore, UserStore};
+use nexora_auth_postgres::{PostgresStore, SetupError};
+use nexora_auth_testkit::{Fixture, postgres::TestSchema};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+async fn fresh() -> Fixture<PostgresStore> {
+    let Some(schema) = TestSchema::create().await else { return Fixture::skipped() };
+    let store = PostgresStore::new(schema.pool().clone()).await.expect("migrations");
+    Fixture::new(store).with_guard(schema)
+}
+
+nexora_auth_testkit::key_store_conformance!(fixture: fresh());
+nexora_auth_testkit::user_store_conformance!(fixture: fresh());
+
+#[test]
+fn unreachable_server_is_unavailable_not_not_found() {
+    nexora_auth_testkit::run(async {
+        // Nothing listens on port 1: every acquire fails with "connection refused".
+        let options = PgConnectOptions::new().host("127.0.0.1").port(1).username("postgres");
+        let pool = PgPoolOptions::new().acquire_timeout(Duration::from_millis(300)).connect_lazy_with(options);
+        let store = PostgresStore::builder(pool).run_migrations(false).build().await.expect("no I/O yet");
+        let store = Arc::new(store);
+        nexora_auth_testkit::failure::key_store_backend_down(store.clone() as Arc<dyn KeyStore>).await;
+        nexora_auth_testkit::failure::user_store_backend_down(store as Arc<dyn UserStore>).await;
+    });
+}
+
+#[test]
+fn closed_pool_is_unavailable_not_not_found() {
+    nexora_auth_testkit::run(async {
+        let Some((store, schema)) = fresh().await.into_parts() else { return };
+        store.pool().close().await;
+        let store = Arc::new(store);
+        nexora_auth_testkit::failure::key_store_backend_down(store.clone() as Arc<dyn KeyStore>).await;
+        nexora_auth_testkit::failure::user_store_backend_down(store as Arc<dyn UserStore>).await;
+        drop(schema);
+    });
+}
+
+#[test]
+fn migrations_are_idempotent_concurrent_prefixed_and_leave_sqlx_migrations_alone() {
+    nexora_auth_testkit::run(async {
+        let Some(schema) = TestSchema::create().await else { return };
+        let pool = schema.pool().clone();
+        sqlx::raw_sql(
+            "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL);
+             INSERT INTO _sqlx_migrations VALUES (20240101000000, 'host schema');",
+        )
+        .execute(&pool)
+        .await
+        .expect("host migration table");
+
+        // Several instances starting at once.
+        let starts: Vec<_> = (0..4).map(|_| tokio::spawn(PostgresStore::new(pool.clone()))).collect();
+        let mut stores = Vec::new();
+        for start in starts {
+            stores.push(start.await.expect("task").expect("concurrent migration"));
+        }
+        let custom = PostgresStore::builder(pool.clone()).table_prefix("auth2_").build().await.expect("prefix");
+
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
+        )
+        .bind(schema.name())
+        .fetch_all(&pool)
+        .await
+        .expect("tables");
+        assert_eq!(
+            tables,
+            [
+                "_sqlx_migrations", "auth2_api_keys", "auth2_auth_migrations", "auth2_users",
+                "nexora_api_keys", "nexora_auth_migrations", "nexora_users",
+            ]
+        );
+        let host: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations").fetch_all(&pool).await.expect("rows");
+        assert_eq!(host, [20240101000000], "the host's migration table was touched");
+        let ours: Vec<i64> = sqlx::query_scalar("SELECT version FROM nexora_auth_migrations")
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+        assert_eq!(ours, [nexora_auth_postgres::SCHEMA_VERSION], "one row per applied version");
+
+        let (_, record) = nexora_auth_testkit::new_record("alice", "k", nexora_auth_testkit::now());
+        stores[0].insert(&record).await.expect("insert");
+        assert!(stores[1].find(record.id).await.expect("find").is_some(), "instances share the table");
+        assert!(custom.find(record.id).await.expect("find").is_none(), "prefixes are separate stores");
+
+        // The authenticate lookup is served by the primary key index.
+        let plan: Vec<String> = sqlx::query_scalar(
+            "EXPLAIN SELECT * FROM nexora_api_keys WHERE id = '00000000-0000-0000-0000-000000000001'",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("explain");
+        assert!(plan.iter().any(|l| l.contains("nexora_api_keys_pkey")), "plan: {plan:?}");
+
+        for bad in ["Upper_", "x; DROP TABLE y; --", "1abc"] {
+            let result = PostgresStore::builder(pool.clone()).table_prefix(bad).build().await;
+            assert!(matches!(result, Err(SetupError::InvalidTablePrefix(_))), "{bad:?} accepted");
+        }
+        sqlx::query("INSERT INTO nexora_auth_migrations (version, description) VALUES (99, 'future')")
+            .execute(&pool)
+            .await
+            .expect("insert");
+        let result = PostgresStore::new(pool).await;
+        assert!(matches!(result, Err(SetupError::SchemaTooNew { found: 99, .. })), "{result:?}");
+        drop(schema);
+    });
+}
