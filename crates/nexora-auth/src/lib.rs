@@ -87,6 +87,7 @@
 #[cfg(not(any(feature = "rust-crypto", feature = "aws-lc-rs")))]
 compile_error!("nexora-auth needs a JWT crypto backend: enable the `rust-crypto` or `aws-lc-rs` feature");
 
+pub mod api;
 pub mod credentials;
 mod digest;
 mod error;
@@ -101,6 +102,7 @@ mod service;
 mod throttle;
 pub mod store;
 
+pub use api::{ApiResponse, AuthRequirement, scopes};
 pub use credentials::{MAX_CREDENTIAL_LEN, QueryToken, extract_credential};
 pub use digest::{KeyDigest, MIN_PEPPER_LEN, PepperRing, StoredDigest};
 pub use error::{AuthError, ConfigError, ErrorResponse, InvalidReason, LocPart, ValidationIssue};

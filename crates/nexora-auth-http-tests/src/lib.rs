@@ -1,0 +1,1373 @@
+//! One HTTP behaviour table for the axum and actix-web crates, run over real HTTP.
+//!
+//! * [`Fixture::new`] builds an [`Authenticator`] over in-memory stores (plus a store wrapper
+//!   that fails for one key, for the 503 row) with users, keys and tokens in every state.
+//! * [`servers`] starts the same test application on either framework on `127.0.0.1:0`: the
+//!   product's endpoints under `/api`, a WebSocket route `/ws/{chat_id}` that accepts
+//!   `?token=`, and small routes that exercise the layer and the extractors.
+//! * [`table`] lists the rows (request → expected status, body and headers); [`run_table`]
+//!   sends every row to a base URL and returns the failures. The integration tests run it
+//!   against both servers, so a new row runs on both.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use nexora_auth::{
+    Authenticator, Clock, JwtConfig, JwtKeys, KeyId, MemoryKeyStore, MemoryUserStore, NewKey,
+    OwnerId, PasswordPolicy, PepperRing, Scopes, SecretBytes, SecretString, TokenAuthority,
+    scopes::{AGENTS_READ, KEYS_MANAGE},
+    store::{KeyRecord, KeyStore, LastUsed, RevokeOutcome, RotateOutcome, Rotation, StoreError},
+};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tokio_tungstenite::tungstenite;
+
+pub mod servers;
+
+/// A clock that can be moved forward, so that a key can expire during a test.
+#[derive(Debug, Default)]
+pub struct ShiftedClock {
+    offset_secs: AtomicI64,
+}
+
+impl ShiftedClock {
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        let secs = i64::try_from(by.as_secs()).unwrap_or(i64::MAX);
+        self.offset_secs.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+            + Duration::from_secs(self.offset_secs.load(Ordering::SeqCst).unsigned_abs())
+    }
+}
+
+/// A [`MemoryKeyStore`] that answers "unavailable" for the keys in its fail list, as a
+/// database that refuses connections would.
+#[derive(Debug, Default)]
+pub struct FailingKeyStore {
+    inner: MemoryKeyStore,
+    failing: Mutex<HashSet<KeyId>>,
+}
+
+impl FailingKeyStore {
+    /// Makes every lookup of `id` fail from now on.
+    pub fn fail_for(&self, id: KeyId) {
+        self.failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id);
+    }
+
+    fn check(&self, id: KeyId) -> Result<(), StoreError> {
+        if self
+            .failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&id)
+        {
+            Err(StoreError::unavailable("connection refused (test store)"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl KeyStore for FailingKeyStore {
+    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        self.inner.insert(record).await
+    }
+
+    async fn find(&self, id: KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        self.check(id)?;
+        self.inner.find(id).await
+    }
+
+    async fn list(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
+        self.inner.list(owner).await
+    }
+
+    async fn rotate(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        rotation: &Rotation,
+    ) -> Result<RotateOutcome, StoreError> {
+        self.check(id)?;
+        self.inner.rotate(owner, id, rotation).await
+    }
+
+    async fn revoke(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        at: OffsetDateTime,
+    ) -> Result<RevokeOutcome, StoreError> {
+        self.check(id)?;
+        self.inner.revoke(owner, id, at).await
+    }
+
+    async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
+        self.inner.record_last_used(batch).await
+    }
+}
+
+/// Email of the test user who holds `keys:manage` and `agents:read`.
+pub const ALICE_EMAIL: &str = "alice@example.com";
+/// Alice's password.
+pub const ALICE_PASSWORD: &str = "correct horse battery staple";
+
+const PEPPER: &[u8] = b"http-tests pepper: 32+ random bytes, not a real one";
+const JWT_SECRET: &[u8] = b"http-tests jwt secret: 32+ bytes, not a real one";
+
+/// Everything the table needs: the authenticator a server is built over, and credentials in
+/// every state.
+#[derive(Debug)]
+pub struct Fixture {
+    /// The authenticator to build the server with.
+    pub auth: Authenticator,
+    /// Alice's user id.
+    pub alice_id: String,
+    /// Alice's API key (all her scopes).
+    pub alice_key: String,
+    /// A JWT access token for Alice, from a real login.
+    pub alice_jwt: String,
+    /// Alice's key with only `agents:read` (no `keys:manage`).
+    pub reader_key: String,
+    /// Alice's key with only `keys:manage` (no `agents:read`).
+    pub manager_only_key: String,
+    /// A revoked key.
+    pub revoked_key: String,
+    /// A key past its expiry.
+    pub expired_key: String,
+    /// A JWT past its expiry (same signing secret).
+    pub expired_jwt: String,
+    /// A JWT signed with another secret.
+    pub foreign_jwt: String,
+    /// A key whose store lookup fails (503).
+    pub unavailable_key: String,
+    /// A key the table rotates, and its id.
+    pub rotate_me: (String, String),
+    /// A key the table revokes, and its id.
+    pub revoke_me: (String, String),
+    /// The id of Bob's key (another user's).
+    pub bob_key_id: String,
+}
+
+fn jwt_authority(secret: &[u8], config: JwtConfig) -> TokenAuthority {
+    let keys =
+        JwtKeys::hs256(&SecretBytes::new(secret.to_vec())).expect("the test secret is long enough");
+    TokenAuthority::new(keys, config).expect("a valid test JWT configuration")
+}
+
+impl Fixture {
+    /// Builds a fresh authenticator and credentials. Takes about two seconds: it waits for a
+    /// one-second JWT to expire.
+    pub async fn new() -> Self {
+        let store = Arc::new(FailingKeyStore::default());
+        let clock = Arc::new(ShiftedClock::default());
+        let pepper =
+            PepperRing::new(1, SecretBytes::new(PEPPER.to_vec())).expect("a long enough pepper");
+        let auth = Authenticator::builder(store.clone(), pepper)
+            .users(Arc::new(MemoryUserStore::new()))
+            .tokens(jwt_authority(
+                JWT_SECRET,
+                JwtConfig::default().leeway(Duration::ZERO),
+            ))
+            .password_policy(PasswordPolicy::default().argon2_params(256, 1, 1))
+            .clock(clock.clone())
+            .build()
+            .expect("a valid authenticator");
+
+        let all = Scopes::new([KEYS_MANAGE, AGENTS_READ]).expect("valid scopes");
+        let alice = auth
+            .register_user(
+                ALICE_EMAIL,
+                &SecretString::from(ALICE_PASSWORD),
+                all.clone(),
+            )
+            .await
+            .expect("register alice");
+        let bob = auth
+            .register_user(
+                "bob@example.com",
+                &SecretString::from("bob's own password"),
+                all.clone(),
+            )
+            .await
+            .expect("register bob");
+        let alice_jwt = auth
+            .login(ALICE_EMAIL, &SecretString::from(ALICE_PASSWORD))
+            .await
+            .expect("alice logs in")
+            .token
+            .token
+            .expose()
+            .to_owned();
+
+        let key = |owner: OwnerId, scopes: &[&str], name: &str| {
+            let auth = auth.clone();
+            let scopes = Scopes::new(scopes.iter().copied()).expect("valid scopes");
+            let name = name.to_owned();
+            async move {
+                auth.create_key_for(&owner, &scopes, NewKey::named(name))
+                    .await
+                    .expect("create key")
+            }
+        };
+        let alice_all = [KEYS_MANAGE, AGENTS_READ];
+        let alice_key = key(alice.id.clone(), &alice_all, "main").await;
+        let reader = key(alice.id.clone(), &[AGENTS_READ], "reader").await;
+        let manager_only = key(alice.id.clone(), &[KEYS_MANAGE], "manager").await;
+        let revoked = key(alice.id.clone(), &alice_all, "revoked").await;
+        auth.revoke_key(&alice.id, revoked.info.id)
+            .await
+            .expect("revoke");
+        let unavailable = key(alice.id.clone(), &alice_all, "unavailable").await;
+        store.fail_for(unavailable.info.id);
+        let rotate_me = key(alice.id.clone(), &alice_all, "rotate me").await;
+        let revoke_me = key(alice.id.clone(), &alice_all, "revoke me").await;
+        let bob_key = key(bob.id.clone(), &alice_all, "bob's").await;
+        let expired = auth
+            .create_key_for(
+                &alice.id,
+                &all,
+                NewKey::named("expiring")
+                    .expiring_at(OffsetDateTime::now_utc() + Duration::from_secs(60)),
+            )
+            .await
+            .expect("create expiring key");
+        clock.advance(Duration::from_secs(120));
+
+        let short = jwt_authority(
+            JWT_SECRET,
+            JwtConfig::default().access_token_ttl(Duration::from_secs(1)),
+        );
+        let expired_jwt = short
+            .issue(&alice.id, &all)
+            .expect("issue")
+            .token
+            .expose()
+            .to_owned();
+        let foreign = jwt_authority(
+            b"another service's secret, also 32+ bytes long",
+            JwtConfig::default(),
+        );
+        let foreign_jwt = foreign
+            .issue(&alice.id, &all)
+            .expect("issue")
+            .token
+            .expose()
+            .to_owned();
+        // `exp` has one-second granularity: after two seconds the token is past it.
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+
+        let text = |k: &nexora_auth::CreatedKey| k.key.expose().to_owned();
+        Self {
+            alice_id: alice.id.as_str().to_owned(),
+            alice_key: text(&alice_key),
+            alice_jwt,
+            reader_key: text(&reader),
+            manager_only_key: text(&manager_only),
+            revoked_key: text(&revoked),
+            expired_key: text(&expired),
+            expired_jwt,
+            foreign_jwt,
+            unavailable_key: text(&unavailable),
+            rotate_me: (text(&rotate_me), rotate_me.info.id.to_string()),
+            revoke_me: (text(&revoke_me), revoke_me.info.id.to_string()),
+            bob_key_id: bob_key.info.id.to_string(),
+            auth,
+        }
+    }
+}
+
+/// A check of a JSON body: `Err` says what is wrong.
+pub type BodyPredicate = Arc<dyn Fn(&Value) -> Result<(), String> + Send + Sync>;
+
+/// What a row checks in the response body.
+#[derive(Clone)]
+pub enum BodyCheck {
+    /// Exactly this JSON.
+    Json(Value),
+    /// `{"detail": "<text>"}`.
+    Detail(&'static str),
+    /// Empty.
+    Empty,
+    /// A JSON body for which the function returns `Ok`.
+    Satisfies(BodyPredicate),
+}
+
+impl std::fmt::Debug for BodyCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Json(v) => write!(f, "Json({v})"),
+            Self::Detail(d) => write!(f, "Detail({d:?})"),
+            Self::Empty => f.write_str("Empty"),
+            Self::Satisfies(_) => f.write_str("Satisfies(..)"),
+        }
+    }
+}
+
+fn satisfies(check: impl Fn(&Value) -> Result<(), String> + Send + Sync + 'static) -> BodyCheck {
+    BodyCheck::Satisfies(Arc::new(check))
+}
+
+/// What a row sends.
+#[derive(Debug, Clone)]
+pub enum Probe {
+    /// An HTTP request.
+    Http {
+        /// Method, e.g. `GET`.
+        method: &'static str,
+        /// Path and query, e.g. `/api/users/me?token=x`.
+        path: String,
+        /// Headers, in order (repeats allowed), as raw bytes.
+        headers: Vec<(&'static str, Vec<u8>)>,
+        /// Body bytes, if any.
+        body: Option<Vec<u8>>,
+    },
+    /// A WebSocket handshake to a path (with query), with extra headers.
+    WebSocket {
+        /// Path and query, e.g. `/ws/chat-1?token=x`.
+        path: String,
+        /// Extra headers.
+        headers: Vec<(&'static str, String)>,
+    },
+}
+
+/// What a row expects.
+#[derive(Debug, Clone)]
+pub struct Expect {
+    /// The status code (101 for an accepted WebSocket).
+    pub status: u16,
+    /// The body (for WebSockets: the first text message, checked as JSON-free text via
+    /// [`BodyCheck::Detail`]-less [`BodyCheck::Json`] of a string).
+    pub body: BodyCheck,
+    /// The `WWW-Authenticate` header: `None` = absent.
+    pub www_authenticate: Option<&'static str>,
+    /// The `Retry-After` header: `None` = absent, [`ANY_SECONDS`] = any positive number.
+    pub retry_after: Option<&'static str>,
+}
+
+/// One row of the table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// What the row checks, in words.
+    pub name: &'static str,
+    /// The request.
+    pub send: Probe,
+    /// The expected response.
+    pub expect: Expect,
+}
+
+/// In [`Expect::retry_after`]: any positive number of seconds (for time-dependent values).
+pub const ANY_SECONDS: &str = "<any positive number>";
+
+const BEARER: Option<&str> = Some("Bearer");
+const INVALID_TOKEN: Option<&str> = Some(r#"Bearer error="invalid_token""#);
+const INVALID_REQUEST: Option<&str> = Some(r#"Bearer error="invalid_request""#);
+const INSUFFICIENT_SCOPE: Option<&str> = Some(r#"Bearer error="insufficient_scope""#);
+
+fn bearer(token: &str) -> Vec<(&'static str, Vec<u8>)> {
+    vec![("authorization", format!("Bearer {token}").into_bytes())]
+}
+
+fn http(
+    method: &'static str,
+    path: impl Into<String>,
+    headers: Vec<(&'static str, Vec<u8>)>,
+) -> Probe {
+    Probe::Http {
+        method,
+        path: path.into(),
+        headers,
+        body: None,
+    }
+}
+
+fn json_body(
+    path: &str,
+    headers: Vec<(&'static str, Vec<u8>)>,
+    content_type: Option<&str>,
+    body: &str,
+) -> Probe {
+    let mut headers = headers;
+    if let Some(ct) = content_type {
+        headers.push(("content-type", ct.as_bytes().to_vec()));
+    }
+    Probe::Http {
+        method: "POST",
+        path: path.into(),
+        headers,
+        body: Some(body.as_bytes().to_vec()),
+    }
+}
+
+fn expect(status: u16, body: BodyCheck) -> Expect {
+    Expect {
+        status,
+        body,
+        www_authenticate: None,
+        retry_after: None,
+    }
+}
+
+fn challenge(status: u16, detail: &'static str, www: Option<&'static str>) -> Expect {
+    Expect {
+        status,
+        body: BodyCheck::Detail(detail),
+        www_authenticate: www,
+        retry_after: None,
+    }
+}
+
+fn issue(loc: Value, msg: &str, kind: &str) -> BodyCheck {
+    BodyCheck::Json(json!({"detail": [{"loc": loc, "msg": msg, "type": kind}]}))
+}
+
+fn row(name: &'static str, send: Probe, expect: Expect) -> Row {
+    Row { name, send, expect }
+}
+
+const NOT_AUTHENTICATED: &str = "Not authenticated";
+const INVALID_CREDENTIALS: &str = "Invalid authentication credentials";
+const INVALID_AUTH_REQUEST: &str = "Invalid authorization request";
+const INSUFFICIENT: &str = "Insufficient permissions";
+const KEY_NOT_FOUND: &str = "API key not found";
+
+/// The created-key shape: exactly these fields, the key shown once.
+fn created_key_shape(body: &Value) -> Result<(), String> {
+    let object = body.as_object().ok_or("not an object")?;
+    let mut fields: Vec<&str> = object.keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    let want = [
+        "created_at",
+        "display",
+        "expires_at",
+        "id",
+        "key",
+        "last_used_at",
+        "name",
+        "scopes",
+    ];
+    if fields != want {
+        return Err(format!("fields {fields:?}, want {want:?}"));
+    }
+    let key = body["key"].as_str().ok_or("key is not a string")?;
+    if !key.starts_with("nxr_") {
+        return Err("key does not start with nxr_".into());
+    }
+    if !body["last_used_at"].is_null() {
+        return Err("last_used_at is not null".into());
+    }
+    Ok(())
+}
+
+/// Every rule of the auth API as a row. Rows run in order against one fresh [`Fixture`] (the
+/// rotate and revoke rows change it).
+pub fn table(f: &Fixture) -> Vec<Row> {
+    let me = "/api/users/me";
+    let keys = "/api/users/me/api-keys";
+    let alice = bearer(&f.alice_key);
+    let alice_id = f.alice_id.clone();
+    let alice_me = BodyCheck::Json(json!({"id": f.alice_id, "email": ALICE_EMAIL}));
+    let (rotate_key, rotate_id) = f.rotate_me.clone();
+    let (revoke_key, revoke_id) = f.revoke_me.clone();
+    let alice_key = f.alice_key.clone();
+    let login_body = format!(r#"{{"email": "{ALICE_EMAIL}", "password": "{ALICE_PASSWORD}"}}"#);
+    let json_ct = Some("application/json");
+    vec![
+        // --- Login ---
+        row(
+            "login: correct password → 200 bearer token",
+            json_body("/api/auth/login", vec![], json_ct, &login_body),
+            expect(
+                200,
+                satisfies(|b| {
+                    let ok = b["token_type"] == "bearer"
+                        && b["access_token"]
+                            .as_str()
+                            .is_some_and(|t| t.split('.').count() == 3)
+                        && b["expires_in"].as_u64().is_some();
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err(format!("bad login body {b}"))
+                    }
+                }),
+            ),
+        ),
+        row(
+            "login: wrong password → 401, no challenge",
+            json_body(
+                "/api/auth/login",
+                vec![],
+                json_ct,
+                &format!(r#"{{"email": "{ALICE_EMAIL}", "password": "nope"}}"#),
+            ),
+            challenge(401, "Incorrect email or password", None),
+        ),
+        row(
+            "login: unknown email reads the same as a wrong password",
+            json_body(
+                "/api/auth/login",
+                vec![],
+                json_ct,
+                r#"{"email": "nobody@example.com", "password": "nope"}"#,
+            ),
+            challenge(401, "Incorrect email or password", None),
+        ),
+        row(
+            "login: failure 1 of 5 for an email → 401",
+            mallory(),
+            challenge(401, "Incorrect email or password", None),
+        ),
+        row(
+            "login: failure 2 → 401",
+            mallory(),
+            challenge(401, "Incorrect email or password", None),
+        ),
+        row(
+            "login: failure 3 → 401",
+            mallory(),
+            challenge(401, "Incorrect email or password", None),
+        ),
+        row(
+            "login: failure 4 → 401",
+            mallory(),
+            challenge(401, "Incorrect email or password", None),
+        ),
+        row(
+            "login: failure 5 → 401",
+            mallory(),
+            challenge(401, "Incorrect email or password", None),
+        ),
+        row(
+            "login: the email is now locked → 429 + Retry-After, never 401",
+            mallory(),
+            Expect {
+                status: 429,
+                body: BodyCheck::Detail("Too many requests"),
+                www_authenticate: None,
+                retry_after: Some(ANY_SECONDS),
+            },
+        ),
+        row(
+            "login: missing field → 422 missing",
+            json_body("/api/auth/login", vec![], json_ct, r#"{"email": "a@b.c"}"#),
+            expect(
+                422,
+                issue(json!(["body", "password"]), "Field required", "missing"),
+            ),
+        ),
+        row(
+            "login: wrong type → 422 string_type",
+            json_body(
+                "/api/auth/login",
+                vec![],
+                json_ct,
+                r#"{"email": 5, "password": "x"}"#,
+            ),
+            expect(
+                422,
+                issue(
+                    json!(["body", "email"]),
+                    "Input should be a valid string",
+                    "string_type",
+                ),
+            ),
+        ),
+        row(
+            "login: malformed JSON → 422 json_invalid at the byte offset",
+            json_body("/api/auth/login", vec![], json_ct, r#"{"email": "#),
+            expect(
+                422,
+                issue(json!(["body", 10]), "JSON decode error", "json_invalid"),
+            ),
+        ),
+        row(
+            "login: empty body → 422 missing body",
+            json_body("/api/auth/login", vec![], json_ct, ""),
+            expect(422, issue(json!(["body"]), "Field required", "missing")),
+        ),
+        row(
+            "login: non-JSON content type → 422",
+            json_body("/api/auth/login", vec![], Some("text/plain"), &login_body),
+            expect(
+                422,
+                issue(
+                    json!(["body"]),
+                    "Content-Type must be application/json",
+                    "model_attributes_type",
+                ),
+            ),
+        ),
+        row(
+            "login: body over 64 KiB → 413",
+            json_body("/api/auth/login", vec![], json_ct, &" ".repeat(65 * 1024)),
+            challenge(413, "Request body too large", None),
+        ),
+        // --- Credentials in the Authorization header ---
+        row(
+            "no credentials → 401 + Bearer challenge",
+            http("GET", me, vec![]),
+            challenge(401, NOT_AUTHENTICATED, BEARER),
+        ),
+        row(
+            "API key → 200 {id, email}",
+            http("GET", me, alice.clone()),
+            expect(200, alice_me.clone()),
+        ),
+        row(
+            "JWT from login → 200",
+            http("GET", me, bearer(&f.alice_jwt)),
+            expect(200, alice_me.clone()),
+        ),
+        row(
+            "scheme is case-insensitive (bearer)",
+            http(
+                "GET",
+                me,
+                vec![(
+                    "authorization",
+                    format!("bearer {}", f.alice_key).into_bytes(),
+                )],
+            ),
+            expect(200, alice_me.clone()),
+        ),
+        row(
+            "scheme is case-insensitive (BEARER)",
+            http(
+                "GET",
+                me,
+                vec![(
+                    "authorization",
+                    format!("BEARER {}", f.alice_jwt).into_bytes(),
+                )],
+            ),
+            expect(200, alice_me.clone()),
+        ),
+        row(
+            "another scheme → 401 as if absent",
+            http(
+                "GET",
+                me,
+                vec![("authorization", b"Basic YWxpY2U6cHc=".to_vec())],
+            ),
+            challenge(401, NOT_AUTHENTICATED, BEARER),
+        ),
+        row(
+            "empty bearer token → 401 invalid_request",
+            http("GET", me, vec![("authorization", b"Bearer ".to_vec())]),
+            challenge(401, INVALID_AUTH_REQUEST, INVALID_REQUEST),
+        ),
+        row(
+            "non-ASCII bytes → 401 invalid_request",
+            http(
+                "GET",
+                me,
+                vec![("authorization", b"Bearer nxr_\xc3\xa9t\xc3\xa9".to_vec())],
+            ),
+            challenge(401, INVALID_AUTH_REQUEST, INVALID_REQUEST),
+        ),
+        row(
+            "two Authorization headers, even equal → 401 invalid_request",
+            http("GET", me, [alice.clone(), alice.clone()].concat()),
+            challenge(401, INVALID_AUTH_REQUEST, INVALID_REQUEST),
+        ),
+        row(
+            "garbage token → 401 invalid_token",
+            http("GET", me, bearer("not-a-token")),
+            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+        ),
+        row(
+            "tampered key → 401 invalid_token",
+            http("GET", me, bearer(&tampered(&f.alice_key))),
+            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+        ),
+        row(
+            "revoked key → 401 invalid_token",
+            http("GET", me, bearer(&f.revoked_key)),
+            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+        ),
+        row(
+            "expired key → 401 invalid_token",
+            http("GET", me, bearer(&f.expired_key)),
+            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+        ),
+        row(
+            "expired JWT → 401 invalid_token",
+            http("GET", me, bearer(&f.expired_jwt)),
+            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+        ),
+        row(
+            "JWT of another issuer's secret → 401 invalid_token",
+            http("GET", me, bearer(&f.foreign_jwt)),
+            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+        ),
+        row(
+            "?token= on a REST route is ignored → 401 missing",
+            http("GET", format!("{me}?token={}", f.alice_key), vec![]),
+            challenge(401, NOT_AUTHENTICATED, BEARER),
+        ),
+        row(
+            "?token= on a REST route does not conflict with the header",
+            http("GET", format!("{me}?token=other"), alice.clone()),
+            expect(200, alice_me.clone()),
+        ),
+        row(
+            "store unavailable → 503 + Retry-After, never 401",
+            http("GET", me, bearer(&f.unavailable_key)),
+            Expect {
+                status: 503,
+                body: BodyCheck::Detail("Service temporarily unavailable"),
+                www_authenticate: None,
+                retry_after: Some("1"),
+            },
+        ),
+        // --- Key management ---
+        row(
+            "list without credentials → 401",
+            http("GET", keys, vec![]),
+            challenge(401, NOT_AUTHENTICATED, BEARER),
+        ),
+        row(
+            "list without keys:manage → 403 insufficient_scope",
+            http("GET", keys, bearer(&f.reader_key)),
+            challenge(403, INSUFFICIENT, INSUFFICIENT_SCOPE),
+        ),
+        row(
+            "create without keys:manage → 403 before the body is read",
+            json_body(keys, bearer(&f.reader_key), json_ct, "not json"),
+            challenge(403, INSUFFICIENT, INSUFFICIENT_SCOPE),
+        ),
+        row(
+            "list → 200, never a key, secret or digest",
+            http("GET", keys, alice.clone()),
+            expect(
+                200,
+                satisfies(move |b| {
+                    let list = b.as_array().ok_or("not an array")?;
+                    if list.len() < 5 {
+                        return Err(format!("expected alice's keys, got {}", list.len()));
+                    }
+                    let text = b.to_string();
+                    if text.contains(&alice_key)
+                        || text.contains("digest")
+                        || list.iter().any(|k| k.get("key").is_some())
+                    {
+                        return Err(format!("list leaks key material: {text}"));
+                    }
+                    Ok(())
+                }),
+            ),
+        ),
+        row(
+            "create → 201 {id, name, key, created_at, last_used_at, scopes, expires_at, display}",
+            json_body(keys, alice.clone(), json_ct, r#"{"name": "CI pipeline"}"#),
+            expect(
+                201,
+                satisfies(|b| {
+                    created_key_shape(b)?;
+                    if b["name"] != "CI pipeline"
+                        || b["scopes"] != json!([AGENTS_READ, KEYS_MANAGE])
+                    {
+                        return Err(format!("unexpected {b}"));
+                    }
+                    Ok(())
+                }),
+            ),
+        ),
+        row(
+            "create with a JWT works too",
+            json_body(
+                keys,
+                bearer(&f.alice_jwt),
+                Some("application/json; charset=utf-8"),
+                r#"{"name": "from jwt", "scopes": ["agents:read"]}"#,
+            ),
+            expect(
+                201,
+                satisfies(|b| {
+                    if b["scopes"] == json!([AGENTS_READ]) {
+                        created_key_shape(b)
+                    } else {
+                        Err(format!("{b}"))
+                    }
+                }),
+            ),
+        ),
+        row(
+            "create: missing name → 422",
+            json_body(keys, alice.clone(), json_ct, r#"{"scopes": []}"#),
+            expect(
+                422,
+                issue(json!(["body", "name"]), "Field required", "missing"),
+            ),
+        ),
+        row(
+            "create: wrong type → 422",
+            json_body(
+                keys,
+                alice.clone(),
+                json_ct,
+                r#"{"name": "x", "scopes": "agents:read"}"#,
+            ),
+            expect(
+                422,
+                issue(
+                    json!(["body", "scopes"]),
+                    "Input should be a valid list",
+                    "list_type",
+                ),
+            ),
+        ),
+        row(
+            "create: malformed JSON → 422",
+            json_body(keys, alice.clone(), json_ct, "{name: x}"),
+            expect(
+                422,
+                issue(json!(["body", 1]), "JSON decode error", "json_invalid"),
+            ),
+        ),
+        row(
+            "create: form content type → 422",
+            json_body(
+                keys,
+                alice.clone(),
+                Some("application/x-www-form-urlencoded"),
+                "name=x",
+            ),
+            expect(
+                422,
+                issue(
+                    json!(["body"]),
+                    "Content-Type must be application/json",
+                    "model_attributes_type",
+                ),
+            ),
+        ),
+        row(
+            "create: expiry in the past → 422",
+            json_body(
+                keys,
+                alice.clone(),
+                json_ct,
+                r#"{"name": "x", "expires_at": "2001-01-01T00:00:00Z"}"#,
+            ),
+            expect(
+                422,
+                issue(
+                    json!(["body", "expires_at"]),
+                    "Expiry must be in the future",
+                    "value_error",
+                ),
+            ),
+        ),
+        row(
+            "create: scopes the creator lacks → 403",
+            json_body(
+                keys,
+                bearer(&f.manager_only_key),
+                json_ct,
+                r#"{"name": "x", "scopes": ["agents:read"]}"#,
+            ),
+            challenge(403, "Cannot grant scopes you do not have", None),
+        ),
+        row(
+            "rotate → 200 with a new key, same id",
+            http("POST", format!("{keys}/{rotate_id}/rotate"), alice.clone()),
+            expect(
+                200,
+                satisfies(move |b| {
+                    created_key_shape(b)?;
+                    if b["id"] != rotate_id.as_str() {
+                        Err(format!("id changed: {b}"))
+                    } else {
+                        Ok(())
+                    }
+                }),
+            ),
+        ),
+        row(
+            "the rotated-out key → 401 at once",
+            http("GET", me, bearer(&rotate_key)),
+            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+        ),
+        row(
+            "rotate another user's key → 404",
+            http(
+                "POST",
+                format!("{keys}/{}/rotate", f.bob_key_id),
+                alice.clone(),
+            ),
+            challenge(404, KEY_NOT_FOUND, None),
+        ),
+        row(
+            "rotate an unknown id → 404",
+            http(
+                "POST",
+                format!("{keys}/{}/rotate", KeyId::new_random()),
+                alice.clone(),
+            ),
+            challenge(404, KEY_NOT_FOUND, None),
+        ),
+        row(
+            "rotate a malformed id → 422 uuid_parsing",
+            http("POST", format!("{keys}/not-a-uuid/rotate"), alice.clone()),
+            expect(
+                422,
+                issue(
+                    json!(["path", "key_id"]),
+                    "Input should be a valid UUID",
+                    "uuid_parsing",
+                ),
+            ),
+        ),
+        row(
+            "rotate without keys:manage → 403",
+            http(
+                "POST",
+                format!("{keys}/{}/rotate", f.bob_key_id),
+                bearer(&f.reader_key),
+            ),
+            challenge(403, INSUFFICIENT, INSUFFICIENT_SCOPE),
+        ),
+        row(
+            "revoke → 204, empty",
+            http("DELETE", format!("{keys}/{revoke_id}"), alice.clone()),
+            expect(204, BodyCheck::Empty),
+        ),
+        row(
+            "the revoked key → 401",
+            http("GET", me, bearer(&revoke_key)),
+            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+        ),
+        row(
+            "revoke again → 204 (idempotent)",
+            http("DELETE", format!("{keys}/{revoke_id}"), alice.clone()),
+            expect(204, BodyCheck::Empty),
+        ),
+        row(
+            "revoke another user's key → 404",
+            http("DELETE", format!("{keys}/{}", f.bob_key_id), alice.clone()),
+            challenge(404, KEY_NOT_FOUND, None),
+        ),
+        row(
+            "revoke a malformed id → 422",
+            http("DELETE", format!("{keys}/123"), alice.clone()),
+            expect(
+                422,
+                issue(
+                    json!(["path", "key_id"]),
+                    "Input should be a valid UUID",
+                    "uuid_parsing",
+                ),
+            ),
+        ),
+        // --- Routing under /api ---
+        row(
+            "unknown route → 404 JSON",
+            http("GET", "/api/nope", vec![]),
+            challenge(404, "Not Found", None),
+        ),
+        row(
+            "unknown nested route → 404 JSON",
+            http("GET", "/api/users/me/api-keys/x/y/z", alice.clone()),
+            challenge(404, "Not Found", None),
+        ),
+        row(
+            "wrong method → 405 JSON",
+            http("PUT", me, vec![]),
+            challenge(405, "Method Not Allowed", None),
+        ),
+        row(
+            "wrong method on login → 405 JSON",
+            http("GET", "/api/auth/login", vec![]),
+            challenge(405, "Method Not Allowed", None),
+        ),
+        // --- Layer / middleware and extractors on the application's own routes ---
+        row(
+            "layer + RequireScope<AgentsRead>: allowed → 200",
+            http("GET", "/agents", alice.clone()),
+            expect(200, BodyCheck::Json(json!({"owner": alice_id.clone()}))),
+        ),
+        row(
+            "layer: no credentials → 401",
+            http("GET", "/agents", vec![]),
+            challenge(401, NOT_AUTHENTICATED, BEARER),
+        ),
+        row(
+            "layer: bad token → 401",
+            http("GET", "/agents", bearer(&f.revoked_key)),
+            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+        ),
+        row(
+            "layer: ?token= not accepted without opt-in",
+            http("GET", format!("/agents?token={}", f.alice_key), vec![]),
+            challenge(401, NOT_AUTHENTICATED, BEARER),
+        ),
+        row(
+            "RequireScope<AgentsRead> without the scope → 403",
+            http("GET", "/agents", bearer(&f.manager_only_key)),
+            challenge(403, INSUFFICIENT, INSUFFICIENT_SCOPE),
+        ),
+        row(
+            "layer: store unavailable → 503",
+            http("GET", "/agents", bearer(&f.unavailable_key)),
+            Expect {
+                status: 503,
+                body: BodyCheck::Detail("Service temporarily unavailable"),
+                www_authenticate: None,
+                retry_after: Some("1"),
+            },
+        ),
+        row(
+            "optional layer: no credentials → no principal",
+            http("GET", "/optional", vec![]),
+            expect(200, BodyCheck::Json(json!({"owner": null}))),
+        ),
+        row(
+            "optional layer: a credential → the principal",
+            http("GET", "/optional", bearer(&f.alice_jwt)),
+            expect(200, BodyCheck::Json(json!({"owner": alice_id.clone()}))),
+        ),
+        row(
+            "optional layer: a bad credential → 401",
+            http("GET", "/optional", bearer("nxr_bad")),
+            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+        ),
+        row(
+            "an app handler's rate-limit rejection → 429 + Retry-After",
+            http("GET", "/limited", vec![]),
+            Expect {
+                status: 429,
+                body: BodyCheck::Detail("Too many requests"),
+                www_authenticate: None,
+                retry_after: Some("7"),
+            },
+        ),
+        // --- WebSockets: ?token= accepted only here, checked before the upgrade ---
+        ws_row(
+            "WebSocket: key in ?token= → 101",
+            format!("/ws/chat-1?token={}", f.alice_key),
+            vec![],
+            ws_ok(&f.alice_id),
+        ),
+        ws_row(
+            "WebSocket: JWT in ?token= → 101",
+            format!("/ws/chat-1?token={}", f.alice_jwt),
+            vec![],
+            ws_ok(&f.alice_id),
+        ),
+        ws_row(
+            "WebSocket: header only → 101",
+            "/ws/chat-1".into(),
+            vec![("authorization", format!("Bearer {}", f.alice_key))],
+            ws_ok(&f.alice_id),
+        ),
+        ws_row(
+            "WebSocket: header and the same ?token= → 101",
+            format!("/ws/chat-1?token={}", f.alice_key),
+            vec![("authorization", format!("Bearer {}", f.alice_key))],
+            ws_ok(&f.alice_id),
+        ),
+        ws_row(
+            "WebSocket: no token → 401, no upgrade",
+            "/ws/chat-1".into(),
+            vec![],
+            challenge(401, NOT_AUTHENTICATED, BEARER),
+        ),
+        ws_row(
+            "WebSocket: bad token → 401, no upgrade",
+            "/ws/chat-1?token=nxr_not_a_key".into(),
+            vec![],
+            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+        ),
+        ws_row(
+            "WebSocket: revoked key → 401, no upgrade",
+            format!("/ws/chat-1?token={}", f.revoked_key),
+            vec![],
+            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+        ),
+        ws_row(
+            "WebSocket: expired JWT → 401, no upgrade",
+            format!("/ws/chat-1?token={}", f.expired_jwt),
+            vec![],
+            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+        ),
+        ws_row(
+            "WebSocket: header and a different ?token= → 401, no upgrade",
+            format!("/ws/chat-1?token={}", f.alice_jwt),
+            vec![("authorization", format!("Bearer {}", f.alice_key))],
+            challenge(401, INVALID_AUTH_REQUEST, INVALID_REQUEST),
+        ),
+        ws_row(
+            "WebSocket: empty ?token= → 401, no upgrade",
+            "/ws/chat-1?token=".into(),
+            vec![],
+            challenge(401, INVALID_AUTH_REQUEST, INVALID_REQUEST),
+        ),
+    ]
+}
+
+/// The key with its last character changed (to one it certainly is not).
+fn tampered(key: &str) -> String {
+    let (head, last) = key.split_at(key.len() - 1);
+    format!("{head}{}", if last == "x" { 'y' } else { 'x' })
+}
+
+/// A failed login for an email of its own (throttled after five failures).
+fn mallory() -> Probe {
+    json_body(
+        "/api/auth/login",
+        vec![],
+        Some("application/json"),
+        r#"{"email": "mallory@example.com", "password": "guess"}"#,
+    )
+}
+
+fn ws_row(
+    name: &'static str,
+    path: String,
+    headers: Vec<(&'static str, String)>,
+    expect: Expect,
+) -> Row {
+    Row {
+        name,
+        send: Probe::WebSocket { path, headers },
+        expect,
+    }
+}
+
+/// An accepted WebSocket: 101, then the server's greeting naming the principal.
+fn ws_ok(owner: &str) -> Expect {
+    expect(
+        101,
+        BodyCheck::Json(Value::String(format!("hello {owner} in chat-1"))),
+    )
+}
+
+fn check_body(check: &BodyCheck, body: &[u8]) -> Result<(), String> {
+    match check {
+        BodyCheck::Empty if body.is_empty() => Ok(()),
+        BodyCheck::Empty => Err(format!(
+            "expected an empty body, got {:?}",
+            String::from_utf8_lossy(body)
+        )),
+        _ => {
+            let value: Value = serde_json::from_slice(body).map_err(|e| {
+                format!(
+                    "body is not JSON ({e}): {:?}",
+                    String::from_utf8_lossy(body)
+                )
+            })?;
+            match check {
+                BodyCheck::Json(want) if &value == want => Ok(()),
+                BodyCheck::Json(want) => Err(format!("body {value}, want {want}")),
+                BodyCheck::Detail(detail) if value == json!({"detail": detail}) => Ok(()),
+                BodyCheck::Detail(detail) => Err(format!("body {value}, want detail {detail:?}")),
+                BodyCheck::Satisfies(f) => f(&value),
+                BodyCheck::Empty => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+fn check_headers(
+    expect: &Expect,
+    www: Option<&[u8]>,
+    retry: Option<&[u8]>,
+    content_type: Option<&[u8]>,
+    has_body: bool,
+) -> Result<(), String> {
+    let show = |v: Option<&[u8]>| v.map(|v| String::from_utf8_lossy(v).into_owned());
+    if www != expect.www_authenticate.map(str::as_bytes) {
+        return Err(format!(
+            "WWW-Authenticate {:?}, want {:?}",
+            show(www),
+            expect.www_authenticate
+        ));
+    }
+    let any_ok = expect.retry_after == Some(ANY_SECONDS)
+        && retry
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|s| s > 0);
+    if !any_ok && retry != expect.retry_after.map(str::as_bytes) {
+        return Err(format!(
+            "Retry-After {:?}, want {:?}",
+            show(retry),
+            expect.retry_after
+        ));
+    }
+    if has_body && content_type != Some(b"application/json".as_slice()) {
+        return Err(format!(
+            "Content-Type {:?}, want application/json",
+            show(content_type)
+        ));
+    }
+    Ok(())
+}
+
+async fn run_http(
+    client: &reqwest::Client,
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&'static str, Vec<u8>)],
+    body: Option<&Vec<u8>>,
+    expect: &Expect,
+) -> Result<(), String> {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+    let mut request = client.request(method, format!("{base}{path}"));
+    for (name, value) in headers {
+        let value = reqwest::header::HeaderValue::from_bytes(value).map_err(|e| e.to_string())?;
+        request = request.header(*name, value);
+    }
+    if let Some(body) = body {
+        request = request.body(body.clone());
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("request failed: {e}"))?;
+    let status = response.status().as_u16();
+    let get = |name: &str| response.headers().get(name).map(|v| v.as_bytes().to_vec());
+    let (www, retry, content_type) = (
+        get("www-authenticate"),
+        get("retry-after"),
+        get("content-type"),
+    );
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| format!("reading the body: {e}"))?;
+    if status != expect.status {
+        return Err(format!(
+            "status {status}, want {} (body {:?})",
+            expect.status,
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    check_headers(
+        expect,
+        www.as_deref(),
+        retry.as_deref(),
+        content_type.as_deref(),
+        !body.is_empty(),
+    )?;
+    check_body(&expect.body, &body)
+}
+
+async fn run_websocket(
+    base: &str,
+    path: &str,
+    headers: &[(&'static str, String)],
+    expect: &Expect,
+) -> Result<(), String> {
+    use tungstenite::client::IntoClientRequest;
+    let url = format!("{}{path}", base.replacen("http://", "ws://", 1));
+    let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+    for (name, value) in headers {
+        let value = value.parse().map_err(|e| format!("header value: {e}"))?;
+        request.headers_mut().append(*name, value);
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((mut socket, response)) => {
+            let status = response.status().as_u16();
+            if status != expect.status {
+                return Err(format!(
+                    "WebSocket upgraded ({status}), want {}",
+                    expect.status
+                ));
+            }
+            let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
+                .await
+                .map_err(|_| "no greeting within 5 s".to_owned())?
+                .ok_or("socket closed before the greeting")?
+                .map_err(|e| format!("socket error: {e}"))?;
+            let text = message
+                .into_text()
+                .map_err(|e| format!("greeting is not text: {e}"))?;
+            match &expect.body {
+                BodyCheck::Json(Value::String(want)) if text.as_str() == want => Ok(()),
+                other => Err(format!("greeting {:?}, want {other:?}", text.as_str())),
+            }
+        }
+        Err(tungstenite::Error::Http(response)) => {
+            let status = response.status().as_u16();
+            if status != expect.status {
+                return Err(format!(
+                    "handshake answered {status}, want {}",
+                    expect.status
+                ));
+            }
+            let get = |name: &str| response.headers().get(name).map(|v| v.as_bytes().to_vec());
+            let body = response.body().clone().unwrap_or_default();
+            check_headers(
+                expect,
+                get("www-authenticate").as_deref(),
+                get("retry-after").as_deref(),
+                get("content-type").as_deref(),
+                !body.is_empty(),
+            )?;
+            check_body(&expect.body, &body)
+        }
+        Err(e) => Err(format!("handshake failed: {e}")),
+    }
+}
+
+/// Sends every row to the server at `base_url` (e.g. `http://127.0.0.1:4242`), in order, and
+/// returns one line per failing row (empty: all passed).
+pub async fn run_table(base_url: &str, rows: &[Row]) -> Vec<String> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("a plain HTTP client builds");
+    let mut failures = Vec::new();
+    for row in rows {
+        let result = match &row.send {
+            Probe::Http {
+                method,
+                path,
+                headers,
+                body,
+            } => {
+                run_http(
+                    &client,
+                    base_url,
+                    method,
+                    path,
+                    headers,
+                    body.as_ref(),
+                    &row.expect,
+                )
+                .await
+            }
+            Probe::WebSocket { path, headers } => {
+                run_websocket(base_url, path, headers, &row.expect).await
+            }
+        };
+        if let Err(why) = result {
+            failures.push(format!("{}: {why}", row.name));
+        }
+    }
+    failures
+}

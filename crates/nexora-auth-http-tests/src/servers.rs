@@ -1,0 +1,195 @@
+//! The test application on both frameworks, listening on `127.0.0.1:0`.
+//!
+//! Routes (the same on both):
+//!
+//! * `/api/...` — the ready router ([`nexora_auth_axum::api_router`],
+//!   [`nexora_auth_actix::configure`]);
+//! * `GET /agents` — behind the auth layer, extractor `RequireScope<AgentsRead>`, answers
+//!   `{"owner": …}`;
+//! * `GET /optional` — behind the optional layer, extractor `Option<Authenticated>`;
+//! * `GET /limited` — returns the core's 429 through the crate's rejection type;
+//! * `GET /ws/{chat_id}` — WebSocket behind the layer with `?token=` accepted; on upgrade the
+//!   server sends `hello <owner> in <chat_id>`;
+//! * `GET /plain` and `GET /authed` — a trivial handler without and with the layer (benchmarks).
+
+use nexora_auth::{AuthError, Authenticator, scopes::AgentsRead};
+use serde_json::json;
+
+/// Starts the axum application on the current Tokio runtime; returns its base URL.
+pub async fn spawn_axum(auth: Authenticator) -> std::io::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let app = axum_app::app(auth);
+    // With the peer address, like actix: login throttling then counts per client too.
+    let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, service).await });
+    Ok(url)
+}
+
+/// Starts the actix-web application with `workers` worker threads on a thread of its own (actix
+/// runs its own runtime); returns its base URL.
+pub fn spawn_actix(auth: Authenticator, workers: usize) -> std::io::Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (started, result) = std::sync::mpsc::channel();
+    // actix's server and apps are not `Send`: build and run them on the thread that owns them.
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = actix_web::HttpServer::new(move || {
+                actix_web::App::new().configure(actix_app::app(auth.clone()))
+            })
+            .workers(workers)
+            .disable_signals()
+            .listen(listener);
+            match server {
+                Ok(server) => {
+                    let _ = started.send(Ok(()));
+                    server.run().await
+                }
+                Err(e) => {
+                    let _ = started.send(Err(e));
+                    Ok(())
+                }
+            }
+        })
+    });
+    result
+        .recv()
+        .map_err(|_| std::io::Error::other("the actix thread died"))??;
+    Ok(url)
+}
+
+mod axum_app {
+    use axum::{
+        Json, Router,
+        extract::{Path, WebSocketUpgrade, ws::Message},
+        response::Response,
+        routing::get,
+    };
+    use nexora_auth_axum::{AuthLayer, AuthRejection, Authenticated, RequireScope, api_router};
+
+    use super::*;
+
+    async fn agents(caller: RequireScope<AgentsRead>) -> Json<serde_json::Value> {
+        Json(json!({"owner": caller.owner().as_str()}))
+    }
+
+    async fn optional(caller: Option<Authenticated>) -> Json<serde_json::Value> {
+        Json(json!({"owner": caller.map(|c| c.owner().as_str().to_owned())}))
+    }
+
+    async fn limited() -> Result<(), AuthRejection> {
+        Err(AuthError::RateLimited {
+            retry_after_secs: 7,
+        }
+        .into())
+    }
+
+    async fn chat(
+        Path(chat_id): Path<String>,
+        caller: Authenticated,
+        upgrade: WebSocketUpgrade,
+    ) -> Response {
+        let greeting = format!("hello {} in {chat_id}", caller.owner());
+        upgrade.on_upgrade(move |mut socket| async move {
+            // The client may already be gone; nothing to do then.
+            let _ = socket.send(Message::Text(greeting.into())).await;
+        })
+    }
+
+    async fn ok() -> &'static str {
+        "ok"
+    }
+
+    pub(super) fn app(auth: Authenticator) -> Router {
+        Router::new()
+            .route(
+                "/agents",
+                get(agents).route_layer(AuthLayer::new(auth.clone())),
+            )
+            .route(
+                "/optional",
+                get(optional).route_layer(AuthLayer::new(auth.clone()).optional()),
+            )
+            .route("/limited", get(limited))
+            .route(
+                "/ws/{chat_id}",
+                get(chat).route_layer(AuthLayer::new(auth.clone()).accept_query_token()),
+            )
+            .route("/plain", get(ok))
+            .route("/authed", get(ok).route_layer(AuthLayer::new(auth.clone())))
+            .nest("/api", api_router(auth))
+    }
+}
+
+mod actix_app {
+    use actix_web::{HttpRequest, HttpResponse, web};
+    use nexora_auth_actix::{
+        AuthMiddleware, AuthRejection, Authenticated, RequireScope, configure,
+    };
+
+    use super::*;
+
+    async fn agents(caller: RequireScope<AgentsRead>) -> HttpResponse {
+        HttpResponse::Ok().json(json!({"owner": caller.owner().as_str()}))
+    }
+
+    async fn optional(caller: Option<Authenticated>) -> HttpResponse {
+        HttpResponse::Ok().json(json!({"owner": caller.map(|c| c.owner().as_str().to_owned())}))
+    }
+
+    async fn limited() -> Result<HttpResponse, AuthRejection> {
+        Err(AuthError::RateLimited {
+            retry_after_secs: 7,
+        }
+        .into())
+    }
+
+    async fn chat(
+        request: HttpRequest,
+        body: web::Payload,
+        chat_id: web::Path<String>,
+        caller: Authenticated,
+    ) -> actix_web::Result<HttpResponse> {
+        let (response, mut session, stream) = actix_ws::handle(&request, body)?;
+        let greeting = format!("hello {} in {chat_id}", caller.owner());
+        actix_web::rt::spawn(async move {
+            // The client may already be gone; nothing to do then.
+            let _ = session.text(greeting).await;
+            drop(stream);
+        });
+        Ok(response)
+    }
+
+    async fn ok() -> &'static str {
+        "ok"
+    }
+
+    pub(super) fn app(auth: Authenticator) -> impl FnOnce(&mut web::ServiceConfig) {
+        move |cfg| {
+            cfg.service(
+                web::resource("/agents")
+                    .wrap(AuthMiddleware::new(auth.clone()))
+                    .route(web::get().to(agents)),
+            )
+            .service(
+                web::resource("/optional")
+                    .wrap(AuthMiddleware::new(auth.clone()).optional())
+                    .route(web::get().to(optional)),
+            )
+            .service(web::resource("/limited").route(web::get().to(limited)))
+            .service(
+                web::resource("/ws/{chat_id}")
+                    .wrap(AuthMiddleware::new(auth.clone()).accept_query_token())
+                    .route(web::get().to(chat)),
+            )
+            .service(web::resource("/plain").route(web::get().to(ok)))
+            .service(
+                web::resource("/authed")
+                    .wrap(AuthMiddleware::new(auth.clone()))
+                    .route(web::get().to(ok)),
+            )
+            .service(web::scope("/api").configure(configure(auth)));
+        }
+    }
+}

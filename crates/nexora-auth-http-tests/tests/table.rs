@@ -1,0 +1,54 @@
+//! The behaviour table against real axum and actix-web servers over real HTTP.
+
+use nexora_auth_http_tests::{Fixture, run_table, servers, table};
+
+fn assert_passes(framework: &str, rows: usize, failures: &[String]) {
+    assert!(rows > 60, "the table lost rows: {rows}");
+    assert!(
+        failures.is_empty(),
+        "{framework}: {} of {rows} rows failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_passes_the_table() {
+    let fixture = Fixture::new().await;
+    let url = servers::spawn_axum(fixture.auth.clone())
+        .await
+        .expect("axum server starts");
+    let rows = table(&fixture);
+    assert_passes("axum", rows.len(), &run_table(&url, &rows).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actix_passes_the_table() {
+    let fixture = Fixture::new().await;
+    let url = servers::spawn_actix(fixture.auth.clone(), 1).expect("actix server starts");
+    let rows = table(&fixture);
+    assert_passes("actix-web", rows.len(), &run_table(&url, &rows).await);
+}
+
+/// The runner must be able to fail: a row with a wrong expectation is reported, on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_reports_wrong_expectations() {
+    let fixture = Fixture::new().await;
+    let axum = servers::spawn_axum(fixture.auth.clone())
+        .await
+        .expect("axum server starts");
+    let actix = servers::spawn_actix(fixture.auth.clone(), 1).expect("actix server starts");
+    let mut rows = table(&fixture);
+    // Flip every expected status: every row must then fail.
+    for row in &mut rows {
+        row.expect.status = if row.expect.status == 200 { 418 } else { 200 };
+    }
+    for url in [axum, actix] {
+        let failures = run_table(&url, &rows).await;
+        assert_eq!(
+            failures.len(),
+            rows.len(),
+            "{url}: rows that could not fail: {failures:#?}"
+        );
+    }
+}
