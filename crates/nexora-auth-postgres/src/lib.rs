@@ -131,12 +131,17 @@ impl PostgresStoreBuilder {
     pub async fn build(self) -> Result<PostgresStore, SetupError> {
         let prefix = self.prefix;
         let valid = prefix.len() <= 32
-            && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
             && !prefix.starts_with(|c: char| c.is_ascii_digit());
         if !valid {
             return Err(SetupError::InvalidTablePrefix(prefix));
         }
-        let store = PostgresStore { pool: self.pool, sql: Arc::new(Queries::new(&prefix)) };
+        let store = PostgresStore {
+            pool: self.pool,
+            sql: Arc::new(Queries::new(&prefix)),
+        };
         if self.migrate {
             store.migrate().await?;
         }
@@ -152,7 +157,11 @@ impl PostgresStore {
 
     /// Options for a store over `pool`.
     pub fn builder(pool: PgPool) -> PostgresStoreBuilder {
-        PostgresStoreBuilder { pool, prefix: DEFAULT_TABLE_PREFIX.to_owned(), migrate: true }
+        PostgresStoreBuilder {
+            pool,
+            prefix: DEFAULT_TABLE_PREFIX.to_owned(),
+            migrate: true,
+        }
     }
 
     /// The pool.
@@ -180,10 +189,16 @@ impl PostgresStore {
             .map_err(db("read the schema version"))?;
         let applied = applied.unwrap_or(0);
         if applied > SCHEMA_VERSION {
-            return Err(SetupError::SchemaTooNew { found: applied, known: SCHEMA_VERSION });
+            return Err(SetupError::SchemaTooNew {
+                found: applied,
+                known: SCHEMA_VERSION,
+            });
         }
         for (version, description, ddl) in self.sql.migrations.iter().filter(|m| m.0 > applied) {
-            sqlx::raw_sql(sql(ddl)).execute(&mut *tx).await.map_err(db("apply a migration"))?;
+            sqlx::raw_sql(sql(ddl))
+                .execute(&mut *tx)
+                .await
+                .map_err(db("apply a migration"))?;
             sqlx::query(sql(&self.sql.record_migration))
                 .bind(version)
                 .bind(description)
@@ -340,13 +355,17 @@ fn digest(version: i64, bytes: &[u8]) -> Result<StoredDigest, StoreError> {
 fn decode_key(row: &PgRow) -> Result<KeyRecord, StoreError> {
     let e = failed("decode a key row");
     let previous = match (
-        row.try_get::<Option<i64>, _>("previous_pepper_version").map_err(&e)?,
-        row.try_get::<Option<Vec<u8>>, _>("previous_digest").map_err(&e)?,
-        row.try_get::<Option<OffsetDateTime>, _>("previous_valid_until").map_err(&e)?,
+        row.try_get::<Option<i64>, _>("previous_pepper_version")
+            .map_err(&e)?,
+        row.try_get::<Option<Vec<u8>>, _>("previous_digest")
+            .map_err(&e)?,
+        row.try_get::<Option<OffsetDateTime>, _>("previous_valid_until")
+            .map_err(&e)?,
     ) {
-        (Some(version), Some(bytes), Some(valid_until)) => {
-            Some(PreviousDigest { digest: digest(version, &bytes)?, valid_until })
-        }
+        (Some(version), Some(bytes), Some(valid_until)) => Some(PreviousDigest {
+            digest: digest(version, &bytes)?,
+            valid_until,
+        }),
         _ => None,
     };
     let scopes: Vec<String> = row.try_get("scopes").map_err(&e)?;
@@ -354,13 +373,17 @@ fn decode_key(row: &PgRow) -> Result<KeyRecord, StoreError> {
         id: KeyId::from_uuid(row.try_get::<Uuid, _>("id").map_err(&e)?),
         owner: OwnerId::new(row.try_get::<String, _>("owner").map_err(&e)?),
         name: row.try_get("name").map_err(&e)?,
-        scopes: Scopes::new(scopes).map_err(|err| StoreError::backend("corrupt row: scopes", err))?,
+        scopes: Scopes::new(scopes)
+            .map_err(|err| StoreError::backend("corrupt row: scopes", err))?,
         created_at: row.try_get("created_at").map_err(&e)?,
         last_used_at: row.try_get("last_used_at").map_err(&e)?,
         expires_at: row.try_get("expires_at").map_err(&e)?,
         revoked_at: row.try_get("revoked_at").map_err(&e)?,
         display: row.try_get("display").map_err(&e)?,
-        digest: digest(row.try_get("pepper_version").map_err(&e)?, &row.try_get::<Vec<u8>, _>("digest").map_err(&e)?)?,
+        digest: digest(
+            row.try_get("pepper_version").map_err(&e)?,
+            &row.try_get::<Vec<u8>, _>("digest").map_err(&e)?,
+        )?,
         previous,
     })
 }
@@ -372,7 +395,8 @@ fn decode_user(row: &PgRow) -> Result<UserRecord, StoreError> {
         id: OwnerId::new(row.try_get::<String, _>("id").map_err(&e)?),
         email: row.try_get("email").map_err(&e)?,
         password_hash: row.try_get("password_hash").map_err(&e)?,
-        scopes: Scopes::new(scopes).map_err(|err| StoreError::backend("corrupt row: scopes", err))?,
+        scopes: Scopes::new(scopes)
+            .map_err(|err| StoreError::backend("corrupt row: scopes", err))?,
         created_at: row.try_get("created_at").map_err(&e)?,
     })
 }
@@ -427,7 +451,12 @@ impl KeyStore for PostgresStore {
         rows.iter().map(decode_key).collect()
     }
 
-    async fn rotate(&self, owner: &OwnerId, id: KeyId, rotation: &Rotation) -> Result<RotateOutcome, StoreError> {
+    async fn rotate(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        rotation: &Rotation,
+    ) -> Result<RotateOutcome, StoreError> {
         let row = sqlx::query(sql(&self.sql.rotate))
             .bind(rotation.grace_until)
             .bind(rotation.digest.digest.as_bytes().as_slice())
@@ -455,12 +484,23 @@ impl KeyStore for PostgresStore {
             None => RotateOutcome::NotFound,
             Some((Some(_), _)) => RotateOutcome::Revoked,
             // Compared at the database's (microsecond) precision, as the UPDATE did.
-            Some((None, Some(expires))) if expires <= truncate_to_micros(rotation.now) => RotateOutcome::Expired,
-            Some(_) => return Err(StoreError::unavailable("postgres: rotate updated nothing on an active key")),
+            Some((None, Some(expires))) if expires <= truncate_to_micros(rotation.now) => {
+                RotateOutcome::Expired
+            }
+            Some(_) => {
+                return Err(StoreError::unavailable(
+                    "postgres: rotate updated nothing on an active key",
+                ));
+            }
         })
     }
 
-    async fn revoke(&self, owner: &OwnerId, id: KeyId, at: OffsetDateTime) -> Result<RevokeOutcome, StoreError> {
+    async fn revoke(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        at: OffsetDateTime,
+    ) -> Result<RevokeOutcome, StoreError> {
         let done = sqlx::query(sql(&self.sql.revoke))
             .bind(at)
             .bind(id.as_uuid())
@@ -477,7 +517,11 @@ impl KeyStore for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(failed("read a key's state"))?;
-        Ok(if exists.is_some() { RevokeOutcome::AlreadyRevoked } else { RevokeOutcome::NotFound })
+        Ok(if exists.is_some() {
+            RevokeOutcome::AlreadyRevoked
+        } else {
+            RevokeOutcome::NotFound
+        })
     }
 
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
@@ -498,7 +542,8 @@ impl KeyStore for PostgresStore {
 
 fn truncate_to_micros(t: OffsetDateTime) -> OffsetDateTime {
     // nanosecond() < 1e9, and so is the rounded-down value.
-    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000).unwrap_or(t)
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(t)
 }
 
 #[async_trait]

@@ -10,8 +10,12 @@ use nexora_auth_testkit::{Fixture, postgres::TestSchema};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 async fn fresh() -> Fixture<PostgresStore> {
-    let Some(schema) = TestSchema::create().await else { return Fixture::skipped() };
-    let store = PostgresStore::new(schema.pool().clone()).await.expect("migrations");
+    let Some(schema) = TestSchema::create().await else {
+        return Fixture::skipped();
+    };
+    let store = PostgresStore::new(schema.pool().clone())
+        .await
+        .expect("migrations");
     Fixture::new(store).with_guard(schema)
 }
 
@@ -22,11 +26,21 @@ nexora_auth_testkit::user_store_conformance!(fixture: fresh());
 fn unreachable_server_is_unavailable_not_not_found() {
     nexora_auth_testkit::run(async {
         // Nothing listens on port 1: every acquire fails with "connection refused".
-        let options = PgConnectOptions::new().host("127.0.0.1").port(1).username("postgres");
-        let pool = PgPoolOptions::new().acquire_timeout(Duration::from_millis(300)).connect_lazy_with(options);
-        let store = PostgresStore::builder(pool).run_migrations(false).build().await.expect("no I/O yet");
+        let options = PgConnectOptions::new()
+            .host("127.0.0.1")
+            .port(1)
+            .username("postgres");
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(Duration::from_millis(300))
+            .connect_lazy_with(options);
+        let store = PostgresStore::builder(pool)
+            .run_migrations(false)
+            .build()
+            .await
+            .expect("no I/O yet");
         let store = Arc::new(store);
-        nexora_auth_testkit::failure::key_store_backend_down(store.clone() as Arc<dyn KeyStore>).await;
+        nexora_auth_testkit::failure::key_store_backend_down(store.clone() as Arc<dyn KeyStore>)
+            .await;
         nexora_auth_testkit::failure::user_store_backend_down(store as Arc<dyn UserStore>).await;
     });
 }
@@ -34,10 +48,13 @@ fn unreachable_server_is_unavailable_not_not_found() {
 #[test]
 fn closed_pool_is_unavailable_not_not_found() {
     nexora_auth_testkit::run(async {
-        let Some((store, schema)) = fresh().await.into_parts() else { return };
+        let Some((store, schema)) = fresh().await.into_parts() else {
+            return;
+        };
         store.pool().close().await;
         let store = Arc::new(store);
-        nexora_auth_testkit::failure::key_store_backend_down(store.clone() as Arc<dyn KeyStore>).await;
+        nexora_auth_testkit::failure::key_store_backend_down(store.clone() as Arc<dyn KeyStore>)
+            .await;
         nexora_auth_testkit::failure::user_store_backend_down(store as Arc<dyn UserStore>).await;
         drop(schema);
     });
@@ -46,7 +63,9 @@ fn closed_pool_is_unavailable_not_not_found() {
 #[test]
 fn migrations_are_idempotent_concurrent_prefixed_and_leave_sqlx_migrations_alone() {
     nexora_auth_testkit::run(async {
-        let Some(schema) = TestSchema::create().await else { return };
+        let Some(schema) = TestSchema::create().await else {
+            return;
+        };
         let pool = schema.pool().clone();
         sqlx::raw_sql(
             "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL);
@@ -57,12 +76,18 @@ fn migrations_are_idempotent_concurrent_prefixed_and_leave_sqlx_migrations_alone
         .expect("host migration table");
 
         // Several instances starting at once.
-        let starts: Vec<_> = (0..4).map(|_| tokio::spawn(PostgresStore::new(pool.clone()))).collect();
+        let starts: Vec<_> = (0..4)
+            .map(|_| tokio::spawn(PostgresStore::new(pool.clone())))
+            .collect();
         let mut stores = Vec::new();
         for start in starts {
             stores.push(start.await.expect("task").expect("concurrent migration"));
         }
-        let custom = PostgresStore::builder(pool.clone()).table_prefix("auth2_").build().await.expect("prefix");
+        let custom = PostgresStore::builder(pool.clone())
+            .table_prefix("auth2_")
+            .build()
+            .await
+            .expect("prefix");
 
         let tables: Vec<String> = sqlx::query_scalar(
             "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
@@ -74,23 +99,44 @@ fn migrations_are_idempotent_concurrent_prefixed_and_leave_sqlx_migrations_alone
         assert_eq!(
             tables,
             [
-                "_sqlx_migrations", "auth2_api_keys", "auth2_auth_migrations", "auth2_users",
-                "nexora_api_keys", "nexora_auth_migrations", "nexora_users",
+                "_sqlx_migrations",
+                "auth2_api_keys",
+                "auth2_auth_migrations",
+                "auth2_users",
+                "nexora_api_keys",
+                "nexora_auth_migrations",
+                "nexora_users",
             ]
         );
-        let host: Vec<i64> =
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations").fetch_all(&pool).await.expect("rows");
-        assert_eq!(host, [20240101000000], "the host's migration table was touched");
+        let host: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+        assert_eq!(
+            host,
+            [20240101000000],
+            "the host's migration table was touched"
+        );
         let ours: Vec<i64> = sqlx::query_scalar("SELECT version FROM nexora_auth_migrations")
             .fetch_all(&pool)
             .await
             .expect("rows");
-        assert_eq!(ours, [nexora_auth_postgres::SCHEMA_VERSION], "one row per applied version");
+        assert_eq!(
+            ours,
+            [nexora_auth_postgres::SCHEMA_VERSION],
+            "one row per applied version"
+        );
 
         let (_, record) = nexora_auth_testkit::new_record("alice", "k", nexora_auth_testkit::now());
         stores[0].insert(&record).await.expect("insert");
-        assert!(stores[1].find(record.id).await.expect("find").is_some(), "instances share the table");
-        assert!(custom.find(record.id).await.expect("find").is_none(), "prefixes are separate stores");
+        assert!(
+            stores[1].find(record.id).await.expect("find").is_some(),
+            "instances share the table"
+        );
+        assert!(
+            custom.find(record.id).await.expect("find").is_none(),
+            "prefixes are separate stores"
+        );
 
         // The authenticate lookup is served by the primary key index.
         let plan: Vec<String> = sqlx::query_scalar(
@@ -99,18 +145,32 @@ fn migrations_are_idempotent_concurrent_prefixed_and_leave_sqlx_migrations_alone
         .fetch_all(&pool)
         .await
         .expect("explain");
-        assert!(plan.iter().any(|l| l.contains("nexora_api_keys_pkey")), "plan: {plan:?}");
+        assert!(
+            plan.iter().any(|l| l.contains("nexora_api_keys_pkey")),
+            "plan: {plan:?}"
+        );
 
         for bad in ["Upper_", "x; DROP TABLE y; --", "1abc"] {
-            let result = PostgresStore::builder(pool.clone()).table_prefix(bad).build().await;
-            assert!(matches!(result, Err(SetupError::InvalidTablePrefix(_))), "{bad:?} accepted");
+            let result = PostgresStore::builder(pool.clone())
+                .table_prefix(bad)
+                .build()
+                .await;
+            assert!(
+                matches!(result, Err(SetupError::InvalidTablePrefix(_))),
+                "{bad:?} accepted"
+            );
         }
-        sqlx::query("INSERT INTO nexora_auth_migrations (version, description) VALUES (99, 'future')")
-            .execute(&pool)
-            .await
-            .expect("insert");
+        sqlx::query(
+            "INSERT INTO nexora_auth_migrations (version, description) VALUES (99, 'future')",
+        )
+        .execute(&pool)
+        .await
+        .expect("insert");
         let result = PostgresStore::new(pool).await;
-        assert!(matches!(result, Err(SetupError::SchemaTooNew { found: 99, .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(SetupError::SchemaTooNew { found: 99, .. })),
+            "{result:?}"
+        );
         drop(schema);
     });
 }

@@ -84,7 +84,9 @@ use nexora_auth::{
 };
 use sqlx::{
     AssertSqlSafe, Row, SqlitePool,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    },
 };
 use time::OffsetDateTime;
 
@@ -139,7 +141,10 @@ pub async fn connect(path: impl AsRef<Path>) -> Result<SqlitePool, SetupError> {
     SqlitePoolOptions::new()
         .connect_with(connect_options(path))
         .await
-        .map_err(|source| SetupError::Database { context: "connect", source })
+        .map_err(|source| SetupError::Database {
+            context: "connect",
+            source,
+        })
 }
 
 /// A [`KeyStore`] and [`UserStore`] on SQLite. Cheap to clone (the pool is shared).
@@ -176,12 +181,17 @@ impl SqliteStoreBuilder {
     pub async fn build(self) -> Result<SqliteStore, SetupError> {
         let prefix = self.prefix;
         let valid = prefix.len() <= 32
-            && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
             && !prefix.starts_with(|c: char| c.is_ascii_digit());
         if !valid {
             return Err(SetupError::InvalidTablePrefix(prefix));
         }
-        let store = SqliteStore { pool: self.pool, sql: Arc::new(Queries::new(&prefix)) };
+        let store = SqliteStore {
+            pool: self.pool,
+            sql: Arc::new(Queries::new(&prefix)),
+        };
         if self.migrate {
             store.migrate().await?;
         }
@@ -197,7 +207,11 @@ impl SqliteStore {
 
     /// Options for a store over `pool`.
     pub fn builder(pool: SqlitePool) -> SqliteStoreBuilder {
-        SqliteStoreBuilder { pool, prefix: DEFAULT_TABLE_PREFIX.to_owned(), migrate: true }
+        SqliteStoreBuilder {
+            pool,
+            prefix: DEFAULT_TABLE_PREFIX.to_owned(),
+            migrate: true,
+        }
     }
 
     /// The pool.
@@ -209,21 +223,32 @@ impl SqliteStore {
     /// serialise on SQLite's write lock (`BEGIN IMMEDIATE`).
     pub async fn migrate(&self) -> Result<(), SetupError> {
         let db = |context| move |source| SetupError::Database { context, source };
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db("begin migration"))?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db("begin migration"))?;
         sqlx::raw_sql(AssertSqlSafe(self.sql.migrations_table.clone()))
             .execute(&mut *tx)
             .await
             .map_err(db("create the migrations table"))?;
-        let applied: Option<i64> = sqlx::query_scalar(AssertSqlSafe(self.sql.schema_version.clone()))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db("read the schema version"))?;
+        let applied: Option<i64> =
+            sqlx::query_scalar(AssertSqlSafe(self.sql.schema_version.clone()))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db("read the schema version"))?;
         let applied = applied.unwrap_or(0);
         if applied > SCHEMA_VERSION {
-            return Err(SetupError::SchemaTooNew { found: applied, known: SCHEMA_VERSION });
+            return Err(SetupError::SchemaTooNew {
+                found: applied,
+                known: SCHEMA_VERSION,
+            });
         }
         for (version, description, ddl) in self.sql.migrations.iter().filter(|m| m.0 > applied) {
-            sqlx::raw_sql(AssertSqlSafe(ddl.clone())).execute(&mut *tx).await.map_err(db("apply a migration"))?;
+            sqlx::raw_sql(AssertSqlSafe(ddl.clone()))
+                .execute(&mut *tx)
+                .await
+                .map_err(db("apply a migration"))?;
             sqlx::query(AssertSqlSafe(self.sql.record_migration.clone()))
                 .bind(version)
                 .bind(description)
@@ -398,19 +423,26 @@ fn decode_key(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
     let id: Vec<u8> = row.try_get("id").map_err(failed("decode a key row"))?;
     let id = uuid::Uuid::from_slice(&id).map_err(|_| corrupt("key id"))?;
     let previous = match (
-        row.try_get::<Option<i64>, _>("previous_pepper_version").map_err(failed("decode"))?,
-        row.try_get::<Option<Vec<u8>>, _>("previous_digest").map_err(failed("decode"))?,
-        row.try_get::<Option<i64>, _>("previous_valid_until").map_err(failed("decode"))?,
+        row.try_get::<Option<i64>, _>("previous_pepper_version")
+            .map_err(failed("decode"))?,
+        row.try_get::<Option<Vec<u8>>, _>("previous_digest")
+            .map_err(failed("decode"))?,
+        row.try_get::<Option<i64>, _>("previous_valid_until")
+            .map_err(failed("decode"))?,
     ) {
-        (Some(version), Some(bytes), Some(until)) => {
-            Some(PreviousDigest { digest: digest(version, &bytes)?, valid_until: from_micros(until)? })
-        }
+        (Some(version), Some(bytes), Some(until)) => Some(PreviousDigest {
+            digest: digest(version, &bytes)?,
+            valid_until: from_micros(until)?,
+        }),
         _ => None,
     };
     let scopes: String = row.try_get("scopes").map_err(failed("decode"))?;
     let record = KeyRecord {
         id: KeyId::from_uuid(id),
-        owner: OwnerId::new(row.try_get::<String, _>("owner").map_err(failed("decode"))?),
+        owner: OwnerId::new(
+            row.try_get::<String, _>("owner")
+                .map_err(failed("decode"))?,
+        ),
         name: row.try_get("name").map_err(failed("decode"))?,
         scopes: parse_scopes(&scopes)?,
         created_at: from_micros(row.try_get("created_at").map_err(failed("decode"))?)?,
@@ -420,7 +452,8 @@ fn decode_key(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
         display: row.try_get("display").map_err(failed("decode"))?,
         digest: digest(
             row.try_get("pepper_version").map_err(failed("decode"))?,
-            &row.try_get::<Vec<u8>, _>("digest").map_err(failed("decode"))?,
+            &row.try_get::<Vec<u8>, _>("digest")
+                .map_err(failed("decode"))?,
         )?,
         previous,
     };
@@ -430,11 +463,19 @@ fn decode_key(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
 fn decode_user(row: &SqliteRow) -> Result<UserRecord, StoreError> {
     let scopes: String = row.try_get("scopes").map_err(failed("decode a user row"))?;
     Ok(UserRecord {
-        id: OwnerId::new(row.try_get::<String, _>("id").map_err(failed("decode a user row"))?),
+        id: OwnerId::new(
+            row.try_get::<String, _>("id")
+                .map_err(failed("decode a user row"))?,
+        ),
         email: row.try_get("email").map_err(failed("decode a user row"))?,
-        password_hash: row.try_get("password_hash").map_err(failed("decode a user row"))?,
+        password_hash: row
+            .try_get("password_hash")
+            .map_err(failed("decode a user row"))?,
         scopes: parse_scopes(&scopes)?,
-        created_at: from_micros(row.try_get("created_at").map_err(failed("decode a user row"))?)?,
+        created_at: from_micros(
+            row.try_get("created_at")
+                .map_err(failed("decode a user row"))?,
+        )?,
     })
 }
 
@@ -488,7 +529,12 @@ impl KeyStore for SqliteStore {
         rows.iter().map(decode_key).collect()
     }
 
-    async fn rotate(&self, owner: &OwnerId, id: KeyId, rotation: &Rotation) -> Result<RotateOutcome, StoreError> {
+    async fn rotate(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        rotation: &Rotation,
+    ) -> Result<RotateOutcome, StoreError> {
         let row = sqlx::query(sql(&self.sql.rotate))
             .bind(rotation.grace_until.map(micros))
             .bind(rotation.digest.digest.as_bytes().as_slice())
@@ -514,12 +560,23 @@ impl KeyStore for SqliteStore {
         Ok(match state {
             None => RotateOutcome::NotFound,
             Some((Some(_), _)) => RotateOutcome::Revoked,
-            Some((None, Some(expires))) if expires <= micros(rotation.now) => RotateOutcome::Expired,
-            Some(_) => return Err(StoreError::unavailable("sqlite: rotate updated nothing on an active key")),
+            Some((None, Some(expires))) if expires <= micros(rotation.now) => {
+                RotateOutcome::Expired
+            }
+            Some(_) => {
+                return Err(StoreError::unavailable(
+                    "sqlite: rotate updated nothing on an active key",
+                ));
+            }
         })
     }
 
-    async fn revoke(&self, owner: &OwnerId, id: KeyId, at: OffsetDateTime) -> Result<RevokeOutcome, StoreError> {
+    async fn revoke(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        at: OffsetDateTime,
+    ) -> Result<RevokeOutcome, StoreError> {
         let id_bytes = id.as_uuid().as_bytes().as_slice();
         let done = sqlx::query(sql(&self.sql.revoke))
             .bind(micros(at))
@@ -537,15 +594,21 @@ impl KeyStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(failed("read a key's state"))?;
-        Ok(if exists.is_some() { RevokeOutcome::AlreadyRevoked } else { RevokeOutcome::NotFound })
+        Ok(if exists.is_some() {
+            RevokeOutcome::AlreadyRevoked
+        } else {
+            RevokeOutcome::NotFound
+        })
     }
 
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
-        let entries: Vec<String> =
-            batch.iter().map(|u| format!("[\"{}\",{}]", u.id.as_uuid().simple(), micros(u.at))).collect();
+        let entries: Vec<String> = batch
+            .iter()
+            .map(|u| format!("[\"{}\",{}]", u.id.as_uuid().simple(), micros(u.at)))
+            .collect();
         let json = format!("[{}]", entries.join(","));
         sqlx::query(sql(&self.sql.last_used))
             .bind(json)

@@ -8,7 +8,9 @@ use nexora_auth_testkit::Fixture;
 
 async fn fresh() -> Fixture<SqliteStore> {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let pool = nexora_auth_sqlite::connect(dir.path().join("auth.db")).await.expect("open the database");
+    let pool = nexora_auth_sqlite::connect(dir.path().join("auth.db"))
+        .await
+        .expect("open the database");
     let store = SqliteStore::new(pool).await.expect("migrations");
     Fixture::new(store).with_guard(dir)
 }
@@ -22,7 +24,8 @@ fn closed_pool_is_unavailable_not_not_found() {
         let (store, _dir) = fresh().await.into_parts().expect("not skipped");
         store.pool().close().await;
         let store = Arc::new(store);
-        nexora_auth_testkit::failure::key_store_backend_down(store.clone() as Arc<dyn KeyStore>).await;
+        nexora_auth_testkit::failure::key_store_backend_down(store.clone() as Arc<dyn KeyStore>)
+            .await;
         nexora_auth_testkit::failure::user_store_backend_down(store as Arc<dyn UserStore>).await;
     });
 }
@@ -31,7 +34,9 @@ fn closed_pool_is_unavailable_not_not_found() {
 fn migrations_are_idempotent_prefixed_and_leave_sqlx_migrations_alone() {
     nexora_auth_testkit::run(async {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let pool = nexora_auth_sqlite::connect(dir.path().join("auth.db")).await.expect("open");
+        let pool = nexora_auth_sqlite::connect(dir.path().join("auth.db"))
+            .await
+            .expect("open");
         // The host's own sqlx migration table, with a row of its own.
         sqlx::raw_sql(
             "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL);
@@ -41,9 +46,17 @@ fn migrations_are_idempotent_prefixed_and_leave_sqlx_migrations_alone() {
         .await
         .expect("host migration table");
 
-        let store = SqliteStore::new(pool.clone()).await.expect("first migration");
-        SqliteStore::new(pool.clone()).await.expect("second migration is a no-op");
-        let custom = SqliteStore::builder(pool.clone()).table_prefix("auth2_").build().await.expect("prefix");
+        let store = SqliteStore::new(pool.clone())
+            .await
+            .expect("first migration");
+        SqliteStore::new(pool.clone())
+            .await
+            .expect("second migration is a no-op");
+        let custom = SqliteStore::builder(pool.clone())
+            .table_prefix("auth2_")
+            .build()
+            .await
+            .expect("prefix");
 
         let tables: Vec<String> =
             sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
@@ -53,27 +66,48 @@ fn migrations_are_idempotent_prefixed_and_leave_sqlx_migrations_alone() {
         assert_eq!(
             tables,
             [
-                "_sqlx_migrations", "auth2_api_keys", "auth2_auth_migrations", "auth2_users",
-                "nexora_api_keys", "nexora_auth_migrations", "nexora_users",
+                "_sqlx_migrations",
+                "auth2_api_keys",
+                "auth2_auth_migrations",
+                "auth2_users",
+                "nexora_api_keys",
+                "nexora_auth_migrations",
+                "nexora_users",
             ]
         );
-        let host: Vec<i64> =
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations").fetch_all(&pool).await.expect("rows");
-        assert_eq!(host, [20240101000000], "the host's migration table was touched");
+        let host: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+        assert_eq!(
+            host,
+            [20240101000000],
+            "the host's migration table was touched"
+        );
         let ours: Vec<i64> = sqlx::query_scalar("SELECT version FROM nexora_auth_migrations")
             .fetch_all(&pool)
             .await
             .expect("rows");
-        assert_eq!(ours, [nexora_auth_sqlite::SCHEMA_VERSION], "one row per applied version");
+        assert_eq!(
+            ours,
+            [nexora_auth_sqlite::SCHEMA_VERSION],
+            "one row per applied version"
+        );
 
         // The two prefixes are two independent stores.
         let (_, record) = nexora_auth_testkit::new_record("alice", "k", nexora_auth_testkit::now());
         store.insert(&record).await.expect("insert");
         assert!(custom.find(record.id).await.expect("find").is_none());
 
-        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&pool).await.expect("pragma");
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&pool)
+            .await
+            .expect("pragma");
         assert_eq!(mode, "wal");
-        let timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout").fetch_one(&pool).await.expect("pragma");
+        let timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(&pool)
+            .await
+            .expect("pragma");
         assert_eq!(timeout, 5000);
     });
 }
@@ -82,10 +116,18 @@ fn migrations_are_idempotent_prefixed_and_leave_sqlx_migrations_alone() {
 fn invalid_prefix_and_newer_schema_are_refused() {
     nexora_auth_testkit::run(async {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let pool = nexora_auth_sqlite::connect(dir.path().join("auth.db")).await.expect("open");
+        let pool = nexora_auth_sqlite::connect(dir.path().join("auth.db"))
+            .await
+            .expect("open");
         for bad in ["Upper_", "x; DROP TABLE y; --", "1abc", "a-b"] {
-            let result = SqliteStore::builder(pool.clone()).table_prefix(bad).build().await;
-            assert!(matches!(result, Err(SetupError::InvalidTablePrefix(_))), "{bad:?} accepted");
+            let result = SqliteStore::builder(pool.clone())
+                .table_prefix(bad)
+                .build()
+                .await;
+            assert!(
+                matches!(result, Err(SetupError::InvalidTablePrefix(_))),
+                "{bad:?} accepted"
+            );
         }
         SqliteStore::new(pool.clone()).await.expect("migrate");
         sqlx::query("INSERT INTO nexora_auth_migrations VALUES (99, 'from the future', 0)")
@@ -93,6 +135,9 @@ fn invalid_prefix_and_newer_schema_are_refused() {
             .await
             .expect("insert");
         let result = SqliteStore::new(pool).await;
-        assert!(matches!(result, Err(SetupError::SchemaTooNew { found: 99, .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(SetupError::SchemaTooNew { found: 99, .. })),
+            "{result:?}"
+        );
     });
 }

@@ -22,7 +22,9 @@ use crate::{MicrosClock, authenticator, authenticator_with, new_record, now};
 fn expect_unavailable<T: std::fmt::Debug>(what: &str, result: Result<T, StoreError>) {
     match result {
         Err(StoreError::Unavailable { .. }) => {}
-        other => panic!("{what} on a failed backend must be Err(StoreError::Unavailable), got {other:?}"),
+        other => {
+            panic!("{what} on a failed backend must be Err(StoreError::Unavailable), got {other:?}")
+        }
     }
 }
 
@@ -34,14 +36,34 @@ pub async fn key_store_backend_down(store: Arc<dyn KeyStore>) {
     expect_unavailable("find", store.find(record.id).await);
     expect_unavailable("insert", store.insert(&record).await);
     expect_unavailable("list", store.list(&owner).await);
-    let rotation = Rotation { digest: record.digest, display: record.display.clone(), grace_until: None, now: now() };
+    let rotation = Rotation {
+        digest: record.digest,
+        display: record.display.clone(),
+        grace_until: None,
+        now: now(),
+    };
     expect_unavailable("rotate", store.rotate(&owner, record.id, &rotation).await);
     expect_unavailable("revoke", store.revoke(&owner, record.id, now()).await);
-    expect_unavailable("record_last_used", store.record_last_used(&[LastUsed { id: record.id, at: now() }]).await);
+    expect_unavailable(
+        "record_last_used",
+        store
+            .record_last_used(&[LastUsed {
+                id: record.id,
+                at: now(),
+            }])
+            .await,
+    );
 
     let auth = authenticator(store);
-    let error = auth.authenticate(key.expose()).await.expect_err("authenticate on a failed backend");
-    assert_eq!(error.status(), 503, "a store failure must be a 503, never a 401: {error:?}");
+    let error = auth
+        .authenticate(key.expose())
+        .await
+        .expect_err("authenticate on a failed backend");
+    assert_eq!(
+        error.status(),
+        503,
+        "a store failure must be a 503, never a 401: {error:?}"
+    );
 }
 
 /// Checks a [`UserStore`] whose backend is down: every method is `Err(Unavailable)`, and
@@ -55,17 +77,34 @@ pub async fn user_store_backend_down(store: Arc<dyn UserStore>) {
         created_at: now(),
     };
     expect_unavailable("insert_user", store.insert_user(&user).await);
-    expect_unavailable("find_user_by_email", store.find_user_by_email(&user.email).await);
+    expect_unavailable(
+        "find_user_by_email",
+        store.find_user_by_email(&user.email).await,
+    );
     expect_unavailable("find_user", store.find_user(&user.id).await);
-    expect_unavailable("update_password_hash", store.update_password_hash(&user.id, "x").await);
+    expect_unavailable(
+        "update_password_hash",
+        store.update_password_hash(&user.id, "x").await,
+    );
     expect_unavailable("list_users", store.list_users().await);
 
-    let auth = authenticator_with(Arc::new(MemoryKeyStore::new()), Some(store), Arc::new(MicrosClock));
+    let auth = authenticator_with(
+        Arc::new(MemoryKeyStore::new()),
+        Some(store),
+        Arc::new(MicrosClock),
+    );
     let error = auth
-        .login("alice@example.com", &SecretString::from("a password long enough"))
+        .login(
+            "alice@example.com",
+            &SecretString::from("a password long enough"),
+        )
         .await
         .expect_err("login on a failed backend");
-    assert_eq!(error.status(), 503, "a store failure must be a 503, never a 401: {error:?}");
+    assert_eq!(
+        error.status(),
+        503,
+        "a store failure must be a 503, never a 401: {error:?}"
+    );
 }
 
 /// Wraps a store and fails every call while [`FlakyStore::set_failing`] is on (it starts off).
@@ -78,7 +117,10 @@ pub struct FlakyStore<S> {
 impl<S> FlakyStore<S> {
     /// Wraps `inner`, passing calls through.
     pub fn new(inner: S) -> Self {
-        Self { inner, failing: AtomicBool::new(false) }
+        Self {
+            inner,
+            failing: AtomicBool::new(false),
+        }
     }
 
     /// Turns failures on or off.
@@ -112,12 +154,22 @@ impl<S: KeyStore> KeyStore for FlakyStore<S> {
         self.inner.list(owner).await
     }
 
-    async fn rotate(&self, owner: &OwnerId, id: KeyId, rotation: &Rotation) -> Result<RotateOutcome, StoreError> {
+    async fn rotate(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        rotation: &Rotation,
+    ) -> Result<RotateOutcome, StoreError> {
         self.check()?;
         self.inner.rotate(owner, id, rotation).await
     }
 
-    async fn revoke(&self, owner: &OwnerId, id: KeyId, at: OffsetDateTime) -> Result<RevokeOutcome, StoreError> {
+    async fn revoke(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        at: OffsetDateTime,
+    ) -> Result<RevokeOutcome, StoreError> {
         self.check()?;
         self.inner.revoke(owner, id, at).await
     }
@@ -155,4 +207,3 @@ impl<S: UserStore> UserStore for FlakyStore<S> {
         self.inner.list_users().await
     }
 }
-

@@ -17,29 +17,53 @@ use nexora_auth::{
 };
 use time::OffsetDateTime;
 
-use crate::{ManualClock, authenticator, authenticator_with, new_record, now, record_with_id, scopes};
+use crate::{
+    ManualClock, authenticator, authenticator_with, new_record, now, record_with_id, scopes,
+};
 
 const SECOND: time::Duration = time::Duration::SECOND;
 
 async fn insert(store: &Arc<dyn KeyStore>, record: &KeyRecord) {
-    store.insert(record).await.unwrap_or_else(|e| panic!("insert of a new record failed: {e:?}"));
+    store
+        .insert(record)
+        .await
+        .unwrap_or_else(|e| panic!("insert of a new record failed: {e:?}"));
 }
 
 async fn find(store: &Arc<dyn KeyStore>, id: KeyId) -> Option<KeyRecord> {
-    store.find(id).await.unwrap_or_else(|e| panic!("find failed: {e:?}"))
+    store
+        .find(id)
+        .await
+        .unwrap_or_else(|e| panic!("find failed: {e:?}"))
 }
 
 async fn must_find(store: &Arc<dyn KeyStore>, id: KeyId) -> KeyRecord {
-    find(store, id).await.unwrap_or_else(|| panic!("find: inserted key {id} not found"))
+    find(store, id)
+        .await
+        .unwrap_or_else(|| panic!("find: inserted key {id} not found"))
 }
 
 async fn list(store: &Arc<dyn KeyStore>, owner: &str) -> Vec<KeyRecord> {
-    store.list(&OwnerId::new(owner)).await.unwrap_or_else(|e| panic!("list failed: {e:?}"))
+    store
+        .list(&OwnerId::new(owner))
+        .await
+        .unwrap_or_else(|e| panic!("list failed: {e:?}"))
 }
 
-fn rotation(now: OffsetDateTime, grace_until: Option<OffsetDateTime>) -> (nexora_auth::ApiKey, Rotation) {
+fn rotation(
+    now: OffsetDateTime,
+    grace_until: Option<OffsetDateTime>,
+) -> (nexora_auth::ApiKey, Rotation) {
     let (key, record) = new_record("unused", "unused", now);
-    (key, Rotation { digest: record.digest, display: record.display, grace_until, now })
+    (
+        key,
+        Rotation {
+            digest: record.digest,
+            display: record.display,
+            grace_until,
+            now,
+        },
+    )
 }
 
 /// `insert` stores the record as given and `find` returns it unchanged, every field included:
@@ -48,25 +72,44 @@ pub async fn insert_then_find_round_trips_every_field(store: Arc<dyn KeyStore>) 
     let t0 = now();
     let (_, plain) = new_record("alice", "plain", t0);
     insert(&store, &plain).await;
-    assert_eq!(must_find(&store, plain.id).await, plain, "find must return the record as inserted");
+    assert_eq!(
+        must_find(&store, plain.id).await,
+        plain,
+        "find must return the record as inserted"
+    );
 
     let (_, mut full) = new_record("alice", "every field", t0 - SECOND);
     let (_, old) = new_record("alice", "old secret", t0);
     full.last_used_at = Some(t0 - SECOND / 2);
     full.expires_at = Some(t0 + 3600 * SECOND);
     full.revoked_at = Some(t0 - SECOND / 4);
-    full.previous = Some(PreviousDigest { digest: old.digest, valid_until: t0 + 60 * SECOND });
+    full.previous = Some(PreviousDigest {
+        digest: old.digest,
+        valid_until: t0 + 60 * SECOND,
+    });
     full.scopes = scopes(&["agents:read", "agents:write", "keys:manage"]);
     insert(&store, &full).await;
-    assert_eq!(must_find(&store, full.id).await, full, "every field must round-trip exactly");
-    assert_eq!(must_find(&store, plain.id).await, plain, "inserting another record changed the first");
+    assert_eq!(
+        must_find(&store, full.id).await,
+        full,
+        "every field must round-trip exactly"
+    );
+    assert_eq!(
+        must_find(&store, plain.id).await,
+        plain,
+        "inserting another record changed the first"
+    );
 }
 
 /// `find` of an id never inserted is `Ok(None)`, not an error.
 pub async fn find_unknown_id_is_none(store: Arc<dyn KeyStore>) {
     let (_, record) = new_record("alice", "present", now());
     insert(&store, &record).await;
-    assert_eq!(find(&store, KeyId::new_random()).await, None, "an unknown id must be Ok(None)");
+    assert_eq!(
+        find(&store, KeyId::new_random()).await,
+        None,
+        "an unknown id must be Ok(None)"
+    );
 }
 
 /// Inserting an existing id is [`StoreError::DuplicateId`] (a typed error, not `Unavailable`)
@@ -80,8 +123,15 @@ pub async fn duplicate_id_is_a_typed_error_and_keeps_the_original(store: Arc<dyn
         Err(StoreError::DuplicateId) => {}
         other => panic!("a duplicate id must be Err(StoreError::DuplicateId), got {other:?}"),
     }
-    assert_eq!(must_find(&store, original.id).await, original, "a refused insert changed the original");
-    assert!(list(&store, "mallory").await.is_empty(), "a refused insert is listed for its owner");
+    assert_eq!(
+        must_find(&store, original.id).await,
+        original,
+        "a refused insert changed the original"
+    );
+    assert!(
+        list(&store, "mallory").await.is_empty(),
+        "a refused insert is listed for its owner"
+    );
 }
 
 /// `find` returns revoked and expired records as they are (the caller judges them).
@@ -90,14 +140,25 @@ pub async fn find_returns_revoked_and_expired_records(store: Arc<dyn KeyStore>) 
     let (_, mut expired) = new_record("alice", "expired", t0 - 7200 * SECOND);
     expired.expires_at = Some(t0 - 3600 * SECOND);
     insert(&store, &expired).await;
-    assert_eq!(must_find(&store, expired.id).await, expired, "an expired record must still be found");
+    assert_eq!(
+        must_find(&store, expired.id).await,
+        expired,
+        "an expired record must still be found"
+    );
 
     let (_, revoked) = new_record("alice", "revoked", t0);
     insert(&store, &revoked).await;
     let at = t0 + SECOND;
-    assert_eq!(store.revoke(&revoked.owner, revoked.id, at).await.ok(), Some(RevokeOutcome::Revoked));
+    assert_eq!(
+        store.revoke(&revoked.owner, revoked.id, at).await.ok(),
+        Some(RevokeOutcome::Revoked)
+    );
     let found = must_find(&store, revoked.id).await;
-    assert_eq!(found.revoked_at, Some(at), "find must return the revocation time");
+    assert_eq!(
+        found.revoked_at,
+        Some(at),
+        "find must return the revocation time"
+    );
     assert_eq!(found.digest, revoked.digest);
 }
 
@@ -116,7 +177,10 @@ pub async fn list_is_owner_scoped_ordered_and_excludes_revoked(store: Arc<dyn Ke
         insert(&store, r).await;
     }
     assert_eq!(
-        store.revoke(&revoked.owner, revoked.id, t0 + 3 * SECOND).await.ok(),
+        store
+            .revoke(&revoked.owner, revoked.id, t0 + 3 * SECOND)
+            .await
+            .ok(),
         Some(RevokeOutcome::Revoked)
     );
     let listed = list(&store, "alice").await;
@@ -126,9 +190,20 @@ pub async fn list_is_owner_scoped_ordered_and_excludes_revoked(store: Arc<dyn Ke
         vec![first.id, second_a.id, second_b.id, third.id],
         "list must be alice's non-revoked keys by created_at then id"
     );
-    assert_eq!(listed, vec![first, second_a, second_b, third], "listed records must be complete");
-    assert_eq!(list(&store, "bob").await, vec![bobs], "bob must see only his key");
-    assert!(list(&store, "carol").await.is_empty(), "an owner without keys lists nothing");
+    assert_eq!(
+        listed,
+        vec![first, second_a, second_b, third],
+        "listed records must be complete"
+    );
+    assert_eq!(
+        list(&store, "bob").await,
+        vec![bobs],
+        "bob must see only his key"
+    );
+    assert!(
+        list(&store, "carol").await.is_empty(),
+        "an owner without keys lists nothing"
+    );
 }
 
 /// An owner can hold many keys; each is found, listed and authenticates.
@@ -145,12 +220,21 @@ pub async fn many_keys_per_owner(store: Arc<dyn KeyStore>) {
             .unwrap_or_else(|e| panic!("create_key #{i} failed: {e:?}"));
         created.push(key);
     }
-    auth.create_key_for(&OwnerId::new("bob"), &all, NewKey::named("bob's")).await.expect("bob's key");
+    auth.create_key_for(&OwnerId::new("bob"), &all, NewKey::named("bob's"))
+        .await
+        .expect("bob's key");
     let listed = list(&store, "alice").await;
     assert_eq!(listed.len(), KEYS, "every key of the owner must be listed");
     for key in &created {
-        assert!(listed.iter().any(|r| r.id == key.info.id), "key {} missing from list", key.info.id);
-        let principal = auth.authenticate(key.key.expose()).await.expect("each key authenticates");
+        assert!(
+            listed.iter().any(|r| r.id == key.info.id),
+            "key {} missing from list",
+            key.info.id
+        );
+        let principal = auth
+            .authenticate(key.key.expose())
+            .await
+            .expect("each key authenticates");
         assert_eq!(principal.owner(), &alice);
     }
 }
@@ -167,11 +251,23 @@ pub async fn names_round_trip_exactly(store: Arc<dyn KeyStore>) {
     ];
     let t0 = now();
     for (i, name) in names.iter().enumerate() {
-        let (_, record) = new_record("alice", name, t0 + time::Duration::seconds(i64::try_from(i).unwrap_or(0)));
+        let (_, record) = new_record(
+            "alice",
+            name,
+            t0 + time::Duration::seconds(i64::try_from(i).unwrap_or(0)),
+        );
         insert(&store, &record).await;
-        assert_eq!(&must_find(&store, record.id).await.name, name, "name changed in the store");
+        assert_eq!(
+            &must_find(&store, record.id).await.name,
+            name,
+            "name changed in the store"
+        );
     }
-    let listed: Vec<String> = list(&store, "alice").await.into_iter().map(|r| r.name).collect();
+    let listed: Vec<String> = list(&store, "alice")
+        .await
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
     assert_eq!(listed, names, "listed names changed");
 
     let auth = authenticator(store.clone());
@@ -184,16 +280,27 @@ pub async fn names_round_trip_exactly(store: Arc<dyn KeyStore>) {
         assert_eq!(&must_find(&store, created.info.id).await.name, name);
     }
     let too_long = "x".repeat(nexora_auth::MAX_KEY_NAME_LEN + 1);
-    let refused = auth.create_key_for(&bob, &scopes(&["a"]), NewKey::named(too_long)).await;
-    assert!(matches!(refused, Err(AuthError::Validation(_))), "a 101-character name must be refused");
-    assert_eq!(list(&store, "bob").await.len(), names.len(), "a refused key was stored");
+    let refused = auth
+        .create_key_for(&bob, &scopes(&["a"]), NewKey::named(too_long))
+        .await;
+    assert!(
+        matches!(refused, Err(AuthError::Validation(_))),
+        "a 101-character name must be refused"
+    );
+    assert_eq!(
+        list(&store, "bob").await.len(),
+        names.len(),
+        "a refused key was stored"
+    );
 }
 
 /// Scopes come back as a set equal to what was stored: none, one, the maximum count with
 /// every character RFC 6749 allows.
 pub async fn scopes_round_trip_exactly(store: Arc<dyn KeyStore>) {
     let odd = r##"!#$%&'()*+,-./09:;<=>?@AZ[]^_`az{|}~"##;
-    let many: Vec<String> = (0..nexora_auth::MAX_SCOPES).map(|i| format!("{odd}{i}")).collect();
+    let many: Vec<String> = (0..nexora_auth::MAX_SCOPES)
+        .map(|i| format!("{odd}{i}"))
+        .collect();
     let long = "s".repeat(nexora_auth::MAX_SCOPE_LEN);
     let sets = [
         nexora_auth::Scopes::empty(),
@@ -205,7 +312,11 @@ pub async fn scopes_round_trip_exactly(store: Arc<dyn KeyStore>) {
         let (_, mut record) = new_record("alice", "scoped", now());
         record.scopes = set.clone();
         insert(&store, &record).await;
-        assert_eq!(must_find(&store, record.id).await.scopes, set, "scopes changed in the store");
+        assert_eq!(
+            must_find(&store, record.id).await.scopes,
+            set,
+            "scopes changed in the store"
+        );
     }
 }
 
@@ -215,19 +326,37 @@ pub async fn rotate_replaces_the_digest_and_clears_previous(store: Arc<dyn KeySt
     let t0 = now();
     let (_, mut record) = new_record("alice", "rotated", t0 - SECOND);
     let (_, old) = new_record("x", "x", t0);
-    record.previous = Some(PreviousDigest { digest: old.digest, valid_until: t0 + 60 * SECOND });
+    record.previous = Some(PreviousDigest {
+        digest: old.digest,
+        valid_until: t0 + 60 * SECOND,
+    });
     record.expires_at = Some(t0 + 3600 * SECOND);
     record.last_used_at = Some(t0 - SECOND / 2);
     insert(&store, &record).await;
 
     let (_, rot) = rotation(t0, None);
-    let outcome = store.rotate(&record.owner, record.id, &rot).await.expect("rotate");
+    let outcome = store
+        .rotate(&record.owner, record.id, &rot)
+        .await
+        .expect("rotate");
     let RotateOutcome::Rotated(rotated) = outcome else {
         panic!("rotating an active key must be Rotated, got {outcome:?}");
     };
-    let expected = KeyRecord { digest: rot.digest, display: rot.display.clone(), previous: None, ..record };
-    assert_eq!(rotated, expected, "rotate must change digest and display only, and clear previous");
-    assert_eq!(must_find(&store, expected.id).await, expected, "find must return the rotated record");
+    let expected = KeyRecord {
+        digest: rot.digest,
+        display: rot.display.clone(),
+        previous: None,
+        ..record
+    };
+    assert_eq!(
+        rotated, expected,
+        "rotate must change digest and display only, and clear previous"
+    );
+    assert_eq!(
+        must_find(&store, expected.id).await,
+        expected,
+        "find must return the rotated record"
+    );
 }
 
 /// `rotate` with `grace_until` keeps the current digest as `previous`; a later rotation without
@@ -238,33 +367,76 @@ pub async fn rotate_with_grace_keeps_the_previous_digest(store: Arc<dyn KeyStore
     insert(&store, &record).await;
     let until = t0 + 300 * SECOND;
     let (_, rot) = rotation(t0, Some(until));
-    let Ok(RotateOutcome::Rotated(rotated)) = store.rotate(&record.owner, record.id, &rot).await else {
+    let Ok(RotateOutcome::Rotated(rotated)) = store.rotate(&record.owner, record.id, &rot).await
+    else {
         panic!("rotate with grace failed");
     };
-    let previous = Some(PreviousDigest { digest: record.digest, valid_until: until });
-    assert_eq!(rotated.previous, previous, "the old digest must become previous, valid until grace_until");
+    let previous = Some(PreviousDigest {
+        digest: record.digest,
+        valid_until: until,
+    });
+    assert_eq!(
+        rotated.previous, previous,
+        "the old digest must become previous, valid until grace_until"
+    );
     assert_eq!(rotated.digest, rot.digest);
-    assert_eq!(must_find(&store, record.id).await.previous, previous, "previous digest not stored");
+    assert_eq!(
+        must_find(&store, record.id).await.previous,
+        previous,
+        "previous digest not stored"
+    );
 
     let (_, again) = rotation(t0 + SECOND, None);
-    let Ok(RotateOutcome::Rotated(rotated)) = store.rotate(&record.owner, record.id, &again).await else {
+    let Ok(RotateOutcome::Rotated(rotated)) = store.rotate(&record.owner, record.id, &again).await
+    else {
         panic!("second rotate failed");
     };
-    assert_eq!(rotated.previous, None, "a rotation without grace must clear previous");
-    assert_eq!(must_find(&store, record.id).await.previous, None, "previous digest not cleared");
+    assert_eq!(
+        rotated.previous, None,
+        "a rotation without grace must clear previous"
+    );
+    assert_eq!(
+        must_find(&store, record.id).await.previous,
+        None,
+        "previous digest not cleared"
+    );
 
     let auth = authenticator(store.clone());
     let alice = OwnerId::new("alice");
-    let created = auth.create_key_for(&alice, &scopes(&["a"]), NewKey::named("k")).await.expect("create");
+    let created = auth
+        .create_key_for(&alice, &scopes(&["a"]), NewKey::named("k"))
+        .await
+        .expect("create");
     let id = created.info.id;
-    let graced = auth.rotate_key(&alice, id, RotateOptions::with_grace(Duration::from_secs(600))).await;
+    let graced = auth
+        .rotate_key(
+            &alice,
+            id,
+            RotateOptions::with_grace(Duration::from_secs(600)),
+        )
+        .await;
     let graced = graced.expect("rotate with grace");
-    auth.authenticate(created.key.expose()).await.expect("old secret works during its grace period");
-    auth.authenticate(graced.key.expose()).await.expect("new secret works");
-    let newest = auth.rotate_key(&alice, id, RotateOptions::immediate()).await.expect("rotate");
-    assert!(auth.authenticate(created.key.expose()).await.is_err(), "immediate rotation ends the grace");
-    assert!(auth.authenticate(graced.key.expose()).await.is_err(), "replaced secret still works");
-    auth.authenticate(newest.key.expose()).await.expect("newest secret works");
+    auth.authenticate(created.key.expose())
+        .await
+        .expect("old secret works during its grace period");
+    auth.authenticate(graced.key.expose())
+        .await
+        .expect("new secret works");
+    let newest = auth
+        .rotate_key(&alice, id, RotateOptions::immediate())
+        .await
+        .expect("rotate");
+    assert!(
+        auth.authenticate(created.key.expose()).await.is_err(),
+        "immediate rotation ends the grace"
+    );
+    assert!(
+        auth.authenticate(graced.key.expose()).await.is_err(),
+        "replaced secret still works"
+    );
+    auth.authenticate(newest.key.expose())
+        .await
+        .expect("newest secret works");
 }
 
 /// Another owner's key is *not found* for `rotate`, `revoke` and `list`, and stays untouched.
@@ -275,16 +447,30 @@ pub async fn rotate_is_owner_scoped(store: Arc<dyn KeyStore>) {
     let mallory = OwnerId::new("mallory");
     let (_, rot) = rotation(t0, None);
     assert_eq!(
-        store.rotate(&mallory, record.id, &rot).await.expect("rotate"),
+        store
+            .rotate(&mallory, record.id, &rot)
+            .await
+            .expect("rotate"),
         RotateOutcome::NotFound,
         "rotating another owner's key must be NotFound"
     );
-    assert_eq!(must_find(&store, record.id).await, record, "another owner's rotate changed the key");
+    assert_eq!(
+        must_find(&store, record.id).await,
+        record,
+        "another owner's rotate changed the key"
+    );
 
     let auth = authenticator(store.clone());
-    let refused = auth.rotate_key(&mallory, record.id, RotateOptions::immediate()).await;
-    assert!(matches!(refused, Err(AuthError::KeyNotFound)), "got {refused:?}");
-    auth.authenticate(key.expose()).await.expect("alice's key still works");
+    let refused = auth
+        .rotate_key(&mallory, record.id, RotateOptions::immediate())
+        .await;
+    assert!(
+        matches!(refused, Err(AuthError::KeyNotFound)),
+        "got {refused:?}"
+    );
+    auth.authenticate(key.expose())
+        .await
+        .expect("alice's key still works");
 }
 
 /// `rotate` of an id that does not exist is `NotFound`.
@@ -292,7 +478,10 @@ pub async fn rotate_unknown_is_not_found(store: Arc<dyn KeyStore>) {
     let (_, record) = new_record("alice", "present", now());
     insert(&store, &record).await;
     let (_, rot) = rotation(now(), None);
-    let outcome = store.rotate(&record.owner, KeyId::new_random(), &rot).await.expect("rotate");
+    let outcome = store
+        .rotate(&record.owner, KeyId::new_random(), &rot)
+        .await
+        .expect("rotate");
     assert_eq!(outcome, RotateOutcome::NotFound);
 }
 
@@ -301,11 +490,24 @@ pub async fn rotate_revoked_is_revoked(store: Arc<dyn KeyStore>) {
     let t0 = now();
     let (_, record) = new_record("alice", "revoked", t0);
     insert(&store, &record).await;
-    assert_eq!(store.revoke(&record.owner, record.id, t0).await.ok(), Some(RevokeOutcome::Revoked));
+    assert_eq!(
+        store.revoke(&record.owner, record.id, t0).await.ok(),
+        Some(RevokeOutcome::Revoked)
+    );
     let before = must_find(&store, record.id).await;
     let (_, rot) = rotation(t0 + SECOND, Some(t0 + 60 * SECOND));
-    assert_eq!(store.rotate(&record.owner, record.id, &rot).await.expect("rotate"), RotateOutcome::Revoked);
-    assert_eq!(must_find(&store, record.id).await, before, "a refused rotation changed the key");
+    assert_eq!(
+        store
+            .rotate(&record.owner, record.id, &rot)
+            .await
+            .expect("rotate"),
+        RotateOutcome::Revoked
+    );
+    assert_eq!(
+        must_find(&store, record.id).await,
+        before,
+        "a refused rotation changed the key"
+    );
 }
 
 /// `rotate` refuses a key that expired at or before `rotation.now` (the given instant, not the
@@ -319,18 +521,34 @@ pub async fn rotate_expired_is_expired_and_uses_the_given_now(store: Arc<dyn Key
     expired.expires_at = Some(far_past);
     insert(&store, &expired).await;
     let (_, rot) = rotation(far_past + SECOND, None);
-    assert_eq!(store.rotate(&expired.owner, expired.id, &rot).await.expect("rotate"), RotateOutcome::Expired);
-    assert_eq!(must_find(&store, expired.id).await, expired, "a refused rotation changed the key");
+    assert_eq!(
+        store
+            .rotate(&expired.owner, expired.id, &rot)
+            .await
+            .expect("rotate"),
+        RotateOutcome::Expired
+    );
+    assert_eq!(
+        must_find(&store, expired.id).await,
+        expired,
+        "a refused rotation changed the key"
+    );
 
     let (_, rot) = rotation(far_past, None);
     assert_eq!(
-        store.rotate(&expired.owner, expired.id, &rot).await.expect("rotate"),
+        store
+            .rotate(&expired.owner, expired.id, &rot)
+            .await
+            .expect("rotate"),
         RotateOutcome::Expired,
         "expires_at == now counts as expired"
     );
     let (_, rot) = rotation(far_past - SECOND, None);
     assert!(
-        matches!(store.rotate(&expired.owner, expired.id, &rot).await, Ok(RotateOutcome::Rotated(_))),
+        matches!(
+            store.rotate(&expired.owner, expired.id, &rot).await,
+            Ok(RotateOutcome::Rotated(_))
+        ),
         "a key expiring after rotation.now must rotate, whatever the real time"
     );
 
@@ -339,7 +557,10 @@ pub async fn rotate_expired_is_expired_and_uses_the_given_now(store: Arc<dyn Key
     insert(&store, &future).await;
     let (_, rot) = rotation(far_future + SECOND, None);
     assert_eq!(
-        store.rotate(&future.owner, future.id, &rot).await.expect("rotate"),
+        store
+            .rotate(&future.owner, future.id, &rot)
+            .await
+            .expect("rotate"),
         RotateOutcome::Expired,
         "expiry must be judged at rotation.now, not at the store's clock"
     );
@@ -350,22 +571,43 @@ pub async fn rotate_expired_is_expired_and_uses_the_given_now(store: Arc<dyn Key
 pub async fn revoke_is_idempotent_and_keeps_the_first_timestamp(store: Arc<dyn KeyStore>) {
     let auth = authenticator(store.clone());
     let alice = OwnerId::new("alice");
-    let created = auth.create_key_for(&alice, &scopes(&["a"]), NewKey::named("doomed")).await.expect("create");
+    let created = auth
+        .create_key_for(&alice, &scopes(&["a"]), NewKey::named("doomed"))
+        .await
+        .expect("create");
     let id = created.info.id;
     let first = now() + SECOND;
-    assert_eq!(store.revoke(&alice, id, first).await.expect("revoke"), RevokeOutcome::Revoked);
     assert_eq!(
-        store.revoke(&alice, id, first + 60 * SECOND).await.expect("revoke again"),
+        store.revoke(&alice, id, first).await.expect("revoke"),
+        RevokeOutcome::Revoked
+    );
+    assert_eq!(
+        store
+            .revoke(&alice, id, first + 60 * SECOND)
+            .await
+            .expect("revoke again"),
         RevokeOutcome::AlreadyRevoked
     );
-    assert_eq!(must_find(&store, id).await.revoked_at, Some(first), "revoking again moved revoked_at");
+    assert_eq!(
+        must_find(&store, id).await.revoked_at,
+        Some(first),
+        "revoking again moved revoked_at"
+    );
     let refused = auth.authenticate(created.key.expose()).await;
     assert!(
-        matches!(refused, Err(AuthError::InvalidToken(InvalidReason::Revoked))),
+        matches!(
+            refused,
+            Err(AuthError::InvalidToken(InvalidReason::Revoked))
+        ),
         "a revoked key must be refused as revoked, got {refused:?}"
     );
-    assert!(list(&store, "alice").await.is_empty(), "a revoked key is still listed");
-    auth.revoke_key(&alice, id).await.expect("revoke_key is idempotent");
+    assert!(
+        list(&store, "alice").await.is_empty(),
+        "a revoked key is still listed"
+    );
+    auth.revoke_key(&alice, id)
+        .await
+        .expect("revoke_key is idempotent");
 }
 
 /// Another owner cannot revoke a key: `NotFound`, and the key keeps working.
@@ -373,23 +615,43 @@ pub async fn revoke_is_owner_scoped(store: Arc<dyn KeyStore>) {
     let (key, record) = new_record("alice", "alice's", now());
     insert(&store, &record).await;
     let mallory = OwnerId::new("mallory");
-    assert_eq!(store.revoke(&mallory, record.id, now()).await.expect("revoke"), RevokeOutcome::NotFound);
-    assert_eq!(must_find(&store, record.id).await, record, "another owner's revoke changed the key");
+    assert_eq!(
+        store
+            .revoke(&mallory, record.id, now())
+            .await
+            .expect("revoke"),
+        RevokeOutcome::NotFound
+    );
+    assert_eq!(
+        must_find(&store, record.id).await,
+        record,
+        "another owner's revoke changed the key"
+    );
     let auth = authenticator(store.clone());
-    assert!(matches!(auth.revoke_key(&mallory, record.id).await, Err(AuthError::KeyNotFound)));
-    auth.authenticate(key.expose()).await.expect("alice's key still works");
+    assert!(matches!(
+        auth.revoke_key(&mallory, record.id).await,
+        Err(AuthError::KeyNotFound)
+    ));
+    auth.authenticate(key.expose())
+        .await
+        .expect("alice's key still works");
     assert_eq!(list(&store, "alice").await.len(), 1);
 }
 
 /// `revoke` of an id that does not exist is `NotFound`.
 pub async fn revoke_unknown_is_not_found(store: Arc<dyn KeyStore>) {
-    let outcome = store.revoke(&OwnerId::new("alice"), KeyId::new_random(), now()).await.expect("revoke");
+    let outcome = store
+        .revoke(&OwnerId::new("alice"), KeyId::new_random(), now())
+        .await
+        .expect("revoke");
     assert_eq!(outcome, RevokeOutcome::NotFound);
 }
 
 /// `record_last_used` applies a whole batch, never moves `last_used_at` backwards (also
 /// within one batch), and ignores unknown ids.
-pub async fn record_last_used_never_moves_backwards_and_ignores_unknown_ids(store: Arc<dyn KeyStore>) {
+pub async fn record_last_used_never_moves_backwards_and_ignores_unknown_ids(
+    store: Arc<dyn KeyStore>,
+) {
     let t0 = now();
     let (_, a) = new_record("alice", "a", t0);
     let (_, b) = new_record("alice", "b", t0);
@@ -397,28 +659,68 @@ pub async fn record_last_used_never_moves_backwards_and_ignores_unknown_ids(stor
     for r in [&a, &b, &c] {
         insert(&store, r).await;
     }
-    let used = |id: KeyId, secs: i64| LastUsed { id, at: t0 + time::Duration::seconds(secs) };
-    store.record_last_used(&[]).await.expect("an empty batch is fine");
+    let used = |id: KeyId, secs: i64| LastUsed {
+        id,
+        at: t0 + time::Duration::seconds(secs),
+    };
     store
-        .record_last_used(&[used(a.id, 10), used(KeyId::new_random(), 11), used(b.id, 20)])
+        .record_last_used(&[])
+        .await
+        .expect("an empty batch is fine");
+    store
+        .record_last_used(&[
+            used(a.id, 10),
+            used(KeyId::new_random(), 11),
+            used(b.id, 20),
+        ])
         .await
         .expect("a batch with an unknown id must succeed");
-    assert_eq!(must_find(&store, a.id).await.last_used_at, Some(t0 + 10 * SECOND));
-    assert_eq!(must_find(&store, b.id).await.last_used_at, Some(t0 + 20 * SECOND));
-    assert_eq!(must_find(&store, c.id).await.last_used_at, None, "a key not in the batch changed");
+    assert_eq!(
+        must_find(&store, a.id).await.last_used_at,
+        Some(t0 + 10 * SECOND)
+    );
+    assert_eq!(
+        must_find(&store, b.id).await.last_used_at,
+        Some(t0 + 20 * SECOND)
+    );
+    assert_eq!(
+        must_find(&store, c.id).await.last_used_at,
+        None,
+        "a key not in the batch changed"
+    );
 
-    store.record_last_used(&[used(a.id, 5), used(b.id, 30)]).await.expect("batch");
-    assert_eq!(must_find(&store, a.id).await.last_used_at, Some(t0 + 10 * SECOND), "moved backwards");
-    assert_eq!(must_find(&store, b.id).await.last_used_at, Some(t0 + 30 * SECOND));
+    store
+        .record_last_used(&[used(a.id, 5), used(b.id, 30)])
+        .await
+        .expect("batch");
+    assert_eq!(
+        must_find(&store, a.id).await.last_used_at,
+        Some(t0 + 10 * SECOND),
+        "moved backwards"
+    );
+    assert_eq!(
+        must_find(&store, b.id).await.last_used_at,
+        Some(t0 + 30 * SECOND)
+    );
 
-    store.record_last_used(&[used(c.id, 50), used(c.id, 40)]).await.expect("batch");
+    store
+        .record_last_used(&[used(c.id, 50), used(c.id, 40)])
+        .await
+        .expect("batch");
     assert_eq!(
         must_find(&store, c.id).await.last_used_at,
         Some(t0 + 50 * SECOND),
         "the latest time of a batch must win, whatever its position"
     );
     let others = must_find(&store, c.id).await;
-    assert_eq!(KeyRecord { last_used_at: None, ..others }, c, "record_last_used changed other fields");
+    assert_eq!(
+        KeyRecord {
+            last_used_at: None,
+            ..others
+        },
+        c,
+        "record_last_used changed other fields"
+    );
 }
 
 /// Through [`nexora_auth::Authenticator`]: create, authenticate, list, flush last-used, rotate,
@@ -427,31 +729,64 @@ pub async fn authenticator_key_lifecycle(store: Arc<dyn KeyStore>) {
     let auth = authenticator(store.clone());
     let alice = OwnerId::new("alice");
     let created = auth
-        .create_key_for(&alice, &scopes(&["agents:read", "keys:manage"]), NewKey::named("CI"))
+        .create_key_for(
+            &alice,
+            &scopes(&["agents:read", "keys:manage"]),
+            NewKey::named("CI"),
+        )
         .await
         .expect("create");
-    let principal = auth.authenticate(created.key.expose()).await.expect("a new key authenticates");
+    let principal = auth
+        .authenticate(created.key.expose())
+        .await
+        .expect("a new key authenticates");
     assert_eq!(principal.owner(), &alice);
     assert!(principal.has_scope("keys:manage"));
-    assert_eq!(auth.list_keys(&alice).await.expect("list"), vec![created.info.clone()]);
+    assert_eq!(
+        auth.list_keys(&alice).await.expect("list"),
+        vec![created.info.clone()]
+    );
 
-    assert_eq!(auth.flush_last_used().await.expect("flush"), 1, "one use queued");
+    assert_eq!(
+        auth.flush_last_used().await.expect("flush"),
+        1,
+        "one use queued"
+    );
     let used = must_find(&store, created.info.id).await.last_used_at;
-    assert!(used.is_some_and(|at| at >= created.info.created_at), "last_used_at not written: {used:?}");
+    assert!(
+        used.is_some_and(|at| at >= created.info.created_at),
+        "last_used_at not written: {used:?}"
+    );
 
     let (unknown, _) = new_record("alice", "never stored", now());
     let refused = auth.authenticate(unknown.expose()).await;
     assert!(
-        matches!(refused, Err(AuthError::InvalidToken(InvalidReason::UnknownKey))),
+        matches!(
+            refused,
+            Err(AuthError::InvalidToken(InvalidReason::UnknownKey))
+        ),
         "an unknown key must be a 401 UnknownKey, got {refused:?}"
     );
 
-    let rotated = auth.rotate_key(&alice, created.info.id, RotateOptions::immediate()).await.expect("rotate");
+    let rotated = auth
+        .rotate_key(&alice, created.info.id, RotateOptions::immediate())
+        .await
+        .expect("rotate");
     assert_eq!(rotated.info.id, created.info.id, "rotation keeps the id");
-    assert!(auth.authenticate(created.key.expose()).await.is_err(), "old key works after rotation");
-    auth.authenticate(rotated.key.expose()).await.expect("new key works");
-    auth.revoke_key(&alice, created.info.id).await.expect("revoke");
-    assert!(auth.authenticate(rotated.key.expose()).await.is_err(), "revoked key works");
+    assert!(
+        auth.authenticate(created.key.expose()).await.is_err(),
+        "old key works after rotation"
+    );
+    auth.authenticate(rotated.key.expose())
+        .await
+        .expect("new key works");
+    auth.revoke_key(&alice, created.info.id)
+        .await
+        .expect("revoke");
+    assert!(
+        auth.authenticate(rotated.key.expose()).await.is_err(),
+        "revoked key works"
+    );
     assert!(auth.list_keys(&alice).await.expect("list").is_empty());
 }
 
@@ -463,20 +798,38 @@ pub async fn authenticator_expiry_follows_its_clock(store: Arc<dyn KeyStore>) {
     let alice = OwnerId::new("alice");
     let start = nexora_auth::Clock::now(&*clock);
     let request = NewKey::named("short-lived").expiring_at(start + 600 * SECOND);
-    let created = auth.create_key_for(&alice, &scopes(&["a"]), request).await.expect("create");
-    assert_eq!(must_find(&store, created.info.id).await.expires_at, Some(start + 600 * SECOND));
-    auth.authenticate(created.key.expose()).await.expect("works before expiry");
+    let created = auth
+        .create_key_for(&alice, &scopes(&["a"]), request)
+        .await
+        .expect("create");
+    assert_eq!(
+        must_find(&store, created.info.id).await.expires_at,
+        Some(start + 600 * SECOND)
+    );
+    auth.authenticate(created.key.expose())
+        .await
+        .expect("works before expiry");
     clock.advance(599 * SECOND);
-    let rotated = auth.rotate_key(&alice, created.info.id, RotateOptions::immediate()).await;
+    let rotated = auth
+        .rotate_key(&alice, created.info.id, RotateOptions::immediate())
+        .await;
     let rotated = rotated.expect("rotates just before expiry");
     clock.advance(SECOND);
     let refused = auth.authenticate(rotated.key.expose()).await;
     assert!(
-        matches!(refused, Err(AuthError::InvalidToken(InvalidReason::Expired))),
+        matches!(
+            refused,
+            Err(AuthError::InvalidToken(InvalidReason::Expired))
+        ),
         "an expired key must be refused as expired, got {refused:?}"
     );
-    let refused = auth.rotate_key(&alice, created.info.id, RotateOptions::immediate()).await;
-    assert!(matches!(refused, Err(AuthError::KeyExpired)), "rotating an expired key: {refused:?}");
+    let refused = auth
+        .rotate_key(&alice, created.info.id, RotateOptions::immediate())
+        .await;
+    assert!(
+        matches!(refused, Err(AuthError::KeyExpired)),
+        "rotating an expired key: {refused:?}"
+    );
 }
 
 /// Rotation is atomic: while many tasks authenticate through a real
@@ -497,7 +850,10 @@ pub async fn rotation_is_atomic_under_concurrency(store: Arc<dyn KeyStore>) {
 
     let auth = authenticator(store.clone());
     let owner = OwnerId::new("rotator");
-    let created = auth.create_key_for(&owner, &scopes(&["a"]), NewKey::named("hot")).await.expect("create");
+    let created = auth
+        .create_key_for(&owner, &scopes(&["a"]), NewKey::named("hot"))
+        .await
+        .expect("create");
     let id = created.info.id;
     let shared = Arc::new(Shared {
         started: AtomicU64::new(0),
@@ -546,8 +902,15 @@ pub async fn rotation_is_atomic_under_concurrency(store: Arc<dyn KeyStore>) {
 
     for _ in 0..ROTATIONS {
         shared.started.fetch_add(1, Ordering::SeqCst);
-        let rotated = auth.rotate_key(&owner, id, RotateOptions::immediate()).await.expect("rotate");
-        shared.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner).push(rotated.key.expose().to_owned());
+        let rotated = auth
+            .rotate_key(&owner, id, RotateOptions::immediate())
+            .await
+            .expect("rotate");
+        shared
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(rotated.key.expose().to_owned());
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     shared.stop.store(true, Ordering::SeqCst);
@@ -562,10 +925,21 @@ pub async fn rotation_is_atomic_under_concurrency(store: Arc<dyn KeyStore>) {
             Err(e) => panic!("checker task failed: {e}"),
         }
     }
-    assert!(current_ok > 0 && old_checked > 0, "the checkers did not run ({current_ok}, {old_checked})");
-    let keys = shared.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    assert!(
+        current_ok > 0 && old_checked > 0,
+        "the checkers did not run ({current_ok}, {old_checked})"
+    );
+    let keys = shared
+        .keys
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     for (generation, key) in keys.iter().enumerate() {
         let result = auth.authenticate(key).await;
-        assert_eq!(result.is_ok(), generation == ROTATIONS, "after all rotations, generation {generation}");
+        assert_eq!(
+            result.is_ok(),
+            generation == ROTATIONS,
+            "after all rotations, generation {generation}"
+        );
     }
 }

@@ -75,7 +75,9 @@ pub struct Fixture<S> {
 impl<S> Fixture<S> {
     /// A store to test.
     pub fn new(store: S) -> Self {
-        Self { inner: Some((store, None)) }
+        Self {
+            inner: Some((store, None)),
+        }
     }
 
     /// Keeps `guard` alive until the test has finished (passed or failed), then drops it.
@@ -100,7 +102,9 @@ impl<S> Fixture<S> {
 
 impl<S> std::fmt::Debug for Fixture<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Fixture").field("skipped", &self.inner.is_none()).finish_non_exhaustive()
+        f.debug_struct("Fixture")
+            .field("skipped", &self.inner.is_none())
+            .finish_non_exhaustive()
     }
 }
 
@@ -199,15 +203,19 @@ pub const PEPPER_VERSION: u32 = 3_000_000_007;
 
 /// The kit's pepper ring (a fixed test pepper, version [`PEPPER_VERSION`]).
 pub fn peppers() -> PepperRing {
-    PepperRing::new(PEPPER_VERSION, SecretBytes::new(b"nexora-auth-testkit pepper, test only!".to_vec()))
-        // The pepper above is longer than MIN_PEPPER_LEN.
-        .expect("valid test pepper")
+    PepperRing::new(
+        PEPPER_VERSION,
+        SecretBytes::new(b"nexora-auth-testkit pepper, test only!".to_vec()),
+    )
+    // The pepper above is longer than MIN_PEPPER_LEN.
+    .expect("valid test pepper")
 }
 
 /// `t` without its sub-microsecond part.
 pub fn truncate_to_micros(t: OffsetDateTime) -> OffsetDateTime {
     // nanosecond() < 1e9, and so is the rounded-down value.
-    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000).expect("valid nanosecond")
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .expect("valid nanosecond")
 }
 
 /// The current UTC time, truncated to microseconds.
@@ -274,9 +282,9 @@ pub fn authenticator_with(
         let secret = SecretBytes::new(b"nexora-auth-testkit jwt secret, test only".to_vec());
         // A 40-byte HS256 secret and the default config are valid.
         let keys = JwtKeys::hs256(&secret).expect("valid test JWT secret");
-        builder = builder
-            .users(users)
-            .tokens(TokenAuthority::new(keys, JwtConfig::default()).expect("valid test JWT config"));
+        builder = builder.users(users).tokens(
+            TokenAuthority::new(keys, JwtConfig::default()).expect("valid test JWT config"),
+        );
     }
     // Cheap argon2 parameters within argon2's limits.
     builder.build().expect("valid test authenticator")

@@ -64,14 +64,21 @@ impl TestSchema {
             Err(e) => panic!("{URL_ENV}={url:?} is not a valid Postgres URL: {e}"),
         };
         let server = format!("{}:{}", options.get_host(), options.get_port());
-        let mut admin = match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return unreachable(&server, &e.to_string()),
-            Err(_) => return unreachable(&server, "connection timed out"),
-        };
+        let mut admin =
+            match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await
+            {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => return unreachable(&server, &e.to_string()),
+                Err(_) => return unreachable(&server, "connection timed out"),
+            };
         let name = format!("nexora_test_{}", uuid::Uuid::new_v4().simple());
         // The name is ours: `nexora_test_` and 32 hex digits, nothing to escape.
-        if let Err(e) = admin.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))).await {
+        if let Err(e) = admin
+            .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "CREATE SCHEMA {name}"
+            ))))
+            .await
+        {
             panic!("Postgres at {server} is up but CREATE SCHEMA failed: {e}");
         }
         let _ = admin.close().await;
@@ -85,7 +92,11 @@ impl TestSchema {
             Ok(pool) => pool,
             Err(e) => panic!("Postgres at {server}: pool for schema {name} failed: {e}"),
         };
-        Some(Self { pool, name, options })
+        Some(Self {
+            pool,
+            name,
+            options,
+        })
     }
 
     /// A pool on the test schema (a clone shares the same connections).
@@ -119,7 +130,10 @@ impl Drop for TestSchema {
         // Dropping happens inside the test's runtime, which cannot be blocked on; a short-lived
         // thread with its own runtime and connection does the async work.
         let options = self.options.clone();
-        let sql = format!("SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {} CASCADE", self.name);
+        let sql = format!(
+            "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {} CASCADE",
+            self.name
+        );
         let name = self.name.clone();
         let dropped = std::thread::spawn(move || -> Result<(), String> {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -127,8 +141,12 @@ impl Drop for TestSchema {
                 .build()
                 .map_err(|e| e.to_string())?;
             runtime.block_on(async move {
-                let mut conn = PgConnection::connect_with(&options).await.map_err(|e| e.to_string())?;
-                conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql))).await.map_err(|e| e.to_string())?;
+                let mut conn = PgConnection::connect_with(&options)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql)))
+                    .await
+                    .map_err(|e| e.to_string())?;
                 conn.close().await.map_err(|e| e.to_string())
             })
         })
@@ -136,10 +154,16 @@ impl Drop for TestSchema {
         match dropped {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                let _ = writeln!(std::io::stderr(), "warning: could not drop test schema {name}: {e}");
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "warning: could not drop test schema {name}: {e}"
+                );
             }
             Err(_) => {
-                let _ = writeln!(std::io::stderr(), "warning: dropping test schema {name} panicked");
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "warning: dropping test schema {name} panicked"
+                );
             }
         }
     }

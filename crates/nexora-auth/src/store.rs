@@ -248,7 +248,9 @@ impl StoreError {
 ///
 /// The in-memory [`crate::MemoryKeyStore`] is the reference implementation; a store over
 /// another backend maps each method to one query. See `nexora-auth-testkit` for a complete,
-/// tested example.
+/// tested example: [`examples/custom_store.rs`](https://github.com/nexora/nexora-auth/blob/main/crates/nexora-auth-testkit/examples/custom_store.rs)
+/// is a `Mutex<BTreeMap>` store written from this contract that passes the conformance suite
+/// with one `nexora_auth_testkit::key_store_conformance!` call.
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
     /// Stores a new key record.

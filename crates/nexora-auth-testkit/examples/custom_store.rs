@@ -1,0 +1,139 @@
+//! A custom `KeyStore`, written from the trait docs alone, that passes the conformance kit.
+//!
+//! This is the path for a team with its own backend: implement the six methods, keeping each
+//! contract point of `nexora_auth::store::KeyStore`, then call
+//! `nexora_auth_testkit::key_store_conformance!` from a test. Here the backend is a
+//! `Mutex<BTreeMap>`; every method takes the lock once, so each is atomic, and none holds it
+//! across an `.await`.
+//!
+//! `cargo test -p nexora-auth-testkit --example custom_store` runs the kit on it;
+//! `cargo run -p nexora-auth-testkit --example custom_store` authenticates a key through it.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+};
+
+use async_trait::async_trait;
+use nexora_auth::{
+    KeyId, KeyStore, OwnerId, StoreError,
+    store::{KeyRecord, LastUsed, PreviousDigest, RevokeOutcome, RotateOutcome, Rotation},
+};
+use time::OffsetDateTime;
+
+/// API keys in a locked ordered map.
+#[derive(Debug, Default)]
+pub struct MapKeyStore {
+    keys: Mutex<BTreeMap<KeyId, KeyRecord>>,
+}
+
+impl MapKeyStore {
+    fn keys(&self) -> MutexGuard<'_, BTreeMap<KeyId, KeyRecord>> {
+        // A panic elsewhere cannot leave a record half-written: every write is one assignment.
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl KeyStore for MapKeyStore {
+    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        let mut keys = self.keys();
+        if keys.contains_key(&record.id) {
+            return Err(StoreError::DuplicateId); // and the existing record stays as it is
+        }
+        keys.insert(record.id, record.clone());
+        Ok(())
+    }
+
+    async fn find(&self, id: KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        Ok(self.keys().get(&id).cloned()) // revoked and expired records too
+    }
+
+    async fn list(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut mine: Vec<KeyRecord> = self
+            .keys()
+            .values()
+            .filter(|r| &r.owner == owner && r.revoked_at.is_none())
+            .cloned()
+            .collect();
+        mine.sort_by_key(|r| (r.created_at, r.id));
+        Ok(mine)
+    }
+
+    async fn rotate(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        rotation: &Rotation,
+    ) -> Result<RotateOutcome, StoreError> {
+        let mut keys = self.keys();
+        let Some(record) = keys.get_mut(&id).filter(|r| &r.owner == owner) else {
+            return Ok(RotateOutcome::NotFound); // another owner's key is not found either
+        };
+        if record.revoked_at.is_some() {
+            return Ok(RotateOutcome::Revoked);
+        }
+        if record.expires_at.is_some_and(|at| at <= rotation.now) {
+            return Ok(RotateOutcome::Expired);
+        }
+        record.previous = rotation.grace_until.map(|valid_until| PreviousDigest {
+            digest: record.digest,
+            valid_until,
+        });
+        record.digest = rotation.digest;
+        record.display.clone_from(&rotation.display);
+        Ok(RotateOutcome::Rotated(record.clone()))
+    }
+
+    async fn revoke(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        at: OffsetDateTime,
+    ) -> Result<RevokeOutcome, StoreError> {
+        let mut keys = self.keys();
+        match keys.get_mut(&id).filter(|r| &r.owner == owner) {
+            None => Ok(RevokeOutcome::NotFound),
+            Some(record) if record.revoked_at.is_some() => Ok(RevokeOutcome::AlreadyRevoked),
+            Some(record) => {
+                record.revoked_at = Some(at);
+                Ok(RevokeOutcome::Revoked)
+            }
+        }
+    }
+
+    async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
+        let mut keys = self.keys();
+        for used in batch {
+            if let Some(record) = keys.get_mut(&used.id) {
+                record.last_used_at = record.last_used_at.max(Some(used.at)); // never backwards
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+nexora_auth_testkit::key_store_conformance!(async { MapKeyStore::default() });
+
+fn main() {
+    nexora_auth_testkit::run(async {
+        let auth = nexora_auth_testkit::authenticator(Arc::new(MapKeyStore::default()));
+        let owner = OwnerId::new("alice");
+        let scopes = nexora_auth_testkit::scopes(&["agents:read"]);
+        let created = auth
+            .create_key_for(&owner, &scopes, nexora_auth::NewKey::named("example"))
+            .await
+            .expect("create a key");
+        let principal = auth
+            .authenticate(created.key.expose())
+            .await
+            .expect("authenticate");
+        assert_eq!(principal.owner(), &owner);
+        let mut out = std::io::stdout().lock();
+        let _ = std::io::Write::write_all(
+            &mut out,
+            b"a key created and authenticated through MapKeyStore\n",
+        );
+    });
+}
