@@ -1,0 +1,177 @@
+//! The HTTP application: the library's ready router plus the server's own routes.
+
+use std::time::{Duration, Instant};
+
+use axum::{
+    Json, Router,
+    body::Body,
+    extract::{
+        Request, State,
+        ws::{Message, WebSocket, WebSocketUpgrade},
+    },
+    http::{HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use nexora_auth::{AuthError, Authenticator, scopes::AgentsRead};
+use nexora_auth_axum::{AuthLayer, Authenticated, RequireScope, api_router, error_response};
+use serde::Serialize;
+use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
+
+use crate::{config::ServeArgs, db::Database};
+
+/// The OpenAPI document of everything this server answers.
+pub(crate) const OPENAPI: &str = include_str!("openapi.json");
+
+/// Shared state of the server's own routes.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    auth: Authenticator,
+    db: Database,
+}
+
+impl AppState {
+    pub(crate) fn new(auth: Authenticator, db: Database) -> Self {
+        Self { auth, db }
+    }
+}
+
+#[derive(Serialize)]
+struct Agent {
+    id: &'static str,
+    name: &'static str,
+}
+
+/// `GET /api/agents`: a sample protected resource (scope `agents:read`).
+async fn agents(_caller: RequireScope<AgentsRead>) -> Json<[Agent; 2]> {
+    Json([
+        Agent { id: "agent-research", name: "Research assistant" },
+        Agent { id: "agent-support", name: "Support triage" },
+    ])
+}
+
+/// `GET /api/ws/{chat_id}?token=…`: echoes text frames. Authentication (header or `?token=`)
+/// runs in the route layer, so a bad token is a 401 before any upgrade.
+async fn chat_socket(caller: Authenticated, upgrade: WebSocketUpgrade) -> Response {
+    let owner = caller.owner().clone();
+    upgrade.on_upgrade(move |socket| async move {
+        tracing::debug!(owner = %owner, "websocket opened");
+        echo(socket).await;
+        tracing::debug!(owner = %owner, "websocket closed");
+    })
+}
+
+async fn echo(mut socket: WebSocket) {
+    while let Some(Ok(message)) = socket.recv().await {
+        match message {
+            Message::Text(text) => {
+                if socket.send(Message::Text(text)).await.is_err() {
+                    break;
+                }
+            }
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn jwks(State(state): State<AppState>) -> Response {
+    let body = match state.auth.tokens() {
+        Some(tokens) => serde_json::to_value(tokens.jwks()).unwrap_or_else(|_| serde_json::json!({"keys": []})),
+        None => serde_json::json!({"keys": []}),
+    };
+    Json(body).into_response()
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.db.ping().await {
+        Json(serde_json::json!({"status": "ready"})).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"detail": "Database unavailable"}))).into_response()
+    }
+}
+
+async fn not_found() -> Response {
+    error_response(&AuthError::RouteNotFound)
+}
+
+async fn method_not_allowed() -> Response {
+    error_response(&AuthError::MethodNotAllowed)
+}
+
+/// Every error leaves as `{"detail": …}`: responses from layers and extractors that answer
+/// in plain text (body limit, timeout, a non-upgrade request to the WebSocket route) are
+/// rewritten with the status's standard reason.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if status.as_u16() < 400 || is_json {
+        return response;
+    }
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return error_response(&AuthError::PayloadTooLarge);
+    }
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let (mut parts, _) = response.into_parts();
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(serde_json::json!({"detail": reason}).to_string()))
+}
+
+/// One log line per request: method, path (never the query string, which may hold a
+/// `?token=`), status and latency. Headers are never logged.
+async fn access_log(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    tracing::info!(
+        %method,
+        path = %path,
+        status = response.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+/// The whole application.
+pub(crate) fn router(state: AppState, args: &ServeArgs) -> Router {
+    let auth = state.auth.clone();
+    let own_api = Router::new()
+        .route("/agents", get(agents).route_layer(AuthLayer::new(auth.clone())))
+        .route("/ws/{chat_id}", get(chat_socket).route_layer(AuthLayer::new(auth.clone()).accept_query_token()))
+        .route("/openapi.json", get(openapi))
+        .with_state(state.clone());
+    Router::new()
+        .nest("/api", api_router(auth).merge(own_api))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/.well-known/jwks.json", get(jwks))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        // A layer, not `DefaultBodyLimit`: the library's handlers read the raw body, and this
+        // bounds it for every route (413 on Content-Length at once, or mid-stream).
+        .layer(RequestBodyLimitLayer::new(args.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(args.request_timeout_secs.max(1)),
+        ))
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(access_log))
+}

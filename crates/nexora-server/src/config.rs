@@ -1,0 +1,178 @@
+//! Configuration: command-line flags, each also read from an environment variable, and the
+//! server secrets (from the environment, or generated once into the data directory).
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use base64::Engine;
+use nexora_auth::{JwtAlgorithm, JwtConfig, JwtKeys, PepperRing, SecretBytes, TokenAuthority};
+
+/// A startup problem, reported as one line.
+#[derive(Debug)]
+pub(crate) struct StartupError(pub(crate) String);
+
+impl std::fmt::Display for StartupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartupError {}
+
+pub(crate) fn fail<T>(message: impl Into<String>) -> Result<T, StartupError> {
+    Err(StartupError(message.into()))
+}
+
+/// Options shared by every subcommand.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct CommonArgs {
+    /// Database URL: `sqlite://PATH` or `postgres://…`. Defaults to
+    /// `sqlite://<data-dir>/nexora.db`.
+    #[arg(long, env = "NEXORA_DATABASE_URL", global = true)]
+    pub(crate) database: Option<String>,
+
+    /// Directory for the embedded SQLite database and generated secrets. Created if missing.
+    #[arg(long, env = "NEXORA_DATA_DIR", default_value = "nexora-data", global = true)]
+    pub(crate) data_dir: PathBuf,
+}
+
+/// Options of `serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the chosen address is logged).
+    #[arg(long, env = "NEXORA_BIND", default_value = "127.0.0.1:8080")]
+    pub(crate) bind: SocketAddr,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "NEXORA_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub(crate) max_body_bytes: usize,
+
+    /// Per-request timeout, in seconds.
+    #[arg(long, env = "NEXORA_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub(crate) request_timeout_secs: u64,
+
+    /// How often queued `last_used_at` times are written, in seconds.
+    #[arg(long, env = "NEXORA_LAST_USED_FLUSH_SECS", default_value_t = 5)]
+    pub(crate) last_used_flush_secs: u64,
+}
+
+/// Token and secret settings (environment only: secrets never belong on a command line).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct AuthArgs {
+    /// JWT `iss`, issued and required.
+    #[arg(long, env = "NEXORA_JWT_ISSUER", default_value = "nexora", global = true)]
+    pub(crate) jwt_issuer: String,
+
+    /// JWT `aud`, issued and required.
+    #[arg(long, env = "NEXORA_JWT_AUDIENCE", default_value = "nexora-api", global = true)]
+    pub(crate) jwt_audience: String,
+
+    /// Access-token lifetime, in seconds.
+    #[arg(long, env = "NEXORA_ACCESS_TOKEN_TTL_SECS", default_value_t = 900, global = true)]
+    pub(crate) access_token_ttl_secs: u64,
+
+    /// PEM file of an asymmetric signing key (PKCS#8; PKCS#1 for RSA). When set, tokens are
+    /// signed with it and `/.well-known/jwks.json` publishes its public key; HS256 tokens made
+    /// with the shared secret are still accepted.
+    #[arg(long, env = "NEXORA_JWT_PRIVATE_KEY_FILE", global = true)]
+    pub(crate) jwt_private_key_file: Option<PathBuf>,
+
+    /// Algorithm of the signing key file: `ES256`, `EdDSA` or `RS256`.
+    #[arg(long, env = "NEXORA_JWT_ALGORITHM", default_value = "ES256", global = true)]
+    pub(crate) jwt_algorithm: String,
+
+    /// `kid` of the signing key file.
+    #[arg(long, env = "NEXORA_JWT_KEY_ID", default_value = "k1", global = true)]
+    pub(crate) jwt_key_id: String,
+}
+
+pub(crate) const MIN_SECRET_LEN: usize = 32;
+
+/// Resolves the database URL (default: SQLite in the data directory).
+pub(crate) fn database_url(common: &CommonArgs) -> String {
+    match &common.database {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}", common.data_dir.join("nexora.db").display()),
+    }
+}
+
+pub(crate) fn ensure_data_dir(dir: &Path) -> Result<(), StartupError> {
+    std::fs::create_dir_all(dir)
+        .or_else(|e| fail(format!("cannot create data directory {}: {e}", dir.display())))
+}
+
+/// Reads a secret from `var`, or from `<data_dir>/<file>`, generating that file (mode 0600)
+/// with 48 random bytes the first time, with a warning: a restart keeps the same secret, so
+/// nobody is logged out and every key keeps working.
+pub(crate) fn load_secret(var: &str, data_dir: &Path, file: &str) -> Result<SecretBytes, StartupError> {
+    if let Ok(value) = std::env::var(var) {
+        if value.len() < MIN_SECRET_LEN {
+            return fail(format!("{var} is too short: at least {MIN_SECRET_LEN} bytes are required"));
+        }
+        return Ok(SecretBytes::new(value.into_bytes()));
+    }
+    ensure_data_dir(data_dir)?;
+    let path = data_dir.join(file);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let text = text.trim();
+        if text.len() < MIN_SECRET_LEN {
+            return fail(format!("{} is too short: at least {MIN_SECRET_LEN} bytes are required", path.display()));
+        }
+        return Ok(SecretBytes::new(text.as_bytes().to_vec()));
+    }
+    let random = SecretBytes::generate(48).or_else(|e| fail(format!("cannot generate {file}: {e}")))?;
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random.expose());
+    write_private(&path, &text).or_else(|e| fail(format!("cannot write {}: {e}", path.display())))?;
+    tracing::warn!(
+        file = %path.display(),
+        "{var} is not set: generated a random secret and stored it in the data directory; \
+         set {var} explicitly when several instances share one database"
+    );
+    Ok(SecretBytes::new(text.into_bytes()))
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+/// The server's peppers: `NEXORA_KEY_PEPPER` (or the generated one) as version 1.
+pub(crate) fn peppers(common: &CommonArgs) -> Result<PepperRing, StartupError> {
+    let pepper = load_secret("NEXORA_KEY_PEPPER", &common.data_dir, "key-pepper")?;
+    PepperRing::new(1, pepper).or_else(|e| fail(format!("NEXORA_KEY_PEPPER: {e}")))
+}
+
+/// The token authority from the settings.
+pub(crate) fn token_authority(common: &CommonArgs, args: &AuthArgs) -> Result<TokenAuthority, StartupError> {
+    let secret = load_secret("NEXORA_JWT_SECRET", &common.data_dir, "jwt-secret")?;
+    let keys = match &args.jwt_private_key_file {
+        None => JwtKeys::hs256(&secret).or_else(|e| fail(format!("NEXORA_JWT_SECRET: {e}")))?,
+        Some(path) => {
+            let alg = match args.jwt_algorithm.to_ascii_uppercase().as_str() {
+                "ES256" => JwtAlgorithm::Es256,
+                "EDDSA" => JwtAlgorithm::EdDsa,
+                "RS256" => JwtAlgorithm::Rs256,
+                other => return fail(format!("NEXORA_JWT_ALGORITHM: unsupported algorithm {other:?} (ES256, EdDSA, RS256)")),
+            };
+            let pem = std::fs::read(path).or_else(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+            JwtKeys::from_private_pem(alg, &args.jwt_key_id, &pem)
+                .and_then(|keys| keys.with_hs256_verification(&secret))
+                .or_else(|e| fail(format!("{}: {e}", path.display())))?
+        }
+    };
+    let config = JwtConfig::default()
+        .issuer(args.jwt_issuer.clone())
+        .audience(args.jwt_audience.clone())
+        .access_token_ttl(Duration::from_secs(args.access_token_ttl_secs));
+    TokenAuthority::new(keys, config).or_else(|e| fail(format!("JWT configuration: {e}")))
+}

@@ -1,0 +1,289 @@
+//! `nexora-server`: the Nexora API's authentication endpoints as a runnable server.
+//!
+//! `cargo run -p nexora-server` serves on `127.0.0.1:8080` with an embedded SQLite database in
+//! `./nexora-data`; `--database postgres://…` switches to Postgres, so several instances can
+//! share one database. See the README for the quickstart and `--help` for every option.
+
+#![forbid(unsafe_code)]
+
+mod app;
+mod config;
+mod db;
+
+use std::{
+    io::{BufRead, IsTerminal},
+    process::ExitCode,
+    time::Duration,
+};
+
+use clap::{Parser, Subcommand};
+use nexora_auth::{
+    ApiKey, Authenticator, NewKey, PasswordPolicy, Scopes, SecretString, ThrottlePolicy, normalize_email,
+};
+
+use crate::config::{AuthArgs, CommonArgs, ServeArgs, StartupError, fail};
+
+/// The Nexora API's authentication server.
+#[derive(Debug, Parser)]
+#[command(name = "nexora-server", version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    auth: AuthArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (the default when no subcommand is given).
+    Serve(ServeArgs),
+    /// Manage password users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API keys from the command line (for automation).
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from standard input. Prints the new user's id.
+    Create {
+        /// The user's email (case-insensitive).
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (one line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Comma-separated scopes.
+        #[arg(long, value_delimiter = ',', default_values_t = default_scopes())]
+        scopes: Vec<String>,
+    },
+    /// List users: id, email and scopes, one per line.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Create an API key for a user. Prints the key (shown this once) on standard output.
+    Create {
+        /// The owner's email.
+        #[arg(long)]
+        email: String,
+        /// The key's name.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes (default: all of the user's).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+    },
+    /// List a user's keys (never their values).
+    List {
+        /// The owner's email.
+        #[arg(long)]
+        email: String,
+    },
+    /// Check a key's format offline (prefix, alphabet, length, checksum); no database needed.
+    /// The key is read from standard input so it stays out of shell history.
+    Check,
+}
+
+fn default_scopes() -> Vec<String> {
+    vec![nexora_auth::scopes::AGENTS_READ.to_owned(), nexora_auth::scopes::KEYS_MANAGE.to_owned()]
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NEXORA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), StartupError> {
+    match cli.command {
+        None => serve(&cli.common, &cli.auth, &cli.serve).await,
+        Some(Command::Serve(args)) => serve(&cli.common, &cli.auth, &args).await,
+        Some(Command::User(cmd)) => user_command(&cli.common, &cli.auth, cmd).await,
+        Some(Command::Key(KeyCommand::Check)) => check_key(),
+        Some(Command::Key(cmd)) => key_command(&cli.common, &cli.auth, cmd).await,
+    }
+}
+
+/// Builds the authenticator over the configured database.
+async fn authenticator(common: &CommonArgs, auth: &AuthArgs) -> Result<(Authenticator, db::Database), StartupError> {
+    let database = db::open(common).await?;
+    let authenticator = Authenticator::builder(database.key_store(), config::peppers(common)?)
+        .users(database.user_store())
+        .tokens(config::token_authority(common, auth)?)
+        .password_policy(PasswordPolicy::default())
+        .login_throttle(ThrottlePolicy::default())
+        .build()
+        .or_else(|e| fail(format!("configuration: {e}")))?;
+    Ok((authenticator, database))
+}
+
+async fn serve(common: &CommonArgs, auth: &AuthArgs, args: &ServeArgs) -> Result<(), StartupError> {
+    let (authenticator, database) = authenticator(common, auth).await?;
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .or_else(|e| fail(format!("cannot listen on {}: {e}", args.bind)))?;
+    let addr = listener.local_addr().or_else(|e| fail(format!("cannot read the bound address: {e}")))?;
+    let flusher = authenticator.spawn_last_used_flusher(Duration::from_secs(args.last_used_flush_secs.max(1)));
+    let app = app::router(app::AppState::new(authenticator, database), args);
+    tracing::info!(%addr, database = %db::describe(common), "nexora-server listening on http://{addr}");
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .or_else(|e| fail(format!("server error: {e}")))?;
+    match flusher.shutdown().await {
+        Ok(n) => tracing::info!(flushed = n, "stopped; last-used times flushed"),
+        Err(e) => tracing::warn!(error = %e, "stopped; could not flush last-used times"),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+fn read_stdin_line(what: &str) -> Result<SecretString, StartupError> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .or_else(|e| fail(format!("cannot read {what} from standard input: {e}")))?;
+    let trimmed = line.trim_end_matches(['\n', '\r']).to_owned();
+    // Overwrite the buffer's copy; `SecretString` zeroizes its own on drop.
+    line.clear();
+    if trimmed.is_empty() {
+        return fail(format!("no {what} on standard input"));
+    }
+    Ok(SecretString::new(trimmed))
+}
+
+fn scopes(list: &[String]) -> Result<Scopes, StartupError> {
+    Scopes::new(list.iter().map(|s| s.trim()).filter(|s| !s.is_empty())).or_else(|e| fail(format!("--scopes: {e}")))
+}
+
+fn detail(e: &nexora_auth::AuthError) -> String {
+    match e {
+        nexora_auth::AuthError::Validation(issues) => {
+            issues.iter().map(|i| i.msg.clone()).collect::<Vec<_>>().join("; ")
+        }
+        other => format!("{} ({other})", other.detail()),
+    }
+}
+
+#[allow(clippy::print_stdout, reason = "admin commands print their result")]
+async fn user_command(common: &CommonArgs, auth: &AuthArgs, cmd: UserCommand) -> Result<(), StartupError> {
+    let (authenticator, _db) = authenticator(common, auth).await?;
+    match cmd {
+        UserCommand::Create { email, password_stdin: _, scopes: list } => {
+            let password = read_stdin_line("password")?;
+            let user = authenticator
+                .register_user(&email, &password, scopes(&list)?)
+                .await
+                .map_err(|e| StartupError(format!("cannot create user: {}", detail(&e))))?;
+            println!("{}", user.id);
+        }
+        UserCommand::List => {
+            let users = authenticator.list_users().await.map_err(|e| StartupError(detail(&e)))?;
+            for u in users {
+                println!("{}\t{}\t{}", u.id, u.email, u.scopes.to_space_separated());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn find_user(db: &db::Database, email: &str) -> Result<nexora_auth::UserRecord, StartupError> {
+    match db.user_store().find_user_by_email(&normalize_email(email)).await {
+        Ok(Some(user)) => Ok(user),
+        Ok(None) => fail(format!("no user with email {email}")),
+        Err(e) => fail(format!("database: {e}")),
+    }
+}
+
+#[allow(clippy::print_stdout, reason = "admin commands print their result")]
+async fn key_command(common: &CommonArgs, auth: &AuthArgs, cmd: KeyCommand) -> Result<(), StartupError> {
+    let (authenticator, db) = authenticator(common, auth).await?;
+    match cmd {
+        KeyCommand::Create { email, name, scopes: list } => {
+            let user = find_user(&db, &email).await?;
+            let mut request = NewKey::named(name);
+            if let Some(list) = list {
+                request = request.with_scopes(scopes(&list)?);
+            }
+            let created = authenticator
+                .create_key_for(&user.id, &user.scopes, request)
+                .await
+                .map_err(|e| StartupError(format!("cannot create key: {}", detail(&e))))?;
+            eprintln!("created key {} ({}) for {}; it is shown only now:", created.info.id, created.info.name, user.email);
+            println!("{}", created.key.expose());
+        }
+        KeyCommand::List { email } => {
+            let user = find_user(&db, &email).await?;
+            for k in authenticator.list_keys(&user.id).await.map_err(|e| StartupError(detail(&e)))? {
+                println!("{}\t{}\t{}\t{}", k.id, k.display, k.name, k.scopes.to_space_separated());
+            }
+        }
+        KeyCommand::Check => return check_key(),
+    }
+    Ok(())
+}
+
+#[allow(clippy::print_stdout, reason = "admin commands print their result")]
+fn check_key() -> Result<(), StartupError> {
+    let key = read_stdin_line("key")?;
+    match ApiKey::parse(key.expose()) {
+        Ok(parsed) => {
+            println!("valid nxr_ key format; id {}", parsed.id());
+            Ok(())
+        }
+        Err(e) => fail(format!("not a valid key: {e}")),
+    }
+}
