@@ -13,11 +13,11 @@ use nexora_auth::{
 /// `parse` is total; what parses re-formats to exactly the input; and the id survives a
 /// generate → format → parse round trip for ids taken from the input.
 pub fn key_parse(data: &[u8]) {
-    if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(key) = ApiKey::parse(text) {
-            assert_eq!(key.expose(), text, "parse must not normalise");
-            assert_eq!(text.len(), nexora_auth::KEY_LEN);
-        }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(key) = ApiKey::parse(text)
+    {
+        assert_eq!(key.expose(), text, "parse must not normalise");
+        assert_eq!(text.len(), nexora_auth::KEY_LEN);
     }
     if data.len() >= 16 {
         let mut id = [0u8; 16];
@@ -42,7 +42,9 @@ const JWT_SECRET: &[u8] = b"fuzz-jwt-secret-fuzz-jwt-secret-0123456789";
 fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
     WORLD.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
         let tokens = TokenAuthority::new(
             JwtKeys::hs256(&SecretBytes::new(JWT_SECRET.to_vec())).expect("secret"),
             JwtConfig::default(),
@@ -56,14 +58,23 @@ fn world() -> &'static World {
         .password_policy(PasswordPolicy::default().argon2_params(256, 1, 1))
         .build()
         .expect("authenticator");
-        let owner = Principal::new(OwnerId::new("fuzz-user"), Credential::Internal, Scopes::empty());
+        let owner = Principal::new(
+            OwnerId::new("fuzz-user"),
+            Credential::Internal,
+            Scopes::empty(),
+        );
         let key = rt
             .block_on(auth.create_key(&owner, NewKey::named("fuzz")))
             .expect("create")
             .key
             .expose()
             .to_owned();
-        let jwt = auth.issue_token(&OwnerId::new("fuzz-user"), &Scopes::empty()).expect("issue").token.expose().to_owned();
+        let jwt = auth
+            .issue_token(&OwnerId::new("fuzz-user"), &Scopes::empty())
+            .expect("issue")
+            .token
+            .expose()
+            .to_owned();
         World { rt, auth, key, jwt }
     })
 }
@@ -72,12 +83,21 @@ fn world() -> &'static World {
 /// without a panic.
 pub fn authenticate(data: &[u8]) {
     let w = world();
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     // Also try the input spliced onto the real credentials, to reach deep paths.
-    for token in [text.to_owned(), format!("{}{}", &w.key[..w.key.len().min(text.len())], text), format!("{}{text}", w.jwt)] {
+    for token in [
+        text.to_owned(),
+        format!("{}{}", &w.key[..w.key.len().min(text.len())], text),
+        format!("{}{text}", w.jwt),
+    ] {
         let result = w.rt.block_on(w.auth.authenticate(&token));
         if let Ok(principal) = result {
-            assert!(token == w.key || token == w.jwt || jwt_equivalent(&token, &w.jwt), "accepted a forged credential");
+            assert!(
+                token == w.key || token == w.jwt || jwt_equivalent(&token, &w.jwt),
+                "accepted a forged credential"
+            );
             assert_eq!(principal.owner().as_str(), "fuzz-user");
         }
     }
@@ -86,21 +106,38 @@ pub fn authenticate(data: &[u8]) {
 /// Base64url allows non-canonical trailing bits in the last character; such a variant of the
 /// real JWT carries the same bytes and the same signature, so accepting it is not a forgery.
 fn jwt_equivalent(candidate: &str, real: &str) -> bool {
-    candidate.len() == real.len() && candidate.split('.').count() == 3 && {
-        let (c, r) = (candidate.rsplit_once('.'), real.rsplit_once('.'));
-        matches!((c, r), (Some((cm, cs)), Some((rm, rs))) if cm == rm && cs.len() == rs.len() && cs[..cs.len() - 1] == rs[..rs.len() - 1])
-    }
+    candidate.len() == real.len()
+        && candidate.split('.').count() == 3
+        && {
+            let (c, r) = (candidate.rsplit_once('.'), real.rsplit_once('.'));
+            matches!((c, r), (Some((cm, cs)), Some((rm, rs))) if cm == rm && cs.len() == rs.len() && cs[..cs.len() - 1] == rs[..rs.len() - 1])
+        }
 }
 
 /// `verify` never panics, and accepts only tokens that say what the real one says.
 pub fn jwt_verify(data: &[u8]) {
     let w = world();
-    let Some(tokens) = w.auth.tokens() else { return };
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    for token in [text.to_owned(), format!("{}{text}", w.jwt), w.jwt.replacen('.', &format!(".{text}"), 1)] {
+    let Some(tokens) = w.auth.tokens() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    for token in [
+        text.to_owned(),
+        format!("{}{text}", w.jwt),
+        w.jwt.replacen('.', &format!(".{text}"), 1),
+    ] {
         if let Ok(verified) = tokens.verify(&token) {
-            assert_eq!(verified.subject.as_str(), "fuzz-user", "accepted a forged subject");
-            assert!(token == w.jwt || jwt_equivalent(&token, &w.jwt), "accepted a modified token");
+            assert_eq!(
+                verified.subject.as_str(),
+                "fuzz-user",
+                "accepted a forged subject"
+            );
+            assert!(
+                token == w.jwt || jwt_equivalent(&token, &w.jwt),
+                "accepted a modified token"
+            );
         }
     }
 }
@@ -109,7 +146,9 @@ pub fn jwt_verify(data: &[u8]) {
 /// whatever it returns is non-empty, bounded, and present in the input.
 pub fn credentials(data: &[u8]) {
     // Layout: [n_headers % 3] then segments split by 0xFF: headers..., query.
-    let Some((&count, rest)) = data.split_first() else { return };
+    let Some((&count, rest)) = data.split_first() else {
+        return;
+    };
     let mut parts = rest.split(|&b| b == 0xFF);
     let headers: Vec<&[u8]> = (0..count % 3).filter_map(|_| parts.next()).collect();
     let query = parts.next().and_then(|q| std::str::from_utf8(q).ok());
@@ -118,10 +157,19 @@ pub fn credentials(data: &[u8]) {
             Ok(token) => {
                 assert!(!token.is_empty());
                 assert!(token.len() <= nexora_auth::MAX_CREDENTIAL_LEN);
-                let in_header = headers.iter().any(|h| h.windows(token.len()).any(|w| w == token.as_bytes()));
-                assert!(in_header || policy == QueryToken::Accept, "query token used where not accepted");
+                let in_header = headers
+                    .iter()
+                    .any(|h| h.windows(token.len()).any(|w| w == token.as_bytes()));
+                assert!(
+                    in_header || policy == QueryToken::Accept,
+                    "query token used where not accepted"
+                );
             }
-            Err(e) => assert!(e.status() == 401, "credential errors are 401, got {}", e.status()),
+            Err(e) => assert!(
+                e.status() == 401,
+                "credential errors are 401, got {}",
+                e.status()
+            ),
         }
     }
 }

@@ -29,7 +29,9 @@ fn output_dir() -> PathBuf {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().build().expect("a current-thread runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime")
 }
 
 fn authority() -> TokenAuthority {
@@ -48,12 +50,19 @@ fn key_path(c: &mut Criterion) {
     )
     .build()
     .expect("valid authenticator");
-    let owner = Principal::new(OwnerId::new("bench"), Credential::Internal, Scopes::new(["agents:read"]).unwrap());
+    let owner = Principal::new(
+        OwnerId::new("bench"),
+        Credential::Internal,
+        Scopes::new(["agents:read"]).unwrap(),
+    );
     // 10,000 keys in the store so the lookup is not into a one-entry map.
     let mut valid = None;
     rt.block_on(async {
         for i in 0..10_000 {
-            let created = auth.create_key(&owner, NewKey::named(format!("k{i}"))).await.unwrap();
+            let created = auth
+                .create_key(&owner, NewKey::named(format!("k{i}")))
+                .await
+                .unwrap();
             valid = Some(created.key);
         }
     });
@@ -66,7 +75,9 @@ fn key_path(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("key");
     g.bench_function("generate", |b| b.iter(|| ApiKey::generate().unwrap()));
-    g.bench_function("parse", |b| b.iter(|| ApiKey::parse(black_box(&valid_text)).unwrap()));
+    g.bench_function("parse", |b| {
+        b.iter(|| ApiKey::parse(black_box(&valid_text)).unwrap())
+    });
     let ring = PepperRing::new(1, SecretBytes::new(PEPPER.to_vec())).unwrap();
     g.bench_function("digest", |b| b.iter(|| ring.digest(black_box(&valid))));
 
@@ -87,20 +98,26 @@ fn key_path(c: &mut Criterion) {
         })
     });
     g.bench_function("authenticate_valid", |b| {
-        b.to_async(&rt).iter(|| async { auth.authenticate(black_box(&valid_text)).await.unwrap() })
+        b.to_async(&rt)
+            .iter(|| async { auth.authenticate(black_box(&valid_text)).await.unwrap() })
     });
     g.bench_function("authenticate_unknown", |b| {
-        b.to_async(&rt).iter(|| async { auth.authenticate(black_box(&unknown)).await.unwrap_err() })
+        b.to_async(&rt)
+            .iter(|| async { auth.authenticate(black_box(&unknown)).await.unwrap_err() })
     });
     g.bench_function("authenticate_malformed", |b| {
-        b.to_async(&rt).iter(|| async { auth.authenticate(black_box(&malformed)).await.unwrap_err() })
+        b.to_async(&rt)
+            .iter(|| async { auth.authenticate(black_box(&malformed)).await.unwrap_err() })
     });
     g.finish();
 }
 
 /// Same claims type as the crate reads, for a like-for-like baseline.
 #[derive(serde::Deserialize)]
-#[allow(dead_code, reason = "fields are deserialised to measure the cost, not read")]
+#[allow(
+    dead_code,
+    reason = "fields are deserialised to measure the cost, not read"
+)]
 struct Claims {
     sub: String,
     exp: u64,
@@ -113,7 +130,12 @@ fn jwt(c: &mut Criterion) {
     let authority = authority();
     let owner = OwnerId::new("bench-user");
     let scopes = Scopes::new(["agents:read", "keys:manage"]).unwrap();
-    let token = authority.issue(&owner, &scopes).unwrap().token.expose().to_owned();
+    let token = authority
+        .issue(&owner, &scopes)
+        .unwrap()
+        .token
+        .expose()
+        .to_owned();
     let key = jsonwebtoken::DecodingKey::from_secret(JWT_SECRET).unwrap();
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
@@ -121,11 +143,15 @@ fn jwt(c: &mut Criterion) {
     validation.set_audience(&["nexora-api"]);
 
     let mut g = c.benchmark_group("jwt");
-    g.bench_function("issue", |b| b.iter(|| authority.issue(black_box(&owner), &scopes).unwrap()));
+    g.bench_function("issue", |b| {
+        b.iter(|| authority.issue(black_box(&owner), &scopes).unwrap())
+    });
     g.bench_function("baseline_jsonwebtoken_decode", |b| {
         b.iter(|| jsonwebtoken::decode::<Claims>(black_box(&token), &key, &validation).unwrap())
     });
-    g.bench_function("verify", |b| b.iter(|| authority.verify(black_box(&token)).unwrap()));
+    g.bench_function("verify", |b| {
+        b.iter(|| authority.verify(black_box(&token)).unwrap())
+    });
     g.finish();
 }
 
@@ -140,7 +166,10 @@ fn mean_ns(group: &str, id: &str) -> Option<f64> {
 fn print_ratios() {
     let ratio = |label: &str, (g1, a): (&str, &str), (g2, b): (&str, &str), target: &str| {
         if let (Some(x), Some(y)) = (mean_ns(g1, a), mean_ns(g2, b)) {
-            println!("{label:<46} {x:>9.1} ns / {y:>9.1} ns = {:.3}x  (target {target})", x / y);
+            println!(
+                "{label:<46} {x:>9.1} ns / {y:>9.1} ns = {:.3}x  (target {target})",
+                x / y
+            );
         }
     };
     println!("\n== ratios (same run) ==");
@@ -156,14 +185,24 @@ fn print_ratios() {
         ("key", "baseline_hmac_plus_hashmap"),
         "-",
     );
-    ratio("jwt verify / jsonwebtoken::decode", ("jwt", "verify"), ("jwt", "baseline_jsonwebtoken_decode"), "<= 1.15x");
+    ratio(
+        "jwt verify / jsonwebtoken::decode",
+        ("jwt", "verify"),
+        ("jwt", "baseline_jsonwebtoken_decode"),
+        "<= 1.15x",
+    );
     if let Some(ns) = mean_ns("key", "authenticate_malformed") {
-        println!("{:<46} {ns:>9.1} ns  (target <= 100 ns)", "authenticate malformed");
+        println!(
+            "{:<46} {ns:>9.1} ns  (target <= 100 ns)",
+            "authenticate malformed"
+        );
     }
 }
 
 fn main() {
-    let mut c = Criterion::default().output_directory(&output_dir()).configure_from_args();
+    let mut c = Criterion::default()
+        .output_directory(&output_dir())
+        .configure_from_args();
     key_path(&mut c);
     jwt(&mut c);
     c.final_summary();

@@ -35,9 +35,9 @@ pub enum QueryToken {
 fn is_b64token(token: &[u8]) -> bool {
     let body_end = token.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
     body_end > 0
-        && token[..body_end]
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        && token[..body_end].iter().all(|&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 fn parse_authorization(value: &[u8]) -> Result<Option<&str>, AuthError> {
@@ -65,7 +65,9 @@ fn parse_authorization(value: &[u8]) -> Result<Option<&str>, AuthError> {
         return Err(AuthError::InvalidRequest("empty bearer token"));
     }
     if !is_b64token(token) {
-        return Err(AuthError::InvalidRequest("bearer token outside RFC 6750 b64token"));
+        return Err(AuthError::InvalidRequest(
+            "bearer token outside RFC 6750 b64token",
+        ));
     }
     // Checked ASCII above, so this is valid UTF-8.
     Ok(std::str::from_utf8(token).ok())
@@ -83,7 +85,9 @@ fn query_token(query: &str) -> Result<Option<Cow<'_, str>>, AuthError> {
     }
     match found {
         Some(v) if v.is_empty() => Err(AuthError::InvalidRequest("empty token parameter")),
-        Some(v) if v.len() > MAX_CREDENTIAL_LEN => Err(AuthError::InvalidToken(InvalidReason::TooLarge)),
+        Some(v) if v.len() > MAX_CREDENTIAL_LEN => {
+            Err(AuthError::InvalidToken(InvalidReason::TooLarge))
+        }
         other => Ok(other),
     }
 }
@@ -104,7 +108,9 @@ where
     let mut headers = authorization.into_iter();
     let first = headers.next();
     if headers.next().is_some() {
-        return Err(AuthError::InvalidRequest("more than one Authorization header"));
+        return Err(AuthError::InvalidRequest(
+            "more than one Authorization header",
+        ));
     }
     let from_header = match first {
         Some(value) => parse_authorization(value)?,
@@ -119,7 +125,9 @@ where
             if h.len() == q.len() && bool::from(h.as_bytes().ct_eq(q.as_bytes())) {
                 Ok(Cow::Borrowed(h))
             } else {
-                Err(AuthError::InvalidRequest("header and query credentials differ"))
+                Err(AuthError::InvalidRequest(
+                    "header and query credentials differ",
+                ))
             }
         }
         (Some(h), None) => Ok(Cow::Borrowed(h)),
@@ -148,7 +156,10 @@ mod tests {
     #[test]
     fn bearer_scheme_is_case_insensitive() {
         for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
-            assert_eq!(header(&[format!("{scheme} abc.def-ghi").as_bytes()]), Ok("abc.def-ghi".into()));
+            assert_eq!(
+                header(&[format!("{scheme} abc.def-ghi").as_bytes()]),
+                Ok("abc.def-ghi".into())
+            );
         }
         assert_eq!(header(&[b"Bearer   padded=="]), Ok("padded==".into()));
     }
@@ -168,7 +179,12 @@ mod tests {
             b"Bearer abc\x80",
         ];
         for value in cases {
-            assert_eq!(header(&[value]), Err(401), "{:?}", String::from_utf8_lossy(value));
+            assert_eq!(
+                header(&[value]),
+                Err(401),
+                "{:?}",
+                String::from_utf8_lossy(value)
+            );
         }
         let big = format!("Bearer {}", "a".repeat(MAX_CREDENTIAL_LEN * 2));
         assert_eq!(header(&[big.as_bytes()]), Err(401));
@@ -176,9 +192,18 @@ mod tests {
 
     #[test]
     fn missing_and_foreign_schemes_are_missing_credentials() {
-        assert_eq!(kind(&[], None, QueryToken::Ignore), Err("MissingCredentials".into()));
-        assert_eq!(kind(&[b"Basic dXNlcjpwYXNz"], None, QueryToken::Ignore), Err("MissingCredentials".into()));
-        assert_eq!(kind(&[b"Token abc"], None, QueryToken::Ignore), Err("MissingCredentials".into()));
+        assert_eq!(
+            kind(&[], None, QueryToken::Ignore),
+            Err("MissingCredentials".into())
+        );
+        assert_eq!(
+            kind(&[b"Basic dXNlcjpwYXNz"], None, QueryToken::Ignore),
+            Err("MissingCredentials".into())
+        );
+        assert_eq!(
+            kind(&[b"Token abc"], None, QueryToken::Ignore),
+            Err("MissingCredentials".into())
+        );
     }
 
     #[test]
@@ -190,14 +215,26 @@ mod tests {
 
     #[test]
     fn query_token_only_where_accepted() {
-        assert_eq!(kind(&[], Some("token=abc"), QueryToken::Ignore), Err("MissingCredentials".into()));
-        assert_eq!(kind(&[], Some("x=1&token=abc"), QueryToken::Accept), Ok("abc".into()));
-        assert_eq!(kind(&[b"Bearer abc"], Some("token=abc"), QueryToken::Accept), Ok("abc".into()));
+        assert_eq!(
+            kind(&[], Some("token=abc"), QueryToken::Ignore),
+            Err("MissingCredentials".into())
+        );
+        assert_eq!(
+            kind(&[], Some("x=1&token=abc"), QueryToken::Accept),
+            Ok("abc".into())
+        );
+        assert_eq!(
+            kind(&[b"Bearer abc"], Some("token=abc"), QueryToken::Accept),
+            Ok("abc".into())
+        );
         assert!(kind(&[b"Bearer abc"], Some("token=xyz"), QueryToken::Accept).is_err());
         assert!(kind(&[], Some("token=a&token=a"), QueryToken::Accept).is_err());
         assert!(kind(&[], Some("token="), QueryToken::Accept).is_err());
         // On a REST route a stray ?token= neither helps nor conflicts.
-        assert_eq!(kind(&[b"Bearer abc"], Some("token=xyz"), QueryToken::Ignore), Ok("abc".into()));
+        assert_eq!(
+            kind(&[b"Bearer abc"], Some("token=xyz"), QueryToken::Ignore),
+            Ok("abc".into())
+        );
     }
 
     proptest! {

@@ -93,7 +93,10 @@ impl PepperRing {
     ///
     /// Fails if the pepper is shorter than [`MIN_PEPPER_LEN`] bytes.
     pub fn new(version: u32, pepper: SecretBytes) -> Result<Self, ConfigError> {
-        let mut ring = Self { current: version, peppers: Vec::with_capacity(1) };
+        let mut ring = Self {
+            current: version,
+            peppers: Vec::with_capacity(1),
+        };
         ring.insert(version, pepper)?;
         Ok(ring)
     }
@@ -107,13 +110,18 @@ impl PepperRing {
 
     fn insert(&mut self, version: u32, pepper: SecretBytes) -> Result<(), ConfigError> {
         if pepper.len() < MIN_PEPPER_LEN {
-            return Err(ConfigError::PepperTooShort { min: MIN_PEPPER_LEN });
+            return Err(ConfigError::PepperTooShort {
+                min: MIN_PEPPER_LEN,
+            });
         }
         if self.peppers.iter().any(|p| p.version == version) {
             return Err(ConfigError::DuplicatePepperVersion(version));
         }
-        let keyed = <Hmac<Sha256> as KeyInit>::new_from_slice(pepper.expose())
-            .map_err(|_| ConfigError::PepperTooShort { min: MIN_PEPPER_LEN })?;
+        let keyed = <Hmac<Sha256> as KeyInit>::new_from_slice(pepper.expose()).map_err(|_| {
+            ConfigError::PepperTooShort {
+                min: MIN_PEPPER_LEN,
+            }
+        })?;
         self.peppers.push(Pepper { version, keyed });
         Ok(())
     }
@@ -126,8 +134,13 @@ impl PepperRing {
     /// Digests `key` under the current pepper.
     pub fn digest(&self, key: &ApiKey) -> StoredDigest {
         // The current pepper is always present: `new` inserts it and nothing removes it.
-        let digest = self.digest_with(self.current, key).unwrap_or(KeyDigest([0; 32]));
-        StoredDigest { pepper_version: self.current, digest }
+        let digest = self
+            .digest_with(self.current, key)
+            .unwrap_or(KeyDigest([0; 32]));
+        StoredDigest {
+            pepper_version: self.current,
+            digest,
+        }
     }
 
     /// Digests `key` under pepper `version`; `None` if the ring does not hold that version.
@@ -189,7 +202,7 @@ mod tests {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&[9; 32]).unwrap();
         mac.update(DIGEST_DOMAIN);
         mac.update(key.id().as_uuid().as_bytes());
-        mac.update(key.expose()[26..58].as_bytes());
+        mac.update(&key.expose().as_bytes()[26..58]);
         let expected: [u8; 32] = mac.finalize().into_bytes().into();
         assert_eq!(ring.digest(&key).digest.as_bytes(), &expected);
     }
@@ -199,13 +212,24 @@ mod tests {
         let old = PepperRing::new(1, pepper(1)).unwrap();
         let key = ApiKey::generate().unwrap();
         let d = old.digest(&key);
-        let ring = PepperRing::new(2, pepper(2)).unwrap().with_retired(1, pepper(1)).unwrap();
+        let ring = PepperRing::new(2, pepper(2))
+            .unwrap()
+            .with_retired(1, pepper(1))
+            .unwrap();
         assert!(ring.verify(&key, &d));
         assert_eq!(ring.digest(&key).pepper_version, 2);
-        assert!(PepperRing::new(2, pepper(2)).unwrap().with_retired(2, pepper(3)).is_err());
+        assert!(
+            PepperRing::new(2, pepper(2))
+                .unwrap()
+                .with_retired(2, pepper(3))
+                .is_err()
+        );
         assert!(PepperRing::new(1, SecretBytes::new(vec![0; 31])).is_err());
         let without = PepperRing::new(2, pepper(2)).unwrap();
-        assert!(!without.verify(&key, &d), "unknown pepper version never verifies");
+        assert!(
+            !without.verify(&key, &d),
+            "unknown pepper version never verifies"
+        );
     }
 
     #[test]

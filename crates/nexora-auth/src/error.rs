@@ -126,7 +126,11 @@ pub struct ValidationIssue {
 impl ValidationIssue {
     /// Builds an issue.
     pub fn new(loc: Vec<LocPart>, msg: impl Into<String>, kind: impl Into<String>) -> Self {
-        Self { loc, msg: msg.into(), kind: kind.into() }
+        Self {
+            loc,
+            msg: msg.into(),
+            kind: kind.into(),
+        }
     }
 }
 
@@ -245,7 +249,12 @@ impl AuthError {
             Self::StoreUnavailable(_) | Self::Unavailable(_) => Some(1),
             _ => None,
         };
-        ErrorResponse { status: self.status(), body, www_authenticate, retry_after }
+        ErrorResponse {
+            status: self.status(),
+            body,
+            www_authenticate,
+            retry_after,
+        }
     }
 
     /// A 422 for a single problem.
@@ -262,7 +271,11 @@ impl From<StoreError> for AuthError {
 
 impl From<ScopeError> for AuthError {
     fn from(error: ScopeError) -> Self {
-        Self::validation(vec!["body".into(), "scopes".into()], error.to_string(), "value_error")
+        Self::validation(
+            vec!["body".into(), "scopes".into()],
+            error.to_string(),
+            "value_error",
+        )
     }
 }
 
@@ -319,23 +332,43 @@ mod tests {
             InvalidReason::MalformedKey(KeyParseError::BadChecksum),
             InvalidReason::Jwt("bad signature".into()),
         ];
-        let responses: Vec<_> =
-            reasons.into_iter().map(|r| AuthError::InvalidToken(r).response()).collect();
+        let responses: Vec<_> = reasons
+            .into_iter()
+            .map(|r| AuthError::InvalidToken(r).response())
+            .collect();
         assert!(responses.windows(2).all(|w| w[0] == w[1]));
         assert_eq!(responses[0].status, 401);
-        assert_eq!(responses[0].body, r#"{"detail":"Invalid authentication credentials"}"#);
-        assert_eq!(responses[0].www_authenticate, Some(r#"Bearer error="invalid_token""#));
+        assert_eq!(
+            responses[0].body,
+            r#"{"detail":"Invalid authentication credentials"}"#
+        );
+        assert_eq!(
+            responses[0].www_authenticate,
+            Some(r#"Bearer error="invalid_token""#)
+        );
     }
 
     #[test]
     fn statuses_and_challenges() {
         let missing = AuthError::MissingCredentials.response();
-        assert_eq!((missing.status, missing.www_authenticate), (401, Some("Bearer")));
-        let scope = AuthError::InsufficientScope { required: "agents:read".into() }.response();
+        assert_eq!(
+            (missing.status, missing.www_authenticate),
+            (401, Some("Bearer"))
+        );
+        let scope = AuthError::InsufficientScope {
+            required: "agents:read".into(),
+        }
+        .response();
         assert_eq!(scope.status, 403);
         assert_eq!(scope.body, r#"{"detail":"Insufficient permissions"}"#);
-        assert_eq!(scope.www_authenticate, Some(r#"Bearer error="insufficient_scope""#));
-        let limited = AuthError::RateLimited { retry_after_secs: 7 }.response();
+        assert_eq!(
+            scope.www_authenticate,
+            Some(r#"Bearer error="insufficient_scope""#)
+        );
+        let limited = AuthError::RateLimited {
+            retry_after_secs: 7,
+        }
+        .response();
         assert_eq!((limited.status, limited.retry_after), (429, Some(7)));
         let down = AuthError::StoreUnavailable(StoreError::unavailable("refused")).response();
         assert_eq!(down.status, 503);
@@ -344,7 +377,11 @@ mod tests {
 
     #[test]
     fn validation_detail_is_a_fastapi_array() {
-        let e = AuthError::validation(vec!["body".into(), "name".into()], "Field required", "missing");
+        let e = AuthError::validation(
+            vec!["body".into(), "name".into()],
+            "Field required",
+            "missing",
+        );
         assert_eq!(e.response().status, 422);
         assert_eq!(
             e.response().body,

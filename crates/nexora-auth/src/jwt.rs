@@ -177,7 +177,9 @@ impl JwtKeys {
     pub fn hs256(secret: &SecretBytes) -> Result<Self, ConfigError> {
         ensure_crypto_backend()?;
         if secret.len() < MIN_HS256_SECRET_LEN {
-            return Err(ConfigError::JwtSecretTooShort { min: MIN_HS256_SECRET_LEN });
+            return Err(ConfigError::JwtSecretTooShort {
+                min: MIN_HS256_SECRET_LEN,
+            });
         }
         let signing = EncodingKey::from_secret(secret.expose()).map_err(key_error)?;
         let key = DecodingKey::from_secret(secret.expose()).map_err(key_error)?;
@@ -185,7 +187,12 @@ impl JwtKeys {
             signing_kid: None,
             signing_alg: JwtAlgorithm::Hs256,
             signing,
-            verifying: vec![VerifyingKey { kid: None, alg: JwtAlgorithm::Hs256, key, public_jwk: None }],
+            verifying: vec![VerifyingKey {
+                kid: None,
+                alg: JwtAlgorithm::Hs256,
+                key,
+                public_jwk: None,
+            }],
         })
     }
 
@@ -198,7 +205,9 @@ impl JwtKeys {
             JwtAlgorithm::EdDsa => EncodingKey::from_ed_pem(pem),
             JwtAlgorithm::Rs256 => EncodingKey::from_rsa_pem(pem),
             JwtAlgorithm::Hs256 => {
-                return Err(ConfigError::Invalid("HS256 keys are secrets, not PEM files"));
+                return Err(ConfigError::Invalid(
+                    "HS256 keys are secrets, not PEM files",
+                ));
             }
         }
         .map_err(key_error)?;
@@ -210,7 +219,12 @@ impl JwtKeys {
             signing_kid: Some(kid.to_owned()),
             signing_alg: alg,
             signing,
-            verifying: vec![VerifyingKey { kid: Some(kid.to_owned()), alg, key, public_jwk: Some(jwk) }],
+            verifying: vec![VerifyingKey {
+                kid: Some(kid.to_owned()),
+                alg,
+                key,
+                public_jwk: Some(jwk),
+            }],
         })
     }
 
@@ -230,14 +244,22 @@ impl JwtKeys {
             JwtAlgorithm::EdDsa => DecodingKey::from_ed_pem(pem),
             JwtAlgorithm::Rs256 => DecodingKey::from_rsa_pem(pem),
             JwtAlgorithm::Hs256 => {
-                return Err(ConfigError::Invalid("HS256 keys are secrets, not PEM files"));
+                return Err(ConfigError::Invalid(
+                    "HS256 keys are secrets, not PEM files",
+                ));
             }
         }
         .map_err(key_error)?;
-        let mut jwk = Jwk::from_decoding_key(&key, Some(alg.to_jsonwebtoken())).map_err(key_error)?;
+        let mut jwk =
+            Jwk::from_decoding_key(&key, Some(alg.to_jsonwebtoken())).map_err(key_error)?;
         jwk.common.key_id = Some(kid.to_owned());
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-        self.verifying.push(VerifyingKey { kid: Some(kid.to_owned()), alg, key, public_jwk: Some(jwk) });
+        self.verifying.push(VerifyingKey {
+            kid: Some(kid.to_owned()),
+            alg,
+            key,
+            public_jwk: Some(jwk),
+        });
         Ok(self)
     }
 
@@ -245,13 +267,22 @@ impl JwtKeys {
     /// shared secret to asymmetric keys. The secret is never published.
     pub fn with_hs256_verification(mut self, secret: &SecretBytes) -> Result<Self, ConfigError> {
         if secret.len() < MIN_HS256_SECRET_LEN {
-            return Err(ConfigError::JwtSecretTooShort { min: MIN_HS256_SECRET_LEN });
+            return Err(ConfigError::JwtSecretTooShort {
+                min: MIN_HS256_SECRET_LEN,
+            });
         }
         if self.verifying.iter().any(|k| k.kid.is_none()) {
-            return Err(ConfigError::Invalid("only one key may verify tokens without kid"));
+            return Err(ConfigError::Invalid(
+                "only one key may verify tokens without kid",
+            ));
         }
         let key = DecodingKey::from_secret(secret.expose()).map_err(key_error)?;
-        self.verifying.push(VerifyingKey { kid: None, alg: JwtAlgorithm::Hs256, key, public_jwk: None });
+        self.verifying.push(VerifyingKey {
+            kid: None,
+            alg: JwtAlgorithm::Hs256,
+            key,
+            public_jwk: None,
+        });
         Ok(self)
     }
 }
@@ -347,7 +378,9 @@ impl TokenAuthority {
     pub fn new(keys: JwtKeys, config: JwtConfig) -> Result<Self, ConfigError> {
         ensure_crypto_backend()?;
         if config.access_token_ttl > config.max_lifetime {
-            return Err(ConfigError::Invalid("access token lifetime exceeds the maximum lifetime"));
+            return Err(ConfigError::Invalid(
+                "access token lifetime exceeds the maximum lifetime",
+            ));
         }
         let verifying = keys
             .verifying
@@ -360,10 +393,20 @@ impl TokenAuthority {
                 validation.leeway = config.leeway.as_secs();
                 validation.validate_exp = true;
                 validation.validate_nbf = true;
-                PreparedKey { kid: k.kid.clone(), key: k.key.clone(), validation }
+                PreparedKey {
+                    kid: k.kid.clone(),
+                    key: k.key.clone(),
+                    validation,
+                }
             })
             .collect();
-        let jwks = JwkSet { keys: keys.verifying.iter().filter_map(|k| k.public_jwk.clone()).collect() };
+        let jwks = JwkSet {
+            keys: keys
+                .verifying
+                .iter()
+                .filter_map(|k| k.public_jwk.clone())
+                .collect(),
+        };
         let authority = Self {
             config,
             signing_kid: keys.signing_kid.clone(),
@@ -412,7 +455,11 @@ impl TokenAuthority {
         header.typ = Some("at+jwt".into());
         let token = jsonwebtoken::encode(&header, &claims, &self.signing)
             .map_err(|e| InvalidReason::Jwt(format!("signing failed: {e}")))?;
-        Ok(AccessToken { token: SecretString::new(token), expires_in: ttl, jti })
+        Ok(AccessToken {
+            token: SecretString::new(token),
+            expires_in: ttl,
+            jti,
+        })
     }
 
     fn select_key(&self, token: &str) -> Result<&PreparedKey, InvalidReason> {
@@ -435,10 +482,12 @@ impl TokenAuthority {
             return Err(InvalidReason::TooLarge);
         }
         let key = self.select_key(token)?;
-        let data = jsonwebtoken::decode::<ReadClaims>(token, &key.key, &key.validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => InvalidReason::Expired,
-                _ => InvalidReason::Jwt(e.to_string()),
+        let data =
+            jsonwebtoken::decode::<ReadClaims>(token, &key.key, &key.validation).map_err(|e| {
+                match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => InvalidReason::Expired,
+                    _ => InvalidReason::Jwt(e.to_string()),
+                }
             })?;
         if data.header.crit.is_some() {
             return Err(InvalidReason::Jwt("crit header not supported".into()));
@@ -491,14 +540,21 @@ mod tests {
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-test";
 
     fn authority() -> TokenAuthority {
-        TokenAuthority::new(JwtKeys::hs256(&SecretBytes::new(SECRET.to_vec())).unwrap(), JwtConfig::default())
-            .unwrap()
+        TokenAuthority::new(
+            JwtKeys::hs256(&SecretBytes::new(SECRET.to_vec())).unwrap(),
+            JwtConfig::default(),
+        )
+        .unwrap()
     }
 
     fn sign(header: serde_json::Value, claims: serde_json::Value, secret: &[u8]) -> String {
         use hmac::{Hmac, KeyInit, Mac};
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let msg = format!("{}.{}", b64.encode(header.to_string()), b64.encode(claims.to_string()));
+        let msg = format!(
+            "{}.{}",
+            b64.encode(header.to_string()),
+            b64.encode(claims.to_string())
+        );
         let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).unwrap();
         mac.update(msg.as_bytes());
         format!("{msg}.{}", b64.encode(mac.finalize().into_bytes()))
@@ -535,17 +591,42 @@ mod tests {
         let a = authority();
         let now = now_secs();
         let mut cases: Vec<(&str, String)> = vec![
-            ("wrong secret", sign(json!({"alg": "HS256"}), base_claims(), b"another-secret-another-secret-32b")),
+            (
+                "wrong secret",
+                sign(
+                    json!({"alg": "HS256"}),
+                    base_claims(),
+                    b"another-secret-another-secret-32b",
+                ),
+            ),
             ("alg none", {
                 let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-                format!("{}.{}.", b64.encode(r#"{"alg":"none"}"#), b64.encode(base_claims().to_string()))
+                format!(
+                    "{}.{}.",
+                    b64.encode(r#"{"alg":"none"}"#),
+                    b64.encode(base_claims().to_string())
+                )
             }),
-            ("HS512", {
-                let t = sign(json!({"alg": "HS512"}), base_claims(), SECRET);
-                t
-            }),
-            ("refresh typ", sign(json!({"alg": "HS256", "typ": "refresh+jwt"}), base_claims(), SECRET)),
-            ("crit", sign(json!({"alg": "HS256", "crit": ["b64"], "b64": true}), base_claims(), SECRET)),
+            (
+                "HS512",
+                sign(json!({"alg": "HS512"}), base_claims(), SECRET),
+            ),
+            (
+                "refresh typ",
+                sign(
+                    json!({"alg": "HS256", "typ": "refresh+jwt"}),
+                    base_claims(),
+                    SECRET,
+                ),
+            ),
+            (
+                "crit",
+                sign(
+                    json!({"alg": "HS256", "crit": ["b64"], "b64": true}),
+                    base_claims(),
+                    SECRET,
+                ),
+            ),
             ("too large", "a".repeat(9000)),
             ("garbage", "not.a.jwt".into()),
         ];

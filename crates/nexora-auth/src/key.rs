@@ -43,7 +43,9 @@ const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmn
 /// The identifier of an API key: a UUID, embedded in the key itself.
 ///
 /// Not secret. Rotation keeps it, so clients and logs can name a key across rotations.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct KeyId(Uuid);
 
@@ -153,7 +155,9 @@ impl ApiKey {
         // One pass over the body: validate the alphabet while decoding the three numbers.
         let high = decode_u64(&text[ID_START..ID_START + HALF_ID_LEN]);
         let low = decode_u64(&text[ID_START + HALF_ID_LEN..SECRET_START]);
-        let secret_ok = text[SECRET_START..CHECKSUM_START].iter().all(|&b| DIGITS[usize::from(b)] != INVALID);
+        let secret_ok = text[SECRET_START..CHECKSUM_START]
+            .iter()
+            .all(|&b| DIGITS[usize::from(b)] != INVALID);
         let checksum = decode_u64(&text[CHECKSUM_START..]);
         let (Ok(high), Ok(low), true, Ok(checksum)) = (high, low, secret_ok, checksum) else {
             return Err(KeyParseError::InvalidCharacter);
@@ -164,7 +168,10 @@ impl ApiKey {
         let (Some(high), Some(low)) = (high, low) else {
             return Err(KeyParseError::InvalidId);
         };
-        Ok(Self { text, id: KeyId(Uuid::from_u64_pair(high, low)) })
+        Ok(Self {
+            text,
+            id: KeyId(Uuid::from_u64_pair(high, low)),
+        })
     }
 
     /// Generates a key with a fresh random id and secret.
@@ -252,7 +259,9 @@ fn fill_random_base62(out: &mut [u8]) -> Result<(), RandomnessError> {
     let mut pool = [0u8; 64];
     let mut filled = 0;
     while filled < out.len() {
-        rand::rngs::SysRng.try_fill_bytes(&mut pool).map_err(RandomnessError)?;
+        rand::rngs::SysRng
+            .try_fill_bytes(&mut pool)
+            .map_err(RandomnessError)?;
         for &byte in &pool {
             if filled == out.len() {
                 break;
@@ -296,7 +305,9 @@ fn decode_u64(chars: &[u8]) -> Result<Option<u64>, ()> {
         if d == INVALID {
             return Err(());
         }
-        acc = acc.and_then(|a| a.checked_mul(62)).and_then(|a| a.checked_add(u64::from(d)));
+        acc = acc
+            .and_then(|a| a.checked_mul(62))
+            .and_then(|a| a.checked_add(u64::from(d)));
     }
     Ok(acc)
 }
@@ -357,8 +368,14 @@ mod tests {
         assert_eq!(ApiKey::parse("nxr"), Err(KeyParseError::WrongPrefix));
         assert_eq!(ApiKey::parse("abc_x"), Err(KeyParseError::WrongPrefix));
         assert_eq!(ApiKey::parse("nxr_"), Err(KeyParseError::WrongLength));
-        assert_eq!(ApiKey::parse(&text[..KEY_LEN - 1]), Err(KeyParseError::WrongLength));
-        assert_eq!(ApiKey::parse(&format!("{text}A")), Err(KeyParseError::WrongLength));
+        assert_eq!(
+            ApiKey::parse(&text[..KEY_LEN - 1]),
+            Err(KeyParseError::WrongLength)
+        );
+        assert_eq!(
+            ApiKey::parse(&format!("{text}A")),
+            Err(KeyParseError::WrongLength)
+        );
         let mut bad = text.clone().into_bytes();
         bad[30] = b'-';
         assert_eq!(

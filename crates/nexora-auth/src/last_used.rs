@@ -32,10 +32,10 @@ impl LastUsedTracker {
     /// Notes a use of `id` at `now`. The common case is one shard read.
     pub(crate) fn note(&self, id: KeyId, now: OffsetDateTime) {
         let now_secs = now.unix_timestamp();
-        if let Some(at) = self.queued_at.get(&id) {
-            if now_secs.saturating_sub(*at) < self.interval_secs {
-                return;
-            }
+        if let Some(at) = self.queued_at.get(&id)
+            && now_secs.saturating_sub(*at) < self.interval_secs
+        {
+            return;
         }
         self.queued_at.insert(id, now_secs);
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
@@ -48,7 +48,10 @@ impl LastUsedTracker {
     /// Takes everything queued.
     pub(crate) fn take(&self) -> Vec<LastUsed> {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        pending.drain().map(|(id, at)| LastUsed { id, at }).collect()
+        pending
+            .drain()
+            .map(|(id, at)| LastUsed { id, at })
+            .collect()
     }
 
     /// Puts back a batch whose write failed (keeping the later time per key).
@@ -94,6 +97,12 @@ mod tests {
         let t0 = OffsetDateTime::from_unix_timestamp(1_000_000).unwrap();
         t.note(id, t0 + Duration::from_secs(10));
         t.requeue(vec![LastUsed { id, at: t0 }]);
-        assert_eq!(t.take(), vec![LastUsed { id, at: t0 + Duration::from_secs(10) }]);
+        assert_eq!(
+            t.take(),
+            vec![LastUsed {
+                id,
+                at: t0 + Duration::from_secs(10)
+            }]
+        );
     }
 }

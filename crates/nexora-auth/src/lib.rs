@@ -85,7 +85,9 @@
 #![deny(missing_docs)]
 
 #[cfg(not(any(feature = "rust-crypto", feature = "aws-lc-rs")))]
-compile_error!("nexora-auth needs a JWT crypto backend: enable the `rust-crypto` or `aws-lc-rs` feature");
+compile_error!(
+    "nexora-auth needs a JWT crypto backend: enable the `rust-crypto` or `aws-lc-rs` feature"
+);
 
 pub mod api;
 pub mod credentials;
@@ -99,8 +101,8 @@ mod password;
 mod scope;
 mod secret;
 mod service;
-mod throttle;
 pub mod store;
+mod throttle;
 
 pub use api::{ApiResponse, AuthRequirement, scopes};
 pub use credentials::{MAX_CREDENTIAL_LEN, QueryToken, extract_credential};
@@ -117,5 +119,5 @@ pub use service::{
     LoginResponse, MAX_EMAIL_LEN, MAX_KEY_NAME_LEN, NewKey, Principal, RotateOptions, SystemClock,
     UserInfo, normalize_email,
 };
-pub use throttle::ThrottlePolicy;
 pub use store::{KeyCredentials, KeyRecord, KeyStore, OwnerId, StoreError, UserRecord, UserStore};
+pub use throttle::ThrottlePolicy;

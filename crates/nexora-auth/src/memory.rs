@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 use crate::{
     KeyId,
     store::{
-        KeyCredentials, KeyRecord, KeyStore, LastUsed, OwnerId, PreviousDigest, RevokeOutcome, RotateOutcome,
-        Rotation, StoreError, UserRecord, UserStore,
+        KeyCredentials, KeyRecord, KeyStore, LastUsed, OwnerId, PreviousDigest, RevokeOutcome,
+        RotateOutcome, Rotation, StoreError, UserRecord, UserStore,
     },
 };
 
@@ -52,7 +52,10 @@ impl KeyStore for MemoryKeyStore {
                 slot.insert(record.clone());
             }
         }
-        self.by_owner.entry(record.owner.clone()).or_default().push(record.id);
+        self.by_owner
+            .entry(record.owner.clone())
+            .or_default()
+            .push(record.id);
         Ok(())
     }
 
@@ -74,13 +77,17 @@ impl KeyStore for MemoryKeyStore {
     }
 
     async fn list(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
-        let ids = self.by_owner.get(owner).map(|ids| ids.clone()).unwrap_or_default();
+        let ids = self
+            .by_owner
+            .get(owner)
+            .map(|ids| ids.clone())
+            .unwrap_or_default();
         let mut records: Vec<KeyRecord> = ids
             .iter()
             .filter_map(|id| self.keys.get(id).map(|r| r.clone()))
             .filter(|r| r.revoked_at.is_none() && &r.owner == owner)
             .collect();
-        records.sort_by(|a, b| (a.created_at, a.id).cmp(&(b.created_at, b.id)));
+        records.sort_by_key(|r| (r.created_at, r.id));
         Ok(records)
     }
 
@@ -103,9 +110,10 @@ impl KeyStore for MemoryKeyStore {
         if expired(&record, rotation.now) {
             return Ok(RotateOutcome::Expired);
         }
-        record.previous = rotation
-            .grace_until
-            .map(|valid_until| PreviousDigest { digest: record.digest, valid_until });
+        record.previous = rotation.grace_until.map(|valid_until| PreviousDigest {
+            digest: record.digest,
+            valid_until,
+        });
         record.digest = rotation.digest;
         record.display.clone_from(&rotation.display);
         Ok(RotateOutcome::Rotated(record.clone()))
@@ -133,10 +141,10 @@ impl KeyStore for MemoryKeyStore {
 
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
         for entry in batch {
-            if let Some(mut record) = self.keys.get_mut(&entry.id) {
-                if record.last_used_at.is_none_or(|prev| prev < entry.at) {
-                    record.last_used_at = Some(entry.at);
-                }
+            if let Some(mut record) = self.keys.get_mut(&entry.id)
+                && record.last_used_at.is_none_or(|prev| prev < entry.at)
+            {
+                record.last_used_at = Some(entry.at);
             }
         }
         Ok(())

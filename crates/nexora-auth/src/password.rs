@@ -2,7 +2,9 @@
 
 use std::{fmt, sync::Arc};
 
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier, Version};
+use argon2::{
+    Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier, Version,
+};
 use tokio::sync::Semaphore;
 
 use crate::{AuthError, ConfigError, SecretString};
@@ -28,7 +30,8 @@ impl Default for PasswordPolicy {
             parallelism: 1,
             min_len: 8,
             max_len: 1024,
-            max_concurrent_hashes: std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+            max_concurrent_hashes: std::thread::available_parallelism()
+                .map_or(1, |n| (n.get() / 2).max(1)),
             max_queued_hashes: 64,
         }
     }
@@ -105,15 +108,22 @@ struct Inner {
 
 impl fmt::Debug for PasswordHasher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PasswordHasher").field("policy", &self.inner.policy).finish_non_exhaustive()
+        f.debug_struct("PasswordHasher")
+            .field("policy", &self.inner.policy)
+            .finish_non_exhaustive()
     }
 }
 
 impl PasswordHasher {
     /// Builds a hasher. Computes the dummy hash once (one argon2 run, synchronously).
     pub fn new(policy: PasswordPolicy) -> Result<Self, ConfigError> {
-        let params = Params::new(policy.memory_kib, policy.iterations, policy.parallelism, None)
-            .map_err(|_| ConfigError::Invalid("argon2 parameters out of range"))?;
+        let params = Params::new(
+            policy.memory_kib,
+            policy.iterations,
+            policy.parallelism,
+            None,
+        )
+        .map_err(|_| ConfigError::Invalid("argon2 parameters out of range"))?;
         if policy.min_len > policy.max_len {
             return Err(ConfigError::Invalid("password min_len exceeds max_len"));
         }
@@ -124,7 +134,13 @@ impl PasswordHasher {
             .to_string();
         let permits = Semaphore::new(policy.max_concurrent_hashes);
         Ok(Self {
-            inner: Arc::new(Inner { policy, params, permits, queued: Default::default(), dummy_hash }),
+            inner: Arc::new(Inner {
+                policy,
+                params,
+                permits,
+                queued: Default::default(),
+                dummy_hash,
+            }),
         })
     }
 
@@ -169,9 +185,16 @@ impl PasswordHasher {
     /// Verifies `password` against `phc`, or against the dummy hash when `phc` is `None`
     /// (unknown user), so both paths take one argon2 run. A password over the length limit is
     /// refused without hashing (every account alike, so this reveals nothing).
-    pub async fn verify(&self, password: &SecretString, phc: Option<&str>) -> Result<PasswordCheck, AuthError> {
+    pub async fn verify(
+        &self,
+        password: &SecretString,
+        phc: Option<&str>,
+    ) -> Result<PasswordCheck, AuthError> {
         if password.len() > self.inner.policy.max_len {
-            return Ok(PasswordCheck { matches: false, needs_rehash: false });
+            return Ok(PasswordCheck {
+                matches: false,
+                needs_rehash: false,
+            });
         }
         let known = phc.is_some();
         let phc = phc.map(str::to_owned);
@@ -180,14 +203,20 @@ impl PasswordHasher {
             let target = phc.as_deref().unwrap_or(&inner.dummy_hash);
             let Ok(parsed) = PasswordHash::new(target) else {
                 // A corrupt stored hash: no password matches it.
-                return Ok(PasswordCheck { matches: false, needs_rehash: false });
+                return Ok(PasswordCheck {
+                    matches: false,
+                    needs_rehash: false,
+                });
             };
             let matches = Argon2::default()
                 .verify_password(password.expose().as_bytes(), &parsed)
                 .is_ok()
                 && known;
             let needs_rehash = matches && !uses_params(&parsed, &inner.params);
-            Ok(PasswordCheck { matches, needs_rehash })
+            Ok(PasswordCheck {
+                matches,
+                needs_rehash,
+            })
         })
         .await
     }
@@ -207,7 +236,9 @@ impl PasswordHasher {
         let ahead = self.inner.queued.fetch_add(1, Ordering::AcqRel);
         let queued = Queued(&self.inner.queued);
         if ahead >= self.inner.policy.max_queued_hashes {
-            return Err(AuthError::RateLimited { retry_after_secs: 1 });
+            return Err(AuthError::RateLimited {
+                retry_after_secs: 1,
+            });
         }
         let _permit = self
             .inner
@@ -226,7 +257,9 @@ impl PasswordHasher {
 fn uses_params(hash: &PasswordHash, params: &Params) -> bool {
     hash.algorithm.as_str() == "argon2id"
         && Params::try_from(hash).is_ok_and(|p| {
-            p.m_cost() == params.m_cost() && p.t_cost() == params.t_cost() && p.p_cost() == params.p_cost()
+            p.m_cost() == params.m_cost()
+                && p.t_cost() == params.t_cost()
+                && p.p_cost() == params.p_cost()
         })
 }
 
@@ -245,8 +278,17 @@ mod tests {
         let phc = h.hash(&pw).await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=256,t=1,p=1$"));
         let ok = h.verify(&pw, Some(&phc)).await.unwrap();
-        assert_eq!(ok, PasswordCheck { matches: true, needs_rehash: false });
-        let bad = h.verify(&SecretString::from("wrong horse battery"), Some(&phc)).await.unwrap();
+        assert_eq!(
+            ok,
+            PasswordCheck {
+                matches: true,
+                needs_rehash: false
+            }
+        );
+        let bad = h
+            .verify(&SecretString::from("wrong horse battery"), Some(&phc))
+            .await
+            .unwrap();
         assert!(!bad.matches);
         let unknown = h.verify(&pw, None).await.unwrap();
         assert!(!unknown.matches);
@@ -255,7 +297,10 @@ mod tests {
     #[tokio::test]
     async fn default_policy_is_owasp_argon2id() {
         let h = PasswordHasher::new(PasswordPolicy::default()).unwrap();
-        let phc = h.hash(&SecretString::from("a long enough password")).await.unwrap();
+        let phc = h
+            .hash(&SecretString::from("a long enough password"))
+            .await
+            .unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
     }
 
@@ -265,7 +310,13 @@ mod tests {
         let pw = SecretString::new("x".repeat(127) + "y");
         let phc = old.hash(&pw).await.unwrap();
         let new = PasswordHasher::new(PasswordPolicy::default().argon2_params(512, 1, 1)).unwrap();
-        assert_eq!(new.verify(&pw, Some(&phc)).await.unwrap(), PasswordCheck { matches: true, needs_rehash: true });
+        assert_eq!(
+            new.verify(&pw, Some(&phc)).await.unwrap(),
+            PasswordCheck {
+                matches: true,
+                needs_rehash: true
+            }
+        );
         let truncated = SecretString::new("x".repeat(127) + "z");
         assert!(!new.verify(&truncated, Some(&phc)).await.unwrap().matches);
     }
@@ -273,7 +324,10 @@ mod tests {
     #[tokio::test]
     async fn length_limits() {
         let h = fast();
-        assert!(matches!(h.hash(&SecretString::from("short")).await, Err(AuthError::Validation(_))));
+        assert!(matches!(
+            h.hash(&SecretString::from("short")).await,
+            Err(AuthError::Validation(_))
+        ));
         let huge = SecretString::new("p".repeat(1 << 20));
         assert!(matches!(h.hash(&huge).await, Err(AuthError::Validation(_))));
         assert!(!h.verify(&huge, None).await.unwrap().matches);

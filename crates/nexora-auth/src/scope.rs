@@ -23,7 +23,9 @@ pub enum ScopeError {
 fn valid_scope(scope: &str) -> bool {
     !scope.is_empty()
         && scope.len() <= MAX_SCOPE_LEN
-        && scope.bytes().all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+        && scope
+            .bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
 }
 
 /// A validated, sorted, de-duplicated set of scopes. Cheap to clone (shared).
@@ -83,7 +85,10 @@ impl Scopes {
 
     /// The scopes of `self` missing from `other`.
     pub fn missing_from<'a>(&'a self, other: &'a Scopes) -> impl Iterator<Item = &'a str> + 'a {
-        self.0.iter().map(String::as_str).filter(|s| !other.contains(s))
+        self.0
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !other.contains(s))
     }
 
     /// Iterates in sorted order.
@@ -136,7 +141,12 @@ mod tests {
         assert!(!s.is_subset_of(&sub));
         assert_eq!(s.missing_from(&sub).collect::<Vec<_>>(), ["keys:manage"]);
         assert_eq!(s.to_space_separated(), "agents:read keys:manage");
-        assert_eq!(Scopes::parse_space_separated("b  a").unwrap().to_space_separated(), "a b");
+        assert_eq!(
+            Scopes::parse_space_separated("b  a")
+                .unwrap()
+                .to_space_separated(),
+            "a b"
+        );
     }
 
     #[test]

@@ -74,7 +74,9 @@ impl SecretBytes {
     pub fn generate(len: usize) -> Result<Self, crate::RandomnessError> {
         use rand::TryRng;
         let mut bytes = vec![0u8; len];
-        rand::rngs::SysRng.try_fill_bytes(&mut bytes).map_err(crate::RandomnessError::from)?;
+        rand::rngs::SysRng
+            .try_fill_bytes(&mut bytes)
+            .map_err(crate::RandomnessError::from)?;
         Ok(Self(bytes))
     }
 

@@ -11,15 +11,15 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::{
-    AccessToken, ApiKey, AuthError, ConfigError, InvalidReason, KeyId, PasswordHasher, PasswordPolicy,
-    PepperRing, Scopes, SecretString, TokenAuthority,
+    AccessToken, ApiKey, AuthError, ConfigError, InvalidReason, KeyId, PasswordHasher,
+    PasswordPolicy, PepperRing, Scopes, SecretString, TokenAuthority,
     key::has_key_prefix,
     last_used::LastUsedTracker,
-    throttle::{LoginThrottle, ThrottlePolicy},
     store::{
-        KeyRecord, KeyStore, OwnerId, RevokeOutcome, RotateOutcome, Rotation, StoreError, UserRecord,
-        UserStore,
+        KeyRecord, KeyStore, OwnerId, RevokeOutcome, RotateOutcome, Rotation, StoreError,
+        UserRecord, UserStore,
     },
+    throttle::{LoginThrottle, ThrottlePolicy},
 };
 
 /// Longest key name accepted, in characters.
@@ -70,7 +70,11 @@ impl Principal {
     /// Builds a principal (for admin code and tests; requests get theirs from
     /// [`Authenticator::authenticate`]).
     pub fn new(owner: OwnerId, credential: Credential, scopes: Scopes) -> Self {
-        Self { owner, credential, scopes }
+        Self {
+            owner,
+            credential,
+            scopes,
+        }
     }
 
     /// The owner (user id, or the application's opaque id).
@@ -98,7 +102,9 @@ impl Principal {
         if self.has_scope(scope) {
             Ok(())
         } else {
-            Err(AuthError::InsufficientScope { required: scope.to_owned() })
+            Err(AuthError::InsufficientScope {
+                required: scope.to_owned(),
+            })
         }
     }
 }
@@ -121,7 +127,11 @@ pub struct NewKey {
 impl NewKey {
     /// A request with just a name (scopes inherited, no expiry).
     pub fn named(name: impl Into<String>) -> Self {
-        Self { name: name.into(), scopes: None, expires_at: None }
+        Self {
+            name: name.into(),
+            scopes: None,
+            expires_at: None,
+        }
     }
 
     /// Sets the requested scopes.
@@ -253,7 +263,12 @@ pub struct UserInfo {
 
 impl From<&UserRecord> for UserInfo {
     fn from(u: &UserRecord) -> Self {
-        Self { id: u.id.clone(), email: u.email.clone(), scopes: u.scopes.clone(), created_at: u.created_at }
+        Self {
+            id: u.id.clone(),
+            email: u.email.clone(),
+            scopes: u.scopes.clone(),
+            created_at: u.created_at,
+        }
     }
 }
 
@@ -272,8 +287,12 @@ impl Serialize for LoginResponse {
             token_type: &'static str,
             expires_in: u64,
         }
-        Body { access_token: self.token.token.expose(), token_type: "bearer", expires_in: self.token.expires_in }
-            .serialize(serializer)
+        Body {
+            access_token: self.token.token.expose(),
+            token_type: "bearer",
+            expires_in: self.token.expires_in,
+        }
+        .serialize(serializer)
     }
 }
 
@@ -284,9 +303,8 @@ pub fn normalize_email(email: &str) -> String {
 }
 
 fn validate_email(email: &str) -> Result<(), AuthError> {
-    let invalid = |msg: &str| {
-        AuthError::validation(vec!["body".into(), "email".into()], msg, "value_error")
-    };
+    let invalid =
+        |msg: &str| AuthError::validation(vec!["body".into(), "email".into()], msg, "value_error");
     if email.len() > MAX_EMAIL_LEN {
         return Err(invalid("Email is too long"));
     }
@@ -477,13 +495,22 @@ impl Authenticator {
             return Err(AuthError::InvalidToken(InvalidReason::Expired));
         }
         self.inner.last_used.note(record.id, now);
-        Ok(Principal { owner: record.owner, credential: Credential::ApiKey(record.id), scopes: record.scopes })
+        Ok(Principal {
+            owner: record.owner,
+            credential: Credential::ApiKey(record.id),
+            scopes: record.scopes,
+        })
     }
 
     /// Creates a key for the principal's owner; scopes default to (and may not exceed) the
     /// principal's.
-    pub async fn create_key(&self, creator: &Principal, request: NewKey) -> Result<CreatedKey, AuthError> {
-        self.create_key_for(creator.owner(), creator.scopes(), request).await
+    pub async fn create_key(
+        &self,
+        creator: &Principal,
+        request: NewKey,
+    ) -> Result<CreatedKey, AuthError> {
+        self.create_key_for(creator.owner(), creator.scopes(), request)
+            .await
     }
 
     /// Creates a key for `owner`, who holds `allowed` scopes (for admin tools that act without
@@ -540,7 +567,12 @@ impl Authenticator {
                 previous: None,
             };
             match self.inner.keys.insert(&record).await {
-                Ok(()) => return Ok(CreatedKey { info: KeyInfo::from(&record), key }),
+                Ok(()) => {
+                    return Ok(CreatedKey {
+                        info: KeyInfo::from(&record),
+                        key,
+                    });
+                }
                 Err(StoreError::DuplicateId) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -550,7 +582,14 @@ impl Authenticator {
 
     /// The owner's keys (never revoked ones), oldest first.
     pub async fn list_keys(&self, owner: &OwnerId) -> Result<Vec<KeyInfo>, AuthError> {
-        Ok(self.inner.keys.list(owner).await?.iter().map(KeyInfo::from).collect())
+        Ok(self
+            .inner
+            .keys
+            .list(owner)
+            .await?
+            .iter()
+            .map(KeyInfo::from)
+            .collect())
     }
 
     /// Issues a new secret for the owner's key, keeping its id and name. With the default
@@ -571,7 +610,10 @@ impl Authenticator {
             now,
         };
         match self.inner.keys.rotate(owner, id, &rotation).await? {
-            RotateOutcome::Rotated(record) => Ok(CreatedKey { info: KeyInfo::from(&record), key }),
+            RotateOutcome::Rotated(record) => Ok(CreatedKey {
+                info: KeyInfo::from(&record),
+                key,
+            }),
             RotateOutcome::Expired => Err(AuthError::KeyExpired),
             _ => Err(AuthError::KeyNotFound),
         }
@@ -580,7 +622,12 @@ impl Authenticator {
     /// Revokes the owner's key. Idempotent: revoking a revoked key succeeds. Unknown or another
     /// owner's key → [`AuthError::KeyNotFound`].
     pub async fn revoke_key(&self, owner: &OwnerId, id: KeyId) -> Result<(), AuthError> {
-        match self.inner.keys.revoke(owner, id, self.inner.clock.now()).await? {
+        match self
+            .inner
+            .keys
+            .revoke(owner, id, self.inner.clock.now())
+            .await?
+        {
             RevokeOutcome::Revoked | RevokeOutcome::AlreadyRevoked => {
                 self.inner.last_used.forget(id);
                 Ok(())
@@ -623,17 +670,32 @@ impl Authenticator {
 
     /// A user by id.
     pub async fn user(&self, id: &OwnerId) -> Result<Option<UserInfo>, AuthError> {
-        Ok(self.users()?.find_user(id).await?.as_ref().map(UserInfo::from))
+        Ok(self
+            .users()?
+            .find_user(id)
+            .await?
+            .as_ref()
+            .map(UserInfo::from))
     }
 
     /// All users, oldest first.
     pub async fn list_users(&self) -> Result<Vec<UserInfo>, AuthError> {
-        Ok(self.users()?.list_users().await?.iter().map(UserInfo::from).collect())
+        Ok(self
+            .users()?
+            .list_users()
+            .await?
+            .iter()
+            .map(UserInfo::from)
+            .collect())
     }
 
     /// Password login without a client address (only the per-email throttle applies). See
     /// [`Authenticator::login_from`].
-    pub async fn login(&self, email: &str, password: &SecretString) -> Result<LoginResponse, AuthError> {
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &SecretString,
+    ) -> Result<LoginResponse, AuthError> {
         self.login_from(email, password, None).await
     }
 
@@ -656,7 +718,11 @@ impl Authenticator {
         let email = normalize_email(email);
         let throttle = &self.inner.throttle;
         throttle.check(&email, client)?;
-        let user = if email.len() > MAX_EMAIL_LEN { None } else { users.find_user_by_email(&email).await? };
+        let user = if email.len() > MAX_EMAIL_LEN {
+            None
+        } else {
+            users.find_user_by_email(&email).await?
+        };
         let check = self
             .inner
             .passwords
@@ -677,12 +743,18 @@ impl Authenticator {
                 Err(e) => tracing::warn!(user = %user.id, error = %e, "password rehash failed"),
             }
         }
-        let token = tokens.issue(&user.id, &user.scopes).map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        let token = tokens
+            .issue(&user.id, &user.scopes)
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
         Ok(LoginResponse { token })
     }
 
     /// Issues an access token directly (for applications with their own login).
-    pub fn issue_token(&self, subject: &OwnerId, scopes: &Scopes) -> Result<AccessToken, AuthError> {
+    pub fn issue_token(
+        &self,
+        subject: &OwnerId,
+        scopes: &Scopes,
+    ) -> Result<AccessToken, AuthError> {
         self.inner
             .tokens
             .as_ref()
@@ -726,7 +798,11 @@ impl Authenticator {
                 }
             }
         });
-        LastUsedFlusher { authenticator: self.clone(), stop: Some(stop_tx), task: Some(task) }
+        LastUsedFlusher {
+            authenticator: self.clone(),
+            stop: Some(stop_tx),
+            task: Some(task),
+        }
     }
 }
 

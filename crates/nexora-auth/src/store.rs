@@ -149,6 +149,10 @@ pub struct Rotation {
 /// The result of [`KeyStore::rotate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "returned once per rotation, never on the hot path; boxing would only add an allocation"
+)]
 pub enum RotateOutcome {
     /// The key now has the new digest; the updated record.
     Rotated(KeyRecord),
@@ -205,7 +209,10 @@ pub enum StoreError {
 impl StoreError {
     /// A backend failure with a message only.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::Unavailable { message: message.into(), source: None }
+        Self::Unavailable {
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// A backend failure wrapping its cause.
@@ -213,7 +220,10 @@ impl StoreError {
         message: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        Self::Unavailable { message: message.into(), source: Some(Box::new(source)) }
+        Self::Unavailable {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
     }
 }
 

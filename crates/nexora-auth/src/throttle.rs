@@ -91,7 +91,11 @@ pub(crate) struct LoginThrottle {
 
 impl LoginThrottle {
     pub(crate) fn new(policy: ThrottlePolicy) -> Self {
-        Self { policy, counters: DashMap::new(), sweeps: AtomicU64::new(0) }
+        Self {
+            policy,
+            counters: DashMap::new(),
+            sweeps: AtomicU64::new(0),
+        }
     }
 
     fn subjects(email: &str, client: Option<IpAddr>) -> impl Iterator<Item = Subject> {
@@ -103,16 +107,18 @@ impl LoginThrottle {
         let now = Instant::now();
         let mut wait = Duration::ZERO;
         for subject in Self::subjects(email, client) {
-            if let Some(c) = self.counters.get(&subject) {
-                if let Some(until) = c.locked_until.filter(|&u| u > now) {
-                    wait = wait.max(until - now);
-                }
+            if let Some(c) = self.counters.get(&subject)
+                && let Some(until) = c.locked_until.filter(|&u| u > now)
+            {
+                wait = wait.max(until - now);
             }
         }
         if wait.is_zero() {
             Ok(())
         } else {
-            Err(AuthError::RateLimited { retry_after_secs: wait.as_secs().max(1) + u64::from(wait.subsec_nanos() > 0) })
+            Err(AuthError::RateLimited {
+                retry_after_secs: wait.as_secs().max(1) + u64::from(wait.subsec_nanos() > 0),
+            })
         }
     }
 
@@ -127,14 +133,19 @@ impl LoginThrottle {
                 Subject::Email(_) => self.policy.per_email,
                 Subject::Client(_) => self.policy.per_client,
             };
-            let mut c = self
-                .counters
-                .entry(subject)
-                .or_insert(Counter { failures: 0, window_start: now, locked_until: None });
+            let mut c = self.counters.entry(subject).or_insert(Counter {
+                failures: 0,
+                window_start: now,
+                locked_until: None,
+            });
             if now.duration_since(c.window_start) > self.policy.window
                 || c.locked_until.is_some_and(|u| u <= now)
             {
-                *c = Counter { failures: 0, window_start: now, locked_until: None };
+                *c = Counter {
+                    failures: 0,
+                    window_start: now,
+                    locked_until: None,
+                };
             }
             c.failures = c.failures.saturating_add(1);
             if c.failures >= limit {
@@ -169,14 +180,23 @@ mod tests {
 
     #[test]
     fn locks_after_the_limit_and_unlocks_after_lockout() {
-        let t = LoginThrottle::new(ThrottlePolicy::default().per_email(3).lockout(Duration::from_millis(200)));
+        let t = LoginThrottle::new(
+            ThrottlePolicy::default()
+                .per_email(3)
+                .lockout(Duration::from_millis(200)),
+        );
         for _ in 0..2 {
             t.failed("a@x", None);
             assert!(t.check("a@x", None).is_ok());
         }
         t.failed("a@x", None);
         let err = t.check("a@x", None).unwrap_err();
-        assert!(matches!(err, AuthError::RateLimited { retry_after_secs: 1 }));
+        assert!(matches!(
+            err,
+            AuthError::RateLimited {
+                retry_after_secs: 1
+            }
+        ));
         assert!(t.check("b@x", None).is_ok(), "other emails are unaffected");
         std::thread::sleep(Duration::from_millis(250));
         assert!(t.check("a@x", None).is_ok());
@@ -190,7 +210,10 @@ mod tests {
             t.failed(&format!("user{i}@x"), Some(ip));
         }
         assert!(t.check("fresh@x", Some(ip)).is_err());
-        assert!(t.check("fresh@x", Some("192.0.2.2".parse().unwrap())).is_ok());
+        assert!(
+            t.check("fresh@x", Some("192.0.2.2".parse().unwrap()))
+                .is_ok()
+        );
     }
 
     #[test]

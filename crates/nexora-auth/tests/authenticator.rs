@@ -10,9 +10,10 @@ use std::{
 
 use async_trait::async_trait;
 use nexora_auth::{
-    AuthError, Authenticator, Clock, Credential, InvalidReason, JwtConfig, JwtKeys, KeyId, KeyRecord,
-    KeyStore, MemoryKeyStore, MemoryUserStore, NewKey, OwnerId, PasswordPolicy, PepperRing, Principal,
-    RotateOptions, Scopes, SecretBytes, SecretString, StoreError, TokenAuthority,
+    AuthError, Authenticator, Clock, Credential, InvalidReason, JwtConfig, JwtKeys, KeyId,
+    KeyRecord, KeyStore, MemoryKeyStore, MemoryUserStore, NewKey, OwnerId, PasswordPolicy,
+    PepperRing, Principal, RotateOptions, Scopes, SecretBytes, SecretString, StoreError,
+    TokenAuthority,
     store::{LastUsed, RevokeOutcome, RotateOutcome, Rotation},
 };
 use time::OffsetDateTime;
@@ -22,7 +23,9 @@ struct TestClock(AtomicI64);
 
 impl TestClock {
     fn new() -> Arc<Self> {
-        Arc::new(Self(AtomicI64::new(OffsetDateTime::now_utc().unix_timestamp())))
+        Arc::new(Self(AtomicI64::new(
+            OffsetDateTime::now_utc().unix_timestamp(),
+        )))
     }
     fn advance(&self, secs: i64) {
         self.0.fetch_add(secs, Ordering::SeqCst);
@@ -69,11 +72,21 @@ impl KeyStore for ProbeStore {
         self.enter()?;
         self.inner.list(owner).await
     }
-    async fn rotate(&self, owner: &OwnerId, id: KeyId, r: &Rotation) -> Result<RotateOutcome, StoreError> {
+    async fn rotate(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        r: &Rotation,
+    ) -> Result<RotateOutcome, StoreError> {
         self.enter()?;
         self.inner.rotate(owner, id, r).await
     }
-    async fn revoke(&self, owner: &OwnerId, id: KeyId, at: OffsetDateTime) -> Result<RevokeOutcome, StoreError> {
+    async fn revoke(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        at: OffsetDateTime,
+    ) -> Result<RevokeOutcome, StoreError> {
         self.enter()?;
         self.inner.revoke(owner, id, at).await
     }
@@ -87,12 +100,19 @@ impl KeyStore for ProbeStore {
 const JWT_SECRET: &[u8] = b"test-jwt-secret-test-jwt-secret-0123456789";
 
 fn pepper() -> PepperRing {
-    PepperRing::new(1, SecretBytes::new(b"test-pepper-test-pepper-test-pepper!".to_vec())).unwrap()
+    PepperRing::new(
+        1,
+        SecretBytes::new(b"test-pepper-test-pepper-test-pepper!".to_vec()),
+    )
+    .unwrap()
 }
 
 fn tokens() -> TokenAuthority {
-    TokenAuthority::new(JwtKeys::hs256(&SecretBytes::new(JWT_SECRET.to_vec())).unwrap(), JwtConfig::default())
-        .unwrap()
+    TokenAuthority::new(
+        JwtKeys::hs256(&SecretBytes::new(JWT_SECRET.to_vec())).unwrap(),
+        JwtConfig::default(),
+    )
+    .unwrap()
 }
 
 struct Fixture {
@@ -116,7 +136,11 @@ fn fixture() -> Fixture {
 }
 
 fn user(name: &str, scopes: &[&str]) -> Principal {
-    Principal::new(OwnerId::new(name), Credential::Internal, Scopes::new(scopes.iter().copied()).unwrap())
+    Principal::new(
+        OwnerId::new(name),
+        Credential::Internal,
+        Scopes::new(scopes.iter().copied()).unwrap(),
+    )
 }
 
 fn reason(result: Result<Principal, AuthError>) -> InvalidReason {
@@ -130,9 +154,17 @@ fn reason(result: Result<Principal, AuthError>) -> InvalidReason {
 async fn create_authenticate_and_principal() {
     let f = fixture();
     let alice = user("alice", &["agents:read", "keys:manage"]);
-    let created = f.auth.create_key(&alice, NewKey::named("  CI pipeline ")).await.unwrap();
+    let created = f
+        .auth
+        .create_key(&alice, NewKey::named("  CI pipeline "))
+        .await
+        .unwrap();
     assert_eq!(created.info.name, "CI pipeline");
-    assert_eq!(created.info.scopes, *alice.scopes(), "scopes default to the creator's");
+    assert_eq!(
+        created.info.scopes,
+        *alice.scopes(),
+        "scopes default to the creator's"
+    );
     let p = f.auth.authenticate(created.key.expose()).await.unwrap();
     assert_eq!(p.owner().as_str(), "alice");
     assert_eq!(p.credential(), &Credential::ApiKey(created.info.id));
@@ -142,7 +174,11 @@ async fn create_authenticate_and_principal() {
 #[tokio::test]
 async fn malformed_keys_never_reach_the_store() {
     let f = fixture();
-    let created = f.auth.create_key(&user("a", &[]), NewKey::named("k")).await.unwrap();
+    let created = f
+        .auth
+        .create_key(&user("a", &[]), NewKey::named("k"))
+        .await
+        .unwrap();
     let good = created.key.expose().to_owned();
     let before = f.store.calls.load(Ordering::SeqCst);
     let mut bad_checksum = good.clone().into_bytes();
@@ -157,9 +193,19 @@ async fn malformed_keys_never_reach_the_store() {
         &format!("{}-{}", &good[..10], &good[11..]),
         "nxr_\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}",
     ] {
-        assert!(matches!(reason(f.auth.authenticate(token).await), InvalidReason::MalformedKey(_)), "{token}");
+        assert!(
+            matches!(
+                reason(f.auth.authenticate(token).await),
+                InvalidReason::MalformedKey(_)
+            ),
+            "{token}"
+        );
     }
-    assert_eq!(f.store.calls.load(Ordering::SeqCst), before, "no store call for malformed keys");
+    assert_eq!(
+        f.store.calls.load(Ordering::SeqCst),
+        before,
+        "no store call for malformed keys"
+    );
 }
 
 #[tokio::test]
@@ -167,9 +213,16 @@ async fn unknown_revoked_expired_and_foreign_keys_answer_the_same() {
     let f = fixture();
     let alice = user("alice", &["keys:manage"]);
     let revoked = f.auth.create_key(&alice, NewKey::named("r")).await.unwrap();
-    f.auth.revoke_key(alice.owner(), revoked.info.id).await.unwrap();
+    f.auth
+        .revoke_key(alice.owner(), revoked.info.id)
+        .await
+        .unwrap();
     let soon = f.clock.now() + Duration::from_secs(60);
-    let expiring = f.auth.create_key(&alice, NewKey::named("e").expiring_at(soon)).await.unwrap();
+    let expiring = f
+        .auth
+        .create_key(&alice, NewKey::named("e").expiring_at(soon))
+        .await
+        .unwrap();
     assert!(f.auth.authenticate(expiring.key.expose()).await.is_ok());
     f.clock.advance(61);
     let unknown = nexora_auth::ApiKey::generate().unwrap();
@@ -181,31 +234,57 @@ async fn unknown_revoked_expired_and_foreign_keys_answer_the_same() {
         (unknown.expose(), InvalidReason::UnknownKey),
     ] {
         let err = f.auth.authenticate(token).await.unwrap_err();
-        assert!(matches!(&err, AuthError::InvalidToken(r) if *r == want), "{err:?}");
+        assert!(
+            matches!(&err, AuthError::InvalidToken(r) if *r == want),
+            "{err:?}"
+        );
         bodies.push(err.response());
     }
-    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "responses must be byte-identical");
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "responses must be byte-identical"
+    );
     // Another owner cannot rotate or revoke it: not found, never forbidden.
     let bob = OwnerId::new("bob");
-    let live = f.auth.create_key(&alice, NewKey::named("live")).await.unwrap();
-    assert!(matches!(f.auth.revoke_key(&bob, live.info.id).await, Err(AuthError::KeyNotFound)));
+    let live = f
+        .auth
+        .create_key(&alice, NewKey::named("live"))
+        .await
+        .unwrap();
     assert!(matches!(
-        f.auth.rotate_key(&bob, live.info.id, RotateOptions::default()).await,
+        f.auth.revoke_key(&bob, live.info.id).await,
+        Err(AuthError::KeyNotFound)
+    ));
+    assert!(matches!(
+        f.auth
+            .rotate_key(&bob, live.info.id, RotateOptions::default())
+            .await,
         Err(AuthError::KeyNotFound)
     ));
     assert!(f.auth.list_keys(&bob).await.unwrap().is_empty());
-    assert!(f.auth.authenticate(live.key.expose()).await.is_ok(), "bob's attempts changed nothing");
+    assert!(
+        f.auth.authenticate(live.key.expose()).await.is_ok(),
+        "bob's attempts changed nothing"
+    );
 }
 
 #[tokio::test]
 async fn store_failure_is_503_never_401() {
     let f = fixture();
-    let created = f.auth.create_key(&user("a", &[]), NewKey::named("k")).await.unwrap();
+    let created = f
+        .auth
+        .create_key(&user("a", &[]), NewKey::named("k"))
+        .await
+        .unwrap();
     f.store.down.store(true, Ordering::SeqCst);
     let err = f.auth.authenticate(created.key.expose()).await.unwrap_err();
     assert!(matches!(err, AuthError::StoreUnavailable(_)));
     assert_eq!(err.response().status, 503);
-    let err = f.auth.create_key(&user("a", &[]), NewKey::named("k2")).await.unwrap_err();
+    let err = f
+        .auth
+        .create_key(&user("a", &[]), NewKey::named("k2"))
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), 503);
     f.store.down.store(false, Ordering::SeqCst);
     assert!(f.auth.authenticate(created.key.expose()).await.is_ok());
@@ -215,12 +294,23 @@ async fn store_failure_is_503_never_401() {
 async fn rotation_is_immediate_by_default_and_keeps_id_and_name() {
     let f = fixture();
     let alice = user("alice", &[]);
-    let created = f.auth.create_key(&alice, NewKey::named("deploy")).await.unwrap();
-    let rotated = f.auth.rotate_key(alice.owner(), created.info.id, RotateOptions::default()).await.unwrap();
+    let created = f
+        .auth
+        .create_key(&alice, NewKey::named("deploy"))
+        .await
+        .unwrap();
+    let rotated = f
+        .auth
+        .rotate_key(alice.owner(), created.info.id, RotateOptions::default())
+        .await
+        .unwrap();
     assert_eq!(rotated.info.id, created.info.id);
     assert_eq!(rotated.info.name, "deploy");
     assert_ne!(rotated.info.display, created.info.display);
-    assert_eq!(reason(f.auth.authenticate(created.key.expose()).await), InvalidReason::SecretMismatch);
+    assert_eq!(
+        reason(f.auth.authenticate(created.key.expose()).await),
+        InvalidReason::SecretMismatch
+    );
     assert!(f.auth.authenticate(rotated.key.expose()).await.is_ok());
 }
 
@@ -228,10 +318,18 @@ async fn rotation_is_immediate_by_default_and_keeps_id_and_name() {
 async fn rotation_grace_period_keeps_the_old_key_for_a_while() {
     let f = fixture();
     let alice = user("alice", &[]);
-    let created = f.auth.create_key(&alice, NewKey::named("deploy")).await.unwrap();
+    let created = f
+        .auth
+        .create_key(&alice, NewKey::named("deploy"))
+        .await
+        .unwrap();
     let rotated = f
         .auth
-        .rotate_key(alice.owner(), created.info.id, RotateOptions::with_grace(Duration::from_secs(30)))
+        .rotate_key(
+            alice.owner(),
+            created.info.id,
+            RotateOptions::with_grace(Duration::from_secs(30)),
+        )
         .await
         .unwrap();
     assert!(f.auth.authenticate(created.key.expose()).await.is_ok());
@@ -246,18 +344,40 @@ async fn rotating_expired_or_revoked_keys_is_refused() {
     let f = fixture();
     let alice = user("alice", &[]);
     let soon = f.clock.now() + Duration::from_secs(10);
-    let expiring = f.auth.create_key(&alice, NewKey::named("e").expiring_at(soon)).await.unwrap();
+    let expiring = f
+        .auth
+        .create_key(&alice, NewKey::named("e").expiring_at(soon))
+        .await
+        .unwrap();
     f.clock.advance(11);
-    let err = f.auth.rotate_key(alice.owner(), expiring.info.id, RotateOptions::default()).await.unwrap_err();
+    let err = f
+        .auth
+        .rotate_key(alice.owner(), expiring.info.id, RotateOptions::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, AuthError::KeyExpired));
     let revoked = f.auth.create_key(&alice, NewKey::named("r")).await.unwrap();
-    f.auth.revoke_key(alice.owner(), revoked.info.id).await.unwrap();
-    let err = f.auth.rotate_key(alice.owner(), revoked.info.id, RotateOptions::default()).await.unwrap_err();
+    f.auth
+        .revoke_key(alice.owner(), revoked.info.id)
+        .await
+        .unwrap();
+    let err = f
+        .auth
+        .rotate_key(alice.owner(), revoked.info.id, RotateOptions::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, AuthError::KeyNotFound));
     // Revocation is idempotent.
-    f.auth.revoke_key(alice.owner(), revoked.info.id).await.unwrap();
+    f.auth
+        .revoke_key(alice.owner(), revoked.info.id)
+        .await
+        .unwrap();
     let past = f.clock.now() - Duration::from_secs(1);
-    let err = f.auth.create_key(&alice, NewKey::named("p").expiring_at(past)).await.unwrap_err();
+    let err = f
+        .auth
+        .create_key(&alice, NewKey::named("p").expiring_at(past))
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), 422);
 }
 
@@ -267,7 +387,10 @@ async fn scopes_can_only_narrow() {
     let alice = user("alice", &["agents:read"]);
     let err = f
         .auth
-        .create_key(&alice, NewKey::named("k").with_scopes(Scopes::new(["keys:manage"]).unwrap()))
+        .create_key(
+            &alice,
+            NewKey::named("k").with_scopes(Scopes::new(["keys:manage"]).unwrap()),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, AuthError::ScopeNotHeld));
@@ -310,7 +433,11 @@ async fn last_used_is_batched_at_most_once_per_interval() {
     // 100 authentications: 100 finds and not a single write.
     assert_eq!(f.store.calls.load(Ordering::SeqCst) - calls_before, 100);
     assert_eq!(f.auth.flush_last_used().await.unwrap(), 2);
-    assert_eq!(f.store.last_used_batches.load(Ordering::SeqCst), 1, "one batch for both keys");
+    assert_eq!(
+        f.store.last_used_batches.load(Ordering::SeqCst),
+        1,
+        "one batch for both keys"
+    );
     let listed = f.auth.list_keys(a.owner()).await.unwrap();
     assert!(listed.iter().all(|k| k.last_used_at == Some(f.clock.now())));
     // Within the interval: nothing new to write.
@@ -332,8 +459,15 @@ async fn failed_flush_is_retried_and_shutdown_flushes() {
     assert!(f.auth.flush_last_used().await.is_err());
     f.store.down.store(false, Ordering::SeqCst);
     let flusher = f.auth.spawn_last_used_flusher(Duration::from_secs(3600));
-    assert_eq!(flusher.shutdown().await.unwrap() + f.store.last_used_batches.load(Ordering::SeqCst) - 1, 1);
-    assert!(f.auth.list_keys(a.owner()).await.unwrap()[0].last_used_at.is_some());
+    assert_eq!(
+        flusher.shutdown().await.unwrap() + f.store.last_used_batches.load(Ordering::SeqCst) - 1,
+        1
+    );
+    assert!(
+        f.auth.list_keys(a.owner()).await.unwrap()[0]
+            .last_used_at
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -341,34 +475,81 @@ async fn login_is_case_insensitive_and_does_not_reveal_accounts() {
     let f = fixture();
     let scopes = Scopes::new(["agents:read", "keys:manage"]).unwrap();
     let password = SecretString::from("correct horse battery staple");
-    let info = f.auth.register_user("Alice@Example.com", &password, scopes.clone()).await.unwrap();
+    let info = f
+        .auth
+        .register_user("Alice@Example.com", &password, scopes.clone())
+        .await
+        .unwrap();
     assert_eq!(info.email, "alice@example.com");
     assert!(matches!(
-        f.auth.register_user("ALICE@example.com ", &password, Scopes::empty()).await,
+        f.auth
+            .register_user("ALICE@example.com ", &password, Scopes::empty())
+            .await,
         Err(AuthError::EmailTaken)
     ));
     let login = f.auth.login(" alice@EXAMPLE.com", &password).await.unwrap();
-    let p = f.auth.authenticate(login.token.token.expose()).await.unwrap();
+    let p = f
+        .auth
+        .authenticate(login.token.token.expose())
+        .await
+        .unwrap();
     assert_eq!(p.owner(), &info.id);
-    assert_eq!(p.scopes(), &scopes, "a login token carries all of the user's scopes");
+    assert_eq!(
+        p.scopes(),
+        &scopes,
+        "a login token carries all of the user's scopes"
+    );
 
-    let wrong = f.auth.login("alice@example.com", &SecretString::from("wrong password!")).await.unwrap_err();
-    let unknown = f.auth.login("nobody@example.com", &password).await.unwrap_err();
+    let wrong = f
+        .auth
+        .login("alice@example.com", &SecretString::from("wrong password!"))
+        .await
+        .unwrap_err();
+    let unknown = f
+        .auth
+        .login("nobody@example.com", &password)
+        .await
+        .unwrap_err();
     assert_eq!(wrong.response(), unknown.response());
     assert_eq!(wrong.response().status, 401);
     let huge = SecretString::new("x".repeat(1 << 20));
-    assert_eq!(f.auth.login("alice@example.com", &huge).await.unwrap_err().status(), 401);
-    assert_eq!(f.auth.register_user("not-an-email", &password, Scopes::empty()).await.unwrap_err().status(), 422);
+    assert_eq!(
+        f.auth
+            .login("alice@example.com", &huge)
+            .await
+            .unwrap_err()
+            .status(),
+        401
+    );
+    assert_eq!(
+        f.auth
+            .register_user("not-an-email", &password, Scopes::empty())
+            .await
+            .unwrap_err()
+            .status(),
+        422
+    );
 }
 
 #[tokio::test]
 async fn jwt_and_key_both_authenticate() {
     let f = fixture();
-    let token = f.auth.issue_token(&OwnerId::new("svc"), &Scopes::new(["agents:read"]).unwrap()).unwrap();
+    let token = f
+        .auth
+        .issue_token(&OwnerId::new("svc"), &Scopes::new(["agents:read"]).unwrap())
+        .unwrap();
     let p = f.auth.authenticate(token.token.expose()).await.unwrap();
     assert_eq!(p.owner().as_str(), "svc");
-    assert!(matches!(p.credential(), Credential::AccessToken { jti: Some(_) }));
-    assert!(f.auth.authenticate("eyJhbGciOiJub25lIn0.e30.").await.is_err());
+    assert!(matches!(
+        p.credential(),
+        Credential::AccessToken { jti: Some(_) }
+    ));
+    assert!(
+        f.auth
+            .authenticate("eyJhbGciOiJub25lIn0.e30.")
+            .await
+            .is_err()
+    );
     assert!(f.auth.authenticate("").await.is_err());
 }
 
@@ -376,7 +557,11 @@ async fn jwt_and_key_both_authenticate() {
 async fn concurrent_rotation_never_has_both_or_neither() {
     let f = fixture();
     let alice = user("alice", &[]);
-    let created = f.auth.create_key(&alice, NewKey::named("hot")).await.unwrap();
+    let created = f
+        .auth
+        .create_key(&alice, NewKey::named("hot"))
+        .await
+        .unwrap();
     let mut current = created.key;
     for _ in 0..50 {
         let old = current.clone();
@@ -391,9 +576,19 @@ async fn concurrent_rotation_never_has_both_or_neither() {
                 }
             })
         };
-        let rotated = f.auth.rotate_key(alice.owner(), old.id(), RotateOptions::default()).await.unwrap();
-        assert!(f.auth.authenticate(old.expose()).await.is_err(), "old key after rotate returned");
-        assert!(f.auth.authenticate(rotated.key.expose()).await.is_ok(), "new key after rotate returned");
+        let rotated = f
+            .auth
+            .rotate_key(alice.owner(), old.id(), RotateOptions::default())
+            .await
+            .unwrap();
+        assert!(
+            f.auth.authenticate(old.expose()).await.is_err(),
+            "old key after rotate returned"
+        );
+        assert!(
+            f.auth.authenticate(rotated.key.expose()).await.is_ok(),
+            "new key after rotate returned"
+        );
         checker.await.unwrap();
         current = rotated.key;
     }
@@ -407,35 +602,70 @@ async fn failed_logins_are_throttled_per_email_and_client() {
         .tokens(tokens())
         .password_policy(PasswordPolicy::default().argon2_params(256, 1, 1))
         .login_throttle(
-            nexora_auth::ThrottlePolicy::default().per_email(3).per_client(5).lockout(Duration::from_millis(400)),
+            nexora_auth::ThrottlePolicy::default()
+                .per_email(3)
+                .per_client(5)
+                .lockout(Duration::from_millis(400)),
         )
         .build()
         .unwrap();
     let password = SecretString::from("correct horse battery staple");
-    auth.register_user("bob@example.com", &password, Scopes::empty()).await.unwrap();
+    auth.register_user("bob@example.com", &password, Scopes::empty())
+        .await
+        .unwrap();
     let issued = auth.login("bob@example.com", &password).await.unwrap();
     let wrong = SecretString::from("wrong password!!");
     let ip: std::net::IpAddr = "198.51.100.7".parse().unwrap();
     for variant in ["bob@example.com", "BOB@example.com", "Bob@Example.COM"] {
-        assert!(matches!(auth.login_from(variant, &wrong, Some(ip)).await, Err(AuthError::InvalidLogin)));
+        assert!(matches!(
+            auth.login_from(variant, &wrong, Some(ip)).await,
+            Err(AuthError::InvalidLogin)
+        ));
     }
     // Locked: even the right password is refused, with a Retry-After.
-    let err = auth.login_from("bob@example.com", &password, None).await.unwrap_err();
+    let err = auth
+        .login_from("bob@example.com", &password, None)
+        .await
+        .unwrap_err();
     let response = err.response();
-    assert_eq!((response.status, response.retry_after.is_some()), (429, true));
+    assert_eq!(
+        (response.status, response.retry_after.is_some()),
+        (429, true)
+    );
     // Tokens issued before keep working.
     assert!(auth.authenticate(issued.token.token.expose()).await.is_ok());
     // Unknown emails are throttled exactly alike: the throttle reveals nothing.
     for _ in 0..3 {
-        assert!(matches!(auth.login("ghost@example.com", &wrong).await, Err(AuthError::InvalidLogin)));
+        assert!(matches!(
+            auth.login("ghost@example.com", &wrong).await,
+            Err(AuthError::InvalidLogin)
+        ));
     }
-    assert_eq!(auth.login("ghost@example.com", &wrong).await.unwrap_err().status(), 429);
+    assert_eq!(
+        auth.login("ghost@example.com", &wrong)
+            .await
+            .unwrap_err()
+            .status(),
+        429
+    );
     // The client address has 3 failures; two more from it (other emails) lock the address.
     for i in 0..2 {
-        let _ = auth.login_from(&format!("x{i}@example.com"), &wrong, Some(ip)).await;
+        let _ = auth
+            .login_from(&format!("x{i}@example.com"), &wrong, Some(ip))
+            .await;
     }
-    assert_eq!(auth.login_from("new@example.com", &wrong, Some(ip)).await.unwrap_err().status(), 429);
+    assert_eq!(
+        auth.login_from("new@example.com", &wrong, Some(ip))
+            .await
+            .unwrap_err()
+            .status(),
+        429
+    );
     // And it expires.
     tokio::time::sleep(Duration::from_millis(450)).await;
-    assert!(auth.login_from("bob@example.com", &password, Some(ip)).await.is_ok());
+    assert!(
+        auth.login_from("bob@example.com", &password, Some(ip))
+            .await
+            .is_ok()
+    );
 }

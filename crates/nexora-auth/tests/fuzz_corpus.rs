@@ -2,15 +2,22 @@
 //! targets run, so a stable `cargo test` catches regressions without nightly.
 
 #[path = "../../../fuzz/props.rs"]
-#[allow(dead_code, unreachable_pub, reason = "shared with the fuzz targets, which use each function once")]
+#[allow(
+    dead_code,
+    unreachable_pub,
+    reason = "shared with the fuzz targets, which use each function once"
+)]
 mod props;
 
 use std::path::PathBuf;
 
 fn replay(target: &str, property: fn(&[u8])) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus").join(target);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target);
     let mut count = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display())) {
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
+    {
         let path = entry.unwrap().path();
         let data = std::fs::read(&path).unwrap();
         property(&data);

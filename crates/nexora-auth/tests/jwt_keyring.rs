@@ -26,7 +26,11 @@ fn hs_sign(header: serde_json::Value, secret: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let now = jsonwebtoken::get_current_timestamp();
     let claims = json!({"sub": "mallory", "iat": now, "exp": now + 600, "iss": "nexora", "aud": "nexora-api"});
-    let msg = format!("{}.{}", b64.encode(header.to_string()), b64.encode(claims.to_string()));
+    let msg = format!(
+        "{}.{}",
+        b64.encode(header.to_string()),
+        b64.encode(claims.to_string())
+    );
     let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).unwrap();
     mac.update(msg.as_bytes());
     format!("{msg}.{}", b64.encode(mac.finalize().into_bytes()))
@@ -46,7 +50,10 @@ fn each_algorithm_signs_and_verifies_and_publishes_its_public_key() {
         assert_eq!(v.kid.as_deref(), Some(kid));
         let jwks = serde_json::to_value(a.jwks()).unwrap();
         assert_eq!(jwks["keys"][0]["kid"], kid, "{jwks}");
-        assert!(jwks["keys"][0].get("d").is_none(), "private part must never be published");
+        assert!(
+            jwks["keys"][0].get("d").is_none(),
+            "private part must never be published"
+        );
     }
 }
 
@@ -67,9 +74,18 @@ fn signing_key_rotation_without_downtime() {
             .unwrap(),
     );
     let new_token = new.issue(&OwnerId::new("u2"), &scopes()).unwrap();
-    assert_eq!(new.verify(old_token.token.expose()).unwrap().kid.as_deref(), Some("a"));
-    assert_eq!(new.verify(new_token.token.expose()).unwrap().kid.as_deref(), Some("b"));
-    assert!(old.verify(new_token.token.expose()).is_err(), "old ring does not know b");
+    assert_eq!(
+        new.verify(old_token.token.expose()).unwrap().kid.as_deref(),
+        Some("a")
+    );
+    assert_eq!(
+        new.verify(new_token.token.expose()).unwrap().kid.as_deref(),
+        Some("b")
+    );
+    assert!(
+        old.verify(new_token.token.expose()).is_err(),
+        "old ring does not know b"
+    );
     assert_eq!(new.jwks().keys.len(), 2);
     assert!(
         JwtKeys::from_private_pem(JwtAlgorithm::Es256, "b", ES_B)
@@ -91,7 +107,10 @@ fn hs256_signed_with_the_public_key_is_refused() {
         let a = authority(JwtKeys::from_private_pem(alg, kid, pem).unwrap());
         for header in [json!({"alg": "HS256", "kid": kid}), json!({"alg": "HS256"})] {
             let forged = hs_sign(header, public);
-            assert!(a.verify(&forged).is_err(), "{kid}: HS256 with the public key must fail");
+            assert!(
+                a.verify(&forged).is_err(),
+                "{kid}: HS256 with the public key must fail"
+            );
         }
     }
 }
@@ -127,9 +146,16 @@ fn migration_from_hs256_secret_to_asymmetric() {
     let legacy = authority(JwtKeys::hs256(&secret).unwrap());
     let legacy_token = legacy.issue(&OwnerId::new("u"), &scopes()).unwrap();
     let a = authority(
-        JwtKeys::from_private_pem(JwtAlgorithm::EdDsa, "ed", ED).unwrap().with_hs256_verification(&secret).unwrap(),
+        JwtKeys::from_private_pem(JwtAlgorithm::EdDsa, "ed", ED)
+            .unwrap()
+            .with_hs256_verification(&secret)
+            .unwrap(),
     );
     assert!(a.verify(legacy_token.token.expose()).is_ok());
-    assert_eq!(a.jwks().keys.len(), 1, "the shared secret is never published");
+    assert_eq!(
+        a.jwks().keys.len(),
+        1,
+        "the shared secret is never published"
+    );
     let _ = JwtConfig::default();
 }

@@ -46,8 +46,14 @@ struct Agent {
 /// `GET /api/agents`: a sample protected resource (scope `agents:read`).
 async fn agents(_caller: RequireScope<AgentsRead>) -> Json<[Agent; 2]> {
     Json([
-        Agent { id: "agent-research", name: "Research assistant" },
-        Agent { id: "agent-support", name: "Support triage" },
+        Agent {
+            id: "agent-research",
+            name: "Research assistant",
+        },
+        Agent {
+            id: "agent-support",
+            name: "Support triage",
+        },
     ])
 }
 
@@ -64,14 +70,13 @@ async fn chat_socket(caller: Authenticated, upgrade: WebSocketUpgrade) -> Respon
 
 async fn echo(mut socket: WebSocket) {
     while let Some(Ok(message)) = socket.recv().await {
-        match message {
-            Message::Text(text) => {
-                if socket.send(Message::Text(text)).await.is_err() {
-                    break;
-                }
-            }
-            Message::Close(_) => break,
-            _ => {}
+        let keep_open = match message {
+            Message::Text(text) => socket.send(Message::Text(text)).await.is_ok(),
+            Message::Close(_) => false,
+            _ => true,
+        };
+        if !keep_open {
+            break;
         }
     }
 }
@@ -82,7 +87,9 @@ async fn openapi() -> Response {
 
 async fn jwks(State(state): State<AppState>) -> Response {
     let body = match state.auth.tokens() {
-        Some(tokens) => serde_json::to_value(tokens.jwks()).unwrap_or_else(|_| serde_json::json!({"keys": []})),
+        Some(tokens) => {
+            serde_json::to_value(tokens.jwks()).unwrap_or_else(|_| serde_json::json!({"keys": []}))
+        }
         None => serde_json::json!({"keys": []}),
     };
     Json(body).into_response()
@@ -96,7 +103,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if state.db.ping().await {
         Json(serde_json::json!({"status": "ready"})).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"detail": "Database unavailable"}))).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"detail": "Database unavailable"})),
+        )
+            .into_response()
     }
 }
 
@@ -127,9 +138,15 @@ async fn json_errors(request: Request, next: Next) -> Response {
     }
     let reason = status.canonical_reason().unwrap_or("Error");
     let (mut parts, _) = response.into_parts();
-    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, Body::from(serde_json::json!({"detail": reason}).to_string()))
+    Response::from_parts(
+        parts,
+        Body::from(serde_json::json!({"detail": reason}).to_string()),
+    )
 }
 
 /// One log line per request: method, path (never the query string, which may hold a
@@ -153,8 +170,14 @@ async fn access_log(request: Request, next: Next) -> Response {
 pub(crate) fn router(state: AppState, args: &ServeArgs) -> Router {
     let auth = state.auth.clone();
     let own_api = Router::new()
-        .route("/agents", get(agents).route_layer(AuthLayer::new(auth.clone())))
-        .route("/ws/{chat_id}", get(chat_socket).route_layer(AuthLayer::new(auth.clone()).accept_query_token()))
+        .route(
+            "/agents",
+            get(agents).route_layer(AuthLayer::new(auth.clone())),
+        )
+        .route(
+            "/ws/{chat_id}",
+            get(chat_socket).route_layer(AuthLayer::new(auth.clone()).accept_query_token()),
+        )
         .route("/openapi.json", get(openapi))
         .with_state(state.clone());
     Router::new()

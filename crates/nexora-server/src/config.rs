@@ -35,7 +35,12 @@ pub(crate) struct CommonArgs {
     pub(crate) database: Option<String>,
 
     /// Directory for the embedded SQLite database and generated secrets. Created if missing.
-    #[arg(long, env = "NEXORA_DATA_DIR", default_value = "nexora-data", global = true)]
+    #[arg(
+        long,
+        env = "NEXORA_DATA_DIR",
+        default_value = "nexora-data",
+        global = true
+    )]
     pub(crate) data_dir: PathBuf,
 }
 
@@ -63,15 +68,30 @@ pub(crate) struct ServeArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct AuthArgs {
     /// JWT `iss`, issued and required.
-    #[arg(long, env = "NEXORA_JWT_ISSUER", default_value = "nexora", global = true)]
+    #[arg(
+        long,
+        env = "NEXORA_JWT_ISSUER",
+        default_value = "nexora",
+        global = true
+    )]
     pub(crate) jwt_issuer: String,
 
     /// JWT `aud`, issued and required.
-    #[arg(long, env = "NEXORA_JWT_AUDIENCE", default_value = "nexora-api", global = true)]
+    #[arg(
+        long,
+        env = "NEXORA_JWT_AUDIENCE",
+        default_value = "nexora-api",
+        global = true
+    )]
     pub(crate) jwt_audience: String,
 
     /// Access-token lifetime, in seconds.
-    #[arg(long, env = "NEXORA_ACCESS_TOKEN_TTL_SECS", default_value_t = 900, global = true)]
+    #[arg(
+        long,
+        env = "NEXORA_ACCESS_TOKEN_TTL_SECS",
+        default_value_t = 900,
+        global = true
+    )]
     pub(crate) access_token_ttl_secs: u64,
 
     /// PEM file of an asymmetric signing key (PKCS#8; PKCS#1 for RSA). When set, tokens are
@@ -81,7 +101,12 @@ pub(crate) struct AuthArgs {
     pub(crate) jwt_private_key_file: Option<PathBuf>,
 
     /// Algorithm of the signing key file: `ES256`, `EdDSA` or `RS256`.
-    #[arg(long, env = "NEXORA_JWT_ALGORITHM", default_value = "ES256", global = true)]
+    #[arg(
+        long,
+        env = "NEXORA_JWT_ALGORITHM",
+        default_value = "ES256",
+        global = true
+    )]
     pub(crate) jwt_algorithm: String,
 
     /// `kid` of the signing key file.
@@ -100,17 +125,27 @@ pub(crate) fn database_url(common: &CommonArgs) -> String {
 }
 
 pub(crate) fn ensure_data_dir(dir: &Path) -> Result<(), StartupError> {
-    std::fs::create_dir_all(dir)
-        .or_else(|e| fail(format!("cannot create data directory {}: {e}", dir.display())))
+    std::fs::create_dir_all(dir).or_else(|e| {
+        fail(format!(
+            "cannot create data directory {}: {e}",
+            dir.display()
+        ))
+    })
 }
 
 /// Reads a secret from `var`, or from `<data_dir>/<file>`, generating that file (mode 0600)
 /// with 48 random bytes the first time, with a warning: a restart keeps the same secret, so
 /// nobody is logged out and every key keeps working.
-pub(crate) fn load_secret(var: &str, data_dir: &Path, file: &str) -> Result<SecretBytes, StartupError> {
+pub(crate) fn load_secret(
+    var: &str,
+    data_dir: &Path,
+    file: &str,
+) -> Result<SecretBytes, StartupError> {
     if let Ok(value) = std::env::var(var) {
         if value.len() < MIN_SECRET_LEN {
-            return fail(format!("{var} is too short: at least {MIN_SECRET_LEN} bytes are required"));
+            return fail(format!(
+                "{var} is too short: at least {MIN_SECRET_LEN} bytes are required"
+            ));
         }
         return Ok(SecretBytes::new(value.into_bytes()));
     }
@@ -119,13 +154,18 @@ pub(crate) fn load_secret(var: &str, data_dir: &Path, file: &str) -> Result<Secr
     if let Ok(text) = std::fs::read_to_string(&path) {
         let text = text.trim();
         if text.len() < MIN_SECRET_LEN {
-            return fail(format!("{} is too short: at least {MIN_SECRET_LEN} bytes are required", path.display()));
+            return fail(format!(
+                "{} is too short: at least {MIN_SECRET_LEN} bytes are required",
+                path.display()
+            ));
         }
         return Ok(SecretBytes::new(text.as_bytes().to_vec()));
     }
-    let random = SecretBytes::generate(48).or_else(|e| fail(format!("cannot generate {file}: {e}")))?;
+    let random =
+        SecretBytes::generate(48).or_else(|e| fail(format!("cannot generate {file}: {e}")))?;
     let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random.expose());
-    write_private(&path, &text).or_else(|e| fail(format!("cannot write {}: {e}", path.display())))?;
+    write_private(&path, &text)
+        .or_else(|e| fail(format!("cannot write {}: {e}", path.display())))?;
     tracing::warn!(
         file = %path.display(),
         "{var} is not set: generated a random secret and stored it in the data directory; \
@@ -153,7 +193,10 @@ pub(crate) fn peppers(common: &CommonArgs) -> Result<PepperRing, StartupError> {
 }
 
 /// The token authority from the settings.
-pub(crate) fn token_authority(common: &CommonArgs, args: &AuthArgs) -> Result<TokenAuthority, StartupError> {
+pub(crate) fn token_authority(
+    common: &CommonArgs,
+    args: &AuthArgs,
+) -> Result<TokenAuthority, StartupError> {
     let secret = load_secret("NEXORA_JWT_SECRET", &common.data_dir, "jwt-secret")?;
     let keys = match &args.jwt_private_key_file {
         None => JwtKeys::hs256(&secret).or_else(|e| fail(format!("NEXORA_JWT_SECRET: {e}")))?,
@@ -162,9 +205,14 @@ pub(crate) fn token_authority(common: &CommonArgs, args: &AuthArgs) -> Result<To
                 "ES256" => JwtAlgorithm::Es256,
                 "EDDSA" => JwtAlgorithm::EdDsa,
                 "RS256" => JwtAlgorithm::Rs256,
-                other => return fail(format!("NEXORA_JWT_ALGORITHM: unsupported algorithm {other:?} (ES256, EdDSA, RS256)")),
+                other => {
+                    return fail(format!(
+                        "NEXORA_JWT_ALGORITHM: unsupported algorithm {other:?} (ES256, EdDSA, RS256)"
+                    ));
+                }
             };
-            let pem = std::fs::read(path).or_else(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+            let pem = std::fs::read(path)
+                .or_else(|e| fail(format!("cannot read {}: {e}", path.display())))?;
             JwtKeys::from_private_pem(alg, &args.jwt_key_id, &pem)
                 .and_then(|keys| keys.with_hs256_verification(&secret))
                 .or_else(|e| fail(format!("{}: {e}", path.display())))?

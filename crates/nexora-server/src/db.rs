@@ -60,9 +60,14 @@ pub(crate) fn describe(common: &CommonArgs) -> String {
 
 pub(crate) async fn open(common: &CommonArgs) -> Result<Database, StartupError> {
     let url = database_url(common);
-    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
         if path.is_empty() {
-            return fail("bad database URL: sqlite:// needs a file path, e.g. sqlite://nexora-data/nexora.db");
+            return fail(
+                "bad database URL: sqlite:// needs a file path, e.g. sqlite://nexora-data/nexora.db",
+            );
         }
         let path = std::path::Path::new(path);
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -72,8 +77,15 @@ pub(crate) async fn open(common: &CommonArgs) -> Result<Database, StartupError> 
             .acquire_timeout(CONNECT_TIMEOUT)
             .connect_with(nexora_auth_sqlite::connect_options(path))
             .await
-            .or_else(|e| fail(format!("cannot open SQLite database {}: {e}", path.display())))?;
-        let store = SqliteStore::new(pool).await.or_else(|e| fail(format!("SQLite setup: {e}")))?;
+            .or_else(|e| {
+                fail(format!(
+                    "cannot open SQLite database {}: {e}",
+                    path.display()
+                ))
+            })?;
+        let store = SqliteStore::new(pool)
+            .await
+            .or_else(|e| fail(format!("SQLite setup: {e}")))?;
         return Ok(Database::Sqlite(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -82,9 +94,19 @@ pub(crate) async fn open(common: &CommonArgs) -> Result<Database, StartupError> 
             .max_connections(16)
             .connect(&url)
             .await
-            .or_else(|e| fail(format!("cannot connect to Postgres at {}: {e}", describe(common))))?;
-        let store = PostgresStore::new(pool).await.or_else(|e| fail(format!("Postgres setup: {e}")))?;
+            .or_else(|e| {
+                fail(format!(
+                    "cannot connect to Postgres at {}: {e}",
+                    describe(common)
+                ))
+            })?;
+        let store = PostgresStore::new(pool)
+            .await
+            .or_else(|e| fail(format!("Postgres setup: {e}")))?;
         return Ok(Database::Postgres(store));
     }
-    fail(format!("bad database URL {:?}: use sqlite://PATH or postgres://…", describe(common)))
+    fail(format!(
+        "bad database URL {:?}: use sqlite://PATH or postgres://…",
+        describe(common)
+    ))
 }

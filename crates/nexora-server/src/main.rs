@@ -5,6 +5,11 @@
 //! share one database. See the README for the quickstart and `--help` for every option.
 
 #![forbid(unsafe_code)]
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line program reports on its standard streams"
+)]
 
 mod app;
 mod config;
@@ -18,14 +23,20 @@ use std::{
 
 use clap::{Parser, Subcommand};
 use nexora_auth::{
-    ApiKey, Authenticator, NewKey, PasswordPolicy, Scopes, SecretString, ThrottlePolicy, normalize_email,
+    ApiKey, Authenticator, NewKey, PasswordPolicy, Scopes, SecretString, ThrottlePolicy,
+    normalize_email,
 };
 
 use crate::config::{AuthArgs, CommonArgs, ServeArgs, StartupError, fail};
 
 /// The Nexora API's authentication server.
 #[derive(Debug, Parser)]
-#[command(name = "nexora-server", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "nexora-server",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -93,7 +104,10 @@ enum KeyCommand {
 }
 
 fn default_scopes() -> Vec<String> {
-    vec![nexora_auth::scopes::AGENTS_READ.to_owned(), nexora_auth::scopes::KEYS_MANAGE.to_owned()]
+    vec![
+        nexora_auth::scopes::AGENTS_READ.to_owned(),
+        nexora_auth::scopes::KEYS_MANAGE.to_owned(),
+    ]
 }
 
 fn init_tracing() {
@@ -109,7 +123,10 @@ fn init_tracing() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -136,7 +153,10 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
 }
 
 /// Builds the authenticator over the configured database.
-async fn authenticator(common: &CommonArgs, auth: &AuthArgs) -> Result<(Authenticator, db::Database), StartupError> {
+async fn authenticator(
+    common: &CommonArgs,
+    auth: &AuthArgs,
+) -> Result<(Authenticator, db::Database), StartupError> {
     let database = db::open(common).await?;
     let authenticator = Authenticator::builder(database.key_store(), config::peppers(common)?)
         .users(database.user_store())
@@ -153,14 +173,20 @@ async fn serve(common: &CommonArgs, auth: &AuthArgs, args: &ServeArgs) -> Result
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .or_else(|e| fail(format!("cannot listen on {}: {e}", args.bind)))?;
-    let addr = listener.local_addr().or_else(|e| fail(format!("cannot read the bound address: {e}")))?;
-    let flusher = authenticator.spawn_last_used_flusher(Duration::from_secs(args.last_used_flush_secs.max(1)));
+    let addr = listener
+        .local_addr()
+        .or_else(|e| fail(format!("cannot read the bound address: {e}")))?;
+    let flusher = authenticator
+        .spawn_last_used_flusher(Duration::from_secs(args.last_used_flush_secs.max(1)));
     let app = app::router(app::AppState::new(authenticator, database), args);
     tracing::info!(%addr, database = %db::describe(common), "nexora-server listening on http://{addr}");
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .or_else(|e| fail(format!("server error: {e}")))?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .or_else(|e| fail(format!("server error: {e}")))?;
     match flusher.shutdown().await {
         Ok(n) => tracing::info!(flushed = n, "stopped; last-used times flushed"),
         Err(e) => tracing::warn!(error = %e, "stopped; could not flush last-used times"),
@@ -206,23 +232,33 @@ fn read_stdin_line(what: &str) -> Result<SecretString, StartupError> {
 }
 
 fn scopes(list: &[String]) -> Result<Scopes, StartupError> {
-    Scopes::new(list.iter().map(|s| s.trim()).filter(|s| !s.is_empty())).or_else(|e| fail(format!("--scopes: {e}")))
+    Scopes::new(list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()))
+        .or_else(|e| fail(format!("--scopes: {e}")))
 }
 
 fn detail(e: &nexora_auth::AuthError) -> String {
     match e {
-        nexora_auth::AuthError::Validation(issues) => {
-            issues.iter().map(|i| i.msg.clone()).collect::<Vec<_>>().join("; ")
-        }
+        nexora_auth::AuthError::Validation(issues) => issues
+            .iter()
+            .map(|i| i.msg.clone())
+            .collect::<Vec<_>>()
+            .join("; "),
         other => format!("{} ({other})", other.detail()),
     }
 }
 
-#[allow(clippy::print_stdout, reason = "admin commands print their result")]
-async fn user_command(common: &CommonArgs, auth: &AuthArgs, cmd: UserCommand) -> Result<(), StartupError> {
+async fn user_command(
+    common: &CommonArgs,
+    auth: &AuthArgs,
+    cmd: UserCommand,
+) -> Result<(), StartupError> {
     let (authenticator, _db) = authenticator(common, auth).await?;
     match cmd {
-        UserCommand::Create { email, password_stdin: _, scopes: list } => {
+        UserCommand::Create {
+            email,
+            password_stdin: _,
+            scopes: list,
+        } => {
             let password = read_stdin_line("password")?;
             let user = authenticator
                 .register_user(&email, &password, scopes(&list)?)
@@ -231,7 +267,10 @@ async fn user_command(common: &CommonArgs, auth: &AuthArgs, cmd: UserCommand) ->
             println!("{}", user.id);
         }
         UserCommand::List => {
-            let users = authenticator.list_users().await.map_err(|e| StartupError(detail(&e)))?;
+            let users = authenticator
+                .list_users()
+                .await
+                .map_err(|e| StartupError(detail(&e)))?;
             for u in users {
                 println!("{}\t{}\t{}", u.id, u.email, u.scopes.to_space_separated());
             }
@@ -240,19 +279,33 @@ async fn user_command(common: &CommonArgs, auth: &AuthArgs, cmd: UserCommand) ->
     Ok(())
 }
 
-async fn find_user(db: &db::Database, email: &str) -> Result<nexora_auth::UserRecord, StartupError> {
-    match db.user_store().find_user_by_email(&normalize_email(email)).await {
+async fn find_user(
+    db: &db::Database,
+    email: &str,
+) -> Result<nexora_auth::UserRecord, StartupError> {
+    match db
+        .user_store()
+        .find_user_by_email(&normalize_email(email))
+        .await
+    {
         Ok(Some(user)) => Ok(user),
         Ok(None) => fail(format!("no user with email {email}")),
         Err(e) => fail(format!("database: {e}")),
     }
 }
 
-#[allow(clippy::print_stdout, reason = "admin commands print their result")]
-async fn key_command(common: &CommonArgs, auth: &AuthArgs, cmd: KeyCommand) -> Result<(), StartupError> {
+async fn key_command(
+    common: &CommonArgs,
+    auth: &AuthArgs,
+    cmd: KeyCommand,
+) -> Result<(), StartupError> {
     let (authenticator, db) = authenticator(common, auth).await?;
     match cmd {
-        KeyCommand::Create { email, name, scopes: list } => {
+        KeyCommand::Create {
+            email,
+            name,
+            scopes: list,
+        } => {
             let user = find_user(&db, &email).await?;
             let mut request = NewKey::named(name);
             if let Some(list) = list {
@@ -262,13 +315,26 @@ async fn key_command(common: &CommonArgs, auth: &AuthArgs, cmd: KeyCommand) -> R
                 .create_key_for(&user.id, &user.scopes, request)
                 .await
                 .map_err(|e| StartupError(format!("cannot create key: {}", detail(&e))))?;
-            eprintln!("created key {} ({}) for {}; it is shown only now:", created.info.id, created.info.name, user.email);
+            eprintln!(
+                "created key {} ({}) for {}; it is shown only now:",
+                created.info.id, created.info.name, user.email
+            );
             println!("{}", created.key.expose());
         }
         KeyCommand::List { email } => {
             let user = find_user(&db, &email).await?;
-            for k in authenticator.list_keys(&user.id).await.map_err(|e| StartupError(detail(&e)))? {
-                println!("{}\t{}\t{}\t{}", k.id, k.display, k.name, k.scopes.to_space_separated());
+            for k in authenticator
+                .list_keys(&user.id)
+                .await
+                .map_err(|e| StartupError(detail(&e)))?
+            {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    k.id,
+                    k.display,
+                    k.name,
+                    k.scopes.to_space_separated()
+                );
             }
         }
         KeyCommand::Check => return check_key(),
@@ -276,7 +342,6 @@ async fn key_command(common: &CommonArgs, auth: &AuthArgs, cmd: KeyCommand) -> R
     Ok(())
 }
 
-#[allow(clippy::print_stdout, reason = "admin commands print their result")]
 fn check_key() -> Result<(), StartupError> {
     let key = read_stdin_line("key")?;
     match ApiKey::parse(key.expose()) {

@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{self, Message};
 
 fn secrets() -> Vec<(&'static str, &'static str)> {
-    vec![("NEXORA_JWT_SECRET", JWT_SECRET), ("NEXORA_KEY_PEPPER", PEPPER)]
+    vec![
+        ("NEXORA_JWT_SECRET", JWT_SECRET),
+        ("NEXORA_KEY_PEPPER", PEPPER),
+    ]
 }
 
 async fn login(client: &Client, server: &Server, email: &str) -> String {
@@ -27,11 +30,19 @@ async fn login(client: &Client, server: &Server, email: &str) -> String {
 }
 
 async fn get_status(client: &Client, url: &str, token: &str) -> StatusCode {
-    client.get(url).bearer_auth(token).send().await.unwrap().status()
+    client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
 }
 
 async fn ws_echo(server: &Server, token: &str) -> Result<String, u16> {
-    match tokio_tungstenite::connect_async(server.ws_url(&format!("/api/ws/chat-1?token={token}"))).await {
+    match tokio_tungstenite::connect_async(server.ws_url(&format!("/api/ws/chat-1?token={token}")))
+        .await
+    {
         Ok((mut socket, response)) => {
             assert_eq!(response.status().as_u16(), 101);
             socket.send(Message::text("hello nexora")).await.unwrap();
@@ -53,14 +64,27 @@ async fn quickstart(server: &Server, dir: &std::path::Path, database: Option<&st
         env.push(("NEXORA_DATABASE_URL", &database_owned));
     }
     let email = "alice@example.com";
-    let (code, stdout, stderr) = cli(dir, &["user", "create", "--email", email, "--password-stdin"], &env, &format!("{PASSWORD}\n"));
+    let (code, stdout, stderr) = cli(
+        dir,
+        &["user", "create", "--email", email, "--password-stdin"],
+        &env,
+        &format!("{PASSWORD}\n"),
+    );
     assert_eq!(code, 0, "user create failed: {stderr}");
     let user_id = stdout.trim().to_owned();
     assert!(!user_id.is_empty());
 
     let client = Client::new();
     let jwt = login(&client, server, "Alice@Example.com").await;
-    let me: Value = client.get(server.url("/api/users/me")).bearer_auth(&jwt).send().await.unwrap().json().await.unwrap();
+    let me: Value = client
+        .get(server.url("/api/users/me"))
+        .bearer_auth(&jwt)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me, json!({"id": user_id, "email": email}));
 
     // Create a key: shown once.
@@ -80,15 +104,35 @@ async fn quickstart(server: &Server, dir: &std::path::Path, database: Option<&st
     assert!(created["last_used_at"].is_null());
 
     // Use it, as the product documents.
-    let agents = client.get(server.url("/api/agents")).bearer_auth(&key).send().await.unwrap();
+    let agents = client
+        .get(server.url("/api/agents"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(agents.status(), StatusCode::OK);
-    assert!(agents.json::<Value>().await.unwrap().as_array().is_some_and(|a| !a.is_empty()));
+    assert!(
+        agents
+            .json::<Value>()
+            .await
+            .unwrap()
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    );
 
     // List with the key itself (it has keys:manage): never the key or its secret.
-    let listed = client.get(server.url("/api/users/me/api-keys")).bearer_auth(&key).send().await.unwrap();
+    let listed = client
+        .get(server.url("/api/users/me/api-keys"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(listed.status(), StatusCode::OK);
     let text = listed.text().await.unwrap();
-    assert!(!text.contains(&key) && !text.contains(&key[26..58]), "list leaked the key");
+    assert!(
+        !text.contains(&key) && !text.contains(&key[26..58]),
+        "list leaked the key"
+    );
     let listed: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["id"], key_id.as_str());
@@ -106,8 +150,14 @@ async fn quickstart(server: &Server, dir: &std::path::Path, database: Option<&st
     let new_key = rotated["key"].as_str().unwrap().to_owned();
     assert_eq!(rotated["id"], key_id.as_str());
     assert_ne!(new_key, key);
-    assert_eq!(get_status(&client, &server.url("/api/agents"), &key).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(get_status(&client, &server.url("/api/agents"), &new_key).await, StatusCode::OK);
+    assert_eq!(
+        get_status(&client, &server.url("/api/agents"), &key).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get_status(&client, &server.url("/api/agents"), &new_key).await,
+        StatusCode::OK
+    );
 
     // WebSocket with ?token= (JWT and key); bad tokens get 401 before any upgrade.
     assert_eq!(ws_echo(server, &jwt).await, Ok("hello nexora".into()));
@@ -116,9 +166,17 @@ async fn quickstart(server: &Server, dir: &std::path::Path, database: Option<&st
     assert_eq!(ws_echo(server, "garbage").await, Err(401));
 
     // Revoke: gone at once; revoking again is fine; another id is 404.
-    let revoke = client.delete(server.url(&format!("/api/users/me/api-keys/{key_id}"))).bearer_auth(&jwt).send().await.unwrap();
+    let revoke = client
+        .delete(server.url(&format!("/api/users/me/api-keys/{key_id}")))
+        .bearer_auth(&jwt)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(revoke.status(), StatusCode::NO_CONTENT);
-    assert_eq!(get_status(&client, &server.url("/api/agents"), &new_key).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get_status(&client, &server.url("/api/agents"), &new_key).await,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(ws_echo(server, &new_key).await, Err(401));
     let unknown = client
         .delete(server.url("/api/users/me/api-keys/00000000-0000-4000-8000-000000000000"))
@@ -131,8 +189,20 @@ async fn quickstart(server: &Server, dir: &std::path::Path, database: Option<&st
 
     // No secret ever reaches the log, at debug level.
     let logs = server.logs();
-    for secret in [PASSWORD, &jwt, &key, &new_key, &key[26..58], &new_key[26..58], JWT_SECRET, PEPPER] {
-        assert!(!logs.contains(secret), "a secret appeared in the server log");
+    for secret in [
+        PASSWORD,
+        &jwt,
+        &key,
+        &new_key,
+        &key[26..58],
+        &new_key[26..58],
+        JWT_SECRET,
+        PEPPER,
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "a secret appeared in the server log"
+        );
     }
 }
 
@@ -146,7 +216,9 @@ async fn quickstart_on_sqlite() {
 
 #[tokio::test]
 async fn quickstart_on_postgres() {
-    let Some(admin) = postgres_admin_url().await else { return };
+    let Some(admin) = postgres_admin_url().await else {
+        return;
+    };
     let db = PgDatabase::create(&admin).await;
     let dir = tempfile::tempdir().unwrap();
     let mut env = secrets();
@@ -158,14 +230,27 @@ async fn quickstart_on_postgres() {
 
 #[tokio::test]
 async fn two_instances_on_one_postgres_see_a_revocation_at_once() {
-    let Some(admin) = postgres_admin_url().await else { return };
+    let Some(admin) = postgres_admin_url().await else {
+        return;
+    };
     let db = PgDatabase::create(&admin).await;
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut env = secrets();
     env.push(("NEXORA_DATABASE_URL", &db.url));
     let a = Server::start(dir_a.path(), &[], &env);
     let b = Server::start(dir_b.path(), &[], &env);
-    let (code, _, stderr) = cli(dir_a.path(), &["user", "create", "--email", "ops@example.com", "--password-stdin"], &env, PASSWORD);
+    let (code, _, stderr) = cli(
+        dir_a.path(),
+        &[
+            "user",
+            "create",
+            "--email",
+            "ops@example.com",
+            "--password-stdin",
+        ],
+        &env,
+        PASSWORD,
+    );
     assert_eq!(code, 0, "{stderr}");
     let client = Client::new();
     let jwt = login(&client, &a, "ops@example.com").await;
@@ -181,10 +266,23 @@ async fn two_instances_on_one_postgres_see_a_revocation_at_once() {
             .await
             .unwrap();
         let key = created["key"].as_str().unwrap();
-        assert_eq!(get_status(&client, &b.url("/api/agents"), key).await, StatusCode::OK, "B accepts A's key");
+        assert_eq!(
+            get_status(&client, &b.url("/api/agents"), key).await,
+            StatusCode::OK,
+            "B accepts A's key"
+        );
         let id = created["id"].as_str().unwrap();
-        let revoked = client.delete(a.url(&format!("/api/users/me/api-keys/{id}"))).bearer_auth(&jwt).send().await.unwrap();
+        let revoked = client
+            .delete(a.url(&format!("/api/users/me/api-keys/{id}")))
+            .bearer_auth(&jwt)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
-        assert_eq!(get_status(&client, &b.url("/api/agents"), key).await, StatusCode::UNAUTHORIZED, "round {round}");
+        assert_eq!(
+            get_status(&client, &b.url("/api/agents"), key).await,
+            StatusCode::UNAUTHORIZED,
+            "round {round}"
+        );
     }
 }
