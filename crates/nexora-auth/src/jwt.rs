@@ -13,6 +13,7 @@
 
 use std::{fmt, time::Duration};
 
+use dashmap::DashMap;
 use jsonwebtoken::{
     Algorithm, DecodingKey, EncodingKey, Header, Validation,
     jwk::{Jwk, JwkSet, PublicKeyUse},
@@ -59,6 +60,7 @@ pub struct JwtConfig {
     max_lifetime: Duration,
     leeway: Duration,
     max_token_len: usize,
+    verified_cache: usize,
 }
 
 impl Default for JwtConfig {
@@ -70,6 +72,7 @@ impl Default for JwtConfig {
             max_lifetime: Duration::from_secs(24 * 60 * 60),
             leeway: Duration::from_secs(30),
             max_token_len: 8 * 1024,
+            verified_cache: 10_000,
         }
     }
 }
@@ -109,6 +112,16 @@ impl JwtConfig {
     /// Tokens longer than this many bytes are refused before any decoding. Defaults to 8 KiB.
     pub fn max_token_len(mut self, len: usize) -> Self {
         self.max_token_len = len;
+        self
+    }
+
+    /// How many verified tokens to remember, so a token presented again skips the signature
+    /// check and JSON parsing (until its `exp`). Verification is a pure function of the token,
+    /// the key ring and the clock, so a cached answer is the answer: only successfully verified
+    /// tokens are kept, each only until it expires, and the cache is emptied when full (memory
+    /// stays bounded). `0` disables it. Defaults to 10,000.
+    pub fn verified_cache(mut self, capacity: usize) -> Self {
+        self.verified_cache = capacity;
         self
     }
 
@@ -337,6 +350,8 @@ struct ReadClaims {
     #[serde(default)]
     iat: Option<u64>,
     #[serde(default)]
+    nbf: Option<u64>,
+    #[serde(default)]
     jti: Option<String>,
     #[serde(default)]
     scope: Option<String>,
@@ -356,6 +371,7 @@ pub struct TokenAuthority {
     signing: EncodingKey,
     verifying: Vec<PreparedKey>,
     jwks: JwkSet,
+    verified: DashMap<Box<str>, VerifiedToken>,
 }
 
 impl fmt::Debug for TokenAuthority {
@@ -414,6 +430,7 @@ impl TokenAuthority {
             signing: keys.signing.clone(),
             verifying,
             jwks,
+            verified: DashMap::new(),
         };
         let probe = authority
             .issue(&OwnerId::new("startup-self-check"), &Scopes::empty())
@@ -421,6 +438,7 @@ impl TokenAuthority {
         authority
             .verify(probe.token.expose())
             .map_err(|e| ConfigError::JwtKey(format!("cannot verify own token: {e}")))?;
+        authority.verified.clear();
         Ok(authority)
     }
 
@@ -477,10 +495,39 @@ impl TokenAuthority {
     }
 
     /// Verifies a compact JWT and returns what it says.
+    ///
+    /// A token verified before (and still unexpired) is answered from the verified-token cache
+    /// ([`JwtConfig::verified_cache`]).
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, InvalidReason> {
         if token.len() > self.config.max_token_len {
             return Err(InvalidReason::TooLarge);
         }
+        if self.config.verified_cache == 0 {
+            return self.verify_uncached(token).map(|(verified, _)| verified);
+        }
+        let now = now_secs();
+        if let Some(hit) = self.verified.get(token) {
+            // The same expiry rule as `jsonwebtoken`: valid while `exp + leeway >= now`.
+            if hit.expires_at.saturating_add(self.config.leeway.as_secs()) >= now {
+                return Ok(hit.clone());
+            }
+            drop(hit);
+            self.verified.remove(token);
+            return Err(InvalidReason::Expired);
+        }
+        let (verified, cacheable) = self.verify_uncached(token)?;
+        if cacheable {
+            if self.verified.len() >= self.config.verified_cache {
+                self.verified.clear();
+            }
+            self.verified.insert(token.into(), verified.clone());
+        }
+        Ok(verified)
+    }
+
+    /// Full verification; also says whether the answer may be cached (not when a future `nbf`
+    /// would make it change from "no" to "yes").
+    fn verify_uncached(&self, token: &str) -> Result<(VerifiedToken, bool), InvalidReason> {
         let key = self.select_key(token)?;
         let data =
             jsonwebtoken::decode::<ReadClaims>(token, &key.key, &key.validation).map_err(|e| {
@@ -521,13 +568,15 @@ impl TokenAuthority {
             Some(text) => Scopes::parse_space_separated(text)
                 .map_err(|_| InvalidReason::Jwt("invalid scope claim".into()))?,
         };
-        Ok(VerifiedToken {
+        let cacheable = claims.nbf.is_none_or(|nbf| nbf <= now);
+        let verified = VerifiedToken {
             subject: OwnerId::new(claims.sub),
             scopes,
             jti: claims.jti,
             kid: key.kid.clone(),
             expires_at: claims.exp,
-        })
+        };
+        Ok((verified, cacheable))
     }
 }
 
@@ -659,6 +708,60 @@ mod tests {
         for (name, token) in cases {
             assert!(a.verify(&token).is_err(), "{name} must be rejected");
         }
+    }
+
+    #[test]
+    fn verified_cache_answers_repeats_and_never_caches_failures() {
+        let a = authority();
+        let token = sign(json!({"alg": "HS256"}), base_claims(), SECRET);
+        let first = a.verify(&token).unwrap();
+        assert_eq!(a.verify(&token).unwrap(), first);
+        assert_eq!(a.verified.len(), 1);
+        let forged = sign(
+            json!({"alg": "HS256"}),
+            base_claims(),
+            b"another-secret-another-secret-32b",
+        );
+        for _ in 0..2 {
+            assert!(a.verify(&forged).is_err());
+        }
+        assert_eq!(a.verified.len(), 1, "failures are never cached");
+        // An entry past its exp (+ leeway) is refused and dropped, never served.
+        let mut stale = first.clone();
+        stale.expires_at = now_secs() - 31;
+        a.verified.insert(token.as_str().into(), stale);
+        assert_eq!(a.verify(&token), Err(InvalidReason::Expired));
+        assert!(a.verified.is_empty());
+        // A future nbf is not cached (it would turn valid later).
+        let mut claims = base_claims();
+        claims["nbf"] = json!(now_secs() + 10);
+        let pending = sign(json!({"alg": "HS256"}), claims, SECRET);
+        let _ = a.verify(&pending);
+        assert!(a.verified.is_empty());
+    }
+
+    #[test]
+    fn verified_cache_is_bounded_and_can_be_disabled() {
+        let a = TokenAuthority::new(
+            JwtKeys::hs256(&SecretBytes::new(SECRET.to_vec())).unwrap(),
+            JwtConfig::default().verified_cache(3),
+        )
+        .unwrap();
+        for i in 0..10 {
+            let mut claims = base_claims();
+            claims["jti"] = json!(i.to_string());
+            a.verify(&sign(json!({"alg": "HS256"}), claims, SECRET))
+                .unwrap();
+            assert!(a.verified.len() <= 3);
+        }
+        let off = TokenAuthority::new(
+            JwtKeys::hs256(&SecretBytes::new(SECRET.to_vec())).unwrap(),
+            JwtConfig::default().verified_cache(0),
+        )
+        .unwrap();
+        off.verify(&sign(json!({"alg": "HS256"}), base_claims(), SECRET))
+            .unwrap();
+        assert!(off.verified.is_empty());
     }
 
     #[test]

@@ -117,7 +117,8 @@ impl LoginThrottle {
             Ok(())
         } else {
             Err(AuthError::RateLimited {
-                retry_after_secs: wait.as_secs().max(1) + u64::from(wait.subsec_nanos() > 0),
+                // Rounded up, and never 0 (clients would retry at once).
+                retry_after_secs: (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1),
             })
         }
     }
