@@ -173,3 +173,112 @@ pub fn credentials(data: &[u8]) {
         }
     }
 }
+
+/// Arbitrary sequences of key operations against the in-memory store agree with a model:
+/// each 3-byte chunk is (operation, owner, key index).
+pub fn store_ops(data: &[u8]) {
+    use nexora_auth::{AuthError, KeyId, RotateOptions};
+
+    struct Model {
+        id: KeyId,
+        owner: u8,
+        current: ApiKey,
+        old: Vec<ApiKey>,
+        revoked: bool,
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let auth = Authenticator::builder(
+        Arc::new(MemoryKeyStore::new()),
+        PepperRing::new(1, SecretBytes::new(vec![9; 32])).expect("pepper"),
+    )
+    .password_policy(PasswordPolicy::default().argon2_params(256, 1, 1))
+    .build()
+    .expect("authenticator");
+    let owner = |n: u8| OwnerId::new(format!("o{}", n % 3));
+    let mut keys: Vec<Model> = Vec::new();
+    rt.block_on(async {
+        for chunk in data.chunks_exact(3).take(64) {
+            let (op, who, which) = (chunk[0] % 6, chunk[1] % 3, usize::from(chunk[2]));
+            let n = keys.len();
+            match op {
+                0 => {
+                    let p = Principal::new(owner(who), Credential::Internal, Scopes::empty());
+                    let created = auth
+                        .create_key(&p, NewKey::named(format!("k{n}")))
+                        .await
+                        .expect("create");
+                    keys.push(Model {
+                        id: created.info.id,
+                        owner: who,
+                        current: created.key,
+                        old: vec![],
+                        revoked: false,
+                    });
+                }
+                1 if n > 0 => {
+                    let k = &mut keys[which % n];
+                    let result = auth
+                        .rotate_key(&owner(who), k.id, RotateOptions::default())
+                        .await;
+                    if k.owner == who && !k.revoked {
+                        let rotated = result.expect("rotate own live key");
+                        assert_eq!(rotated.info.id, k.id);
+                        let previous = std::mem::replace(&mut k.current, rotated.key);
+                        k.old.push(previous);
+                    } else {
+                        assert!(
+                            matches!(result, Err(AuthError::KeyNotFound)),
+                            "rotate of foreign/revoked key"
+                        );
+                    }
+                }
+                2 if n > 0 => {
+                    let k = &mut keys[which % n];
+                    let result = auth.revoke_key(&owner(who), k.id).await;
+                    if k.owner == who {
+                        assert!(result.is_ok());
+                        k.revoked = true;
+                    } else {
+                        assert!(
+                            matches!(result, Err(AuthError::KeyNotFound)),
+                            "revoke of foreign key"
+                        );
+                    }
+                }
+                3 if n > 0 => {
+                    let k = &keys[which % n];
+                    let result = auth.authenticate(k.current.expose()).await;
+                    assert_eq!(
+                        result.is_ok(),
+                        !k.revoked,
+                        "current key works iff not revoked"
+                    );
+                    for old in &k.old {
+                        assert!(
+                            auth.authenticate(old.expose()).await.is_err(),
+                            "rotated-out key works"
+                        );
+                    }
+                }
+                4 => {
+                    let listed = auth.list_keys(&owner(who)).await.expect("list");
+                    let expected: Vec<KeyId> = keys
+                        .iter()
+                        .filter(|k| k.owner == who && !k.revoked)
+                        .map(|k| k.id)
+                        .collect();
+                    let mut got: Vec<KeyId> = listed.iter().map(|k| k.id).collect();
+                    let mut want = expected.clone();
+                    got.sort();
+                    want.sort();
+                    assert_eq!(got, want, "list matches the model");
+                }
+                _ => {
+                    auth.flush_last_used().await.expect("flush");
+                }
+            }
+        }
+    });
+}

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-60}"; shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(key_parse authenticate jwt_verify credentials)
+[ ${#targets[@]} -gt 0 ] || targets=(key_parse authenticate jwt_verify credentials store_ops)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 for t in "${targets[@]}"; do
   echo "== $t: ${secs}s"

@@ -45,3 +45,8 @@ fn jwt_verify_corpus() {
 fn credentials_corpus() {
     replay("credentials", props::credentials);
 }
+
+#[test]
+fn store_ops_corpus() {
+    replay("store_ops", props::store_ops);
+}
