@@ -539,6 +539,9 @@ impl TokenAuthority {
         if data.header.crit.is_some() {
             return Err(InvalidReason::Jwt("crit header not supported".into()));
         }
+        if crate::nesting::claims_too_deep(token) {
+            return Err(InvalidReason::Jwt("claims nested too deeply".into()));
+        }
         if let Some(typ) = &data.header.typ {
             let typ = typ.to_ascii_lowercase();
             if !matches!(typ.as_str(), "jwt" | "at+jwt" | "application/at+jwt") {

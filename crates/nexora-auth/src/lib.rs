@@ -97,6 +97,7 @@ pub mod jwt;
 pub mod key;
 mod last_used;
 mod memory;
+mod nesting;
 mod password;
 mod scope;
 mod secret;

@@ -1,0 +1,68 @@
+//! Regression (issue 6 attack catalogue): a correctly signed JWT whose claims nest 200 levels
+//! deep was accepted, because the claims this crate does not read are skipped without a depth
+//! limit. Claims deeper than 32 levels are now refused; ordinary nesting still verifies.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use hmac::{Hmac, KeyInit, Mac};
+use nexora_auth::{InvalidReason, JwtConfig, JwtKeys, SecretBytes, TokenAuthority};
+
+const SECRET: &[u8] = b"jwt-nesting regression secret, 32+ bytes";
+
+fn signed(claims: &str) -> String {
+    let message = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(claims)
+    );
+    // HMAC takes keys of any length.
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(SECRET).expect("any length");
+    mac.update(message.as_bytes());
+    format!(
+        "{message}.{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
+}
+
+fn claims_with(extra: &str) -> String {
+    let now = jsonwebtoken_now();
+    format!(
+        r#"{{"sub":"user-1","iss":"nexora","aud":"nexora-api","iat":{now},"exp":{},"x":{extra}}}"#,
+        now + 600
+    )
+}
+
+fn jsonwebtoken_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+fn nested(depth: usize) -> String {
+    format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+#[test]
+fn deeply_nested_claims_are_refused_ordinary_ones_verify() {
+    let authority = TokenAuthority::new(
+        JwtKeys::hs256(&SecretBytes::new(SECRET.to_vec())).expect("long enough"),
+        JwtConfig::default(),
+    )
+    .expect("valid config");
+    // 200 deep: refused (it was accepted before the fix).
+    let deep = signed(&claims_with(&nested(200)));
+    assert!(
+        matches!(authority.verify(&deep), Err(InvalidReason::Jwt(_))),
+        "claims nested 200 deep must be refused"
+    );
+    // 33 levels in all (claims object + 32 arrays): refused; 32 in all: fine.
+    assert!(
+        authority
+            .verify(&signed(&claims_with(&nested(32))))
+            .is_err()
+    );
+    assert!(authority.verify(&signed(&claims_with(&nested(31)))).is_ok());
+    // Brackets inside strings do not count.
+    let in_string = format!("\"{}\"", "[".repeat(200));
+    assert!(authority.verify(&signed(&claims_with(&in_string))).is_ok());
+}
