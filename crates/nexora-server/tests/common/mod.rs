@@ -15,6 +15,8 @@ use std::{
     time::Duration,
 };
 
+pub mod private_pg;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_nexora-server");
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const JWT_SECRET: &str = "e2e-jwt-secret-e2e-jwt-secret-e2e-jwt-secret";
@@ -105,6 +107,27 @@ impl Server {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The server's process id (for `/proc/<pid>/fd`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running (it has not exited or crashed).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGKILL (`Child::kill` on Unix): no shutdown, no flush, no destructor runs. Waits for
+    /// the process to be gone and returns what it logged.
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(t) = self.log_thread.take() {
+            let _ = t.join();
+        }
+        self.logs()
     }
 }
 
