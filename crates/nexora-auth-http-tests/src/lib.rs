@@ -1,13 +1,18 @@
 //! One HTTP behaviour table for the axum and actix-web crates, run over real HTTP.
 //!
-//! * [`Fixture::new`] builds an [`Authenticator`] over in-memory stores (plus a store wrapper
-//!   that fails for one key, for the 503 row) with users, keys and tokens in every state.
+//! * [`Fixture::new`] builds an [`Authenticator`] over in-memory stores with users, keys and
+//!   tokens in every state; [`Fixture::with`] takes any [`Stores`] (SQLite, Postgres…) and any
+//!   [`Signing`] ring (HS256, or ES256/EdDSA/RS256 signing beside HS256 verification). The key
+//!   store is wrapped in an [`InstrumentedKeyStore`]: it counts every store call
+//!   ([`StoreCalls`]) and fails for one key (the 503 row).
 //! * [`servers`] starts the same test application on either framework on `127.0.0.1:0`: the
 //!   product's endpoints under `/api`, a WebSocket route `/ws/{chat_id}` that accepts
 //!   `?token=`, and small routes that exercise the layer and the extractors.
 //! * [`table`] lists the rows (request → expected status, body and headers); [`run_table`]
 //!   sends every row to a base URL and returns the failures. The integration tests run it
 //!   against both servers, so a new row runs on both.
+//! * [`attacks`] is issue 6's attack catalogue: forged JWTs, hostile bearer headers and
+//!   malformed keys, each with its exact expected answer, run the same way.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -16,7 +21,7 @@ use std::{
     collections::HashSet,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicI64, Ordering},
+        atomic::{AtomicI64, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -24,8 +29,9 @@ use std::{
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use nexora_auth::{
-    Authenticator, Clock, JwtConfig, JwtKeys, KeyId, MemoryKeyStore, MemoryUserStore, NewKey,
-    OwnerId, PasswordPolicy, PepperRing, Scopes, SecretBytes, SecretString, TokenAuthority,
+    Authenticator, Clock, JwtAlgorithm, JwtConfig, JwtKeys, KeyCredentials, KeyId, MemoryKeyStore,
+    MemoryUserStore, NewKey, OwnerId, PasswordPolicy, PepperRing, Scopes, SecretBytes,
+    SecretString, TokenAuthority, UserRecord, UserStore,
     scopes::{AGENTS_READ, KEYS_MANAGE},
     store::{KeyRecord, KeyStore, LastUsed, RevokeOutcome, RotateOutcome, Rotation, StoreError},
 };
@@ -33,6 +39,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio_tungstenite::tungstenite;
 
+pub mod attacks;
 pub mod servers;
 
 /// A clock that can be moved forward, so that a key can expire during a test.
@@ -56,15 +63,49 @@ impl Clock for ShiftedClock {
     }
 }
 
-/// A [`MemoryKeyStore`] that answers "unavailable" for the keys in its fail list, as a
-/// database that refuses connections would.
+/// Counts every call a fixture's stores receive (key store and user store together), so a
+/// test can assert that a request reached no store at all.
 #[derive(Debug, Default)]
-pub struct FailingKeyStore {
-    inner: MemoryKeyStore,
+pub struct StoreCalls(AtomicU64);
+
+impl StoreCalls {
+    /// Calls so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn count(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A [`KeyStore`] wrapper around any store: it counts every call in [`StoreCalls`], and
+/// answers "unavailable" for the keys in its fail list, as a database that refuses
+/// connections would.
+pub struct InstrumentedKeyStore {
+    inner: Arc<dyn KeyStore>,
+    calls: Arc<StoreCalls>,
     failing: Mutex<HashSet<KeyId>>,
 }
 
-impl FailingKeyStore {
+impl std::fmt::Debug for InstrumentedKeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstrumentedKeyStore")
+            .field("calls", &self.calls.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl InstrumentedKeyStore {
+    /// Wraps `inner`, counting into `calls`.
+    pub fn new(inner: Arc<dyn KeyStore>, calls: Arc<StoreCalls>) -> Self {
+        Self {
+            inner,
+            calls,
+            failing: Mutex::new(HashSet::new()),
+        }
+    }
+
     /// Makes every lookup of `id` fail from now on.
     pub fn fail_for(&self, id: KeyId) {
         self.failing
@@ -74,6 +115,7 @@ impl FailingKeyStore {
     }
 
     fn check(&self, id: KeyId) -> Result<(), StoreError> {
+        self.calls.count();
         if self
             .failing
             .lock()
@@ -88,8 +130,9 @@ impl FailingKeyStore {
 }
 
 #[async_trait]
-impl KeyStore for FailingKeyStore {
+impl KeyStore for InstrumentedKeyStore {
     async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        self.calls.count();
         self.inner.insert(record).await
     }
 
@@ -98,7 +141,13 @@ impl KeyStore for FailingKeyStore {
         self.inner.find(id).await
     }
 
+    async fn find_credentials(&self, id: KeyId) -> Result<Option<KeyCredentials>, StoreError> {
+        self.check(id)?;
+        self.inner.find_credentials(id).await
+    }
+
     async fn list(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
+        self.calls.count();
         self.inner.list(owner).await
     }
 
@@ -123,7 +172,164 @@ impl KeyStore for FailingKeyStore {
     }
 
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
+        self.calls.count();
         self.inner.record_last_used(batch).await
+    }
+}
+
+/// A [`UserStore`] wrapper that counts every call in [`StoreCalls`].
+struct CountingUserStore {
+    inner: Arc<dyn UserStore>,
+    calls: Arc<StoreCalls>,
+}
+
+#[async_trait]
+impl UserStore for CountingUserStore {
+    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        self.calls.count();
+        self.inner.insert_user(user).await
+    }
+
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.calls.count();
+        self.inner.find_user_by_email(email).await
+    }
+
+    async fn find_user(&self, id: &OwnerId) -> Result<Option<UserRecord>, StoreError> {
+        self.calls.count();
+        self.inner.find_user(id).await
+    }
+
+    async fn update_password_hash(&self, id: &OwnerId, phc: &str) -> Result<bool, StoreError> {
+        self.calls.count();
+        self.inner.update_password_hash(id, phc).await
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.calls.count();
+        self.inner.list_users().await
+    }
+}
+
+/// The stores a [`Fixture`] runs on: any [`KeyStore`] and [`UserStore`] (in-memory, SQLite,
+/// Postgres…), plus whatever must live as long as they do (a temporary directory, a test
+/// schema).
+pub struct Stores {
+    name: &'static str,
+    keys: Arc<dyn KeyStore>,
+    users: Arc<dyn UserStore>,
+    guard: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stores {
+    /// Stores named `name` (for messages).
+    pub fn new(name: &'static str, keys: Arc<dyn KeyStore>, users: Arc<dyn UserStore>) -> Self {
+        Self {
+            name,
+            keys,
+            users,
+            guard: None,
+        }
+    }
+
+    /// The in-memory stores of the core.
+    pub fn memory() -> Self {
+        Self::new(
+            "memory",
+            Arc::new(MemoryKeyStore::new()),
+            Arc::new(MemoryUserStore::new()),
+        )
+    }
+
+    /// Keeps `guard` alive as long as the fixture (e.g. the SQLite file's directory).
+    pub fn with_guard(mut self, guard: impl std::any::Any + Send + Sync) -> Self {
+        self.guard = Some(Box::new(guard));
+        self
+    }
+
+    /// The name given to [`Stores::new`].
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+/// The throwaway test keys of `crates/nexora-auth/tests/keys` (never used anywhere else).
+pub mod test_keys {
+    /// ES256 (P-256) private key, PKCS#8 PEM: a signing key of the asymmetric rings.
+    pub const ES256_PRIVATE: &[u8] = include_bytes!("../../nexora-auth/tests/keys/es256-a.pem");
+    /// Its public key, SPKI PEM.
+    pub const ES256_PUBLIC: &[u8] = include_bytes!("../../nexora-auth/tests/keys/es256-a.pub.pem");
+    /// Another P-256 key that no ring holds: the attacker's own key.
+    pub const ES256_ATTACKER: &[u8] = include_bytes!("../../nexora-auth/tests/keys/es256-b.pem");
+    /// Ed25519 private key, PKCS#8 PEM.
+    pub const ED25519_PRIVATE: &[u8] = include_bytes!("../../nexora-auth/tests/keys/ed25519.pem");
+    /// Its public key, SPKI PEM.
+    pub const ED25519_PUBLIC: &[u8] =
+        include_bytes!("../../nexora-auth/tests/keys/ed25519.pub.pem");
+    /// RSA private key, PEM.
+    pub const RS256_PRIVATE: &[u8] = include_bytes!("../../nexora-auth/tests/keys/rs256.pem");
+    /// Its public key, SPKI PEM.
+    pub const RS256_PUBLIC: &[u8] = include_bytes!("../../nexora-auth/tests/keys/rs256.pub.pem");
+}
+
+/// The `kid` of the signing key of the asymmetric rings (the server's default, `k1`).
+pub const SIGNING_KID: &str = "k1";
+
+/// The JWT key ring a [`Fixture`]'s authenticator uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signing {
+    /// HS256 with [`JWT_SECRET`], no `kid`.
+    Hs256,
+    /// The test key of this algorithm signs (kid [`SIGNING_KID`]), and HS256 tokens of
+    /// [`JWT_SECRET`] still verify — as `nexora-server` configures an asymmetric key.
+    Asymmetric(JwtAlgorithm),
+}
+
+impl Signing {
+    /// Every ring: HS256, then ES256, EdDSA and RS256 as signing key.
+    pub const ALL: [Self; 4] = [
+        Self::Hs256,
+        Self::Asymmetric(JwtAlgorithm::Es256),
+        Self::Asymmetric(JwtAlgorithm::EdDsa),
+        Self::Asymmetric(JwtAlgorithm::Rs256),
+    ];
+
+    /// `HS256`, `ES256`, `EdDSA` or `RS256`: the `alg` of the tokens the ring issues.
+    pub fn alg_name(self) -> &'static str {
+        match self {
+            Self::Asymmetric(JwtAlgorithm::Es256) => "ES256",
+            Self::Asymmetric(JwtAlgorithm::EdDsa) => "EdDSA",
+            Self::Asymmetric(JwtAlgorithm::Rs256) => "RS256",
+            _ => "HS256",
+        }
+    }
+
+    /// The private key (PEM) of an asymmetric ring.
+    pub fn private_pem(self) -> Option<&'static [u8]> {
+        match self {
+            Self::Asymmetric(JwtAlgorithm::Es256) => Some(test_keys::ES256_PRIVATE),
+            Self::Asymmetric(JwtAlgorithm::EdDsa) => Some(test_keys::ED25519_PRIVATE),
+            Self::Asymmetric(JwtAlgorithm::Rs256) => Some(test_keys::RS256_PRIVATE),
+            _ => None,
+        }
+    }
+
+    fn keys(self) -> JwtKeys {
+        let secret = SecretBytes::new(JWT_SECRET.to_vec());
+        match (self, self.private_pem()) {
+            (Self::Asymmetric(alg), Some(pem)) => JwtKeys::from_private_pem(alg, SIGNING_KID, pem)
+                .and_then(|keys| keys.with_hs256_verification(&secret))
+                .expect("the test keys load"),
+            _ => JwtKeys::hs256(&secret).expect("the test secret is long enough"),
+        }
     }
 }
 
@@ -133,7 +339,20 @@ pub const ALICE_EMAIL: &str = "alice@example.com";
 pub const ALICE_PASSWORD: &str = "correct horse battery staple";
 
 const PEPPER: &[u8] = b"http-tests pepper: 32+ random bytes, not a real one";
-const JWT_SECRET: &[u8] = b"http-tests jwt secret: 32+ bytes, not a real one";
+/// The HS256 secret of every fixture's ring (signing for [`Signing::Hs256`], verification
+/// only for the asymmetric rings).
+pub const JWT_SECRET: &[u8] = b"http-tests jwt secret: 32+ bytes, not a real one";
+
+/// Keeps a fixture's store guard alive (and out of `Debug`).
+struct Guard(
+    #[allow(dead_code, reason = "held for its Drop only")] Box<dyn std::any::Any + Send + Sync>,
+);
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Guard")
+    }
+}
 
 /// Everything the table needs: the authenticator a server is built over, and credentials in
 /// every state.
@@ -141,18 +360,28 @@ const JWT_SECRET: &[u8] = b"http-tests jwt secret: 32+ bytes, not a real one";
 pub struct Fixture {
     /// The authenticator to build the server with.
     pub auth: Authenticator,
+    /// The name of the stores (`memory`, `sqlite`, `postgres`).
+    pub stores: &'static str,
+    /// The JWT key ring.
+    pub signing: Signing,
+    /// The key store as the authenticator sees it (counting, failing for one key).
+    pub keys: Arc<InstrumentedKeyStore>,
+    /// Calls to the key and user stores so far.
+    pub store_calls: Arc<StoreCalls>,
     /// Alice's user id.
     pub alice_id: String,
     /// Alice's API key (all her scopes).
     pub alice_key: String,
-    /// A JWT access token for Alice, from a real login.
+    /// A JWT access token for Alice, from a real login (signed by the ring's signing key).
     pub alice_jwt: String,
     /// Alice's key with only `agents:read` (no `keys:manage`).
     pub reader_key: String,
     /// Alice's key with only `keys:manage` (no `agents:read`).
     pub manager_only_key: String,
-    /// A revoked key.
+    /// A revoked key, and its id.
     pub revoked_key: String,
+    /// The id of [`Fixture::revoked_key`].
+    pub revoked_key_id: String,
     /// A key past its expiry.
     pub expired_key: String,
     /// A JWT past its expiry (same signing secret).
@@ -165,28 +394,54 @@ pub struct Fixture {
     pub rotate_me: (String, String),
     /// A key the table revokes, and its id.
     pub revoke_me: (String, String),
-    /// The id of Bob's key (another user's).
+    /// Bob's user id.
+    pub bob_id: String,
+    /// Bob's key (another user's).
+    pub bob_key: String,
+    /// The id of Bob's key.
     pub bob_key_id: String,
+    /// Every key text the fixture created, for leak checks.
+    pub all_keys: Vec<String>,
+    _guard: Option<Guard>,
 }
 
-fn jwt_authority(secret: &[u8], config: JwtConfig) -> TokenAuthority {
-    let keys =
-        JwtKeys::hs256(&SecretBytes::new(secret.to_vec())).expect("the test secret is long enough");
+fn jwt_authority(keys: JwtKeys, config: JwtConfig) -> TokenAuthority {
     TokenAuthority::new(keys, config).expect("a valid test JWT configuration")
 }
 
+fn hs256(secret: &[u8]) -> JwtKeys {
+    JwtKeys::hs256(&SecretBytes::new(secret.to_vec())).expect("the test secret is long enough")
+}
+
 impl Fixture {
-    /// Builds a fresh authenticator and credentials. Takes about two seconds: it waits for a
-    /// one-second JWT to expire.
+    /// Builds a fresh authenticator and credentials over in-memory stores with an HS256 ring.
+    /// Takes about two seconds: it waits for a one-second JWT to expire.
     pub async fn new() -> Self {
-        let store = Arc::new(FailingKeyStore::default());
+        Self::with(Stores::memory(), Signing::Hs256).await
+    }
+
+    /// Builds a fresh authenticator and credentials over `stores` with the `signing` ring.
+    /// Takes about two seconds: it waits for a one-second JWT to expire.
+    pub async fn with(stores: Stores, signing: Signing) -> Self {
+        let Stores {
+            name,
+            keys,
+            users,
+            guard,
+        } = stores;
+        let store_calls = Arc::new(StoreCalls::default());
+        let store = Arc::new(InstrumentedKeyStore::new(keys, store_calls.clone()));
+        let users = Arc::new(CountingUserStore {
+            inner: users,
+            calls: store_calls.clone(),
+        });
         let clock = Arc::new(ShiftedClock::default());
         let pepper =
             PepperRing::new(1, SecretBytes::new(PEPPER.to_vec())).expect("a long enough pepper");
         let auth = Authenticator::builder(store.clone(), pepper)
-            .users(Arc::new(MemoryUserStore::new()))
+            .users(users)
             .tokens(jwt_authority(
-                JWT_SECRET,
+                signing.keys(),
                 JwtConfig::default().leeway(Duration::ZERO),
             ))
             .password_policy(PasswordPolicy::default().argon2_params(256, 1, 1))
@@ -255,7 +510,7 @@ impl Fixture {
         clock.advance(Duration::from_secs(120));
 
         let short = jwt_authority(
-            JWT_SECRET,
+            hs256(JWT_SECRET),
             JwtConfig::default().access_token_ttl(Duration::from_secs(1)),
         );
         let expired_jwt = short
@@ -265,7 +520,7 @@ impl Fixture {
             .expose()
             .to_owned();
         let foreign = jwt_authority(
-            b"another service's secret, also 32+ bytes long",
+            hs256(b"another service's secret, also 32+ bytes long"),
             JwtConfig::default(),
         );
         let foreign_jwt = foreign
@@ -278,21 +533,44 @@ impl Fixture {
         tokio::time::sleep(Duration::from_millis(2100)).await;
 
         let text = |k: &nexora_auth::CreatedKey| k.key.expose().to_owned();
+        let all_keys = [
+            &alice_key,
+            &reader,
+            &manager_only,
+            &revoked,
+            &unavailable,
+            &rotate_me,
+            &revoke_me,
+            &bob_key,
+            &expired,
+        ]
+        .into_iter()
+        .map(text)
+        .collect();
         Self {
+            stores: name,
+            signing,
+            keys: store,
+            store_calls,
             alice_id: alice.id.as_str().to_owned(),
             alice_key: text(&alice_key),
             alice_jwt,
             reader_key: text(&reader),
             manager_only_key: text(&manager_only),
             revoked_key: text(&revoked),
+            revoked_key_id: revoked.info.id.to_string(),
             expired_key: text(&expired),
             expired_jwt,
             foreign_jwt,
             unavailable_key: text(&unavailable),
             rotate_me: (text(&rotate_me), rotate_me.info.id.to_string()),
             revoke_me: (text(&revoke_me), revoke_me.info.id.to_string()),
+            bob_id: bob.id.as_str().to_owned(),
+            bob_key: text(&bob_key),
             bob_key_id: bob_key.info.id.to_string(),
+            all_keys,
             auth,
+            _guard: guard.map(Guard),
         }
     }
 }
