@@ -112,7 +112,7 @@ pub use error::{AuthError, ConfigError, ErrorResponse, InvalidReason, LocPart, V
 pub use jwt::{AccessToken, JwtAlgorithm, JwtConfig, JwtKeys, TokenAuthority, VerifiedToken};
 pub use key::{ApiKey, KEY_LEN, KEY_PREFIX, KeyId, KeyParseError, RandomnessError};
 pub use memory::{MemoryKeyStore, MemoryUserStore};
-pub use password::{PasswordCheck, PasswordHasher, PasswordPolicy};
+pub use password::{HashTicket, PasswordCheck, PasswordHasher, PasswordPolicy};
 pub use scope::{MAX_SCOPE_LEN, MAX_SCOPES, ScopeError, Scopes};
 pub use secret::{SecretBytes, SecretString};
 pub use service::{

@@ -172,8 +172,9 @@ impl PasswordHasher {
     /// Hashes a new password into an argon2id PHC string.
     pub async fn hash(&self, password: &SecretString) -> Result<String, AuthError> {
         self.check_new_password(password)?;
+        let ticket = self.admit()?;
         let password = password.clone();
-        self.run_blocking(move |inner| {
+        self.run_blocking(ticket, move |inner| {
             Argon2::new(Algorithm::Argon2id, Version::V0x13, inner.params.clone())
                 .hash_password(password.expose().as_bytes())
                 .map(|h| h.to_string())
@@ -190,6 +191,34 @@ impl PasswordHasher {
         password: &SecretString,
         phc: Option<&str>,
     ) -> Result<PasswordCheck, AuthError> {
+        let ticket = self.admit()?;
+        self.verify_admitted(ticket, password, phc).await
+    }
+
+    /// Takes a place in the hashing queue, or answers [`AuthError::RateLimited`] at once when
+    /// [`PasswordPolicy::max_queued_hashes`] are already waiting. Take it *before* other work
+    /// (a user lookup) so a login flood is refused without touching the store.
+    pub fn admit(&self) -> Result<HashTicket, AuthError> {
+        use std::sync::atomic::Ordering;
+        let ahead = self.inner.queued.fetch_add(1, Ordering::AcqRel);
+        let ticket = HashTicket {
+            inner: Arc::clone(&self.inner),
+        };
+        if ahead >= self.inner.policy.max_queued_hashes {
+            return Err(AuthError::RateLimited {
+                retry_after_secs: 1,
+            });
+        }
+        Ok(ticket)
+    }
+
+    /// [`PasswordHasher::verify`] with a place already taken by [`PasswordHasher::admit`].
+    pub async fn verify_admitted(
+        &self,
+        ticket: HashTicket,
+        password: &SecretString,
+        phc: Option<&str>,
+    ) -> Result<PasswordCheck, AuthError> {
         if password.len() > self.inner.policy.max_len {
             return Ok(PasswordCheck {
                 matches: false,
@@ -199,7 +228,7 @@ impl PasswordHasher {
         let known = phc.is_some();
         let phc = phc.map(str::to_owned);
         let password = password.clone();
-        self.run_blocking(move |inner| {
+        self.run_blocking(ticket, move |inner| {
             let target = phc.as_deref().unwrap_or(&inner.dummy_hash);
             let Ok(parsed) = PasswordHash::new(target) else {
                 // A corrupt stored hash: no password matches it.
@@ -221,36 +250,43 @@ impl PasswordHasher {
         .await
     }
 
-    async fn run_blocking<T, F>(&self, work: F) -> Result<T, AuthError>
+    async fn run_blocking<T, F>(&self, ticket: HashTicket, work: F) -> Result<T, AuthError>
     where
         T: Send + 'static,
         F: FnOnce(&Inner) -> Result<T, AuthError> + Send + 'static,
     {
-        use std::sync::atomic::Ordering;
-        struct Queued<'a>(&'a std::sync::atomic::AtomicUsize);
-        impl Drop for Queued<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-        let ahead = self.inner.queued.fetch_add(1, Ordering::AcqRel);
-        let queued = Queued(&self.inner.queued);
-        if ahead >= self.inner.policy.max_queued_hashes {
-            return Err(AuthError::RateLimited {
-                retry_after_secs: 1,
-            });
-        }
         let _permit = self
             .inner
             .permits
             .acquire()
             .await
             .map_err(|_| AuthError::Unavailable("password hasher closed".into()))?;
-        drop(queued);
+        // Running now, no longer waiting.
+        drop(ticket);
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || work(&inner))
             .await
             .map_err(|e| AuthError::Unavailable(format!("hashing task failed: {e}")))?
+    }
+}
+
+/// A place in the password-hashing queue (see [`PasswordHasher::admit`]); given back on drop.
+#[must_use = "a ticket is given back when dropped"]
+pub struct HashTicket {
+    inner: Arc<Inner>,
+}
+
+impl Drop for HashTicket {
+    fn drop(&mut self) {
+        self.inner
+            .queued
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl fmt::Debug for HashTicket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HashTicket")
     }
 }
 
@@ -319,6 +355,25 @@ mod tests {
         );
         let truncated = SecretString::new("x".repeat(127) + "z");
         assert!(!new.verify(&truncated, Some(&phc)).await.unwrap().matches);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_at_admission() {
+        let h = PasswordHasher::new(
+            PasswordPolicy::default()
+                .argon2_params(256, 1, 1)
+                .max_queued_hashes(2),
+        )
+        .unwrap();
+        let a = h.admit().unwrap();
+        let b = h.admit().unwrap();
+        assert!(matches!(h.admit(), Err(AuthError::RateLimited { .. })));
+        drop(a);
+        let c = h.admit().unwrap();
+        let pw = SecretString::from("password!");
+        assert!(!h.verify_admitted(c, &pw, None).await.unwrap().matches);
+        drop(b);
+        assert!(h.admit().is_ok(), "tickets are given back");
     }
 
     #[tokio::test]

@@ -718,6 +718,8 @@ impl Authenticator {
         let email = normalize_email(email);
         let throttle = &self.inner.throttle;
         throttle.check(&email, client)?;
+        // A place in the hashing queue first: a flood is refused before it reaches the store.
+        let ticket = self.inner.passwords.admit()?;
         let user = if email.len() > MAX_EMAIL_LEN {
             None
         } else {
@@ -726,7 +728,11 @@ impl Authenticator {
         let check = self
             .inner
             .passwords
-            .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+            .verify_admitted(
+                ticket,
+                password,
+                user.as_ref().map(|u| u.password_hash.as_str()),
+            )
             .await?;
         let Some(user) = user.filter(|_| check.matches) else {
             throttle.failed(&email, client);
