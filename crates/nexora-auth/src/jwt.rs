@@ -347,6 +347,13 @@ struct IssueClaims<'a> {
 struct ReadClaims {
     sub: String,
     exp: u64,
+    /// Typed as a string: `jsonwebtoken` alone would also take an array containing the right
+    /// issuer, which RFC 7519 does not allow.
+    #[allow(
+        dead_code,
+        reason = "read for its type; jsonwebtoken compares the value"
+    )]
+    iss: String,
     #[serde(default)]
     iat: Option<u64>,
     #[serde(default)]
@@ -536,6 +543,13 @@ impl TokenAuthority {
                     _ => InvalidReason::Jwt(e.to_string()),
                 }
             })?;
+        // The token must name the key that verified it (or none, if that key has no kid):
+        // with a single key the kid is not looked up, but it is never ignored.
+        if data.header.kid != key.kid {
+            return Err(InvalidReason::Jwt(
+                "kid does not name the verifying key".into(),
+            ));
+        }
         if data.header.crit.is_some() {
             return Err(InvalidReason::Jwt("crit header not supported".into()));
         }
@@ -679,6 +693,14 @@ mod tests {
                     SECRET,
                 ),
             ),
+            (
+                "foreign kid",
+                sign(
+                    json!({"alg": "HS256", "kid": "other"}),
+                    base_claims(),
+                    SECRET,
+                ),
+            ),
             ("too large", "a".repeat(9000)),
             ("garbage", "not.a.jwt".into()),
         ];
@@ -695,6 +717,8 @@ mod tests {
             ("aud", json!("someone-else")),
             ("aud", json!(5)),
             ("aud", json!([])),
+            ("iss", json!(["nexora"])),
+            ("iss", json!(["nexora", "evil"])),
             ("iss", json!("evil")),
             ("sub", json!("")),
             ("scope", json!("bad\"scope")),

@@ -46,7 +46,7 @@ async fn unknown_and_known_emails_cost_the_same() {
 
     let mut bodies = Vec::new();
     let mut timed = |result: Result<_, AuthError>, started: Instant| {
-        let err = result.err().expect("login must fail");
+        let err = result.expect_err("login must fail");
         bodies.push(err.response());
         started.elapsed().as_secs_f64()
     };
