@@ -557,8 +557,8 @@ impl TokenAuthority {
             return Err(InvalidReason::Jwt("claims nested too deeply".into()));
         }
         if let Some(typ) = &data.header.typ {
-            let typ = typ.to_ascii_lowercase();
-            if !matches!(typ.as_str(), "jwt" | "at+jwt" | "application/at+jwt") {
+            let accepted = ["jwt", "at+jwt", "application/at+jwt"];
+            if !accepted.iter().any(|a| typ.eq_ignore_ascii_case(a)) {
                 return Err(InvalidReason::Jwt("not an access token (typ)".into()));
             }
         }
