@@ -80,7 +80,10 @@ use std::{path::Path, sync::Arc, time::Duration};
 use async_trait::async_trait;
 use nexora_auth::{
     KeyDigest, KeyId, KeyStore, OwnerId, Scopes, StoreError, StoredDigest, UserRecord, UserStore,
-    store::{KeyRecord, LastUsed, PreviousDigest, RevokeOutcome, RotateOutcome, Rotation},
+    store::{
+        KeyRecord, KeyState, LastUsed, PreviousDigest, RevokeOutcome, RotateOutcome, Rotation,
+        is_valid_table_prefix,
+    },
 };
 use sqlx::{
     AssertSqlSafe, Row, SqlitePool,
@@ -180,12 +183,7 @@ impl SqliteStoreBuilder {
     /// Validates the options and, unless told otherwise, migrates.
     pub async fn build(self) -> Result<SqliteStore, SetupError> {
         let prefix = self.prefix;
-        let valid = prefix.len() <= 32
-            && prefix
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-            && !prefix.starts_with(|c: char| c.is_ascii_digit());
-        if !valid {
+        if !is_valid_table_prefix(&prefix) {
             return Err(SetupError::InvalidTablePrefix(prefix));
         }
         let store = SqliteStore {
@@ -557,18 +555,11 @@ impl KeyStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(failed("read a key's state"))?;
-        Ok(match state {
-            None => RotateOutcome::NotFound,
-            Some((Some(_), _)) => RotateOutcome::Revoked,
-            Some((None, Some(expires))) if expires <= micros(rotation.now) => {
-                RotateOutcome::Expired
-            }
-            Some(_) => {
-                return Err(StoreError::unavailable(
-                    "sqlite: rotate updated nothing on an active key",
-                ));
-            }
-        })
+        RotateOutcome::refusal(state.map(|(revoked_at, expires_at)| KeyState {
+            revoked: revoked_at.is_some(),
+            // Compared at the database's (microsecond) precision, as the UPDATE did.
+            expired: expires_at.is_some_and(|expires| expires <= micros(rotation.now)),
+        }))
     }
 
     async fn revoke(

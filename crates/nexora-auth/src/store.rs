@@ -164,6 +164,43 @@ pub enum RotateOutcome {
     Expired,
 }
 
+/// The state of a key as read back after a conditional rotate changed nothing (see
+/// [`RotateOutcome::refusal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyState {
+    /// The key has been revoked.
+    pub revoked: bool,
+    /// The key had expired at the rotation's `now` (compared at the store's precision).
+    pub expired: bool,
+}
+
+impl RotateOutcome {
+    /// Why a store's conditional rotate (`… WHERE owner = ? AND revoked_at IS NULL AND not
+    /// expired`) updated nothing, from the owner's key state read afterwards (`None`: no such
+    /// key for this owner). Revocation and expiry never undo themselves, so that later read
+    /// explains the refusal; an active key that was not updated is a store failure.
+    pub fn refusal(state: Option<KeyState>) -> Result<Self, StoreError> {
+        match state {
+            None => Ok(Self::NotFound),
+            Some(KeyState { revoked: true, .. }) => Ok(Self::Revoked),
+            Some(KeyState { expired: true, .. }) => Ok(Self::Expired),
+            Some(_) => Err(StoreError::unavailable(
+                "rotate updated nothing on an active key",
+            )),
+        }
+    }
+}
+
+/// Whether `prefix` is a safe table-name prefix for SQL stores: 0 to 32 of `a-z`, `0-9`, `_`,
+/// not starting with a digit. Stores splice it into DDL, so nothing else may pass.
+pub fn is_valid_table_prefix(prefix: &str) -> bool {
+    prefix.len() <= 32
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !prefix.starts_with(|c: char| c.is_ascii_digit())
+}
+
 /// The result of [`KeyStore::revoke`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -351,4 +388,43 @@ pub trait UserStore: Send + Sync + 'static {
 
     /// All users, oldest first.
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_names_the_reason() {
+        let state = |revoked, expired| Some(KeyState { revoked, expired });
+        assert_eq!(
+            RotateOutcome::refusal(None).unwrap(),
+            RotateOutcome::NotFound
+        );
+        assert_eq!(
+            RotateOutcome::refusal(state(true, true)).unwrap(),
+            RotateOutcome::Revoked
+        );
+        assert_eq!(
+            RotateOutcome::refusal(state(false, true)).unwrap(),
+            RotateOutcome::Expired
+        );
+        assert!(RotateOutcome::refusal(state(false, false)).is_err());
+    }
+
+    #[test]
+    fn table_prefixes() {
+        for ok in ["", "nexora_", "app2_", "_x"] {
+            assert!(is_valid_table_prefix(ok), "{ok:?}");
+        }
+        for bad in [
+            "2x_",
+            "Nexora_",
+            "a-b",
+            "x; DROP TABLE t; --",
+            &"a".repeat(33),
+        ] {
+            assert!(!is_valid_table_prefix(bad), "{bad:?}");
+        }
+    }
 }
