@@ -429,8 +429,15 @@ async fn not_found() -> HttpResponse {
     error_response(&AuthError::RouteNotFound)
 }
 
-async fn method_not_allowed() -> HttpResponse {
-    error_response(&AuthError::MethodNotAllowed)
+/// 405 with the resource's `Allow` header (RFC 9110 §15.5.6), as axum answers.
+fn method_not_allowed(allow: &'static str) -> actix_web::Route {
+    web::to(move || async move {
+        let mut response = error_response(&AuthError::MethodNotAllowed);
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+        response
+    })
 }
 
 /// The product's auth endpoints, for a scope mounted at `/api`
@@ -450,21 +457,31 @@ async fn method_not_allowed() -> HttpResponse {
 /// another method 405 `{"detail":"Method Not Allowed"}`, both before any authentication.
 pub fn configure(auth: Authenticator) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        let resource = |path: &str| {
-            web::resource(path.to_owned()).default_service(web::to(method_not_allowed))
+        // Like axum, a GET route also answers HEAD, and 405s list the allowed methods.
+        let resource = |path: &str, allow: &'static str| {
+            web::resource(path.to_owned()).default_service(method_not_allowed(allow))
         };
         cfg.app_data(web::Data::new(auth))
-            .service(resource("/auth/login").route(web::post().to(login)))
-            .service(resource("/users/me").route(web::get().to(me)))
+            .service(resource("/auth/login", "POST").route(web::post().to(login)))
             .service(
-                resource("/users/me/api-keys")
+                resource("/users/me", "GET,HEAD")
+                    .route(web::get().to(me))
+                    .route(web::head().to(me)),
+            )
+            .service(
+                resource("/users/me/api-keys", "GET,HEAD,POST")
                     .route(web::get().to(list_keys))
+                    .route(web::head().to(list_keys))
                     .route(web::post().to(create_key)),
             )
             .service(
-                resource("/users/me/api-keys/{key_id}/rotate").route(web::post().to(rotate_key)),
+                resource("/users/me/api-keys/{key_id}/rotate", "POST")
+                    .route(web::post().to(rotate_key)),
             )
-            .service(resource("/users/me/api-keys/{key_id}").route(web::delete().to(revoke_key)))
+            .service(
+                resource("/users/me/api-keys/{key_id}", "DELETE")
+                    .route(web::delete().to(revoke_key)),
+            )
             .default_service(web::to(not_found));
     }
 }

@@ -641,6 +641,8 @@ pub struct Expect {
     pub www_authenticate: Option<&'static str>,
     /// The `Retry-After` header: `None` = absent, [`ANY_SECONDS`] = any positive number.
     pub retry_after: Option<&'static str>,
+    /// The `Allow` header: `None` = not checked; required on every 405 (RFC 9110 §15.5.6).
+    pub allow: Option<&'static str>,
 }
 
 /// One row of the table.
@@ -703,6 +705,7 @@ fn expect(status: u16, body: BodyCheck) -> Expect {
         body,
         www_authenticate: None,
         retry_after: None,
+        allow: None,
     }
 }
 
@@ -712,6 +715,14 @@ fn challenge(status: u16, detail: &'static str, www: Option<&'static str>) -> Ex
         body: BodyCheck::Detail(detail),
         www_authenticate: www,
         retry_after: None,
+        allow: None,
+    }
+}
+
+fn not_allowed(allow: &'static str) -> Expect {
+    Expect {
+        allow: Some(allow),
+        ..challenge(405, "Method Not Allowed", None)
     }
 }
 
@@ -844,6 +855,7 @@ pub fn table(f: &Fixture) -> Vec<Row> {
                 body: BodyCheck::Detail("Too many requests"),
                 www_authenticate: None,
                 retry_after: Some(ANY_SECONDS),
+                allow: None,
             },
         ),
         row(
@@ -1017,6 +1029,7 @@ pub fn table(f: &Fixture) -> Vec<Row> {
                 body: BodyCheck::Detail("Service temporarily unavailable"),
                 www_authenticate: None,
                 retry_after: Some("1"),
+                allow: None,
             },
         ),
         // --- Key management ---
@@ -1271,14 +1284,19 @@ pub fn table(f: &Fixture) -> Vec<Row> {
             challenge(404, "Not Found", None),
         ),
         row(
-            "wrong method → 405 JSON",
+            "wrong method → 405 JSON with Allow",
             http("PUT", me, vec![]),
-            challenge(405, "Method Not Allowed", None),
+            not_allowed("GET,HEAD"),
         ),
         row(
-            "wrong method on login → 405 JSON",
+            "HEAD on a GET route → 200, no body (both frameworks)",
+            http("HEAD", me, alice.clone()),
+            expect(200, BodyCheck::Empty),
+        ),
+        row(
+            "wrong method on login → 405 JSON with Allow",
             http("GET", "/api/auth/login", vec![]),
-            challenge(405, "Method Not Allowed", None),
+            not_allowed("POST"),
         ),
         // --- Layer / middleware and extractors on the application's own routes ---
         row(
@@ -1314,6 +1332,7 @@ pub fn table(f: &Fixture) -> Vec<Row> {
                 body: BodyCheck::Detail("Service temporarily unavailable"),
                 www_authenticate: None,
                 retry_after: Some("1"),
+                allow: None,
             },
         ),
         row(
@@ -1339,6 +1358,7 @@ pub fn table(f: &Fixture) -> Vec<Row> {
                 body: BodyCheck::Detail("Too many requests"),
                 www_authenticate: None,
                 retry_after: Some("7"),
+                allow: None,
             },
         ),
         // --- WebSockets: ?token= accepted only here, checked before the upgrade ---
@@ -1528,10 +1548,11 @@ async fn run_http(
         .map_err(|e| format!("request failed: {e}"))?;
     let status = response.status().as_u16();
     let get = |name: &str| response.headers().get(name).map(|v| v.as_bytes().to_vec());
-    let (www, retry, content_type) = (
+    let (www, retry, content_type, allow) = (
         get("www-authenticate"),
         get("retry-after"),
         get("content-type"),
+        get("allow"),
     );
     let body = response
         .bytes()
@@ -1551,6 +1572,26 @@ async fn run_http(
         content_type.as_deref(),
         !body.is_empty(),
     )?;
+    if status == 405 && allow.is_none() {
+        return Err("405 without an Allow header".into());
+    }
+    if let Some(want) = expect.allow {
+        // Compare as a set of methods: the order is not significant.
+        let methods = |v: &[u8]| {
+            let mut m: Vec<String> = String::from_utf8_lossy(v)
+                .split(',')
+                .map(|x| x.trim().to_ascii_uppercase())
+                .collect();
+            m.sort();
+            m
+        };
+        if allow.as_deref().map(methods) != Some(methods(want.as_bytes())) {
+            return Err(format!(
+                "Allow {:?}, want {want:?}",
+                allow.map(|v| String::from_utf8_lossy(&v).into_owned())
+            ));
+        }
+    }
     check_body(&expect.body, &body)
 }
 
