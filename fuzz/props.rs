@@ -177,7 +177,7 @@ pub fn credentials(data: &[u8]) {
 /// Arbitrary sequences of key operations against the in-memory store agree with a model:
 /// each 3-byte chunk is (operation, owner, key index).
 pub fn store_ops(data: &[u8]) {
-    use nexora_auth::{AuthError, KeyId, RotateOptions};
+    use nexora_auth::{AuthError, KeyId, RevokeOptions, RotateOptions};
 
     struct Model {
         id: KeyId,
@@ -197,6 +197,7 @@ pub fn store_ops(data: &[u8]) {
     .build()
     .expect("authenticator");
     let owner = |n: u8| OwnerId::new(format!("o{}", n % 3));
+    let acting = |n: u8| Principal::new(owner(n), Credential::Internal, Scopes::empty());
     let mut keys: Vec<Model> = Vec::new();
     rt.block_on(async {
         for chunk in data.chunks_exact(3).take(64) {
@@ -220,7 +221,7 @@ pub fn store_ops(data: &[u8]) {
                 1 if n > 0 => {
                     let k = &mut keys[which % n];
                     let result = auth
-                        .rotate_key(&owner(who), k.id, RotateOptions::default())
+                        .rotate_key(&acting(who), k.id, RotateOptions::default())
                         .await;
                     if k.owner == who && !k.revoked {
                         let rotated = result.expect("rotate own live key");
@@ -236,14 +237,16 @@ pub fn store_ops(data: &[u8]) {
                 }
                 2 if n > 0 => {
                     let k = &mut keys[which % n];
-                    let result = auth.revoke_key(&owner(who), k.id).await;
-                    if k.owner == who {
+                    let result = auth
+                        .revoke_key(&acting(who), k.id, RevokeOptions::default())
+                        .await;
+                    if k.owner == who && !k.revoked {
                         assert!(result.is_ok());
                         k.revoked = true;
                     } else {
                         assert!(
                             matches!(result, Err(AuthError::KeyNotFound)),
-                            "revoke of foreign key"
+                            "revoke of a foreign or revoked key"
                         );
                     }
                 }
@@ -263,7 +266,7 @@ pub fn store_ops(data: &[u8]) {
                     }
                 }
                 4 => {
-                    let listed = auth.list_keys(&owner(who)).await.expect("list");
+                    let listed = auth.list_keys(&acting(who)).await.expect("list");
                     let expected: Vec<KeyId> = keys
                         .iter()
                         .filter(|k| k.owner == who && !k.revoked)

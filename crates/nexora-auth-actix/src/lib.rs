@@ -420,8 +420,12 @@ async fn rotate_key(auth: web::Data<Authenticator>, request: HttpRequest) -> Htt
 
 async fn revoke_key(auth: web::Data<Authenticator>, request: HttpRequest) -> HttpResponse {
     api_response(
-        async { api::revoke_key(&auth, &caller(&auth, &request).await?, key_id(&request)).await }
-            .await,
+        async {
+            let caller = caller(&auth, &request).await?;
+            let query = Some(request.query_string()).filter(|q| !q.is_empty());
+            api::revoke_key(&auth, &caller, key_id(&request), query).await
+        }
+        .await,
     )
 }
 

@@ -435,7 +435,11 @@ async fn revoke_key(
 ) -> Response {
     let key_id = path_key_id(key_id);
     api_response(
-        async { api::revoke_key(&auth, &caller(&auth, &parts).await?, &key_id).await }.await,
+        async {
+            let caller = caller(&auth, &parts).await?;
+            api::revoke_key(&auth, &caller, &key_id, parts.uri.query()).await
+        }
+        .await,
     )
 }
 

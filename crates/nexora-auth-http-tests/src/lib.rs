@@ -29,11 +29,14 @@ use std::{
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use nexora_auth::{
-    Authenticator, Clock, JwtAlgorithm, JwtConfig, JwtKeys, KeyCredentials, KeyId, MemoryKeyStore,
-    MemoryUserStore, NewKey, OwnerId, PasswordPolicy, PepperRing, Scopes, SecretBytes,
-    SecretString, TokenAuthority, UserRecord, UserStore,
+    Authenticator, Clock, Credential, JwtAlgorithm, JwtConfig, JwtKeys, KeyCredentials, KeyId,
+    MemoryKeyStore, MemoryUserStore, NewKey, OwnerId, PasswordPolicy, PepperRing, Principal,
+    RevokeOptions, Scopes, SecretBytes, SecretString, TokenAuthority, UserRecord, UserStore,
     scopes::{AGENTS_READ, KEYS_MANAGE},
-    store::{KeyRecord, KeyStore, LastUsed, RevokeOutcome, RotateOutcome, Rotation, StoreError},
+    store::{
+        CascadeOutcome, KeyRecord, KeyStore, LastUsed, RevokeOutcome, RotateOutcome, Rotation,
+        StoreError,
+    },
 };
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -171,6 +174,16 @@ impl KeyStore for InstrumentedKeyStore {
         self.inner.revoke(owner, id, at).await
     }
 
+    async fn revoke_tree(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        at: OffsetDateTime,
+    ) -> Result<CascadeOutcome, StoreError> {
+        self.check(id)?;
+        self.inner.revoke_tree(owner, id, at).await
+    }
+
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
         self.calls.count();
         self.inner.record_last_used(batch).await
@@ -208,6 +221,21 @@ impl UserStore for CountingUserStore {
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
         self.calls.count();
         self.inner.list_users().await
+    }
+
+    async fn set_user_disabled(&self, id: &OwnerId, disabled: bool) -> Result<bool, StoreError> {
+        self.calls.count();
+        self.inner.set_user_disabled(id, disabled).await
+    }
+
+    async fn set_user_scopes(&self, id: &OwnerId, scopes: &Scopes) -> Result<bool, StoreError> {
+        self.calls.count();
+        self.inner.set_user_scopes(id, scopes).await
+    }
+
+    async fn delete_user(&self, id: &OwnerId) -> Result<bool, StoreError> {
+        self.calls.count();
+        self.inner.delete_user(id).await
     }
 }
 
@@ -490,7 +518,8 @@ impl Fixture {
         let reader = key(alice.id.clone(), &[AGENTS_READ], "reader").await;
         let manager_only = key(alice.id.clone(), &[KEYS_MANAGE], "manager").await;
         let revoked = key(alice.id.clone(), &alice_all, "revoked").await;
-        auth.revoke_key(&alice.id, revoked.info.id)
+        let alice_session = Principal::new(alice.id.clone(), Credential::Internal, all.clone());
+        auth.revoke_key(&alice_session, revoked.info.id, RevokeOptions::key_only())
             .await
             .expect("revoke");
         let unavailable = key(alice.id.clone(), &alice_all, "unavailable").await;

@@ -59,8 +59,8 @@ use async_trait::async_trait;
 use nexora_auth::{
     KeyDigest, KeyId, KeyStore, OwnerId, Scopes, StoreError, StoredDigest, UserRecord, UserStore,
     store::{
-        KeyRecord, KeyState, LastUsed, PreviousDigest, RevokeOutcome, RotateOutcome, Rotation,
-        is_valid_table_prefix,
+        CascadeOutcome, KeyRecord, KeyState, LastUsed, PreviousDigest, RevokeOutcome,
+        RotateOutcome, Rotation, is_valid_table_prefix,
     },
 };
 use sqlx::{AssertSqlSafe, PgPool, Row, postgres::PgRow};
@@ -70,7 +70,7 @@ use uuid::Uuid;
 /// The table prefix used unless [`PostgresStoreBuilder::table_prefix`] says otherwise.
 pub const DEFAULT_TABLE_PREFIX: &str = "nexora_";
 /// The schema version this crate writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 /// The advisory lock key migrations hold (`pg_advisory_xact_lock`): "nxr_auth" in ASCII.
 const MIGRATION_LOCK: i64 = 0x6e78_725f_6175_7468;
 
@@ -222,6 +222,7 @@ struct Queries {
     rotate: String,
     key_state: String,
     revoke: String,
+    revoke_descendants: String,
     key_exists: String,
     last_used: String,
     insert_user: String,
@@ -229,11 +230,19 @@ struct Queries {
     user_by_id: String,
     update_password: String,
     list_users: String,
+    set_disabled: String,
+    set_scopes: String,
+    delete_user: String,
 }
 
 const KEY_COLUMNS: &str = "id, owner, name, scopes, created_at, last_used_at, expires_at, revoked_at, display, \
-     pepper_version, digest, previous_pepper_version, previous_digest, previous_valid_until";
-const USER_COLUMNS: &str = "id, email, password_hash, scopes, created_at";
+     pepper_version, digest, previous_pepper_version, previous_digest, previous_valid_until, created_by";
+const USER_COLUMNS: &str = "id, email, password_hash, scopes, created_at, disabled";
+
+/// The first key of the two-key advisory lock taken per owner (the second is
+/// `hashtext(owner)`) by inserts of keys created by a key and by cascading revokes, so the two
+/// never interleave. ASCII `nxrL`.
+const LINEAGE_LOCK_CLASS: i32 = 0x6E78_724C;
 
 impl Queries {
     fn new(p: &str) -> Self {
@@ -269,6 +278,12 @@ impl Queries {
             );
             CREATE INDEX IF NOT EXISTS {users}_created ON {users} (created_at, id);"
         );
+        let v2 = format!(
+            "ALTER TABLE {keys} ADD COLUMN IF NOT EXISTS created_by uuid;
+            CREATE INDEX IF NOT EXISTS {keys}_created_by ON {keys} (created_by)
+                WHERE created_by IS NOT NULL;
+            ALTER TABLE {users} ADD COLUMN IF NOT EXISTS disabled boolean NOT NULL DEFAULT false;"
+        );
         Self {
             users_email_key: format!("{users}_email_key"),
             migrations_table: format!(
@@ -280,10 +295,15 @@ impl Queries {
             ),
             schema_version: format!("SELECT max(version) FROM {p}auth_migrations"),
             record_migration: format!("INSERT INTO {p}auth_migrations (version, description) VALUES ($1, $2)"),
-            migrations: vec![(1, "api keys and users", v1)],
+            migrations: vec![
+                (1, "api keys and users", v1),
+                (2, "key lineage and disabled users", v2),
+            ],
             insert_key: format!(
                 "INSERT INTO {keys} ({KEY_COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15
+                 WHERE $15::uuid IS NULL
+                    OR EXISTS (SELECT 1 FROM {keys} WHERE id = $15 AND owner = $2 AND revoked_at IS NULL)"
             ),
             find_key: format!("SELECT {KEY_COLUMNS} FROM {keys} WHERE id = $1"),
             list_keys: format!(
@@ -306,6 +326,17 @@ impl Queries {
                     previous_valid_until = NULL
                  WHERE id = $2 AND owner = $3 AND revoked_at IS NULL"
             ),
+            revoke_descendants: format!(
+                "WITH RECURSIVE tree(id) AS (
+                    SELECT id FROM {keys} WHERE created_by = $2 AND owner = $3
+                    UNION
+                    SELECT k.id FROM {keys} k JOIN tree ON k.created_by = tree.id WHERE k.owner = $3
+                 )
+                 UPDATE {keys} SET revoked_at = $1, previous_digest = NULL,
+                    previous_pepper_version = NULL, previous_valid_until = NULL
+                 WHERE id IN (SELECT id FROM tree) AND revoked_at IS NULL
+                 RETURNING id"
+            ),
             key_exists: format!("SELECT 1 FROM {keys} WHERE id = $1 AND owner = $2"),
             // One statement for the whole batch; the latest time per id wins and never replaces
             // a later stored one. GROUP BY: UPDATE … FROM with duplicate ids would pick any.
@@ -315,11 +346,14 @@ impl Queries {
                        GROUP BY id) AS batch
                  WHERE k.id = batch.id AND (k.last_used_at IS NULL OR k.last_used_at < batch.at)"
             ),
-            insert_user: format!("INSERT INTO {users} ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"),
+            insert_user: format!("INSERT INTO {users} ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),
             user_by_email: format!("SELECT {USER_COLUMNS} FROM {users} WHERE email = $1"),
             user_by_id: format!("SELECT {USER_COLUMNS} FROM {users} WHERE id = $1"),
             update_password: format!("UPDATE {users} SET password_hash = $1 WHERE id = $2"),
             list_users: format!("SELECT {USER_COLUMNS} FROM {users} ORDER BY created_at, id"),
+            set_disabled: format!("UPDATE {users} SET disabled = $1 WHERE id = $2"),
+            set_scopes: format!("UPDATE {users} SET scopes = $1 WHERE id = $2"),
+            delete_user: format!("DELETE FROM {users} WHERE id = $1"),
         }
     }
 }
@@ -383,6 +417,10 @@ fn decode_key(row: &PgRow) -> Result<KeyRecord, StoreError> {
             &row.try_get::<Vec<u8>, _>("digest").map_err(&e)?,
         )?,
         previous,
+        created_by: row
+            .try_get::<Option<Uuid>, _>("created_by")
+            .map_err(&e)?
+            .map(KeyId::from_uuid),
     })
 }
 
@@ -396,6 +434,7 @@ fn decode_user(row: &PgRow) -> Result<UserRecord, StoreError> {
         scopes: Scopes::new(scopes)
             .map_err(|err| StoreError::backend("corrupt row: scopes", err))?,
         created_at: row.try_get("created_at").map_err(&e)?,
+        disabled: row.try_get("disabled").map_err(&e)?,
     })
 }
 
@@ -403,9 +442,26 @@ fn unique_violation(e: &sqlx::Error) -> Option<&dyn sqlx::error::DatabaseError> 
     e.as_database_error().filter(|d| d.is_unique_violation())
 }
 
-#[async_trait]
-impl KeyStore for PostgresStore {
-    async fn insert(&self, r: &KeyRecord) -> Result<(), StoreError> {
+impl PostgresStore {
+    /// Takes the per-owner lineage lock for the rest of `tx` (see [`LINEAGE_LOCK_CLASS`]).
+    async fn lock_lineage(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        owner: &OwnerId,
+    ) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(LINEAGE_LOCK_CLASS)
+            .bind(owner.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(failed("take the lineage lock"))?;
+        Ok(())
+    }
+
+    async fn insert_key<'e, E>(&self, r: &KeyRecord, executor: E) -> Result<(), StoreError>
+    where
+        E: sqlx::PgExecutor<'e>,
+    {
         let result = sqlx::query(sql(&self.sql.insert_key))
             .bind(r.id.as_uuid())
             .bind(r.owner.as_str())
@@ -421,14 +477,29 @@ impl KeyStore for PostgresStore {
             .bind(r.previous.map(|p| i64::from(p.digest.pepper_version)))
             .bind(r.previous.map(|p| p.digest.digest.as_bytes().to_vec()))
             .bind(r.previous.map(|p| p.valid_until))
-            .execute(&self.pool)
+            .bind(r.created_by.map(|c| *c.as_uuid()))
+            .execute(executor)
             .await;
         match result {
+            Ok(done) if done.rows_affected() == 0 => Err(StoreError::CreatorRevoked),
             Ok(_) => Ok(()),
             // The key table's only unique constraint is its primary key.
             Err(e) if unique_violation(&e).is_some() => Err(StoreError::DuplicateId),
             Err(e) => Err(failed("insert a key")(e)),
         }
+    }
+}
+
+#[async_trait]
+impl KeyStore for PostgresStore {
+    async fn insert(&self, r: &KeyRecord) -> Result<(), StoreError> {
+        let Some(_) = r.created_by else {
+            return self.insert_key(r, &self.pool).await;
+        };
+        let mut tx = self.pool.begin().await.map_err(failed("begin an insert"))?;
+        self.lock_lineage(&mut tx, &r.owner).await?;
+        self.insert_key(r, &mut *tx).await?;
+        tx.commit().await.map_err(failed("commit an insert"))
     }
 
     async fn find(&self, id: KeyId) -> Result<Option<KeyRecord>, StoreError> {
@@ -439,7 +510,6 @@ impl KeyStore for PostgresStore {
             .map_err(failed("find a key"))?;
         row.as_ref().map(decode_key).transpose()
     }
-
     async fn list(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
         let rows = sqlx::query(sql(&self.sql.list_keys))
             .bind(owner.as_str())
@@ -514,6 +584,57 @@ impl KeyStore for PostgresStore {
         })
     }
 
+    async fn revoke_tree(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        at: OffsetDateTime,
+    ) -> Result<CascadeOutcome, StoreError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(failed("begin a cascading revoke"))?;
+        // Every statement after the lock sees every child committed before it, and an insert
+        // under this tree waits for the commit, then finds its creator revoked.
+        self.lock_lineage(&mut tx, owner).await?;
+        let root = sqlx::query(sql(&self.sql.revoke))
+            .bind(at)
+            .bind(id.as_uuid())
+            .bind(owner.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("revoke a key"))?;
+        let root = if root.rows_affected() > 0 {
+            RevokeOutcome::Revoked
+        } else {
+            let exists = sqlx::query(sql(&self.sql.key_exists))
+                .bind(id.as_uuid())
+                .bind(owner.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(failed("read a key's state"))?;
+            if exists.is_none() {
+                return Ok(CascadeOutcome::new(RevokeOutcome::NotFound, Vec::new()));
+            }
+            RevokeOutcome::AlreadyRevoked
+        };
+        let descendants: Vec<Uuid> = sqlx::query_scalar(sql(&self.sql.revoke_descendants))
+            .bind(at)
+            .bind(id.as_uuid())
+            .bind(owner.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(failed("revoke a key's descendants"))?;
+        tx.commit()
+            .await
+            .map_err(failed("commit a cascading revoke"))?;
+        Ok(CascadeOutcome::new(
+            root,
+            descendants.into_iter().map(KeyId::from_uuid).collect(),
+        ))
+    }
+
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
@@ -545,6 +666,7 @@ impl UserStore for PostgresStore {
             .bind(user.password_hash.as_str())
             .bind(scope_list(&user.scopes))
             .bind(user.created_at)
+            .bind(user.disabled)
             .execute(&self.pool)
             .await;
         match result {
@@ -593,5 +715,34 @@ impl UserStore for PostgresStore {
             .await
             .map_err(failed("list users"))?;
         rows.iter().map(decode_user).collect()
+    }
+
+    async fn set_user_disabled(&self, id: &OwnerId, disabled: bool) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql(&self.sql.set_disabled))
+            .bind(disabled)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(failed("disable or enable a user"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_user_scopes(&self, id: &OwnerId, scopes: &Scopes) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql(&self.sql.set_scopes))
+            .bind(scope_list(scopes))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(failed("set a user's scopes"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_user(&self, id: &OwnerId) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql(&self.sql.delete_user))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(failed("delete a user"))?;
+        Ok(done.rows_affected() > 0)
     }
 }

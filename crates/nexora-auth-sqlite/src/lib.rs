@@ -81,8 +81,8 @@ use async_trait::async_trait;
 use nexora_auth::{
     KeyDigest, KeyId, KeyStore, OwnerId, Scopes, StoreError, StoredDigest, UserRecord, UserStore,
     store::{
-        KeyRecord, KeyState, LastUsed, PreviousDigest, RevokeOutcome, RotateOutcome, Rotation,
-        is_valid_table_prefix,
+        CascadeOutcome, KeyRecord, KeyState, LastUsed, PreviousDigest, RevokeOutcome,
+        RotateOutcome, Rotation, is_valid_table_prefix,
     },
 };
 use sqlx::{
@@ -98,7 +98,7 @@ pub const DEFAULT_TABLE_PREFIX: &str = "nexora_";
 /// The busy timeout [`connect_options`] sets: 5 seconds.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The schema version this crate writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Failure to set the store up (at startup; the store's own methods return [`StoreError`]).
 #[derive(Debug, thiserror::Error)]
@@ -272,6 +272,7 @@ struct Queries {
     rotate: String,
     key_state: String,
     revoke: String,
+    revoke_descendants: String,
     key_exists: String,
     last_used: String,
     insert_user: String,
@@ -279,11 +280,14 @@ struct Queries {
     user_by_id: String,
     update_password: String,
     list_users: String,
+    set_disabled: String,
+    set_scopes: String,
+    delete_user: String,
 }
 
 const KEY_COLUMNS: &str = "id, owner, name, scopes, created_at, last_used_at, expires_at, revoked_at, display, \
-     pepper_version, digest, previous_pepper_version, previous_digest, previous_valid_until";
-const USER_COLUMNS: &str = "id, email, password_hash, scopes, created_at";
+     pepper_version, digest, previous_pepper_version, previous_digest, previous_valid_until, created_by";
+const USER_COLUMNS: &str = "id, email, password_hash, scopes, created_at, disabled";
 
 impl Queries {
     fn new(p: &str) -> Self {
@@ -316,6 +320,12 @@ impl Queries {
             );
             CREATE INDEX IF NOT EXISTS {users}_created ON {users} (created_at, id);"
         );
+        let v2 = format!(
+            "ALTER TABLE {keys} ADD COLUMN created_by BLOB;
+            CREATE INDEX IF NOT EXISTS {keys}_created_by ON {keys} (created_by)
+                WHERE created_by IS NOT NULL;
+            ALTER TABLE {users} ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;"
+        );
         Self {
             migrations_table: format!(
                 "CREATE TABLE IF NOT EXISTS {p}auth_migrations (
@@ -328,8 +338,18 @@ impl Queries {
             record_migration: format!(
                 "INSERT INTO {p}auth_migrations (version, description, applied_at) VALUES (?, ?, ?)"
             ),
-            migrations: vec![(1, "api keys and users", v1)],
-            insert_key: format!("INSERT INTO {keys} ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+            migrations: vec![
+                (1, "api keys and users", v1),
+                (2, "key lineage and disabled users", v2),
+            ],
+            // One statement: the creator check and the insert are atomic (SQLite has one
+            // writer at a time), so a cascade never misses a child.
+            insert_key: format!(
+                "INSERT INTO {keys} ({KEY_COLUMNS})
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15
+                 WHERE ?15 IS NULL
+                    OR EXISTS (SELECT 1 FROM {keys} WHERE id = ?15 AND owner = ?2 AND revoked_at IS NULL)"
+            ),
             find_key: format!("SELECT {KEY_COLUMNS} FROM {keys} WHERE id = ?"),
             list_keys: format!(
                 "SELECT {KEY_COLUMNS} FROM {keys} WHERE owner = ? AND revoked_at IS NULL ORDER BY created_at, id"
@@ -351,6 +371,17 @@ impl Queries {
                     previous_valid_until = NULL
                  WHERE id = ? AND owner = ? AND revoked_at IS NULL"
             ),
+            revoke_descendants: format!(
+                "WITH RECURSIVE tree(id) AS (
+                    SELECT id FROM {keys} WHERE created_by = ?2 AND owner = ?3
+                    UNION
+                    SELECT k.id FROM {keys} k JOIN tree ON k.created_by = tree.id WHERE k.owner = ?3
+                 )
+                 UPDATE {keys} SET revoked_at = ?1, previous_digest = NULL,
+                    previous_pepper_version = NULL, previous_valid_until = NULL
+                 WHERE id IN (SELECT id FROM tree) AND revoked_at IS NULL
+                 RETURNING id"
+            ),
             key_exists: format!("SELECT 1 FROM {keys} WHERE id = ? AND owner = ?"),
             // One statement for the whole batch: the batch is a JSON array of [hex id, micros];
             // the latest time per id wins and never replaces a later stored one.
@@ -360,11 +391,14 @@ impl Queries {
                        FROM json_each(?) GROUP BY 1) AS batch
                  WHERE {keys}.id = batch.id AND ({keys}.last_used_at IS NULL OR {keys}.last_used_at < batch.at)"
             ),
-            insert_user: format!("INSERT INTO {users} ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?)"),
+            insert_user: format!("INSERT INTO {users} ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"),
             user_by_email: format!("SELECT {USER_COLUMNS} FROM {users} WHERE email = ?"),
             user_by_id: format!("SELECT {USER_COLUMNS} FROM {users} WHERE id = ?"),
             update_password: format!("UPDATE {users} SET password_hash = ? WHERE id = ?"),
             list_users: format!("SELECT {USER_COLUMNS} FROM {users} ORDER BY created_at, id"),
+            set_disabled: format!("UPDATE {users} SET disabled = ? WHERE id = ?"),
+            set_scopes: format!("UPDATE {users} SET scopes = ? WHERE id = ?"),
+            delete_user: format!("DELETE FROM {users} WHERE id = ?"),
         }
     }
 }
@@ -454,6 +488,12 @@ fn decode_key(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
                 .map_err(failed("decode"))?,
         )?,
         previous,
+        created_by: row
+            .try_get::<Option<Vec<u8>>, _>("created_by")
+            .map_err(failed("decode"))?
+            .map(|bytes| uuid::Uuid::from_slice(&bytes).map(KeyId::from_uuid))
+            .transpose()
+            .map_err(|_| corrupt("created_by"))?,
     };
     Ok(record)
 }
@@ -474,6 +514,9 @@ fn decode_user(row: &SqliteRow) -> Result<UserRecord, StoreError> {
             row.try_get("created_at")
                 .map_err(failed("decode a user row"))?,
         )?,
+        disabled: row
+            .try_get("disabled")
+            .map_err(failed("decode a user row"))?,
     })
 }
 
@@ -499,9 +542,11 @@ impl KeyStore for SqliteStore {
             .bind(r.previous.map(|p| i64::from(p.digest.pepper_version)))
             .bind(r.previous.map(|p| p.digest.digest.as_bytes().to_vec()))
             .bind(r.previous.map(|p| micros(p.valid_until)))
+            .bind(r.created_by.map(|c| c.as_uuid().as_bytes().to_vec()))
             .execute(&self.pool)
             .await;
         match result {
+            Ok(done) if done.rows_affected() == 0 => Err(StoreError::CreatorRevoked),
             Ok(_) => Ok(()),
             // The key table's only unique constraint is its primary key.
             Err(e) if is_unique_violation(&e).is_some() => Err(StoreError::DuplicateId),
@@ -592,6 +637,63 @@ impl KeyStore for SqliteStore {
         })
     }
 
+    async fn revoke_tree(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        at: OffsetDateTime,
+    ) -> Result<CascadeOutcome, StoreError> {
+        let id_bytes = id.as_uuid().as_bytes().as_slice();
+        // The write lock from the first statement on: no insert can slip between the root's
+        // revocation and the walk of its tree.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(failed("begin a cascading revoke"))?;
+        let root = sqlx::query(sql(&self.sql.revoke))
+            .bind(micros(at))
+            .bind(id_bytes)
+            .bind(owner.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("revoke a key"))?;
+        let root = if root.rows_affected() > 0 {
+            RevokeOutcome::Revoked
+        } else {
+            let exists = sqlx::query(sql(&self.sql.key_exists))
+                .bind(id_bytes)
+                .bind(owner.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(failed("read a key's state"))?;
+            if exists.is_none() {
+                return Ok(CascadeOutcome::new(RevokeOutcome::NotFound, Vec::new()));
+            }
+            RevokeOutcome::AlreadyRevoked
+        };
+        let rows = sqlx::query(sql(&self.sql.revoke_descendants))
+            .bind(micros(at))
+            .bind(id_bytes)
+            .bind(owner.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(failed("revoke a key's descendants"))?;
+        let descendants = rows
+            .iter()
+            .map(|row| {
+                let bytes: Vec<u8> = row.try_get("id").map_err(failed("decode"))?;
+                uuid::Uuid::from_slice(&bytes)
+                    .map(KeyId::from_uuid)
+                    .map_err(|_| corrupt("key id"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit()
+            .await
+            .map_err(failed("commit a cascading revoke"))?;
+        Ok(CascadeOutcome::new(root, descendants))
+    }
+
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
@@ -619,6 +721,7 @@ impl UserStore for SqliteStore {
             .bind(user.password_hash.as_str())
             .bind(scopes_json(&user.scopes))
             .bind(micros(user.created_at))
+            .bind(user.disabled)
             .execute(&self.pool)
             .await;
         match result {
@@ -666,5 +769,34 @@ impl UserStore for SqliteStore {
             .await
             .map_err(failed("list users"))?;
         rows.iter().map(decode_user).collect()
+    }
+
+    async fn set_user_disabled(&self, id: &OwnerId, disabled: bool) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql(&self.sql.set_disabled))
+            .bind(disabled)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(failed("disable or enable a user"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_user_scopes(&self, id: &OwnerId, scopes: &Scopes) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql(&self.sql.set_scopes))
+            .bind(scopes_json(scopes))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(failed("set a user's scopes"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_user(&self, id: &OwnerId) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql(&self.sql.delete_user))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(failed("delete a user"))?;
+        Ok(done.rows_affected() > 0)
     }
 }

@@ -1,6 +1,6 @@
 //! A custom `KeyStore`, written from the trait docs alone, that passes the conformance kit.
 //!
-//! This is the path for a team with its own backend: implement the six methods, keeping each
+//! This is the path for a team with its own backend: implement the seven methods, keeping each
 //! contract point of `nexora_auth::store::KeyStore`, then call
 //! `nexora_auth_testkit::key_store_conformance!` from a test. Here the backend is a
 //! `Mutex<BTreeMap>`; every method takes the lock once, so each is atomic, and none holds it
@@ -16,7 +16,7 @@ use std::{
 
 use async_trait::async_trait;
 use nexora_auth::{
-    KeyId, KeyStore, OwnerId, StoreError,
+    CascadeOutcome, KeyId, KeyStore, OwnerId, StoreError,
     store::{KeyRecord, LastUsed, PreviousDigest, RevokeOutcome, RotateOutcome, Rotation},
 };
 use time::OffsetDateTime;
@@ -40,6 +40,15 @@ impl KeyStore for MapKeyStore {
         let mut keys = self.keys();
         if keys.contains_key(&record.id) {
             return Err(StoreError::DuplicateId); // and the existing record stays as it is
+        }
+        // The creator check and the insert happen under one lock, as revoke_tree's walk does.
+        if let Some(creator) = record.created_by {
+            let live = keys
+                .get(&creator)
+                .is_some_and(|c| c.owner == record.owner && c.revoked_at.is_none());
+            if !live {
+                return Err(StoreError::CreatorRevoked);
+            }
         }
         keys.insert(record.id, record.clone());
         Ok(())
@@ -100,6 +109,42 @@ impl KeyStore for MapKeyStore {
                 Ok(RevokeOutcome::Revoked)
             }
         }
+    }
+
+    async fn revoke_tree(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        at: OffsetDateTime,
+    ) -> Result<CascadeOutcome, StoreError> {
+        let mut keys = self.keys();
+        let root = match keys.get_mut(&id).filter(|r| &r.owner == owner) {
+            None => return Ok(CascadeOutcome::new(RevokeOutcome::NotFound, Vec::new())),
+            Some(record) if record.revoked_at.is_some() => RevokeOutcome::AlreadyRevoked,
+            Some(record) => {
+                record.revoked_at = Some(at);
+                RevokeOutcome::Revoked
+            }
+        };
+        // Walk down the created_by links, one generation at a time.
+        let mut generation = vec![id];
+        let mut revoked = Vec::new();
+        while !generation.is_empty() {
+            let children: Vec<KeyId> = keys
+                .values()
+                .filter(|r| &r.owner == owner)
+                .filter(|r| r.created_by.is_some_and(|c| generation.contains(&c)))
+                .map(|r| r.id)
+                .collect();
+            for child in &children {
+                if let Some(record) = keys.get_mut(child).filter(|r| r.revoked_at.is_none()) {
+                    record.revoked_at = Some(at);
+                    revoked.push(*child);
+                }
+            }
+            generation = children;
+        }
+        Ok(CascadeOutcome::new(root, revoked))
     }
 
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {

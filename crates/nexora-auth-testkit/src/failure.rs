@@ -12,7 +12,8 @@ use std::sync::{
 
 use async_trait::async_trait;
 use nexora_auth::{
-    KeyId, KeyStore, MemoryKeyStore, OwnerId, SecretString, StoreError, UserRecord, UserStore,
+    CascadeOutcome, KeyId, KeyStore, MemoryKeyStore, OwnerId, Scopes, SecretString, StoreError,
+    UserRecord, UserStore,
     store::{KeyRecord, LastUsed, RevokeOutcome, RotateOutcome, Rotation},
 };
 use time::OffsetDateTime;
@@ -45,6 +46,10 @@ pub async fn key_store_backend_down(store: Arc<dyn KeyStore>) {
     expect_unavailable("rotate", store.rotate(&owner, record.id, &rotation).await);
     expect_unavailable("revoke", store.revoke(&owner, record.id, now()).await);
     expect_unavailable(
+        "revoke_tree",
+        store.revoke_tree(&owner, record.id, now()).await,
+    );
+    expect_unavailable(
         "record_last_used",
         store
             .record_last_used(&[LastUsed {
@@ -75,6 +80,7 @@ pub async fn user_store_backend_down(store: Arc<dyn UserStore>) {
         password_hash: "$argon2id$v=19$m=256,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
         scopes: crate::scopes(&["a"]),
         created_at: now(),
+        disabled: false,
     };
     expect_unavailable("insert_user", store.insert_user(&user).await);
     expect_unavailable(
@@ -87,6 +93,17 @@ pub async fn user_store_backend_down(store: Arc<dyn UserStore>) {
         store.update_password_hash(&user.id, "x").await,
     );
     expect_unavailable("list_users", store.list_users().await);
+    expect_unavailable(
+        "set_user_disabled",
+        store.set_user_disabled(&user.id, true).await,
+    );
+    expect_unavailable(
+        "set_user_scopes",
+        store
+            .set_user_scopes(&user.id, &crate::scopes(&["b"]))
+            .await,
+    );
+    expect_unavailable("delete_user", store.delete_user(&user.id).await);
 
     let auth = authenticator_with(
         Arc::new(MemoryKeyStore::new()),
@@ -174,6 +191,16 @@ impl<S: KeyStore> KeyStore for FlakyStore<S> {
         self.inner.revoke(owner, id, at).await
     }
 
+    async fn revoke_tree(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        at: OffsetDateTime,
+    ) -> Result<CascadeOutcome, StoreError> {
+        self.check()?;
+        self.inner.revoke_tree(owner, id, at).await
+    }
+
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
         self.check()?;
         self.inner.record_last_used(batch).await
@@ -205,5 +232,20 @@ impl<S: UserStore> UserStore for FlakyStore<S> {
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
         self.check()?;
         self.inner.list_users().await
+    }
+
+    async fn set_user_disabled(&self, id: &OwnerId, disabled: bool) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.set_user_disabled(id, disabled).await
+    }
+
+    async fn set_user_scopes(&self, id: &OwnerId, scopes: &Scopes) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.set_user_scopes(id, scopes).await
+    }
+
+    async fn delete_user(&self, id: &OwnerId) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.delete_user(id).await
     }
 }

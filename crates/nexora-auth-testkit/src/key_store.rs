@@ -12,13 +12,15 @@ use std::{
 };
 
 use nexora_auth::{
-    AuthError, InvalidReason, KeyId, KeyStore, NewKey, OwnerId, RotateOptions, StoreError,
+    AuthError, InvalidReason, KeyId, KeyStore, NewKey, OwnerId, RevokeOptions, RotateOptions,
+    StoreError,
     store::{KeyRecord, LastUsed, PreviousDigest, RevokeOutcome, RotateOutcome, Rotation},
 };
 use time::OffsetDateTime;
 
 use crate::{
-    ManualClock, authenticator, authenticator_with, new_record, now, record_with_id, scopes,
+    ManualClock, acting_as, authenticator, authenticator_with, new_record, now, record_with_id,
+    scopes,
 };
 
 const SECOND: time::Duration = time::Duration::SECOND;
@@ -410,7 +412,7 @@ pub async fn rotate_with_grace_keeps_the_previous_digest(store: Arc<dyn KeyStore
     let id = created.info.id;
     let graced = auth
         .rotate_key(
-            &alice,
+            &acting_as(&alice),
             id,
             RotateOptions::with_grace(Duration::from_secs(600)),
         )
@@ -423,7 +425,7 @@ pub async fn rotate_with_grace_keeps_the_previous_digest(store: Arc<dyn KeyStore
         .await
         .expect("new secret works");
     let newest = auth
-        .rotate_key(&alice, id, RotateOptions::immediate())
+        .rotate_key(&acting_as(&alice), id, RotateOptions::immediate())
         .await
         .expect("rotate");
     assert!(
@@ -462,7 +464,7 @@ pub async fn rotate_is_owner_scoped(store: Arc<dyn KeyStore>) {
 
     let auth = authenticator(store.clone());
     let refused = auth
-        .rotate_key(&mallory, record.id, RotateOptions::immediate())
+        .rotate_key(&acting_as(&mallory), record.id, RotateOptions::immediate())
         .await;
     assert!(
         matches!(refused, Err(AuthError::KeyNotFound)),
@@ -605,9 +607,14 @@ pub async fn revoke_is_idempotent_and_keeps_the_first_timestamp(store: Arc<dyn K
         list(&store, "alice").await.is_empty(),
         "a revoked key is still listed"
     );
-    auth.revoke_key(&alice, id)
-        .await
-        .expect("revoke_key is idempotent");
+    assert!(
+        matches!(
+            auth.revoke_key(&acting_as(&alice), id, RevokeOptions::key_only())
+                .await,
+            Err(AuthError::KeyNotFound)
+        ),
+        "a revoked key is gone from the owner's view: revoking it again is 404"
+    );
 }
 
 /// Another owner cannot revoke a key: `NotFound`, and the key keeps working.
@@ -629,7 +636,8 @@ pub async fn revoke_is_owner_scoped(store: Arc<dyn KeyStore>) {
     );
     let auth = authenticator(store.clone());
     assert!(matches!(
-        auth.revoke_key(&mallory, record.id).await,
+        auth.revoke_key(&acting_as(&mallory), record.id, RevokeOptions::key_only())
+            .await,
         Err(AuthError::KeyNotFound)
     ));
     auth.authenticate(key.expose())
@@ -743,7 +751,7 @@ pub async fn authenticator_key_lifecycle(store: Arc<dyn KeyStore>) {
     assert_eq!(principal.owner(), &alice);
     assert!(principal.has_scope("keys:manage"));
     assert_eq!(
-        auth.list_keys(&alice).await.expect("list"),
+        auth.list_keys(&acting_as(&alice)).await.expect("list"),
         vec![created.info.clone()]
     );
 
@@ -769,7 +777,11 @@ pub async fn authenticator_key_lifecycle(store: Arc<dyn KeyStore>) {
     );
 
     let rotated = auth
-        .rotate_key(&alice, created.info.id, RotateOptions::immediate())
+        .rotate_key(
+            &acting_as(&alice),
+            created.info.id,
+            RotateOptions::immediate(),
+        )
         .await
         .expect("rotate");
     assert_eq!(rotated.info.id, created.info.id, "rotation keeps the id");
@@ -780,14 +792,23 @@ pub async fn authenticator_key_lifecycle(store: Arc<dyn KeyStore>) {
     auth.authenticate(rotated.key.expose())
         .await
         .expect("new key works");
-    auth.revoke_key(&alice, created.info.id)
-        .await
-        .expect("revoke");
+    auth.revoke_key(
+        &acting_as(&alice),
+        created.info.id,
+        RevokeOptions::key_only(),
+    )
+    .await
+    .expect("revoke");
     assert!(
         auth.authenticate(rotated.key.expose()).await.is_err(),
         "revoked key works"
     );
-    assert!(auth.list_keys(&alice).await.expect("list").is_empty());
+    assert!(
+        auth.list_keys(&acting_as(&alice))
+            .await
+            .expect("list")
+            .is_empty()
+    );
 }
 
 /// Expiry is judged with the [`nexora_auth::Authenticator`]'s clock: a key works until its
@@ -811,7 +832,11 @@ pub async fn authenticator_expiry_follows_its_clock(store: Arc<dyn KeyStore>) {
         .expect("works before expiry");
     clock.advance(599 * SECOND);
     let rotated = auth
-        .rotate_key(&alice, created.info.id, RotateOptions::immediate())
+        .rotate_key(
+            &acting_as(&alice),
+            created.info.id,
+            RotateOptions::immediate(),
+        )
         .await;
     let rotated = rotated.expect("rotates just before expiry");
     clock.advance(SECOND);
@@ -824,7 +849,11 @@ pub async fn authenticator_expiry_follows_its_clock(store: Arc<dyn KeyStore>) {
         "an expired key must be refused as expired, got {refused:?}"
     );
     let refused = auth
-        .rotate_key(&alice, created.info.id, RotateOptions::immediate())
+        .rotate_key(
+            &acting_as(&alice),
+            created.info.id,
+            RotateOptions::immediate(),
+        )
         .await;
     assert!(
         matches!(refused, Err(AuthError::KeyExpired)),
@@ -903,7 +932,7 @@ pub async fn rotation_is_atomic_under_concurrency(store: Arc<dyn KeyStore>) {
     for _ in 0..ROTATIONS {
         shared.started.fetch_add(1, Ordering::SeqCst);
         let rotated = auth
-            .rotate_key(&owner, id, RotateOptions::immediate())
+            .rotate_key(&acting_as(&owner), id, RotateOptions::immediate())
             .await
             .expect("rotate");
         shared
@@ -941,5 +970,234 @@ pub async fn rotation_is_atomic_under_concurrency(store: Arc<dyn KeyStore>) {
             generation == ROTATIONS,
             "after all rotations, generation {generation}"
         );
+    }
+}
+
+/// A new record of `parent`'s owner, created by `parent`.
+fn child_of(parent: &KeyRecord, name: &str) -> KeyRecord {
+    let (_, mut record) = new_record(parent.owner.as_str(), name, now());
+    record.created_by = Some(parent.id);
+    record
+}
+
+/// `created_by` round-trips through `insert`, `find` and `list`.
+pub async fn created_by_round_trips(store: Arc<dyn KeyStore>) {
+    let (_, root) = new_record("alice", "root", now());
+    insert(&store, &root).await;
+    let child = child_of(&root, "child");
+    insert(&store, &child).await;
+    assert_eq!(
+        must_find(&store, child.id).await,
+        child,
+        "find must return created_by as inserted"
+    );
+    assert_eq!(
+        must_find(&store, root.id).await.created_by,
+        None,
+        "a key without a creating key must keep created_by = None"
+    );
+    let listed = list(&store, "alice").await;
+    assert!(
+        listed.contains(&child) && listed.contains(&root),
+        "list must return created_by as inserted: {listed:?}"
+    );
+}
+
+/// `insert` of a key whose creator is revoked, missing, or another owner's is
+/// `CreatorRevoked`, and stores nothing.
+pub async fn insert_refuses_a_revoked_missing_or_foreign_creator(store: Arc<dyn KeyStore>) {
+    let (_, live) = new_record("alice", "live", now());
+    let (_, revoked) = new_record("alice", "revoked", now());
+    insert(&store, &live).await;
+    insert(&store, &revoked).await;
+    store
+        .revoke(&revoked.owner, revoked.id, now())
+        .await
+        .expect("revoke");
+    let (_, mut orphan) = new_record("alice", "orphan", now());
+    orphan.created_by = Some(KeyId::new_random());
+    let (_, mut foreign) = new_record("mallory", "foreign", now());
+    foreign.created_by = Some(live.id);
+    for (what, record) in [
+        ("a revoked creator", child_of(&revoked, "child of revoked")),
+        ("a missing creator", orphan),
+        ("another owner's creator", foreign),
+    ] {
+        let result = store.insert(&record).await;
+        assert!(
+            matches!(result, Err(StoreError::CreatorRevoked)),
+            "insert with {what} must be CreatorRevoked, got {result:?}"
+        );
+        assert_eq!(
+            find(&store, record.id).await,
+            None,
+            "insert with {what} must store nothing"
+        );
+    }
+    let child = child_of(&live, "child of live");
+    insert(&store, &child).await;
+}
+
+/// `revoke_tree` revokes the key and every key reachable through `created_by` from it
+/// (children, grandchildren), returns exactly those it revoked, keeps earlier revocation
+/// timestamps, and touches nothing else; it works on an already revoked key too.
+pub async fn revoke_tree_revokes_every_descendant_and_nothing_else(store: Arc<dyn KeyStore>) {
+    let t0 = now();
+    let (_, root) = new_record("alice", "root", t0);
+    insert(&store, &root).await;
+    let a = child_of(&root, "a");
+    let b = child_of(&root, "b");
+    insert(&store, &a).await;
+    insert(&store, &b).await;
+    let aa = child_of(&a, "aa");
+    let earlier = child_of(&a, "revoked earlier");
+    insert(&store, &aa).await;
+    insert(&store, &earlier).await;
+    store
+        .revoke(&earlier.owner, earlier.id, t0 - SECOND)
+        .await
+        .expect("revoke");
+    let (_, sibling) = new_record("alice", "sibling", t0);
+    insert(&store, &sibling).await;
+    let nephew = child_of(&sibling, "nephew");
+    insert(&store, &nephew).await;
+    let (_, bobs) = new_record("bob", "bob's", t0);
+    insert(&store, &bobs).await;
+
+    let alice = OwnerId::new("alice");
+    let at = t0 + SECOND;
+    let wrong_owner = store
+        .revoke_tree(&OwnerId::new("mallory"), root.id, at)
+        .await
+        .expect("revoke_tree");
+    assert_eq!(
+        wrong_owner.root,
+        RevokeOutcome::NotFound,
+        "revoke_tree must be owner-scoped"
+    );
+    assert!(wrong_owner.descendants.is_empty());
+    let unknown = store
+        .revoke_tree(&alice, KeyId::new_random(), at)
+        .await
+        .expect("revoke_tree");
+    assert_eq!(unknown.root, RevokeOutcome::NotFound);
+    assert_eq!(
+        must_find(&store, root.id).await.revoked_at,
+        None,
+        "a refused revoke_tree changed the key"
+    );
+
+    let outcome = store
+        .revoke_tree(&alice, root.id, at)
+        .await
+        .expect("revoke_tree");
+    assert_eq!(
+        outcome.root,
+        RevokeOutcome::Revoked,
+        "revoke_tree of a live key"
+    );
+    let mut got = outcome.descendants.clone();
+    got.sort();
+    let mut want = vec![a.id, b.id, aa.id];
+    want.sort();
+    assert_eq!(
+        got, want,
+        "revoke_tree must return exactly the descendants it revoked (not earlier-revoked ones)"
+    );
+    for (name, id) in [("root", root.id), ("a", a.id), ("b", b.id), ("aa", aa.id)] {
+        assert_eq!(
+            must_find(&store, id).await.revoked_at,
+            Some(at),
+            "{name} must be revoked at the given instant"
+        );
+    }
+    assert_eq!(
+        must_find(&store, earlier.id).await.revoked_at,
+        Some(t0 - SECOND),
+        "an earlier revocation keeps its timestamp"
+    );
+    for (name, id) in [
+        ("sibling", sibling.id),
+        ("nephew", nephew.id),
+        ("bob's", bobs.id),
+    ] {
+        assert_eq!(
+            must_find(&store, id).await.revoked_at,
+            None,
+            "revoke_tree must not touch {name} (outside the tree)"
+        );
+    }
+    let again = store
+        .revoke_tree(&alice, root.id, at + SECOND)
+        .await
+        .expect("revoke_tree");
+    assert_eq!(
+        (again.root, again.descendants.len()),
+        (RevokeOutcome::AlreadyRevoked, 0),
+        "revoke_tree twice: already revoked, nothing more"
+    );
+
+    // A plain revoke first, the cascade later: the tree still goes.
+    store.revoke(&alice, sibling.id, at).await.expect("revoke");
+    let late = store
+        .revoke_tree(&alice, sibling.id, at + SECOND)
+        .await
+        .expect("revoke_tree");
+    assert_eq!(
+        (late.root, late.descendants),
+        (RevokeOutcome::AlreadyRevoked, vec![nephew.id]),
+        "revoke_tree of a revoked key must still revoke its descendants"
+    );
+    assert_eq!(must_find(&store, sibling.id).await.revoked_at, Some(at));
+}
+
+/// `revoke_tree` and inserts of keys created inside the tree are atomic with respect to each
+/// other: after both, every key that was inserted is revoked, and every refused insert was
+/// `CreatorRevoked`. A store that checks the creator and inserts in two steps fails this.
+pub async fn revoke_tree_and_child_inserts_never_interleave(store: Arc<dyn KeyStore>) {
+    const ROUNDS: usize = 20;
+    const WRITERS: usize = 4;
+    const CHAIN: usize = 6;
+    for round in 0..ROUNDS {
+        let (_, root) = new_record("alice", &format!("root {round}"), now());
+        insert(&store, &root).await;
+        let mut writers = Vec::new();
+        for w in 0..WRITERS {
+            let store = store.clone();
+            let root = root.clone();
+            writers.push(tokio::spawn(async move {
+                // Each writer grows a chain under the root: child, grandchild, …
+                let mut parent = root;
+                let mut inserted = Vec::new();
+                for depth in 0..CHAIN {
+                    let child = child_of(&parent, &format!("w{w} d{depth}"));
+                    match store.insert(&child).await {
+                        Ok(()) => {
+                            inserted.push(child.id);
+                            parent = child;
+                        }
+                        Err(StoreError::CreatorRevoked) => break,
+                        Err(e) => panic!("insert of a child failed: {e:?}"),
+                    }
+                    tokio::task::yield_now().await;
+                }
+                inserted
+            }));
+        }
+        for _ in 0..round % 4 {
+            tokio::task::yield_now().await;
+        }
+        store
+            .revoke_tree(&root.owner, root.id, now())
+            .await
+            .expect("revoke_tree");
+        for writer in writers {
+            for id in writer.await.expect("writer task") {
+                assert!(
+                    must_find(&store, id).await.revoked_at.is_some(),
+                    "round {round}: a key inserted under a tree being revoked escaped the cascade"
+                );
+            }
+        }
     }
 }

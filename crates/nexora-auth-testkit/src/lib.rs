@@ -55,8 +55,8 @@ use std::{
 };
 
 use nexora_auth::{
-    ApiKey, Authenticator, Clock, JwtConfig, JwtKeys, KeyId, KeyRecord, KeyStore, OwnerId,
-    PasswordPolicy, PepperRing, Scopes, SecretBytes, TokenAuthority, UserStore,
+    ApiKey, Authenticator, Clock, Credential, JwtConfig, JwtKeys, KeyId, KeyRecord, KeyStore,
+    OwnerId, PasswordPolicy, PepperRing, Principal, Scopes, SecretBytes, TokenAuthority, UserStore,
 };
 use time::OffsetDateTime;
 
@@ -149,6 +149,10 @@ macro_rules! key_store_conformance {
             authenticator_key_lifecycle,
             authenticator_expiry_follows_its_clock,
             rotation_is_atomic_under_concurrency,
+            created_by_round_trips,
+            insert_refuses_a_revoked_missing_or_foreign_creator,
+            revoke_tree_revokes_every_descendant_and_nothing_else,
+            revoke_tree_and_child_inserts_never_interleave,
         );
     };
     ($factory:expr) => {
@@ -170,6 +174,10 @@ macro_rules! user_store_conformance {
             user_update_password_hash,
             user_list_is_ordered_by_creation_then_id,
             user_register_and_login_through_the_authenticator,
+            user_disable_and_enable,
+            user_set_scopes,
+            user_delete,
+            user_live_rule_through_the_authenticator,
         );
     };
     ($factory:expr) => {
@@ -290,6 +298,15 @@ pub fn authenticator_with(
     builder.build().expect("valid test authenticator")
 }
 
+/// Every scope the kit's keys are created with.
+pub const KIT_SCOPES: [&str; 4] = ["a", "b", "agents:read", "keys:manage"];
+
+/// The application acting for `owner` (an internal principal holding [`KIT_SCOPES`]): every
+/// key the kit creates is within its reach.
+pub fn acting_as(owner: &OwnerId) -> Principal {
+    Principal::new(owner.clone(), Credential::Internal, scopes(&KIT_SCOPES))
+}
+
 /// A fresh key and a record for it, as [`Authenticator::create_key`] would have written it
 /// (digest under the kit's [`peppers`]), created at `created_at`.
 pub fn new_record(owner: &str, name: &str, created_at: OffsetDateTime) -> (ApiKey, KeyRecord) {
@@ -307,6 +324,7 @@ pub fn new_record(owner: &str, name: &str, created_at: OffsetDateTime) -> (ApiKe
         display: key.display_fragment(),
         digest: peppers().digest(&key),
         previous: None,
+        created_by: None,
     };
     (key, record)
 }

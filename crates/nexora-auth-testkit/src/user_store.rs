@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use nexora_auth::{
-    AuthError, MemoryKeyStore, OwnerId, SecretString, StoreError, UserRecord, UserStore,
+    AuthError, InvalidReason, MemoryKeyStore, NewKey, OwnerId, SecretString, StoreError,
+    UserRecord, UserStore,
 };
 use time::OffsetDateTime;
 
@@ -17,6 +18,7 @@ fn user(id: &str, email: &str, created_at: OffsetDateTime) -> UserRecord {
         password_hash: format!("$argon2id$v=19$m=256,t=1,p=1$c2FsdHNhbHQ${id}"),
         scopes: scopes(&["agents:read", "keys:manage"]),
         created_at,
+        disabled: false,
     }
 }
 
@@ -213,4 +215,235 @@ pub async fn user_register_and_login_through_the_authenticator(store: Arc<dyn Us
         "second registration: {again:?}"
     );
     assert_eq!(store.list_users().await.expect("list").len(), 1);
+}
+
+/// `set_user_disabled` flips only `disabled` (a disabled user also round-trips through
+/// `insert_user`); an unknown id is `Ok(false)`.
+pub async fn user_disable_and_enable(store: Arc<dyn UserStore>) {
+    let alice = user("u-alice", "alice@example.com", now());
+    let mut bob = user("u-bob", "bob@example.com", now());
+    bob.disabled = true;
+    insert(&store, &alice).await;
+    insert(&store, &bob).await;
+    assert_eq!(
+        by_id(&store, "u-bob").await.as_ref(),
+        Some(&bob),
+        "a user inserted disabled must be found disabled"
+    );
+    let flip = |disabled| {
+        let store = store.clone();
+        async move {
+            store
+                .set_user_disabled(&OwnerId::new("u-alice"), disabled)
+                .await
+                .unwrap_or_else(|e| panic!("set_user_disabled failed: {e:?}"))
+        }
+    };
+    assert!(
+        flip(true).await,
+        "set_user_disabled of a known user must return true"
+    );
+    let disabled = UserRecord {
+        disabled: true,
+        ..alice.clone()
+    };
+    assert_eq!(
+        by_id(&store, "u-alice").await.as_ref(),
+        Some(&disabled),
+        "set_user_disabled(true) must change only `disabled`"
+    );
+    assert_eq!(
+        by_email(&store, "alice@example.com").await.as_ref(),
+        Some(&disabled),
+        "find_user_by_email must see the change too"
+    );
+    assert!(flip(false).await);
+    assert_eq!(
+        by_id(&store, "u-alice").await.as_ref(),
+        Some(&alice),
+        "set_user_disabled(false) must restore the user"
+    );
+    assert!(
+        !store
+            .set_user_disabled(&OwnerId::new("u-nobody"), true)
+            .await
+            .expect("set_user_disabled"),
+        "set_user_disabled of an unknown id must return false"
+    );
+    assert_eq!(
+        by_id(&store, "u-bob").await.as_ref(),
+        Some(&bob),
+        "bob untouched"
+    );
+}
+
+/// `set_user_scopes` replaces only the scopes; an unknown id is `Ok(false)`.
+pub async fn user_set_scopes(store: Arc<dyn UserStore>) {
+    let alice = user("u-alice", "alice@example.com", now());
+    let bob = user("u-bob", "bob@example.com", now());
+    insert(&store, &alice).await;
+    insert(&store, &bob).await;
+    for new in [
+        scopes(&["agents:read"]),
+        scopes(&[]),
+        scopes(&["x:y", "a", "keys:manage"]),
+    ] {
+        assert!(
+            store
+                .set_user_scopes(&alice.id, &new)
+                .await
+                .expect("set_user_scopes"),
+            "set_user_scopes of a known user must return true"
+        );
+        let expected = UserRecord {
+            scopes: new.clone(),
+            ..alice.clone()
+        };
+        assert_eq!(
+            by_id(&store, "u-alice").await.as_ref(),
+            Some(&expected),
+            "set_user_scopes must replace exactly the scopes ({new:?})"
+        );
+    }
+    assert!(
+        !store
+            .set_user_scopes(&OwnerId::new("u-nobody"), &scopes(&["a"]))
+            .await
+            .expect("set_user_scopes"),
+        "set_user_scopes of an unknown id must return false"
+    );
+    assert_eq!(
+        by_id(&store, "u-bob").await.as_ref(),
+        Some(&bob),
+        "bob untouched"
+    );
+}
+
+/// `delete_user` removes the user (by id and by email; the email is free again); an unknown id
+/// is `Ok(false)`.
+pub async fn user_delete(store: Arc<dyn UserStore>) {
+    let alice = user("u-alice", "alice@example.com", now());
+    let bob = user("u-bob", "bob@example.com", now());
+    insert(&store, &alice).await;
+    insert(&store, &bob).await;
+    assert!(
+        store.delete_user(&alice.id).await.expect("delete_user"),
+        "delete_user of a known user must return true"
+    );
+    assert_eq!(
+        by_id(&store, "u-alice").await,
+        None,
+        "deleted user found by id"
+    );
+    assert_eq!(
+        by_email(&store, "alice@example.com").await,
+        None,
+        "deleted user found by email"
+    );
+    assert!(
+        !store.delete_user(&alice.id).await.expect("delete_user"),
+        "a second delete_user must return false"
+    );
+    let again = user("u-alice-2", "alice@example.com", now());
+    insert(&store, &again).await;
+    assert_eq!(
+        by_email(&store, "alice@example.com").await.as_ref(),
+        Some(&again)
+    );
+    assert_eq!(
+        store.list_users().await.expect("list_users").len(),
+        2,
+        "list_users after a delete"
+    );
+}
+
+/// Through [`nexora_auth::Authenticator`]: a user's tokens and keys work only while the user
+/// exists and is enabled, and carry at most the user's current scopes.
+pub async fn user_live_rule_through_the_authenticator(store: Arc<dyn UserStore>) {
+    let auth = authenticator_with(
+        Arc::new(MemoryKeyStore::new()),
+        Some(store.clone()),
+        Arc::new(MicrosClock),
+    );
+    let password = SecretString::from("correct horse battery staple");
+    let both = scopes(&["agents:read", "keys:manage"]);
+    let alice = auth
+        .register_user("alice@example.com", &password, both.clone())
+        .await
+        .expect("register");
+    let jwt = auth
+        .login("alice@example.com", &password)
+        .await
+        .expect("login")
+        .token
+        .token
+        .expose()
+        .to_owned();
+    let key = auth
+        .create_key_for(&alice.id, &both, NewKey::named("k"))
+        .await
+        .expect("create key")
+        .key
+        .expose()
+        .to_owned();
+    for credential in [&jwt, &key] {
+        let principal = auth.authenticate(credential).await.expect("authenticates");
+        assert_eq!(principal.scopes(), &both);
+    }
+
+    assert!(
+        auth.set_user_scopes(&alice.id, &scopes(&["agents:read"]))
+            .await
+            .expect("set scopes")
+    );
+    for credential in [&jwt, &key] {
+        let principal = auth.authenticate(credential).await.expect("authenticates");
+        assert_eq!(
+            principal.scopes(),
+            &scopes(&["agents:read"]),
+            "credentials must be capped at the user's current scopes"
+        );
+    }
+    assert!(
+        auth.set_user_scopes(&alice.id, &both)
+            .await
+            .expect("set scopes")
+    );
+
+    assert!(auth.disable_user(&alice.id).await.expect("disable"));
+    for credential in [&jwt, &key] {
+        let refused = auth.authenticate(credential).await;
+        assert!(
+            matches!(
+                refused,
+                Err(AuthError::InvalidToken(InvalidReason::UserDisabled))
+            ),
+            "a disabled user's credential must be refused: {refused:?}"
+        );
+    }
+    assert!(
+        matches!(
+            auth.login("alice@example.com", &password).await,
+            Err(AuthError::InvalidLogin)
+        ),
+        "a disabled user cannot log in"
+    );
+    assert!(auth.enable_user(&alice.id).await.expect("enable"));
+    for credential in [&jwt, &key] {
+        auth.authenticate(credential)
+            .await
+            .expect("credentials work again once the user is enabled");
+    }
+
+    assert!(auth.delete_user(&alice.id).await.expect("delete"));
+    for credential in [&jwt, &key] {
+        let refused = auth.authenticate(credential).await;
+        assert!(
+            matches!(
+                refused,
+                Err(AuthError::InvalidToken(InvalidReason::UnknownUser))
+            ),
+            "a deleted user's credential must be refused: {refused:?}"
+        );
+    }
 }

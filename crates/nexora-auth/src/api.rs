@@ -39,8 +39,8 @@ use std::net::IpAddr;
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
-    AuthError, Authenticator, KeyId, LocPart, NewKey, Principal, QueryToken, RotateOptions,
-    SecretString, ValidationIssue, extract_credential,
+    AuthError, Authenticator, KeyId, LocPart, NewKey, Principal, QueryToken, RevokeOptions,
+    RotateOptions, SecretString, ValidationIssue, extract_credential,
 };
 
 /// Names of the scopes the Nexora API checks, and type-level markers for extractors.
@@ -428,7 +428,7 @@ pub async fn list_keys(
     principal: &Principal,
 ) -> Result<ApiResponse, AuthError> {
     principal.require_scope(scopes::KEYS_MANAGE)?;
-    let keys = auth.list_keys(principal.owner()).await?;
+    let keys = auth.list_keys(principal).await?;
     ApiResponse::json(200, &keys)
 }
 
@@ -457,22 +457,53 @@ pub async fn rotate_key(
     principal.require_scope(scopes::KEYS_MANAGE)?;
     let id = parse_key_id(raw_key_id)?;
     let rotated = auth
-        .rotate_key(principal.owner(), id, RotateOptions::immediate())
+        .rotate_key(principal, id, RotateOptions::immediate())
         .await?;
     ApiResponse::json(200, &rotated)
 }
 
-/// `DELETE /users/me/api-keys/{key_id}` (scope [`scopes::KEYS_MANAGE`]): 204, idempotent for
-/// the owner's keys.
+/// `DELETE /users/me/api-keys/{key_id}[?cascade=true]` (scope [`scopes::KEYS_MANAGE`]): 204.
+/// With `cascade=true`, every key the key created (transitively) is revoked with it, in one
+/// atomic step. A key already revoked, out of the caller's reach, unknown or another user's is
+/// 404. `query` is the raw query string, if any; `cascade` takes `true`/`false` (also `1`/`0`,
+/// `yes`/`no`, `on`/`off`, as pydantic does), anything else is a 422 at `["query", "cascade"]`.
 pub async fn revoke_key(
     auth: &Authenticator,
     principal: &Principal,
     raw_key_id: &str,
+    query: Option<&str>,
 ) -> Result<ApiResponse, AuthError> {
     principal.require_scope(scopes::KEYS_MANAGE)?;
     let id = parse_key_id(raw_key_id)?;
-    auth.revoke_key(principal.owner(), id).await?;
+    let options = if query_flag(query, "cascade")? {
+        RevokeOptions::cascade()
+    } else {
+        RevokeOptions::key_only()
+    };
+    auth.revoke_key(principal, id, options).await?;
     Ok(ApiResponse::no_content())
+}
+
+/// A boolean query parameter: absent → `false`; the last occurrence wins.
+fn query_flag(query: Option<&str>, name: &str) -> Result<bool, AuthError> {
+    let Some(value) = query
+        .into_iter()
+        .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v)
+        .last()
+    else {
+        return Ok(false);
+    };
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(AuthError::Validation(vec![ValidationIssue::new(
+            vec!["query".into(), name.into()],
+            "Input should be a valid boolean, unable to interpret input",
+            "bool_parsing",
+        )])),
+    }
 }
 
 #[cfg(test)]
@@ -630,7 +661,7 @@ mod tests {
                 .await
                 .unwrap_err(),
             rotate_key(&auth, &reader, "not-a-uuid").await.unwrap_err(),
-            revoke_key(&auth, &reader, &id).await.unwrap_err(),
+            revoke_key(&auth, &reader, &id, None).await.unwrap_err(),
         ];
         for error in denied {
             let response = error.response();
@@ -641,7 +672,7 @@ mod tests {
 
     #[tokio::test]
     async fn create_list_rotate_revoke() {
-        let auth = authenticator(true);
+        let auth = authenticator(false);
         let alice = manager("alice");
         let created = create_key(
             &auth,
@@ -673,8 +704,8 @@ mod tests {
         assert_eq!(body_json(&list_keys(&auth, &bob).await.unwrap()), json!([]));
         for error in [
             rotate_key(&auth, &bob, &id).await.unwrap_err(),
-            revoke_key(&auth, &bob, &id).await.unwrap_err(),
-            revoke_key(&auth, &alice, &KeyId::new_random().to_string())
+            revoke_key(&auth, &bob, &id, None).await.unwrap_err(),
+            revoke_key(&auth, &alice, &KeyId::new_random().to_string(), None)
                 .await
                 .unwrap_err(),
         ] {
@@ -694,7 +725,7 @@ mod tests {
         assert!(auth.authenticate(&new_key).await.is_ok());
 
         assert_eq!(
-            revoke_key(&auth, &alice, &id).await.unwrap(),
+            revoke_key(&auth, &alice, &id, None).await.unwrap(),
             ApiResponse {
                 status: 204,
                 body: None

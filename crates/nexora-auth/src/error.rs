@@ -105,6 +105,12 @@ pub enum InvalidReason {
     /// The key or token has expired.
     #[error("expired")]
     Expired,
+    /// The user behind the token or key (its `sub` or owner) does not exist in the user store.
+    #[error("unknown user")]
+    UnknownUser,
+    /// The user behind the token or key is disabled.
+    #[error("user disabled")]
+    UserDisabled,
     /// The JWT failed verification; the text names the check (not the token).
     #[error("jwt rejected: {0}")]
     Jwt(String),
@@ -329,6 +335,8 @@ mod tests {
             InvalidReason::Revoked,
             InvalidReason::Expired,
             InvalidReason::SecretMismatch,
+            InvalidReason::UnknownUser,
+            InvalidReason::UserDisabled,
             InvalidReason::MalformedKey(KeyParseError::BadChecksum),
             InvalidReason::Jwt("bad signature".into()),
         ];

@@ -318,8 +318,9 @@ pub struct AccessToken {
 pub struct VerifiedToken {
     /// The subject (`sub`).
     pub subject: OwnerId,
-    /// The scopes of the `scope` claim (space-separated; empty if absent).
-    pub scopes: Scopes,
+    /// The scopes of the `scope` claim (space-separated), or `None` when the token has no
+    /// `scope` claim (a standard token: the authenticator then grants the user's scopes).
+    pub scopes: Option<Scopes>,
     /// The token id (`jti`), if present.
     pub jti: Option<String>,
     /// The `kid` of the key that verified it.
@@ -581,9 +582,11 @@ impl TokenAuthority {
             return Err(InvalidReason::Jwt("empty sub".into()));
         }
         let scopes = match claims.scope.as_deref() {
-            None => Scopes::empty(),
-            Some(text) => Scopes::parse_space_separated(text)
-                .map_err(|_| InvalidReason::Jwt("invalid scope claim".into()))?,
+            None => None,
+            Some(text) => Some(
+                Scopes::parse_space_separated(text)
+                    .map_err(|_| InvalidReason::Jwt("invalid scope claim".into()))?,
+            ),
         };
         let cacheable = claims.nbf.is_none_or(|nbf| nbf <= now);
         let verified = VerifiedToken {
@@ -639,7 +642,7 @@ mod tests {
         assert_eq!(t.expires_in, 900);
         let v = a.verify(t.token.expose()).unwrap();
         assert_eq!(v.subject.as_str(), "user-1");
-        assert_eq!(v.scopes, scopes);
+        assert_eq!(v.scopes, Some(scopes));
         assert_eq!(v.jti.as_deref(), Some(t.jti.as_str()));
     }
 
@@ -647,7 +650,7 @@ mod tests {
     fn accepts_a_minimal_token_from_a_standard_library() {
         let token = sign(json!({"alg": "HS256", "typ": "JWT"}), base_claims(), SECRET);
         let v = authority().verify(&token).unwrap();
-        assert!(v.scopes.is_empty());
+        assert_eq!(v.scopes, None, "no scope claim: the user's scopes apply");
         let no_typ = sign(json!({"alg": "HS256"}), base_claims(), SECRET);
         assert!(authority().verify(&no_typ).is_ok());
     }

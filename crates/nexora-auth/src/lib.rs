@@ -99,6 +99,7 @@ mod last_used;
 mod memory;
 mod nesting;
 mod password;
+pub mod policy;
 mod scope;
 mod secret;
 mod service;
@@ -117,8 +118,10 @@ pub use scope::{MAX_SCOPE_LEN, MAX_SCOPES, ScopeError, Scopes};
 pub use secret::{SecretBytes, SecretString};
 pub use service::{
     Authenticator, AuthenticatorBuilder, Clock, CreatedKey, Credential, KeyInfo, LastUsedFlusher,
-    LoginResponse, MAX_EMAIL_LEN, MAX_KEY_NAME_LEN, NewKey, Principal, RotateOptions, SystemClock,
-    UserInfo, normalize_email,
+    LoginResponse, MAX_EMAIL_LEN, MAX_KEY_NAME_LEN, NewKey, Principal, RevokeOptions,
+    RotateOptions, SystemClock, UserInfo, normalize_email,
 };
-pub use store::{KeyCredentials, KeyRecord, KeyStore, OwnerId, StoreError, UserRecord, UserStore};
+pub use store::{
+    CascadeOutcome, KeyCredentials, KeyRecord, KeyStore, OwnerId, StoreError, UserRecord, UserStore,
+};
 pub use throttle::ThrottlePolicy;

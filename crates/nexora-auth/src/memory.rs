@@ -3,15 +3,17 @@
 //! Both are sharded concurrent maps ([`dashmap`]): reads of different keys do not contend on
 //! one lock, and no lock is ever held across an `.await` (no method awaits while holding one).
 
+use std::sync::{Mutex, PoisonError};
+
 use async_trait::async_trait;
 use dashmap::{DashMap, mapref::entry::Entry};
 use time::OffsetDateTime;
 
 use crate::{
-    KeyId,
+    KeyId, Scopes,
     store::{
-        KeyCredentials, KeyRecord, KeyStore, LastUsed, OwnerId, PreviousDigest, RevokeOutcome,
-        RotateOutcome, Rotation, StoreError, UserRecord, UserStore,
+        CascadeOutcome, KeyCredentials, KeyRecord, KeyStore, LastUsed, OwnerId, PreviousDigest,
+        RevokeOutcome, RotateOutcome, Rotation, StoreError, UserRecord, UserStore,
     },
 };
 
@@ -20,6 +22,9 @@ use crate::{
 pub struct MemoryKeyStore {
     keys: DashMap<KeyId, KeyRecord>,
     by_owner: DashMap<OwnerId, Vec<KeyId>>,
+    /// Held by inserts of keys created by a key and by `revoke_tree`, so that a cascade and a
+    /// child's insert never interleave. Never held across an `.await`.
+    lineage: Mutex<()>,
 }
 
 impl MemoryKeyStore {
@@ -46,6 +51,18 @@ fn expired(record: &KeyRecord, now: OffsetDateTime) -> bool {
 #[async_trait]
 impl KeyStore for MemoryKeyStore {
     async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        let _lineage = record
+            .created_by
+            .map(|_| self.lineage.lock().unwrap_or_else(PoisonError::into_inner));
+        if let Some(creator) = record.created_by {
+            let live = self
+                .keys
+                .get(&creator)
+                .is_some_and(|c| c.owner == record.owner && c.revoked_at.is_none());
+            if !live {
+                return Err(StoreError::CreatorRevoked);
+            }
+        }
         match self.keys.entry(record.id) {
             Entry::Occupied(_) => return Err(StoreError::DuplicateId),
             Entry::Vacant(slot) => {
@@ -139,6 +156,58 @@ impl KeyStore for MemoryKeyStore {
         Ok(RevokeOutcome::Revoked)
     }
 
+    async fn revoke_tree(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        at: OffsetDateTime,
+    ) -> Result<CascadeOutcome, StoreError> {
+        let _lineage = self.lineage.lock().unwrap_or_else(PoisonError::into_inner);
+        let root = match self.keys.get_mut(&id) {
+            Some(record) if &record.owner == owner => {
+                let mut record = record;
+                if record.revoked_at.is_some() {
+                    RevokeOutcome::AlreadyRevoked
+                } else {
+                    record.revoked_at = Some(at);
+                    record.previous = None;
+                    RevokeOutcome::Revoked
+                }
+            }
+            _ => return Ok(CascadeOutcome::new(RevokeOutcome::NotFound, Vec::new())),
+        };
+        let ids = self
+            .by_owner
+            .get(owner)
+            .map(|ids| ids.clone())
+            .unwrap_or_default();
+        let mut tree = vec![id];
+        let mut revoked = Vec::new();
+        // Breadth-first over the owner's keys: each round adds the children of the last.
+        let mut frontier = vec![id];
+        while !frontier.is_empty() {
+            let mut next = Vec::new();
+            for child in &ids {
+                if tree.contains(child) {
+                    continue;
+                }
+                if let Some(mut record) = self.keys.get_mut(child)
+                    && record.created_by.is_some_and(|p| frontier.contains(&p))
+                {
+                    tree.push(*child);
+                    next.push(*child);
+                    if record.revoked_at.is_none() {
+                        record.revoked_at = Some(at);
+                        record.previous = None;
+                        revoked.push(*child);
+                    }
+                }
+            }
+            frontier = next;
+        }
+        Ok(CascadeOutcome::new(root, revoked))
+    }
+
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
         for entry in batch {
             if let Some(mut record) = self.keys.get_mut(&entry.id)
@@ -193,21 +262,43 @@ impl UserStore for MemoryUserStore {
     }
 
     async fn update_password_hash(&self, id: &OwnerId, phc: &str) -> Result<bool, StoreError> {
-        let Some(email) = self.email_of.get(id).map(|e| e.clone()) else {
-            return Ok(false);
-        };
-        match self.by_email.get_mut(&email) {
-            Some(mut user) => {
-                user.password_hash = phc.to_owned();
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(self.update_user(id, |user| user.password_hash = phc.to_owned()))
     }
 
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
         let mut users: Vec<UserRecord> = self.by_email.iter().map(|u| u.clone()).collect();
         users.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(users)
+    }
+
+    async fn set_user_disabled(&self, id: &OwnerId, disabled: bool) -> Result<bool, StoreError> {
+        Ok(self.update_user(id, |user| user.disabled = disabled))
+    }
+
+    async fn set_user_scopes(&self, id: &OwnerId, scopes: &Scopes) -> Result<bool, StoreError> {
+        Ok(self.update_user(id, |user| user.scopes = scopes.clone()))
+    }
+
+    async fn delete_user(&self, id: &OwnerId) -> Result<bool, StoreError> {
+        let Some((_, email)) = self.email_of.remove(id) else {
+            return Ok(false);
+        };
+        self.by_email.remove(&email);
+        Ok(true)
+    }
+}
+
+impl MemoryUserStore {
+    fn update_user(&self, id: &OwnerId, change: impl FnOnce(&mut UserRecord)) -> bool {
+        let Some(email) = self.email_of.get(id).map(|e| e.clone()) else {
+            return false;
+        };
+        match self.by_email.get_mut(&email) {
+            Some(mut user) => {
+                change(&mut user);
+                true
+            }
+            None => false,
+        }
     }
 }

@@ -83,6 +83,21 @@ impl Scopes {
         self.0.iter().all(|s| other.contains(s))
     }
 
+    /// The scopes in both `self` and `other`, in `self`'s order. Returns a clone of `self`
+    /// (no allocation) when `self` is already a subset of `other`.
+    pub fn intersection(&self, other: &Scopes) -> Scopes {
+        if self.is_subset_of(other) {
+            return self.clone();
+        }
+        Scopes(
+            self.0
+                .iter()
+                .filter(|s| other.contains(s))
+                .cloned()
+                .collect(),
+        )
+    }
+
     /// The scopes of `self` missing from `other`.
     pub fn missing_from<'a>(&'a self, other: &'a Scopes) -> impl Iterator<Item = &'a str> + 'a {
         self.0

@@ -15,6 +15,7 @@ use crate::{
     PasswordPolicy, PepperRing, Scopes, SecretString, TokenAuthority,
     key::has_key_prefix,
     last_used::LastUsedTracker,
+    policy,
     store::{
         KeyRecord, KeyStore, OwnerId, RevokeOutcome, RotateOutcome, Rotation, StoreError,
         UserRecord, UserStore,
@@ -58,22 +59,48 @@ pub enum Credential {
     Internal,
 }
 
-/// Who is calling: the owner, the credential used and what it may do.
+/// Who is calling: the owner, the credential used, what it may do and how long it lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     owner: OwnerId,
     credential: Credential,
     scopes: Scopes,
+    expires_at: Option<OffsetDateTime>,
 }
 
 impl Principal {
     /// Builds a principal (for admin code and tests; requests get theirs from
     /// [`Authenticator::authenticate`]).
+    /// The principal has no lifetime of its own ([`Principal::expires_at`] is `None`).
     pub fn new(owner: OwnerId, credential: Credential, scopes: Scopes) -> Self {
         Self {
             owner,
             credential,
             scopes,
+            expires_at: None,
+        }
+    }
+
+    /// Sets the lifetime that bounds what this principal may reach and create (see
+    /// [`Principal::expires_at`]).
+    #[must_use]
+    pub fn with_expiry(mut self, expires_at: Option<OffsetDateTime>) -> Self {
+        self.expires_at = expires_at;
+        self
+    }
+
+    /// When the credential behind this principal stops working, as far as it bounds what the
+    /// principal may reach and create: an API key's expiry. `None` for keys without expiry and
+    /// for user sessions (a session's keys are meant to outlive it).
+    pub fn expires_at(&self) -> Option<OffsetDateTime> {
+        self.expires_at
+    }
+
+    /// The API key behind this principal, if a key authenticated it.
+    pub fn key_id(&self) -> Option<KeyId> {
+        match self.credential {
+            Credential::ApiKey(id) => Some(id),
+            _ => None,
         }
     }
 
@@ -119,7 +146,8 @@ pub struct NewKey {
     /// creator's scopes.
     #[serde(default)]
     pub scopes: Option<Scopes>,
-    /// Optional expiry; must be in the future.
+    /// Optional expiry; must be in the future. A key created by a key gets at most its
+    /// creator's expiry (see [`crate::policy::grant`]).
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
 }
@@ -168,6 +196,27 @@ pub struct KeyInfo {
     /// Expiry (RFC 3339 or `null`).
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
+    /// What created the key: `{"kind": "user"}` (a login session or the application) or
+    /// `{"kind": "key", "key_id": "…"}` (another key, which a cascading revoke follows).
+    #[serde(serialize_with = "serialize_created_by")]
+    pub created_by: Option<KeyId>,
+}
+
+fn serialize_created_by<S: serde::Serializer>(
+    created_by: &Option<KeyId>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    #[serde(tag = "kind", rename_all = "snake_case")]
+    enum CreatedBy {
+        User,
+        Key { key_id: KeyId },
+    }
+    match *created_by {
+        None => CreatedBy::User,
+        Some(key_id) => CreatedBy::Key { key_id },
+    }
+    .serialize(serializer)
 }
 
 impl From<&KeyRecord> for KeyInfo {
@@ -180,13 +229,15 @@ impl From<&KeyRecord> for KeyInfo {
             created_at: r.created_at,
             last_used_at: r.last_used_at,
             expires_at: r.expires_at,
+            created_by: r.created_by,
         }
     }
 }
 
 /// A key just created or rotated: the only time its full text is available.
 ///
-/// Serialises as `{id, name, key, display, scopes, created_at, last_used_at, expires_at}`.
+/// Serialises as `{id, name, key, display, scopes, created_at, last_used_at, expires_at,
+/// created_by}`.
 #[derive(Debug, Clone)]
 pub struct CreatedKey {
     /// The public view.
@@ -210,6 +261,8 @@ impl Serialize for CreatedKey {
             last_used_at: Option<OffsetDateTime>,
             #[serde(with = "time::serde::rfc3339::option")]
             expires_at: Option<OffsetDateTime>,
+            #[serde(serialize_with = "serialize_created_by")]
+            created_by: Option<KeyId>,
         }
         Shown {
             id: self.info.id,
@@ -220,6 +273,7 @@ impl Serialize for CreatedKey {
             created_at: self.info.created_at,
             last_used_at: self.info.last_used_at,
             expires_at: self.info.expires_at,
+            created_by: self.info.created_by,
         }
         .serialize(serializer)
     }
@@ -246,6 +300,27 @@ impl RotateOptions {
     }
 }
 
+/// Options for [`Authenticator::revoke_key`].
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct RevokeOptions {
+    /// Also revoke, in the same atomic step, every key this key created, transitively: the
+    /// answer to "a key leaked and minted others". Defaults to `false`.
+    pub cascade: bool,
+}
+
+impl RevokeOptions {
+    /// Revoke the key only (the default).
+    pub fn key_only() -> Self {
+        Self::default()
+    }
+
+    /// Revoke the key and every key it created, transitively.
+    pub fn cascade() -> Self {
+        Self { cascade: true }
+    }
+}
+
 /// The public view of a user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -259,6 +334,8 @@ pub struct UserInfo {
     /// Creation time.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// Whether the user is disabled (no login; no token or key of theirs authenticates).
+    pub disabled: bool,
 }
 
 impl From<&UserRecord> for UserInfo {
@@ -268,6 +345,7 @@ impl From<&UserRecord> for UserInfo {
             email: u.email.clone(),
             scopes: u.scopes.clone(),
             created_at: u.created_at,
+            disabled: u.disabled,
         }
     }
 }
@@ -449,6 +527,13 @@ impl Authenticator {
     ///
     /// Anything starting with `nxr_` is treated as a key (and malformed keys are refused
     /// without a store call); anything else as a JWT.
+    ///
+    /// With a user store configured, every credential is checked against its user on every
+    /// request: a token whose `sub` (or a key whose owner) names no user, or a disabled one, is
+    /// [`InvalidReason::UnknownUser`] / [`InvalidReason::UserDisabled`] (the same 401 as any bad
+    /// token). The principal's scopes are then capped at the user's current scopes: a JWT
+    /// without a `scope` claim carries all of them, one with a claim the intersection, and a
+    /// key its own scopes intersected with them.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
         if has_key_prefix(token) {
             let key = ApiKey::parse(token)
@@ -458,17 +543,25 @@ impl Authenticator {
         match &self.inner.tokens {
             Some(tokens) => {
                 let verified = tokens.verify(token).map_err(AuthError::InvalidToken)?;
-                Ok(Principal {
-                    owner: verified.subject,
-                    credential: Credential::AccessToken { jti: verified.jti },
-                    scopes: verified.scopes,
-                })
+                let scopes = match (
+                    self.live_user_scopes(&verified.subject).await?,
+                    verified.scopes,
+                ) {
+                    (None, claimed) => claimed.unwrap_or_else(Scopes::empty),
+                    (Some(current), None) => current,
+                    (Some(current), Some(claimed)) => claimed.intersection(&current),
+                };
+                Ok(Principal::new(
+                    verified.subject,
+                    Credential::AccessToken { jti: verified.jti },
+                    scopes,
+                ))
             }
             None => Err(AuthError::InvalidToken(InvalidReason::UnrecognisedFormat)),
         }
     }
 
-    /// Authenticates a parsed API key.
+    /// Authenticates a parsed API key (see [`Authenticator::authenticate`]).
     pub async fn authenticate_key(&self, key: &ApiKey) -> Result<Principal, AuthError> {
         let record = self
             .inner
@@ -494,31 +587,36 @@ impl Authenticator {
         if record.expires_at.is_some_and(|at| at <= now) {
             return Err(AuthError::InvalidToken(InvalidReason::Expired));
         }
+        let scopes = match self.live_user_scopes(&record.owner).await? {
+            Some(current) => record.scopes.intersection(&current),
+            None => record.scopes,
+        };
         self.inner.last_used.note(record.id, now);
-        Ok(Principal {
-            owner: record.owner,
-            credential: Credential::ApiKey(record.id),
-            scopes: record.scopes,
-        })
+        Ok(
+            Principal::new(record.owner, Credential::ApiKey(record.id), scopes)
+                .with_expiry(record.expires_at),
+        )
     }
 
-    /// Creates a key for the principal's owner; scopes default to (and may not exceed) the
-    /// principal's.
+    /// The live-user rule: `Ok(None)` without a user store; the user's current scopes when the
+    /// user exists and is enabled; a 401 otherwise.
+    async fn live_user_scopes(&self, owner: &OwnerId) -> Result<Option<Scopes>, AuthError> {
+        let Some(users) = &self.inner.users else {
+            return Ok(None);
+        };
+        match users.find_user(owner).await? {
+            Some(user) if !user.disabled => Ok(Some(user.scopes)),
+            Some(_) => Err(AuthError::InvalidToken(InvalidReason::UserDisabled)),
+            None => Err(AuthError::InvalidToken(InvalidReason::UnknownUser)),
+        }
+    }
+
+    /// Creates a key for the principal's owner, as the key-management policy allows (see
+    /// [`crate::policy::grant`]): scopes default to (and may not exceed) the principal's; a key
+    /// created by a key expires no later than it and records it as its creator.
     pub async fn create_key(
         &self,
         creator: &Principal,
-        request: NewKey,
-    ) -> Result<CreatedKey, AuthError> {
-        self.create_key_for(creator.owner(), creator.scopes(), request)
-            .await
-    }
-
-    /// Creates a key for `owner`, who holds `allowed` scopes (for admin tools that act without
-    /// a request).
-    pub async fn create_key_for(
-        &self,
-        owner: &OwnerId,
-        allowed: &Scopes,
         request: NewKey,
     ) -> Result<CreatedKey, AuthError> {
         let name = request.name.trim().to_owned();
@@ -536,11 +634,6 @@ impl Authenticator {
                 "value_error",
             ));
         }
-        let scopes = match request.scopes {
-            Some(scopes) if !scopes.is_subset_of(allowed) => return Err(AuthError::ScopeNotHeld),
-            Some(scopes) => scopes,
-            None => allowed.clone(),
-        };
         let now = self.inner.clock.now();
         if request.expires_at.is_some_and(|at| at <= now) {
             return Err(AuthError::validation(
@@ -549,22 +642,24 @@ impl Authenticator {
                 "value_error",
             ));
         }
+        let grant = policy::grant(creator, request.scopes, request.expires_at)?;
         // A fresh random id colliding is astronomically unlikely, but the store's duplicate
         // check is the truth: retry once with a new id rather than fail the request.
         for _ in 0..2 {
             let key = ApiKey::generate().map_err(|e| AuthError::Unavailable(e.to_string()))?;
             let record = KeyRecord {
                 id: key.id(),
-                owner: owner.clone(),
+                owner: creator.owner().clone(),
                 name: name.clone(),
-                scopes: scopes.clone(),
+                scopes: grant.scopes.clone(),
                 created_at: now,
                 last_used_at: None,
-                expires_at: request.expires_at,
+                expires_at: grant.expires_at,
                 revoked_at: None,
                 display: key.display_fragment(),
                 digest: self.inner.peppers.digest(&key),
                 previous: None,
+                created_by: grant.created_by,
             };
             match self.inner.keys.insert(&record).await {
                 Ok(()) => {
@@ -574,33 +669,66 @@ impl Authenticator {
                     });
                 }
                 Err(StoreError::DuplicateId) => continue,
+                // The creating key was revoked while this request was in flight.
+                Err(StoreError::CreatorRevoked) => {
+                    return Err(AuthError::InvalidToken(InvalidReason::Revoked));
+                }
                 Err(e) => return Err(e.into()),
             }
         }
         Err(AuthError::Unavailable("key id collision".into()))
     }
 
-    /// The owner's keys (never revoked ones), oldest first.
-    pub async fn list_keys(&self, owner: &OwnerId) -> Result<Vec<KeyInfo>, AuthError> {
+    /// Creates a key for `owner`, who holds `allowed` scopes (for admin tools that act without
+    /// a request): [`Authenticator::create_key`] for an internal principal.
+    pub async fn create_key_for(
+        &self,
+        owner: &OwnerId,
+        allowed: &Scopes,
+        request: NewKey,
+    ) -> Result<CreatedKey, AuthError> {
+        let creator = Principal::new(owner.clone(), Credential::Internal, allowed.clone());
+        self.create_key(&creator, request).await
+    }
+
+    /// The keys of the principal's owner that it may reach ([`crate::policy::within_reach`]):
+    /// never revoked ones, never broader or longer-lived ones; oldest first.
+    pub async fn list_keys(&self, principal: &Principal) -> Result<Vec<KeyInfo>, AuthError> {
         Ok(self
             .inner
             .keys
-            .list(owner)
+            .list(principal.owner())
             .await?
             .iter()
+            .filter(|r| policy::within_reach(principal, r))
             .map(KeyInfo::from)
             .collect())
     }
 
-    /// Issues a new secret for the owner's key, keeping its id and name. With the default
-    /// options the old key fails from the moment this returns. Unknown, revoked or another
-    /// owner's key → [`AuthError::KeyNotFound`]; expired → [`AuthError::KeyExpired`].
+    /// The key `id` if the principal may act on it; [`AuthError::KeyNotFound`] otherwise,
+    /// exactly as for an unknown id.
+    async fn reachable_key(
+        &self,
+        principal: &Principal,
+        id: KeyId,
+    ) -> Result<KeyRecord, AuthError> {
+        match self.inner.keys.find(id).await? {
+            Some(record) if policy::within_reach(principal, &record) => Ok(record),
+            _ => Err(AuthError::KeyNotFound),
+        }
+    }
+
+    /// Issues a new secret for a key within the principal's reach, keeping its id, name,
+    /// scopes and expiry. With the default options the old key fails from the moment this
+    /// returns. Unknown, revoked, out-of-reach or another owner's key →
+    /// [`AuthError::KeyNotFound`]; expired → [`AuthError::KeyExpired`].
     pub async fn rotate_key(
         &self,
-        owner: &OwnerId,
+        principal: &Principal,
         id: KeyId,
         options: RotateOptions,
     ) -> Result<CreatedKey, AuthError> {
+        self.reachable_key(principal, id).await?;
         let key = ApiKey::generate_for(id).map_err(|e| AuthError::Unavailable(e.to_string()))?;
         let now = self.inner.clock.now();
         let rotation = Rotation {
@@ -609,7 +737,12 @@ impl Authenticator {
             grace_until: options.grace.map(|g| now + g),
             now,
         };
-        match self.inner.keys.rotate(owner, id, &rotation).await? {
+        match self
+            .inner
+            .keys
+            .rotate(principal.owner(), id, &rotation)
+            .await?
+        {
             RotateOutcome::Rotated(record) => Ok(CreatedKey {
                 info: KeyInfo::from(&record),
                 key,
@@ -619,21 +752,34 @@ impl Authenticator {
         }
     }
 
-    /// Revokes the owner's key. Idempotent: revoking a revoked key succeeds. Unknown or another
-    /// owner's key → [`AuthError::KeyNotFound`].
-    pub async fn revoke_key(&self, owner: &OwnerId, id: KeyId) -> Result<(), AuthError> {
-        match self
-            .inner
-            .keys
-            .revoke(owner, id, self.inner.clock.now())
-            .await?
-        {
-            RevokeOutcome::Revoked | RevokeOutcome::AlreadyRevoked => {
-                self.inner.last_used.forget(id);
-                Ok(())
-            }
-            _ => Err(AuthError::KeyNotFound),
+    /// Revokes a key within the principal's reach and, with [`RevokeOptions::cascade`], every
+    /// key it created, transitively, in one atomic step. A revoked key is gone from the owner's
+    /// view: revoking it again is [`AuthError::KeyNotFound`], like an unknown, out-of-reach or
+    /// another owner's key. Returns the ids revoked (the key first).
+    pub async fn revoke_key(
+        &self,
+        principal: &Principal,
+        id: KeyId,
+        options: RevokeOptions,
+    ) -> Result<Vec<KeyId>, AuthError> {
+        self.reachable_key(principal, id).await?;
+        let owner = principal.owner();
+        let at = self.inner.clock.now();
+        let (root, descendants) = if options.cascade {
+            let outcome = self.inner.keys.revoke_tree(owner, id, at).await?;
+            (outcome.root, outcome.descendants)
+        } else {
+            (self.inner.keys.revoke(owner, id, at).await?, Vec::new())
+        };
+        // A concurrent revoke of the same key won: it is gone all the same.
+        if root != RevokeOutcome::Revoked && descendants.is_empty() {
+            return Err(AuthError::KeyNotFound);
         }
+        let revoked: Vec<KeyId> = std::iter::once(id).chain(descendants).collect();
+        for id in &revoked {
+            self.inner.last_used.forget(*id);
+        }
+        Ok(revoked)
     }
 
     fn users(&self) -> Result<&Arc<dyn UserStore>, AuthError> {
@@ -660,6 +806,7 @@ impl Authenticator {
             password_hash,
             scopes,
             created_at: self.inner.clock.now(),
+            disabled: false,
         };
         match users.insert_user(&user).await {
             Ok(()) => Ok(UserInfo::from(&user)),
@@ -687,6 +834,30 @@ impl Authenticator {
             .iter()
             .map(UserInfo::from)
             .collect())
+    }
+
+    /// Disables a user: no login, and none of their tokens or keys authenticate (401) until
+    /// [`Authenticator::enable_user`]. Keys are kept, not revoked. `Ok(false)`: no such user.
+    pub async fn disable_user(&self, id: &OwnerId) -> Result<bool, AuthError> {
+        Ok(self.users()?.set_user_disabled(id, true).await?)
+    }
+
+    /// Enables a disabled user: their unexpired tokens and unrevoked keys work again.
+    /// `Ok(false)`: no such user.
+    pub async fn enable_user(&self, id: &OwnerId) -> Result<bool, AuthError> {
+        Ok(self.users()?.set_user_disabled(id, false).await?)
+    }
+
+    /// Replaces a user's scopes. Every token and key of the user is capped at them from the
+    /// next request on. `Ok(false)`: no such user.
+    pub async fn set_user_scopes(&self, id: &OwnerId, scopes: &Scopes) -> Result<bool, AuthError> {
+        Ok(self.users()?.set_user_scopes(id, scopes).await?)
+    }
+
+    /// Deletes a user: their tokens and keys answer 401 from the next request on (keys stay in
+    /// the key store, unusable). `Ok(false)`: no such user.
+    pub async fn delete_user(&self, id: &OwnerId) -> Result<bool, AuthError> {
+        Ok(self.users()?.delete_user(id).await?)
     }
 
     /// Password login without a client address (only the per-email throttle applies). See
@@ -734,7 +905,8 @@ impl Authenticator {
                 user.as_ref().map(|u| u.password_hash.as_str()),
             )
             .await?;
-        let Some(user) = user.filter(|_| check.matches) else {
+        // A disabled user reads exactly like a wrong password: no account-state oracle.
+        let Some(user) = user.filter(|u| check.matches && !u.disabled) else {
             throttle.failed(&email, client);
             return Err(AuthError::InvalidLogin);
         };

@@ -87,6 +87,9 @@ pub struct KeyRecord {
     pub digest: StoredDigest,
     /// The digest of the secret replaced by the last rotation, while its grace period lasts.
     pub previous: Option<PreviousDigest>,
+    /// The key whose holder created this one; `None` when a user (a login session) or the
+    /// application itself created it. Revoking a key with `cascade` follows these links.
+    pub created_by: Option<KeyId>,
 }
 
 /// The digest of a rotated-out secret that keeps working until `valid_until`.
@@ -201,6 +204,24 @@ pub fn is_valid_table_prefix(prefix: &str) -> bool {
         && !prefix.starts_with(|c: char| c.is_ascii_digit())
 }
 
+/// The result of [`KeyStore::revoke_tree`]: the outcome for the key itself, and the keys it
+/// created (transitively) that this call revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CascadeOutcome {
+    /// What happened to the key named in the call.
+    pub root: RevokeOutcome,
+    /// The descendants revoked by this call (not those revoked before it), in no set order.
+    pub descendants: Vec<KeyId>,
+}
+
+impl CascadeOutcome {
+    /// Builds an outcome (for store implementations).
+    pub fn new(root: RevokeOutcome, descendants: Vec<KeyId>) -> Self {
+        Self { root, descendants }
+    }
+}
+
 /// The result of [`KeyStore::revoke`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -232,6 +253,10 @@ pub enum StoreError {
     /// [`UserStore::insert_user`] with an email that already exists (case-insensitively).
     #[error("a user with this email already exists")]
     DuplicateEmail,
+    /// [`KeyStore::insert`] of a record whose [`KeyRecord::created_by`] names a key that is
+    /// revoked, missing, or another owner's: the creator lost its power before the insert.
+    #[error("the creating key is revoked")]
+    CreatorRevoked,
     /// The backend failed: connection refused, pool timeout, I/O error, corrupt row.
     #[error("store unavailable: {message}")]
     Unavailable {
@@ -277,7 +302,11 @@ impl StoreError {
 ///   [`list`](Self::list) only see the given owner's keys: another owner's key is *not found*.
 ///   [`find`](Self::find) is unscoped: it serves authentication, where the key id is all there is.
 /// * **insert** stores the record as given; an existing id is [`StoreError::DuplicateId`] and
-///   leaves the existing record untouched.
+///   leaves the existing record untouched. When [`KeyRecord::created_by`] is set, the insert
+///   happens only if that key exists for the same owner and is not revoked, checked atomically
+///   with the insert *and* with [`revoke_tree`](Self::revoke_tree): otherwise
+///   [`StoreError::CreatorRevoked`] and nothing is stored. (So a key revoked with its whole
+///   tree can never gain a child that escapes the cascade.)
 /// * **find** returns the record as last written, including revoked and expired ones (the
 ///   caller decides what they mean); **find_credentials** returns the same, minus name and
 ///   display fragment.
@@ -286,8 +315,13 @@ impl StoreError {
 ///   not expired at `rotation.now`, replace `digest` and `display`, set `previous` to the old
 ///   digest with `grace_until` (or clear it when `grace_until` is `None`), and return the new
 ///   record. After `rotate` returns, no `find` may return the old digest as current.
-/// * **revoke** sets `revoked_at` once; revoking again returns
+/// * **revoke** sets `revoked_at` once (and clears `previous`); revoking again returns
 ///   [`RevokeOutcome::AlreadyRevoked`] and keeps the first timestamp.
+/// * **revoke_tree** does what `revoke` does to the key and, in the same atomic step, revokes
+///   every not-yet-revoked key of the owner reachable through `created_by` links from it
+///   (children, their children, …), whether or not the key itself was already revoked. It
+///   returns the ids it revoked. A concurrent `insert` whose creator is in the tree either
+///   lands before (and is revoked) or fails with [`StoreError::CreatorRevoked`].
 /// * **record_last_used** applies a batch; `last_used_at` never moves backwards, and unknown
 ///   ids are ignored.
 ///
@@ -333,6 +367,15 @@ pub trait KeyStore: Send + Sync + 'static {
         at: OffsetDateTime,
     ) -> Result<RevokeOutcome, StoreError>;
 
+    /// Marks the owner's key revoked at `at`, and every key it created, transitively, in one
+    /// atomic step (see the contract above).
+    async fn revoke_tree(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        at: OffsetDateTime,
+    ) -> Result<CascadeOutcome, StoreError>;
+
     /// Applies a batch of last-used times (never moving one backwards).
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError>;
 }
@@ -346,10 +389,14 @@ pub struct UserRecord {
     pub email: String,
     /// The argon2id PHC string.
     pub password_hash: String,
-    /// Everything the user may do; a login token carries all of them.
+    /// Everything the user may do; a login token carries all of them, and every credential
+    /// of the user is capped at them on each request.
     pub scopes: Scopes,
     /// When the user was created.
     pub created_at: OffsetDateTime,
+    /// A disabled user cannot log in, and none of their tokens or keys authenticate until
+    /// they are enabled again.
+    pub disabled: bool,
 }
 
 impl fmt::Debug for UserRecord {
@@ -360,6 +407,7 @@ impl fmt::Debug for UserRecord {
             .field("password_hash", &format_args!("[redacted]"))
             .field("scopes", &self.scopes)
             .field("created_at", &self.created_at)
+            .field("disabled", &self.disabled)
             .finish()
     }
 }
@@ -372,6 +420,11 @@ impl fmt::Debug for UserRecord {
 ///   them exactly. A second user with the same email is [`StoreError::DuplicateEmail`], a
 ///   second with the same id [`StoreError::DuplicateId`].
 /// * `Ok(None)` means "no such user", `Err` a store failure — never confused.
+/// * The updates ([`update_password_hash`](Self::update_password_hash),
+///   [`set_user_disabled`](Self::set_user_disabled), [`set_user_scopes`](Self::set_user_scopes))
+///   change only their own field and return `Ok(false)` for an unknown id;
+///   [`delete_user`](Self::delete_user) removes the record (its email becomes free again) and
+///   returns `Ok(false)` for an unknown id. A change is visible to the next `find_user`.
 #[async_trait]
 pub trait UserStore: Send + Sync + 'static {
     /// Stores a new user.
@@ -388,6 +441,15 @@ pub trait UserStore: Send + Sync + 'static {
 
     /// All users, oldest first.
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
+
+    /// Disables (`true`) or enables (`false`) a user. `Ok(false)`: no such user.
+    async fn set_user_disabled(&self, id: &OwnerId, disabled: bool) -> Result<bool, StoreError>;
+
+    /// Replaces a user's scopes. `Ok(false)`: no such user.
+    async fn set_user_scopes(&self, id: &OwnerId, scopes: &Scopes) -> Result<bool, StoreError>;
+
+    /// Deletes a user. `Ok(false)`: no such user.
+    async fn delete_user(&self, id: &OwnerId) -> Result<bool, StoreError>;
 }
 
 #[cfg(test)]

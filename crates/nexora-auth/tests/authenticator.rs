@@ -10,10 +10,10 @@ use std::{
 
 use async_trait::async_trait;
 use nexora_auth::{
-    AuthError, Authenticator, Clock, Credential, InvalidReason, JwtConfig, JwtKeys, KeyId,
-    KeyRecord, KeyStore, MemoryKeyStore, MemoryUserStore, NewKey, OwnerId, PasswordPolicy,
-    PepperRing, Principal, RotateOptions, Scopes, SecretBytes, SecretString, StoreError,
-    TokenAuthority,
+    AuthError, Authenticator, CascadeOutcome, Clock, Credential, InvalidReason, JwtConfig, JwtKeys,
+    KeyId, KeyRecord, KeyStore, MemoryKeyStore, MemoryUserStore, NewKey, OwnerId, PasswordPolicy,
+    PepperRing, Principal, RevokeOptions, RotateOptions, Scopes, SecretBytes, SecretString,
+    StoreError, TokenAuthority, UserRecord, UserStore,
     store::{LastUsed, RevokeOutcome, RotateOutcome, Rotation},
 };
 use time::OffsetDateTime;
@@ -90,6 +90,15 @@ impl KeyStore for ProbeStore {
         self.enter()?;
         self.inner.revoke(owner, id, at).await
     }
+    async fn revoke_tree(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        at: OffsetDateTime,
+    ) -> Result<CascadeOutcome, StoreError> {
+        self.enter()?;
+        self.inner.revoke_tree(owner, id, at).await
+    }
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
         self.enter()?;
         self.last_used_batches.fetch_add(1, Ordering::SeqCst);
@@ -121,11 +130,29 @@ struct Fixture {
     clock: Arc<TestClock>,
 }
 
-fn fixture() -> Fixture {
+/// The owners the tests act for, as users holding every scope the tests use: with a user store
+/// configured, only a live user's credentials authenticate.
+const OWNERS: [&str; 4] = ["a", "alice", "bob", "svc"];
+
+async fn fixture() -> Fixture {
     let store = Arc::new(ProbeStore::default());
     let clock = TestClock::new();
+    let users = Arc::new(MemoryUserStore::new());
+    for owner in OWNERS {
+        users
+            .insert_user(&UserRecord {
+                id: OwnerId::new(owner),
+                email: format!("{owner}@owners.example"),
+                password_hash: String::new(),
+                scopes: Scopes::new(["agents:read", "agents:write", "keys:manage"]).unwrap(),
+                created_at: OffsetDateTime::now_utc(),
+                disabled: false,
+            })
+            .await
+            .unwrap();
+    }
     let auth = Authenticator::builder(store.clone(), pepper())
-        .users(Arc::new(MemoryUserStore::new()))
+        .users(users)
         .tokens(tokens())
         .password_policy(PasswordPolicy::default().argon2_params(256, 1, 1))
         .clock(clock.clone())
@@ -152,7 +179,7 @@ fn reason(result: Result<Principal, AuthError>) -> InvalidReason {
 
 #[tokio::test]
 async fn create_authenticate_and_principal() {
-    let f = fixture();
+    let f = fixture().await;
     let alice = user("alice", &["agents:read", "keys:manage"]);
     let created = f
         .auth
@@ -173,7 +200,7 @@ async fn create_authenticate_and_principal() {
 
 #[tokio::test]
 async fn malformed_keys_never_reach_the_store() {
-    let f = fixture();
+    let f = fixture().await;
     let created = f
         .auth
         .create_key(&user("a", &[]), NewKey::named("k"))
@@ -210,11 +237,11 @@ async fn malformed_keys_never_reach_the_store() {
 
 #[tokio::test]
 async fn unknown_revoked_expired_and_foreign_keys_answer_the_same() {
-    let f = fixture();
+    let f = fixture().await;
     let alice = user("alice", &["keys:manage"]);
     let revoked = f.auth.create_key(&alice, NewKey::named("r")).await.unwrap();
     f.auth
-        .revoke_key(alice.owner(), revoked.info.id)
+        .revoke_key(&alice, revoked.info.id, RevokeOptions::default())
         .await
         .unwrap();
     let soon = f.clock.now() + Duration::from_secs(60);
@@ -245,14 +272,20 @@ async fn unknown_revoked_expired_and_foreign_keys_answer_the_same() {
         "responses must be byte-identical"
     );
     // Another owner cannot rotate or revoke it: not found, never forbidden.
-    let bob = OwnerId::new("bob");
+    let bob = Principal::new(
+        OwnerId::new("bob"),
+        Credential::Internal,
+        Scopes::new(["keys:manage"]).unwrap(),
+    );
     let live = f
         .auth
         .create_key(&alice, NewKey::named("live"))
         .await
         .unwrap();
     assert!(matches!(
-        f.auth.revoke_key(&bob, live.info.id).await,
+        f.auth
+            .revoke_key(&bob, live.info.id, RevokeOptions::default())
+            .await,
         Err(AuthError::KeyNotFound)
     ));
     assert!(matches!(
@@ -270,7 +303,7 @@ async fn unknown_revoked_expired_and_foreign_keys_answer_the_same() {
 
 #[tokio::test]
 async fn store_failure_is_503_never_401() {
-    let f = fixture();
+    let f = fixture().await;
     let created = f
         .auth
         .create_key(&user("a", &[]), NewKey::named("k"))
@@ -292,7 +325,7 @@ async fn store_failure_is_503_never_401() {
 
 #[tokio::test]
 async fn rotation_is_immediate_by_default_and_keeps_id_and_name() {
-    let f = fixture();
+    let f = fixture().await;
     let alice = user("alice", &[]);
     let created = f
         .auth
@@ -301,7 +334,7 @@ async fn rotation_is_immediate_by_default_and_keeps_id_and_name() {
         .unwrap();
     let rotated = f
         .auth
-        .rotate_key(alice.owner(), created.info.id, RotateOptions::default())
+        .rotate_key(&alice, created.info.id, RotateOptions::default())
         .await
         .unwrap();
     assert_eq!(rotated.info.id, created.info.id);
@@ -316,7 +349,7 @@ async fn rotation_is_immediate_by_default_and_keeps_id_and_name() {
 
 #[tokio::test]
 async fn rotation_grace_period_keeps_the_old_key_for_a_while() {
-    let f = fixture();
+    let f = fixture().await;
     let alice = user("alice", &[]);
     let created = f
         .auth
@@ -326,7 +359,7 @@ async fn rotation_grace_period_keeps_the_old_key_for_a_while() {
     let rotated = f
         .auth
         .rotate_key(
-            alice.owner(),
+            &alice,
             created.info.id,
             RotateOptions::with_grace(Duration::from_secs(30)),
         )
@@ -341,7 +374,7 @@ async fn rotation_grace_period_keeps_the_old_key_for_a_while() {
 
 #[tokio::test]
 async fn rotating_expired_or_revoked_keys_is_refused() {
-    let f = fixture();
+    let f = fixture().await;
     let alice = user("alice", &[]);
     let soon = f.clock.now() + Duration::from_secs(10);
     let expiring = f
@@ -352,24 +385,24 @@ async fn rotating_expired_or_revoked_keys_is_refused() {
     f.clock.advance(11);
     let err = f
         .auth
-        .rotate_key(alice.owner(), expiring.info.id, RotateOptions::default())
+        .rotate_key(&alice, expiring.info.id, RotateOptions::default())
         .await
         .unwrap_err();
     assert!(matches!(err, AuthError::KeyExpired));
     let revoked = f.auth.create_key(&alice, NewKey::named("r")).await.unwrap();
     f.auth
-        .revoke_key(alice.owner(), revoked.info.id)
+        .revoke_key(&alice, revoked.info.id, RevokeOptions::default())
         .await
         .unwrap();
     let err = f
         .auth
-        .rotate_key(alice.owner(), revoked.info.id, RotateOptions::default())
+        .rotate_key(&alice, revoked.info.id, RotateOptions::default())
         .await
         .unwrap_err();
     assert!(matches!(err, AuthError::KeyNotFound));
     // Revocation is idempotent.
     f.auth
-        .revoke_key(alice.owner(), revoked.info.id)
+        .revoke_key(&alice, revoked.info.id, RevokeOptions::default())
         .await
         .unwrap();
     let past = f.clock.now() - Duration::from_secs(1);
@@ -383,7 +416,7 @@ async fn rotating_expired_or_revoked_keys_is_refused() {
 
 #[tokio::test]
 async fn scopes_can_only_narrow() {
-    let f = fixture();
+    let f = fixture().await;
     let alice = user("alice", &["agents:read"]);
     let err = f
         .auth
@@ -407,7 +440,7 @@ async fn scopes_can_only_narrow() {
 
 #[tokio::test]
 async fn key_names_are_validated() {
-    let f = fixture();
+    let f = fixture().await;
     let a = user("a", &[]);
     for bad in ["", "   ", &"x".repeat(101), "tab\tname"] {
         let err = f.auth.create_key(&a, NewKey::named(bad)).await.unwrap_err();
@@ -415,13 +448,13 @@ async fn key_names_are_validated() {
     }
     let odd = "naïve 'quoted' \"name\"; DROP TABLE keys; -- 🔑";
     let created = f.auth.create_key(&a, NewKey::named(odd)).await.unwrap();
-    assert_eq!(f.auth.list_keys(a.owner()).await.unwrap()[0].name, odd);
+    assert_eq!(f.auth.list_keys(&a).await.unwrap()[0].name, odd);
     assert_eq!(created.info.name, odd);
 }
 
 #[tokio::test]
 async fn last_used_is_batched_at_most_once_per_interval() {
-    let f = fixture();
+    let f = fixture().await;
     let a = user("a", &[]);
     let k1 = f.auth.create_key(&a, NewKey::named("1")).await.unwrap();
     let k2 = f.auth.create_key(&a, NewKey::named("2")).await.unwrap();
@@ -438,7 +471,7 @@ async fn last_used_is_batched_at_most_once_per_interval() {
         1,
         "one batch for both keys"
     );
-    let listed = f.auth.list_keys(a.owner()).await.unwrap();
+    let listed = f.auth.list_keys(&a).await.unwrap();
     assert!(listed.iter().all(|k| k.last_used_at == Some(f.clock.now())));
     // Within the interval: nothing new to write.
     f.clock.advance(4);
@@ -451,7 +484,7 @@ async fn last_used_is_batched_at_most_once_per_interval() {
 
 #[tokio::test]
 async fn failed_flush_is_retried_and_shutdown_flushes() {
-    let f = fixture();
+    let f = fixture().await;
     let a = user("a", &[]);
     let k = f.auth.create_key(&a, NewKey::named("1")).await.unwrap();
     f.auth.authenticate(k.key.expose()).await.unwrap();
@@ -466,7 +499,7 @@ async fn failed_flush_is_retried_and_shutdown_flushes() {
     assert_eq!(batches, 1, "one successful batch write");
     assert!(flushed_at_shutdown <= 1);
     assert!(
-        f.auth.list_keys(a.owner()).await.unwrap()[0]
+        f.auth.list_keys(&a).await.unwrap()[0]
             .last_used_at
             .is_some()
     );
@@ -474,7 +507,7 @@ async fn failed_flush_is_retried_and_shutdown_flushes() {
 
 #[tokio::test]
 async fn login_is_case_insensitive_and_does_not_reveal_accounts() {
-    let f = fixture();
+    let f = fixture().await;
     let scopes = Scopes::new(["agents:read", "keys:manage"]).unwrap();
     let password = SecretString::from("correct horse battery staple");
     let info = f
@@ -535,7 +568,7 @@ async fn login_is_case_insensitive_and_does_not_reveal_accounts() {
 
 #[tokio::test]
 async fn jwt_and_key_both_authenticate() {
-    let f = fixture();
+    let f = fixture().await;
     let token = f
         .auth
         .issue_token(&OwnerId::new("svc"), &Scopes::new(["agents:read"]).unwrap())
@@ -557,7 +590,7 @@ async fn jwt_and_key_both_authenticate() {
 
 #[tokio::test]
 async fn concurrent_rotation_never_has_both_or_neither() {
-    let f = fixture();
+    let f = fixture().await;
     let alice = user("alice", &[]);
     let created = f
         .auth
@@ -580,7 +613,7 @@ async fn concurrent_rotation_never_has_both_or_neither() {
         };
         let rotated = f
             .auth
-            .rotate_key(alice.owner(), old.id(), RotateOptions::default())
+            .rotate_key(&alice, old.id(), RotateOptions::default())
             .await
             .unwrap();
         assert!(

@@ -4,7 +4,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use nexora_auth::{
     ApiKey, AuthError, Authenticator, Credential, KeyId, MemoryKeyStore, NewKey, OwnerId,
-    PasswordPolicy, PepperRing, Principal, RotateOptions, Scopes, SecretBytes,
+    PasswordPolicy, PepperRing, Principal, RevokeOptions, RotateOptions, Scopes, SecretBytes,
 };
 use proptest::prelude::*;
 
@@ -42,6 +42,12 @@ fn owner_id(n: u8) -> OwnerId {
     OwnerId::new(format!("owner-{n}"))
 }
 
+/// The application acting for owner `n` (every key here has empty scopes and no expiry, so
+/// all of the owner's live keys are within its reach).
+fn acting(n: u8) -> Principal {
+    Principal::new(owner_id(n), Credential::Internal, Scopes::empty())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
@@ -66,7 +72,7 @@ proptest! {
                     Op::Rotate { owner, key } if !keys.is_empty() => {
                         let n = keys.len();
                         let k = &mut keys[usize::from(key) % n];
-                        let result = auth.rotate_key(&owner_id(owner), k.id, RotateOptions::default()).await;
+                        let result = auth.rotate_key(&acting(owner), k.id, RotateOptions::default()).await;
                         if k.owner == owner && !k.revoked {
                             let rotated = result.unwrap();
                             prop_assert_eq!(rotated.info.id, k.id);
@@ -79,8 +85,8 @@ proptest! {
                     Op::Revoke { owner, key } if !keys.is_empty() => {
                         let n = keys.len();
                         let k = &mut keys[usize::from(key) % n];
-                        let result = auth.revoke_key(&owner_id(owner), k.id).await;
-                        if k.owner == owner {
+                        let result = auth.revoke_key(&acting(owner), k.id, RevokeOptions::default()).await;
+                        if k.owner == owner && !k.revoked {
                             prop_assert!(result.is_ok());
                             k.revoked = true;
                         } else {
@@ -103,7 +109,7 @@ proptest! {
                     }
                     Op::List { owner } => {
                         let listed: HashMap<KeyId, String> = auth
-                            .list_keys(&owner_id(owner))
+                            .list_keys(&acting(owner))
                             .await
                             .unwrap()
                             .into_iter()

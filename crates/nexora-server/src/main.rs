@@ -74,8 +74,37 @@ enum UserCommand {
         #[arg(long, value_delimiter = ',', default_values_t = default_scopes())]
         scopes: Vec<String>,
     },
-    /// List users: id, email and scopes, one per line.
+    /// List users: id, email, scopes and `disabled` for disabled users, one per line.
     List,
+    /// Disable a user: no login, and none of their tokens or keys authenticate (401) until
+    /// `user enable`. Keys are kept, not revoked.
+    Disable {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+    },
+    /// Enable a disabled user: their unexpired tokens and unrevoked keys work again.
+    Enable {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+    },
+    /// Delete a user: their tokens and keys answer 401 from the next request on.
+    Delete {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+    },
+    /// Replace a user's scopes; every token and key of the user is capped at them from the
+    /// next request on.
+    SetScopes {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+        /// Comma-separated scopes (may be empty: `--scopes ''`).
+        #[arg(long, value_delimiter = ',', num_args = 0..)]
+        scopes: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -252,7 +281,8 @@ async fn user_command(
     auth: &AuthArgs,
     cmd: UserCommand,
 ) -> Result<(), StartupError> {
-    let (authenticator, _db) = authenticator(common, auth).await?;
+    let (authenticator, db) = authenticator(common, auth).await?;
+    let failed = |e: nexora_auth::AuthError| StartupError(detail(&e));
     match cmd {
         UserCommand::Create {
             email,
@@ -272,8 +302,41 @@ async fn user_command(
                 .await
                 .map_err(|e| StartupError(detail(&e)))?;
             for u in users {
-                println!("{}\t{}\t{}", u.id, u.email, u.scopes.to_space_separated());
+                let state = if u.disabled { "\tdisabled" } else { "" };
+                println!(
+                    "{}\t{}\t{}{state}",
+                    u.id,
+                    u.email,
+                    u.scopes.to_space_separated()
+                );
             }
+        }
+        UserCommand::Disable { email } => {
+            let user = find_user(&db, &email).await?;
+            authenticator.disable_user(&user.id).await.map_err(failed)?;
+            eprintln!("disabled {}", user.email);
+        }
+        UserCommand::Enable { email } => {
+            let user = find_user(&db, &email).await?;
+            authenticator.enable_user(&user.id).await.map_err(failed)?;
+            eprintln!("enabled {}", user.email);
+        }
+        UserCommand::Delete { email } => {
+            let user = find_user(&db, &email).await?;
+            authenticator.delete_user(&user.id).await.map_err(failed)?;
+            eprintln!("deleted {}", user.email);
+        }
+        UserCommand::SetScopes {
+            email,
+            scopes: list,
+        } => {
+            let user = find_user(&db, &email).await?;
+            let scopes = scopes(&list)?;
+            authenticator
+                .set_user_scopes(&user.id, &scopes)
+                .await
+                .map_err(failed)?;
+            eprintln!("{} now holds: {}", user.email, scopes.to_space_separated());
         }
     }
     Ok(())
@@ -323,8 +386,14 @@ async fn key_command(
         }
         KeyCommand::List { email } => {
             let user = find_user(&db, &email).await?;
+            // The application acting for the user: every key within the user's scopes.
+            let acting = nexora_auth::Principal::new(
+                user.id.clone(),
+                nexora_auth::Credential::Internal,
+                user.scopes.clone(),
+            );
             for k in authenticator
-                .list_keys(&user.id)
+                .list_keys(&acting)
                 .await
                 .map_err(|e| StartupError(detail(&e)))?
             {

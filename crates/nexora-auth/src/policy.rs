@@ -1,0 +1,127 @@
+//! The key-management policy: the one place that decides which keys a principal may act on and
+//! what a key it brings into being may hold.
+//!
+//! Every operation on keys in [`crate::Authenticator`] (list, create, rotate, revoke, and any
+//! added later) asks these two functions, whichever framework or store is in use:
+//!
+//! * [`within_reach`]: a principal acts only on its owner's live keys whose scopes are within
+//!   its own and whose lifetime does not exceed its own. A key out of reach is treated exactly
+//!   like an unknown key (not listed; 404 on rotate and revoke), so nothing reveals it exists.
+//!   A key principal can therefore never take over a broader or longer-lived sibling by rotating
+//!   it, nor lock its holder out by revoking it.
+//! * [`grant`]: a key that comes into being never has scopes beyond its creator's, and a key
+//!   created by a key never outlives it: its expiry is capped at the creator's (a request for no
+//!   expiry, or a later one, gets the creator's). A user session's keys are not capped by the
+//!   session's own short lifetime: creating long-lived keys is what sessions are for.
+//!
+//! Lifetime is judged by `expires_at` only: a key with no expiry outlives every key that has one.
+//! Scopes are judged by what the keys store; with a user store configured the authenticator
+//! also caps every principal at its user's current scopes, so narrowing a user's scopes narrows
+//! what each of their principals can reach.
+
+use time::OffsetDateTime;
+
+use crate::{AuthError, KeyId, Principal, Scopes, store::KeyRecord};
+
+/// Whether `principal` may see and act on `key`: the same owner, not revoked, scopes within
+/// the principal's, and a lifetime within the principal's.
+pub fn within_reach(principal: &Principal, key: &KeyRecord) -> bool {
+    key.owner == *principal.owner()
+        && key.revoked_at.is_none()
+        && key.scopes.is_subset_of(principal.scopes())
+        && lifetime_within(key.expires_at, principal.expires_at())
+}
+
+/// Whether a credential expiring at `expiry` ends no later than `cap` (`None`: never).
+fn lifetime_within(expiry: Option<OffsetDateTime>, cap: Option<OffsetDateTime>) -> bool {
+    match (expiry, cap) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(expiry), Some(cap)) => expiry <= cap,
+    }
+}
+
+/// What a new key may hold, as decided by [`grant`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Grant {
+    /// The key's scopes: those requested, or all of the creator's.
+    pub scopes: Scopes,
+    /// The key's expiry: the requested one, capped at the creator's.
+    pub expires_at: Option<OffsetDateTime>,
+    /// The creating key, when a key creates a key.
+    pub created_by: Option<KeyId>,
+}
+
+/// Decides what a key created by `creator` with the requested scopes and expiry holds.
+/// Requested scopes beyond the creator's are [`AuthError::ScopeNotHeld`] (403); `None` means
+/// all of the creator's. The expiry is capped at the creator's own, if it has one.
+pub fn grant(
+    creator: &Principal,
+    scopes: Option<Scopes>,
+    expires_at: Option<OffsetDateTime>,
+) -> Result<Grant, AuthError> {
+    let scopes = match scopes {
+        Some(scopes) if !scopes.is_subset_of(creator.scopes()) => {
+            return Err(AuthError::ScopeNotHeld);
+        }
+        Some(scopes) => scopes,
+        None => creator.scopes().clone(),
+    };
+    let expires_at = match (expires_at, creator.expires_at()) {
+        (requested, None) => requested,
+        (None, Some(cap)) => Some(cap),
+        (Some(requested), Some(cap)) => Some(requested.min(cap)),
+    };
+    Ok(Grant {
+        scopes,
+        expires_at,
+        created_by: creator.key_id(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use time::Duration;
+
+    use super::*;
+    use crate::{Credential, OwnerId};
+
+    fn scopes(s: &[&str]) -> Scopes {
+        Scopes::new(s.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn lifetimes() {
+        let t = OffsetDateTime::UNIX_EPOCH + Duration::days(10_000);
+        assert!(lifetime_within(None, None));
+        assert!(lifetime_within(Some(t), None));
+        assert!(!lifetime_within(None, Some(t)));
+        assert!(lifetime_within(Some(t), Some(t)));
+        assert!(!lifetime_within(Some(t + Duration::SECOND), Some(t)));
+    }
+
+    #[test]
+    fn a_key_grants_at_most_its_scopes_and_lifetime() {
+        let t = OffsetDateTime::UNIX_EPOCH + Duration::days(10_000);
+        let id = KeyId::new_random();
+        let key = Principal::new(OwnerId::new("o"), Credential::ApiKey(id), scopes(&["a"]))
+            .with_expiry(Some(t));
+        let g = grant(&key, None, None).unwrap();
+        assert_eq!(
+            (g.scopes, g.expires_at, g.created_by),
+            (scopes(&["a"]), Some(t), Some(id))
+        );
+        let later = grant(&key, Some(scopes(&["a"])), Some(t + Duration::DAY)).unwrap();
+        assert_eq!(later.expires_at, Some(t));
+        let sooner = grant(&key, None, Some(t - Duration::DAY)).unwrap();
+        assert_eq!(sooner.expires_at, Some(t - Duration::DAY));
+        assert!(matches!(
+            grant(&key, Some(scopes(&["a", "b"])), None),
+            Err(AuthError::ScopeNotHeld)
+        ));
+        let session = Principal::new(OwnerId::new("o"), Credential::Internal, scopes(&["a"]));
+        let g = grant(&session, None, None).unwrap();
+        assert_eq!((g.expires_at, g.created_by), (None, None));
+    }
+}
