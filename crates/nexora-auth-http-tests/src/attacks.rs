@@ -515,11 +515,12 @@ impl Catalogue<'_> {
         }
     }
 
-    /// Key lookups for a key, a user lookup for `/api/users/me` once authenticated.
+    /// Key lookups for a key; once the credential checks out, the live-user lookup of its
+    /// owner, and one more user lookup for `/api/users/me`.
     fn calls(want: Want, cred: Cred, route: Route) -> Option<u64> {
         let lookup = u64::from(cred == Cred::Key);
         match want {
-            Want::Accept => Some(lookup + u64::from(route == Route::Me)),
+            Want::Accept => Some(lookup + 1 + u64::from(route == Route::Me)),
             Want::InvalidToken => Some(lookup),
             Want::Missing | Want::InvalidRequest => Some(0),
             Want::RefusedOrClosed => None,
@@ -1752,8 +1753,9 @@ fn leaks(text: &str, forbidden: &[String]) -> Option<String> {
         .map(|s| format!("contains forbidden material ({} chars)", s.len()))
 }
 
-const LISTED_FIELDS: [&str; 7] = [
+const LISTED_FIELDS: [&str; 8] = [
     "created_at",
+    "created_by",
     "display",
     "expires_at",
     "id",

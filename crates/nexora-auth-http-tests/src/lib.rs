@@ -428,6 +428,25 @@ pub struct Fixture {
     pub bob_key: String,
     /// The id of Bob's key.
     pub bob_key_id: String,
+    /// Alice's key (all her scopes) that expires in an hour.
+    pub short_lived_key: String,
+    /// Its id.
+    pub short_lived_key_id: String,
+    /// Its `expires_at` as the API writes it (RFC 3339).
+    pub short_lived_expires_at: String,
+    /// A key of Alice's that created [`Fixture::child_key`], and its id.
+    pub parent_key: (String, String),
+    /// A key created by [`Fixture::parent_key`] (authenticated as that key), and its id.
+    pub child_key: (String, String),
+    /// A JWT signed by the ring whose `sub` names no user.
+    pub ghost_jwt: String,
+    /// A standard library's HS256 token for Alice: `{sub, exp, iat, iss, aud}`, no `scope`.
+    pub standard_jwt: String,
+    /// A key and a login JWT of Carol, a user disabled after they were issued.
+    pub disabled_user_credentials: [String; 2],
+    /// A key and a login JWT of Dave, a user whose scopes were narrowed to `keys:manage`
+    /// after they were issued (both had `agents:read` too).
+    pub narrowed_user_credentials: [String; 2],
     /// Every key text the fixture created, for leak checks.
     pub all_keys: Vec<String>,
     _guard: Option<Guard>,
@@ -558,11 +577,76 @@ impl Fixture {
             .token
             .expose()
             .to_owned();
+        // Lifetime and lineage: a key with an expiry, and a key created by another key.
+        // Whole seconds, so that every store keeps the expiry exactly.
+        let in_an_hour = (clock.now() + Duration::from_secs(3600))
+            .replace_nanosecond(0)
+            .expect("0 is a valid nanosecond");
+        let short_lived = auth
+            .create_key_for(
+                &alice.id,
+                &all,
+                NewKey::named("short-lived").expiring_at(in_an_hour),
+            )
+            .await
+            .expect("create short-lived key");
+        let short_lived_expires_at = serde_json::to_value(&short_lived.info)
+            .expect("key info serialises")["expires_at"]
+            .as_str()
+            .expect("an expiry")
+            .to_owned();
+        let parent = key(alice.id.clone(), &alice_all, "parent").await;
+        let as_parent = auth
+            .authenticate(parent.key.expose())
+            .await
+            .expect("the parent key authenticates");
+        let child = auth
+            .create_key(&as_parent, NewKey::named("child"))
+            .await
+            .expect("a key creates a key");
+
+        // Live users: a token for nobody, a standard token without `scope`, a disabled user
+        // and a user whose scopes were narrowed after their credentials were issued.
+        let ghost_jwt = auth
+            .issue_token(&OwnerId::new("ghost-user"), &all)
+            .expect("issue")
+            .token
+            .expose()
+            .to_owned();
+        let standard_jwt = standard_token(&alice.id);
+        let mut live_rule_credentials = Vec::new();
+        for email in ["carol@example.com", "dave@example.com"] {
+            let password = SecretString::from("a password for the live-user rows");
+            let user = auth
+                .register_user(email, &password, all.clone())
+                .await
+                .expect("register");
+            let jwt = auth
+                .login(email, &password)
+                .await
+                .expect("login")
+                .token
+                .token
+                .expose()
+                .to_owned();
+            let user_key = key(user.id.clone(), &alice_all, "live rule").await;
+            live_rule_credentials.push((user.id, [text_of(&user_key), jwt]));
+        }
+        let (carol, disabled_user_credentials) = live_rule_credentials.remove(0);
+        let (dave, narrowed_user_credentials) = live_rule_credentials.remove(0);
+        auth.disable_user(&carol).await.expect("disable carol");
+        auth.set_user_scopes(&dave, &Scopes::new([KEYS_MANAGE]).expect("valid scopes"))
+            .await
+            .expect("narrow dave");
+
         // `exp` has one-second granularity: after two seconds the token is past it.
         tokio::time::sleep(Duration::from_millis(2100)).await;
 
-        let text = |k: &nexora_auth::CreatedKey| k.key.expose().to_owned();
+        let text = text_of;
         let all_keys = [
+            &short_lived,
+            &parent,
+            &child,
             &alice_key,
             &reader,
             &manager_only,
@@ -597,11 +681,43 @@ impl Fixture {
             bob_id: bob.id.as_str().to_owned(),
             bob_key: text(&bob_key),
             bob_key_id: bob_key.info.id.to_string(),
+            short_lived_key: text(&short_lived),
+            short_lived_key_id: short_lived.info.id.to_string(),
+            short_lived_expires_at,
+            parent_key: (text(&parent), parent.info.id.to_string()),
+            child_key: (text(&child), child.info.id.to_string()),
+            ghost_jwt,
+            standard_jwt,
+            disabled_user_credentials,
+            narrowed_user_credentials,
             all_keys,
             auth,
             _guard: guard.map(Guard),
         }
     }
+}
+
+fn text_of(key: &nexora_auth::CreatedKey) -> String {
+    key.key.expose().to_owned()
+}
+
+/// What a standard JWT library issues for `sub` with the fixture's HS256 secret and the
+/// default issuer and audience: no `scope`, no `kid`, no `jti`.
+fn standard_token(subject: &OwnerId) -> String {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let claims = json!({
+        "sub": subject.as_str(),
+        "iat": now,
+        "exp": now + 600,
+        "iss": "nexora",
+        "aud": "nexora-api",
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET).expect("an HMAC key of any length"),
+    )
+    .expect("HS256 signs")
 }
 
 /// A check of a JSON body: `Err` says what is wrong.
@@ -776,6 +892,7 @@ fn created_key_shape(body: &Value) -> Result<(), String> {
     fields.sort_unstable();
     let want = [
         "created_at",
+        "created_by",
         "display",
         "expires_at",
         "id",
@@ -797,6 +914,21 @@ fn created_key_shape(body: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// A 201 for a key created by the key `creator_id`, expiring at `expires_at`.
+fn minted_by(creator_id: &str, expires_at: &str) -> BodyCheck {
+    let (creator_id, expires_at) = (creator_id.to_owned(), expires_at.to_owned());
+    satisfies(move |b| {
+        created_key_shape(b)?;
+        if b["expires_at"] != expires_at.as_str() {
+            return Err(format!("expires_at {}, want {expires_at}", b["expires_at"]));
+        }
+        if b["created_by"] != json!({"kind": "key", "key_id": creator_id}) {
+            return Err(format!("created_by {}", b["created_by"]));
+        }
+        Ok(())
+    })
+}
+
 /// Every rule of the auth API as a row. Rows run in order against one fresh [`Fixture`] (the
 /// rotate and revoke rows change it).
 pub fn table(f: &Fixture) -> Vec<Row> {
@@ -808,6 +940,9 @@ pub fn table(f: &Fixture) -> Vec<Row> {
     let (rotate_key, rotate_id) = f.rotate_me.clone();
     let (revoke_key, revoke_id) = f.revoke_me.clone();
     let alice_key = f.alice_key.clone();
+    let manager_only = bearer(&f.manager_only_key);
+    let short_lived = bearer(&f.short_lived_key);
+    let (parent_id, child_id) = (f.parent_key.1.clone(), f.child_key.1.clone());
     let login_body = format!(r#"{{"email": "{ALICE_EMAIL}", "password": "{ALICE_PASSWORD}"}}"#);
     let json_ct = Some("application/json");
     vec![
@@ -1280,9 +1415,9 @@ pub fn table(f: &Fixture) -> Vec<Row> {
             challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
         ),
         row(
-            "revoke again → 204 (idempotent)",
+            "revoke again → 404: a revoked key is gone, as from the list and rotate",
             http("DELETE", format!("{keys}/{revoke_id}"), alice.clone()),
-            expect(204, BodyCheck::Empty),
+            challenge(404, KEY_NOT_FOUND, None),
         ),
         row(
             "revoke another user's key → 404",
@@ -1326,6 +1461,163 @@ pub fn table(f: &Fixture) -> Vec<Row> {
             "wrong method on login → 405 JSON with Allow",
             http("GET", "/api/auth/login", vec![]),
             not_allowed("POST"),
+        ),
+        // --- The key-management policy ---
+        row(
+            "policy: a keys:manage-only key cannot rotate a broader sibling → 404",
+            http(
+                "POST",
+                format!("{keys}/{}/rotate", f.rotate_me.1),
+                manager_only.clone(),
+            ),
+            challenge(404, KEY_NOT_FOUND, None),
+        ),
+        row(
+            "policy: a keys:manage-only key cannot revoke a broader sibling → 404",
+            http(
+                "DELETE",
+                format!("{keys}/{}", f.rotate_me.1),
+                manager_only.clone(),
+            ),
+            challenge(404, KEY_NOT_FOUND, None),
+        ),
+        row(
+            "policy: a keys:manage-only key lists only keys within its scopes",
+            http("GET", keys, manager_only.clone()),
+            expect(
+                200,
+                satisfies(move |b| {
+                    let items = b.as_array().ok_or("not a list")?;
+                    let within = |k: &&Value| k["scopes"] == json!([KEYS_MANAGE]);
+                    if !items.is_empty() && items.iter().all(|k| within(&k)) {
+                        Ok(())
+                    } else {
+                        Err(format!("listed keys beyond keys:manage: {b}"))
+                    }
+                }),
+            ),
+        ),
+        row(
+            "policy: a key with an expiry creates a key that expires with it",
+            json_body(keys, short_lived.clone(), json_ct, r#"{"name": "minted"}"#),
+            expect(
+                201,
+                minted_by(&f.short_lived_key_id, &f.short_lived_expires_at),
+            ),
+        ),
+        row(
+            "policy: a later requested expiry is capped at the creator's",
+            json_body(
+                keys,
+                short_lived.clone(),
+                json_ct,
+                r#"{"name": "minted later", "expires_at": "2999-01-01T00:00:00Z"}"#,
+            ),
+            expect(
+                201,
+                minted_by(&f.short_lived_key_id, &f.short_lived_expires_at),
+            ),
+        ),
+        row(
+            "policy: a key with an expiry lists no key that outlives it",
+            http("GET", keys, short_lived.clone()),
+            expect(
+                200,
+                satisfies(|b| {
+                    let items = b.as_array().ok_or("not a list")?;
+                    if !items.is_empty() && items.iter().all(|k| !k["expires_at"].is_null()) {
+                        Ok(())
+                    } else {
+                        Err(format!("listed a key without expiry: {b}"))
+                    }
+                }),
+            ),
+        ),
+        row(
+            "lineage: the list says what created each key",
+            http("GET", keys, alice.clone()),
+            expect(200, {
+                let (parent_id, child_id) = (parent_id.clone(), child_id.clone());
+                satisfies(move |b| {
+                    let items = b.as_array().ok_or("not a list")?;
+                    let by_id = |id: &str| items.iter().find(|k| k["id"] == id).cloned();
+                    let child = by_id(&child_id).ok_or("child not listed")?;
+                    let parent = by_id(&parent_id).ok_or("parent not listed")?;
+                    if child["created_by"] == json!({"kind": "key", "key_id": parent_id})
+                        && parent["created_by"] == json!({"kind": "user"})
+                    {
+                        Ok(())
+                    } else {
+                        Err(format!("created_by: child {child}, parent {parent}"))
+                    }
+                })
+            }),
+        ),
+        row(
+            "cascade: a value other than a boolean → 422",
+            http(
+                "DELETE",
+                format!("{keys}/{parent_id}?cascade=maybe"),
+                alice.clone(),
+            ),
+            expect(
+                422,
+                issue(
+                    json!(["query", "cascade"]),
+                    "Input should be a valid boolean, unable to interpret input",
+                    "bool_parsing",
+                ),
+            ),
+        ),
+        row(
+            "cascade: revoke a key and every key it created → 204",
+            http(
+                "DELETE",
+                format!("{keys}/{parent_id}?cascade=true"),
+                alice.clone(),
+            ),
+            expect(204, BodyCheck::Empty),
+        ),
+        row(
+            "cascade: the created key is revoked with its creator → 401",
+            http("GET", "/agents", bearer(&f.child_key.0)),
+            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+        ),
+        row(
+            "cascade: the creator itself → 401",
+            http("GET", "/agents", bearer(&f.parent_key.0)),
+            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+        ),
+        // --- Live users ---
+        row(
+            "live users: a valid JWT whose sub names no user → 401",
+            http("GET", "/agents", bearer(&f.ghost_jwt)),
+            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+        ),
+        row(
+            "live users: a standard JWT without scope carries the user's scopes → 200",
+            http("GET", "/agents", bearer(&f.standard_jwt)),
+            expect(200, BodyCheck::Json(json!({"owner": alice_id.clone()}))),
+        ),
+        row(
+            "live users: a disabled user's key → 401",
+            http("GET", "/agents", bearer(&f.disabled_user_credentials[0])),
+            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+        ),
+        row(
+            "live users: a disabled user's JWT → 401",
+            http("GET", "/agents", bearer(&f.disabled_user_credentials[1])),
+            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+        ),
+        row(
+            "live users: a narrowed user's key loses the scope → 403",
+            http("GET", "/agents", bearer(&f.narrowed_user_credentials[0])),
+            challenge(403, INSUFFICIENT, INSUFFICIENT_SCOPE),
+        ),
+        row(
+            "live users: a narrowed user's JWT loses the scope → 403",
+            http("GET", "/agents", bearer(&f.narrowed_user_credentials[1])),
+            challenge(403, INSUFFICIENT, INSUFFICIENT_SCOPE),
         ),
         // --- Layer / middleware and extractors on the application's own routes ---
         row(

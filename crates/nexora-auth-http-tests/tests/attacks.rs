@@ -8,8 +8,11 @@
 //! Postgres comes from `NEXORA_TEST_POSTGRES_URL`; when it is unreachable the Postgres test
 //! says `SKIPPED` loudly and passes — unless `NEXORA_REQUIRE_POSTGRES=1`, where it fails.
 
-use std::{future::Future, sync::Arc};
+mod common;
 
+use std::future::Future;
+
+use common::{postgres, sqlite};
 use nexora_auth_http_tests::{
     Fixture, Signing, Stores,
     attacks::{
@@ -17,32 +20,9 @@ use nexora_auth_http_tests::{
     },
     servers,
 };
-use nexora_auth_postgres::PostgresStore;
-use nexora_auth_sqlite::SqliteStore;
-use nexora_auth_testkit::postgres::TestSchema;
 
 /// Fewer rows than this per ring and framework means the catalogue lost some.
 const MIN_ROWS: usize = 450;
-
-async fn sqlite() -> Stores {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let pool = nexora_auth_sqlite::connect(dir.path().join("auth.db"))
-        .await
-        .expect("open the database");
-    let store = Arc::new(SqliteStore::new(pool).await.expect("migrations"));
-    Stores::new("sqlite", store.clone(), store).with_guard(dir)
-}
-
-/// `None` after the testkit's loud skip (it panics instead under `NEXORA_REQUIRE_POSTGRES=1`).
-async fn postgres() -> Option<Stores> {
-    let schema = TestSchema::create().await?;
-    let store = Arc::new(
-        PostgresStore::new(schema.pool().clone())
-            .await
-            .expect("migrations"),
-    );
-    Some(Stores::new("postgres", store.clone(), store).with_guard(schema))
-}
 
 /// Builds one fixture per ring (concurrently: each waits two seconds for a JWT to expire),
 /// then runs the whole catalogue against axum and actix-web for each. Returns the number of

@@ -30,7 +30,7 @@
 //! principal.require_scope("agents:read")?;
 //!
 //! // Rotation keeps the id; the old key stops working at once.
-//! let rotated = auth.rotate_key(principal.owner(), created.info.id, Default::default()).await?;
+//! let rotated = auth.rotate_key(&principal, created.info.id, Default::default()).await?;
 //! assert!(auth.authenticate(&key_text).await.is_err());
 //! assert!(auth.authenticate(rotated.key.expose()).await.is_ok());
 //! # Ok(())

@@ -400,11 +400,13 @@ async fn rotating_expired_or_revoked_keys_is_refused() {
         .await
         .unwrap_err();
     assert!(matches!(err, AuthError::KeyNotFound));
-    // Revocation is idempotent.
-    f.auth
+    // A revoked key is gone from the owner's view: revoking it again is 404 like rotating it.
+    let err = f
+        .auth
         .revoke_key(&alice, revoked.info.id, RevokeOptions::default())
         .await
-        .unwrap();
+        .unwrap_err();
+    assert!(matches!(err, AuthError::KeyNotFound));
     let past = f.clock.now() - Duration::from_secs(1);
     let err = f
         .auth
