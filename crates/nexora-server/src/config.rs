@@ -10,6 +10,8 @@ use std::{
 use base64::Engine;
 use nexora_auth::{JwtAlgorithm, JwtConfig, JwtKeys, PepperRing, SecretBytes, TokenAuthority};
 
+use crate::database_url::DatabaseUrl;
+
 /// A startup problem, reported as one line.
 #[derive(Debug)]
 pub(crate) struct StartupError(pub(crate) String);
@@ -30,9 +32,15 @@ pub(crate) fn fail<T>(message: impl Into<String>) -> Result<T, StartupError> {
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct CommonArgs {
     /// Database URL: `sqlite://PATH` or `postgres://…`. Defaults to
-    /// `sqlite://<data-dir>/nexora.db`.
-    #[arg(long, env = "NEXORA_DATABASE_URL", global = true)]
-    pub(crate) database: Option<String>,
+    /// `sqlite://<data-dir>/nexora.db`. A password in it (`postgres://user:PASSWORD@host/db`
+    /// or `?password=`) is never printed: logs and messages show it as `[redacted]`.
+    #[arg(
+        long,
+        env = "NEXORA_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub(crate) database: Option<DatabaseUrl>,
 
     /// Directory for the embedded SQLite database and generated secrets. Created if missing.
     #[arg(
@@ -117,10 +125,13 @@ pub(crate) struct AuthArgs {
 pub(crate) const MIN_SECRET_LEN: usize = 32;
 
 /// Resolves the database URL (default: SQLite in the data directory).
-pub(crate) fn database_url(common: &CommonArgs) -> String {
+pub(crate) fn database_url(common: &CommonArgs) -> DatabaseUrl {
     match &common.database {
         Some(url) => url.clone(),
-        None => format!("sqlite://{}", common.data_dir.join("nexora.db").display()),
+        None => DatabaseUrl::from(format!(
+            "sqlite://{}",
+            common.data_dir.join("nexora.db").display()
+        )),
     }
 }
 

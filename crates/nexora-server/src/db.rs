@@ -47,20 +47,65 @@ impl Database {
     }
 }
 
-/// The database URL with any password removed, for logs.
-pub(crate) fn describe(common: &CommonArgs) -> String {
-    let url = database_url(common);
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((_credentials, host)) => format!("{scheme}://…@{host}"),
-            None => url,
-        },
-        None => url,
+/// The query parameters sqlx 0.9 reads from a Postgres URL (`PgConnectOptions::from_str`).
+/// sqlx logs any other parameter at WARN with its value, and libpq users put secrets in some
+/// (`sslpassword`), so the others are removed before sqlx sees the URL and reported here by
+/// name only. sqlx ignores them either way.
+const POSTGRES_PARAMETERS: &[&str] = &[
+    "application_name",
+    "dbname",
+    "host",
+    "hostaddr",
+    "options",
+    "password",
+    "port",
+    "ssl-ca",
+    "ssl-cert",
+    "ssl-key",
+    "ssl-mode",
+    "ssl-root-cert",
+    "sslcert",
+    "sslkey",
+    "sslmode",
+    "sslrootcert",
+    "statement-cache-capacity",
+    "user",
+];
+
+/// `url` without the query parameters sqlx does not read, each reported by name (its value
+/// may be a secret). A URL that does not parse is returned as it is, for sqlx to refuse.
+fn known_postgres_parameters(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return url.to_owned();
+    };
+    let pairs: Vec<(String, String)> = parsed
+        .query_pairs()
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect();
+    let (known, unknown): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(name, _)| {
+        POSTGRES_PARAMETERS.contains(&name.as_str()) || name.starts_with("options[")
+    });
+    if unknown.is_empty() {
+        return url.to_owned();
     }
+    for (name, _) in &unknown {
+        tracing::warn!(
+            parameter = %name,
+            "ignoring an unknown Postgres connection parameter (its value is not shown)"
+        );
+    }
+    if known.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(known);
+    }
+    parsed.into()
 }
 
+/// Opens the configured database. Messages name it only in its redacted form.
 pub(crate) async fn open(common: &CommonArgs) -> Result<Database, StartupError> {
-    let url = database_url(common);
+    let configured = database_url(common);
+    let url = configured.expose();
     if let Some(path) = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -93,21 +138,15 @@ pub(crate) async fn open(common: &CommonArgs) -> Result<Database, StartupError> 
         let pool = PgPoolOptions::new()
             .acquire_timeout(CONNECT_TIMEOUT)
             .max_connections(16)
-            .connect(&url)
+            .connect(&known_postgres_parameters(url))
             .await
-            .or_else(|e| {
-                fail(format!(
-                    "cannot connect to Postgres at {}: {e}",
-                    describe(common)
-                ))
-            })?;
+            .or_else(|e| fail(format!("cannot connect to Postgres at {configured}: {e}")))?;
         let store = PostgresStore::new(pool)
             .await
             .or_else(|e| fail(format!("Postgres setup: {e}")))?;
         return Ok(Database::Postgres(store));
     }
     fail(format!(
-        "bad database URL {:?}: use sqlite://PATH or postgres://…",
-        describe(common)
+        "bad database URL \"{configured}\": use sqlite://PATH or postgres://…"
     ))
 }

@@ -13,6 +13,7 @@
 
 mod app;
 mod config;
+mod database_url;
 mod db;
 
 use std::{
@@ -179,7 +180,7 @@ async fn serve(common: &CommonArgs, auth: &AuthArgs, args: &ServeArgs) -> Result
     let flusher = authenticator
         .spawn_last_used_flusher(Duration::from_secs(args.last_used_flush_secs.max(1)));
     let app = app::router(app::AppState::new(authenticator, database), args);
-    tracing::info!(%addr, database = %db::describe(common), "nexora-server listening on http://{addr}");
+    tracing::info!(%addr, database = %config::database_url(common), "nexora-server listening on http://{addr}");
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -350,5 +351,43 @@ fn check_key() -> Result<(), StartupError> {
             Ok(())
         }
         Err(e) => fail(format!("not a valid key: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    /// The parsed command line, as a panic or a debug print would show it, holds the database
+    /// URL only redacted.
+    #[test]
+    fn the_debug_of_the_command_line_redacts_the_database_url() {
+        for args in [
+            &[
+                "nexora-server",
+                "--database",
+                "postgres://app:Ui9xq7@db/nexora?password=Qp8vn4",
+            ][..],
+            &[
+                "nexora-server",
+                "user",
+                "list",
+                "--database",
+                "postgres://app:Ui9xq7@db/nexora?password=Qp8vn4",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(args).expect("valid arguments");
+            let debug = format!("{cli:?}");
+            assert!(
+                debug.contains("postgres://app:[redacted]@db/nexora"),
+                "{debug}"
+            );
+            assert!(
+                !debug.contains("Ui9xq7") && !debug.contains("Qp8vn4"),
+                "{debug}"
+            );
+        }
     }
 }
