@@ -10,7 +10,10 @@ use std::{
 use base64::Engine;
 use nexora_auth::{JwtAlgorithm, JwtConfig, JwtKeys, PepperRing, SecretBytes, TokenAuthority};
 
-use crate::database_url::DatabaseUrl;
+use crate::{
+    database_url::DatabaseUrl,
+    private_files::{self, Existing},
+};
 
 /// A startup problem, reported as one line.
 #[derive(Debug)]
@@ -42,7 +45,9 @@ pub(crate) struct CommonArgs {
     )]
     pub(crate) database: Option<DatabaseUrl>,
 
-    /// Directory for the embedded SQLite database and generated secrets. Created if missing.
+    /// Directory for the embedded SQLite database and generated secrets. Created with mode 0700
+    /// if missing; the database and secrets in it are 0600, and looser modes found at start
+    /// are tightened, with a warning.
     #[arg(
         long,
         env = "NEXORA_DATA_DIR",
@@ -135,8 +140,10 @@ pub(crate) fn database_url(common: &CommonArgs) -> DatabaseUrl {
     }
 }
 
+/// Creates the data directory (mode 0700) if it is missing, and tightens an existing one; see
+/// [`private_files`](crate::private_files).
 pub(crate) fn ensure_data_dir(dir: &Path) -> Result<(), StartupError> {
-    std::fs::create_dir_all(dir).or_else(|e| {
+    private_files::ensure_dir(dir, Existing::Tighten).or_else(|e| {
         fail(format!(
             "cannot create data directory {}: {e}",
             dir.display()
@@ -146,7 +153,8 @@ pub(crate) fn ensure_data_dir(dir: &Path) -> Result<(), StartupError> {
 
 /// Reads a secret from `var`, or from `<data_dir>/<file>`, generating that file (mode 0600)
 /// with 48 random bytes the first time, with a warning: a restart keeps the same secret, so
-/// nobody is logged out and every key keeps working.
+/// nobody is logged out and every key keeps working. An existing file readable by others is
+/// tightened to 0600, with a warning.
 pub(crate) fn load_secret(
     var: &str,
     data_dir: &Path,
@@ -162,6 +170,7 @@ pub(crate) fn load_secret(
     }
     ensure_data_dir(data_dir)?;
     let path = data_dir.join(file);
+    private_files::tighten_if_present(&path);
     if let Ok(text) = std::fs::read_to_string(&path) {
         let text = text.trim();
         if text.len() < MIN_SECRET_LEN {

@@ -1,13 +1,16 @@
 //! Opening the configured database: SQLite (embedded, the default) or Postgres.
 
-use std::{sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use nexora_auth::{KeyStore, UserStore};
 use nexora_auth_postgres::PostgresStore;
 use nexora_auth_sqlite::SqliteStore;
 use sqlx::{postgres::PgPoolOptions, sqlite::SqlitePoolOptions};
 
-use crate::config::{CommonArgs, StartupError, database_url, ensure_data_dir, fail};
+use crate::{
+    config::{CommonArgs, StartupError, database_url, ensure_data_dir, fail},
+    private_files::{self, Existing},
+};
 
 /// How long a request (or startup) waits for a database connection before giving up: during
 /// an outage requests answer 503 after this long instead of piling up. 2 seconds.
@@ -102,6 +105,41 @@ fn known_postgres_parameters(url: &str) -> String {
     parsed.into()
 }
 
+/// Makes the SQLite database at `path` private before SQLite opens it: its directory is
+/// created (0700) if missing — and tightened when it is the data directory — and the database
+/// file is created 0600, so SQLite, which gives its WAL and shared-memory files the database's
+/// mode, creates those 0600 too. Existing files readable by others are tightened.
+fn secure_sqlite_files(common: &CommonArgs, path: &Path) -> Result<(), StartupError> {
+    // SQLite's name for a database in memory: there is no file.
+    if path.as_os_str() == ":memory:" {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if parent == common.data_dir {
+            ensure_data_dir(parent)?;
+        } else {
+            private_files::ensure_dir(parent, Existing::LeaveAlone).or_else(|e| {
+                fail(format!(
+                    "cannot create the database's directory {}: {e}",
+                    parent.display()
+                ))
+            })?;
+        }
+    }
+    private_files::ensure_file(path).or_else(|e| {
+        fail(format!(
+            "cannot create SQLite database {}: {e}",
+            path.display()
+        ))
+    })?;
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut companion = path.as_os_str().to_owned();
+        companion.push(suffix);
+        private_files::tighten_if_present(Path::new(&companion));
+    }
+    Ok(())
+}
+
 /// Opens the configured database. Messages name it only in its redacted form.
 pub(crate) async fn open(common: &CommonArgs) -> Result<Database, StartupError> {
     let configured = database_url(common);
@@ -115,10 +153,8 @@ pub(crate) async fn open(common: &CommonArgs) -> Result<Database, StartupError> 
                 "bad database URL: sqlite:// needs a file path, e.g. sqlite://nexora-data/nexora.db",
             );
         }
-        let path = std::path::Path::new(path);
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            ensure_data_dir(parent)?;
-        }
+        let path = Path::new(path);
+        secure_sqlite_files(common, path)?;
         let pool = SqlitePoolOptions::new()
             .acquire_timeout(CONNECT_TIMEOUT)
             .connect_with(nexora_auth_sqlite::connect_options(path))

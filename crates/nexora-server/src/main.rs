@@ -15,6 +15,7 @@ mod app;
 mod config;
 mod database_url;
 mod db;
+mod private_files;
 
 use std::{
     io::{BufRead, IsTerminal},

@@ -37,11 +37,27 @@ impl Server {
     /// Starts `nexora-server serve --bind 127.0.0.1:0` in `dir` with `extra` arguments and
     /// environment. Panics with the server's output if it does not come up.
     pub fn start(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_with(Command::new(BIN), dir, extra, env)
+    }
+
+    /// [`Server::start`] with the file-mode creation mask `umask` (octal, as `umask` takes it)
+    /// instead of the test's own: `sh` sets it and `exec`s the server, which keeps its pid.
+    pub fn start_with_umask(
+        umask: &str,
+        dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", r#"umask "$0" && exec "$@""#, umask, BIN]);
+        Self::start_with(cmd, dir, extra, env)
+    }
+
+    fn start_with(mut cmd: Command, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let run = unique();
         let log_path = dir.join(format!("server-{run}.log"));
         let stdout_path = dir.join(format!("server-{run}.stdout"));
         let stdout = std::fs::File::create(&stdout_path).expect("stdout file");
-        let mut cmd = Command::new(BIN);
         cmd.current_dir(dir)
             .args(["serve", "--bind", "127.0.0.1:0"])
             .args(extra)
