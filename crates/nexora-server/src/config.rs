@@ -141,7 +141,7 @@ pub(crate) fn database_url(common: &CommonArgs) -> DatabaseUrl {
 }
 
 /// Creates the data directory (mode 0700) if it is missing, and tightens an existing one; see
-/// [`private_files`](crate::private_files).
+/// [`private_files`].
 pub(crate) fn ensure_data_dir(dir: &Path) -> Result<(), StartupError> {
     private_files::ensure_dir(dir, Existing::Tighten).or_else(|e| {
         fail(format!(

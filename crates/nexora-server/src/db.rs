@@ -186,3 +186,34 @@ pub(crate) async fn open(common: &CommonArgs) -> Result<Database, StartupError> 
         "bad database URL \"{configured}\": use sqlite://PATH or postgres://…"
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::known_postgres_parameters;
+
+    #[test]
+    fn parameters_sqlx_does_not_read_are_removed_and_the_rest_kept() {
+        for (url, want) in [
+            (
+                "postgres://app:pw@db/nexora?sslmode=require&sslpassword=s3cret&password=a%26b&passwd=x&options[search_path]=app",
+                "postgres://app:pw@db/nexora?sslmode=require&password=a%26b&options%5Bsearch_path%5D=app",
+            ),
+            (
+                "postgres://db/nexora?sslpassword=s3cret",
+                "postgres://db/nexora",
+            ),
+            // Nothing to remove: the URL as written.
+            (
+                "postgres://db/nexora?application_name=a+b&password=p%40ss",
+                "postgres://db/nexora?application_name=a+b&password=p%40ss",
+            ),
+            // Not a URL: left for sqlx to refuse.
+            (
+                "postgres://db:notaport/nexora?passwd=x",
+                "postgres://db:notaport/nexora?passwd=x",
+            ),
+        ] {
+            assert_eq!(known_postgres_parameters(url), want, "{url}");
+        }
+    }
+}

@@ -3,6 +3,15 @@
 //! `cargo run -p nexora-server` serves on `127.0.0.1:8080` with an embedded SQLite database in
 //! `./nexora-data`; `--database postgres://…` switches to Postgres, so several instances can
 //! share one database. See the README for the quickstart and `--help` for every option.
+//!
+//! What the server keeps secret outside its API:
+//!
+//! - The database URL is printed only redacted ([`database_url::redact`]): a password in its
+//!   user-info or query reads `[redacted]` in logs, error messages and the `Debug` of the
+//!   parsed command line, and `--help` does not show `NEXORA_DATABASE_URL`'s value.
+//! - The data directory is 0700 and the SQLite database (with its WAL and shared-memory files)
+//!   and the generated secrets are 0600; looser modes found at start are tightened with a
+//!   warning ([`private_files`]).
 
 #![forbid(unsafe_code)]
 #![allow(
