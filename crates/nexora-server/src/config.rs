@@ -10,6 +10,11 @@ use std::{
 use base64::Engine;
 use nexora_auth::{JwtAlgorithm, JwtConfig, JwtKeys, PepperRing, SecretBytes, TokenAuthority};
 
+use crate::{
+    database_url::DatabaseUrl,
+    private_files::{self, Existing},
+};
+
 /// A startup problem, reported as one line.
 #[derive(Debug)]
 pub(crate) struct StartupError(pub(crate) String);
@@ -30,11 +35,19 @@ pub(crate) fn fail<T>(message: impl Into<String>) -> Result<T, StartupError> {
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct CommonArgs {
     /// Database URL: `sqlite://PATH` or `postgres://…`. Defaults to
-    /// `sqlite://<data-dir>/nexora.db`.
-    #[arg(long, env = "NEXORA_DATABASE_URL", global = true)]
-    pub(crate) database: Option<String>,
+    /// `sqlite://<data-dir>/nexora.db`. A password in it (`postgres://user:PASSWORD@host/db`
+    /// or `?password=`) is never printed: logs and messages show it as `[redacted]`.
+    #[arg(
+        long,
+        env = "NEXORA_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub(crate) database: Option<DatabaseUrl>,
 
-    /// Directory for the embedded SQLite database and generated secrets. Created if missing.
+    /// Directory for the embedded SQLite database and generated secrets. Created with mode 0700
+    /// if missing; the database and secrets in it are 0600, and looser modes found at start
+    /// are tightened, with a warning.
     #[arg(
         long,
         env = "NEXORA_DATA_DIR",
@@ -117,15 +130,20 @@ pub(crate) struct AuthArgs {
 pub(crate) const MIN_SECRET_LEN: usize = 32;
 
 /// Resolves the database URL (default: SQLite in the data directory).
-pub(crate) fn database_url(common: &CommonArgs) -> String {
+pub(crate) fn database_url(common: &CommonArgs) -> DatabaseUrl {
     match &common.database {
         Some(url) => url.clone(),
-        None => format!("sqlite://{}", common.data_dir.join("nexora.db").display()),
+        None => DatabaseUrl::from(format!(
+            "sqlite://{}",
+            common.data_dir.join("nexora.db").display()
+        )),
     }
 }
 
+/// Creates the data directory (mode 0700) if it is missing, and tightens an existing one; see
+/// [`private_files`].
 pub(crate) fn ensure_data_dir(dir: &Path) -> Result<(), StartupError> {
-    std::fs::create_dir_all(dir).or_else(|e| {
+    private_files::ensure_dir(dir, Existing::Tighten).or_else(|e| {
         fail(format!(
             "cannot create data directory {}: {e}",
             dir.display()
@@ -135,7 +153,8 @@ pub(crate) fn ensure_data_dir(dir: &Path) -> Result<(), StartupError> {
 
 /// Reads a secret from `var`, or from `<data_dir>/<file>`, generating that file (mode 0600)
 /// with 48 random bytes the first time, with a warning: a restart keeps the same secret, so
-/// nobody is logged out and every key keeps working.
+/// nobody is logged out and every key keeps working. An existing file readable by others is
+/// tightened to 0600, with a warning.
 pub(crate) fn load_secret(
     var: &str,
     data_dir: &Path,
@@ -151,6 +170,7 @@ pub(crate) fn load_secret(
     }
     ensure_data_dir(data_dir)?;
     let path = data_dir.join(file);
+    private_files::tighten_if_present(&path);
     if let Ok(text) = std::fs::read_to_string(&path) {
         let text = text.trim();
         if text.len() < MIN_SECRET_LEN {

@@ -3,6 +3,15 @@
 //! `cargo run -p nexora-server` serves on `127.0.0.1:8080` with an embedded SQLite database in
 //! `./nexora-data`; `--database postgres://…` switches to Postgres, so several instances can
 //! share one database. See the README for the quickstart and `--help` for every option.
+//!
+//! What the server keeps secret outside its API:
+//!
+//! - The database URL is printed only redacted ([`database_url::redact`]): a password in its
+//!   user-info or query reads `[redacted]` in logs, error messages and the `Debug` of the
+//!   parsed command line, and `--help` does not show `NEXORA_DATABASE_URL`'s value.
+//! - The data directory is 0700 and the SQLite database (with its WAL and shared-memory files)
+//!   and the generated secrets are 0600; looser modes found at start are tightened with a
+//!   warning ([`private_files`]).
 
 #![forbid(unsafe_code)]
 #![allow(
@@ -13,7 +22,9 @@
 
 mod app;
 mod config;
+mod database_url;
 mod db;
+mod private_files;
 
 use std::{
     io::{BufRead, IsTerminal},
@@ -208,7 +219,7 @@ async fn serve(common: &CommonArgs, auth: &AuthArgs, args: &ServeArgs) -> Result
     let flusher = authenticator
         .spawn_last_used_flusher(Duration::from_secs(args.last_used_flush_secs.max(1)));
     let app = app::router(app::AppState::new(authenticator, database), args);
-    tracing::info!(%addr, database = %db::describe(common), "nexora-server listening on http://{addr}");
+    tracing::info!(%addr, database = %config::database_url(common), "nexora-server listening on http://{addr}");
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -419,5 +430,43 @@ fn check_key() -> Result<(), StartupError> {
             Ok(())
         }
         Err(e) => fail(format!("not a valid key: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    /// The parsed command line, as a panic or a debug print would show it, holds the database
+    /// URL only redacted.
+    #[test]
+    fn the_debug_of_the_command_line_redacts_the_database_url() {
+        for args in [
+            &[
+                "nexora-server",
+                "--database",
+                "postgres://app:Ui9xq7@db/nexora?password=Qp8vn4",
+            ][..],
+            &[
+                "nexora-server",
+                "user",
+                "list",
+                "--database",
+                "postgres://app:Ui9xq7@db/nexora?password=Qp8vn4",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(args).expect("valid arguments");
+            let debug = format!("{cli:?}");
+            assert!(
+                debug.contains("postgres://app:[redacted]@db/nexora"),
+                "{debug}"
+            );
+            assert!(
+                !debug.contains("Ui9xq7") && !debug.contains("Qp8vn4"),
+                "{debug}"
+            );
+        }
     }
 }

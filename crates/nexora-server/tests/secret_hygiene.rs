@@ -1,11 +1,16 @@
-//! Secret hygiene (issue 6, part 6): the real server at `NEXORA_LOG=debug` through a whole
-//! session — login, failed logins, key create/use/list/rotate/revoke, WebSockets with
-//! `?token=`, malformed and ambiguous bearer headers — and then not one key, key secret part,
-//! JWT (nor its signature), password, pepper or JWT secret anywhere in what it logged.
+//! Secret hygiene of the real server.
+//!
+//! - At `NEXORA_LOG=debug`, through a whole session — login, failed logins, key
+//!   create/use/list/rotate/revoke, WebSockets with `?token=`, malformed and ambiguous bearer
+//!   headers — not one key, key secret part, JWT (nor its signature), password, pepper or JWT
+//!   secret appears anywhere in what it logged.
+//! - A password in the database URL (in its user-info, percent-encoded, or as a query
+//!   parameter) appears nowhere in what the server or its subcommands print at any level: not
+//!   on a start on Postgres, not in the error of a failed connection, not in `--help`.
 
 mod common;
 
-use common::{JWT_SECRET, PASSWORD, PEPPER, Server, cli};
+use common::{JWT_SECRET, PASSWORD, PEPPER, PgDatabase, Server, cli, postgres_admin_url};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
@@ -42,6 +47,19 @@ impl Secrets {
         let signature = jwt.rsplit('.').next().unwrap_or_default();
         assert!(signature.len() >= 40, "{what} has no signature");
         self.add(format!("{what} (signature)"), signature);
+    }
+
+    /// A password, and each run of four or more letters and digits in it: a log that shows it
+    /// percent-encoded, or cut at one of its `@`, `:` or `/`, still shows one of those.
+    fn password(&mut self, what: &str, password: &str) {
+        self.add(what, password);
+        for (i, run) in password
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|run| run.len() >= 4)
+            .enumerate()
+        {
+            self.add(format!("{what} (part {i})"), run);
+        }
     }
 
     /// The secrets found in `log`, by name (never the secret itself: this is a test log too).
@@ -280,4 +298,220 @@ async fn a_debug_log_of_a_whole_session_holds_no_secret() {
     let mut planted = Secrets::default();
     planted.add("a line of the log", log.lines().next().unwrap_or("(empty)"));
     assert_eq!(planted.found_in(&log), ["a line of the log"]);
+}
+
+/// A password for the URL's user-info, with the characters that must be percent-encoded there.
+const USERINFO_PASSWORD: &str = "Ui9xq7@Kw3z:Pf5m/Hd2r";
+/// A password for `?password=`, with the characters that must be encoded in a query.
+const QUERY_PASSWORD: &str = "Qp8vn4 Lr6t&Jy2w=Bn7c#Xe5k";
+/// Values of parameters that libpq knows and sqlx does not.
+const SSL_PASSWORD: &str = "Sk4hg8Tz1eVb";
+const MISSPELLED_PASSWORD: &str = "Pw3dy6Fq0oNc";
+
+/// `base` (a working Postgres URL) with a password in its user-info and in its query, plus
+/// `sslpassword` and a misspelt `passwd`, which sqlx does not know; and those passwords.
+/// Postgres' trust authentication ignores them all. When `base` already holds a password (a
+/// Postgres that checks it), that password is kept and counts as a secret too.
+fn url_with_passwords(base: &str) -> (String, Secrets) {
+    let mut url = reqwest::Url::parse(base).expect("a Postgres URL");
+    let mut secrets = Secrets::default();
+    let real_password = url.password().map(percent_decode);
+    let query_password = match &real_password {
+        Some(password) => {
+            secrets.password("the URL's own password", password);
+            password.clone()
+        }
+        None => {
+            url.set_password(Some(USERINFO_PASSWORD))
+                .expect("a URL with a host takes a password");
+            secrets.password("user-info password", USERINFO_PASSWORD);
+            QUERY_PASSWORD.to_owned()
+        }
+    };
+    secrets.password("query password", &query_password);
+    secrets.password("sslpassword", SSL_PASSWORD);
+    secrets.password("misspelt password", MISSPELLED_PASSWORD);
+    url.query_pairs_mut()
+        .append_pair("application_name", "nexora-hygiene")
+        .append_pair("password", &query_password)
+        .append_pair("sslpassword", SSL_PASSWORD)
+        .append_pair("passwd", MISSPELLED_PASSWORD);
+    // The URL as written, percent-encoded, is a secret of its own.
+    secrets.add("the whole URL", url.as_str());
+    (url.into(), secrets)
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).expect("a UTF-8 password")
+}
+
+#[tokio::test]
+async fn a_password_in_the_postgres_url_is_in_no_log_of_a_server_or_subcommand() {
+    let Some(admin) = postgres_admin_url().await else {
+        return;
+    };
+    let database = PgDatabase::create(&admin).await;
+    let (url, secrets) = url_with_passwords(&database.url);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut env: Vec<(&str, &str)> = env();
+    env.push(("NEXORA_DATABASE_URL", &url));
+    env.push(("NEXORA_LOG", "trace"));
+
+    // Subcommands, with the URL in the environment and on the command line.
+    let mut printed = String::new();
+    let mut run = |args: &[&str], stdin: &str| {
+        let (code, stdout, stderr) = cli(dir.path(), args, &env, stdin);
+        assert_eq!(code, 0, "{args:?} failed: {stderr}");
+        printed.push_str(&stdout);
+        printed.push_str(&stderr);
+    };
+    run(
+        &["user", "create", "--email", EMAIL, "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    run(&["user", "list", "--database", &url], "");
+    run(&["key", "create", "--email", EMAIL, "--name", "ci"], "");
+    run(&["key", "list", "--email", EMAIL, "--database", &url], "");
+    let mut secrets = secrets;
+    secrets.add("password", PASSWORD);
+
+    // The server: started, used, stopped, at trace level.
+    let server = Server::start(dir.path(), &["--database", &url], &env);
+    let client = Client::new();
+    assert_eq!(
+        status(client.get(server.url("/readyz"))).await,
+        StatusCode::OK,
+        "the server works on the URL it was given"
+    );
+    assert_eq!(
+        status(
+            client
+                .post(server.url("/api/auth/login"))
+                .json(&json!({"email": EMAIL, "password": PASSWORD}))
+        )
+        .await,
+        StatusCode::OK
+    );
+    let (log_path, stdout_path) = (server.log_path.clone(), server.stdout_path.clone());
+    assert!(server.stop().success(), "graceful shutdown exits 0");
+    let log = std::fs::read_to_string(&log_path).expect("the server's log");
+    let stdout = std::fs::read_to_string(&stdout_path).expect("the server's stdout");
+
+    // The log is the real thing: trace level, the database named, the start logged.
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "not a debug-level log:\n{log}"
+    );
+    assert!(log.contains("listening on"), "no start line:\n{log}");
+    assert!(
+        log.contains(database.url.rsplit('/').next().expect("a database name")),
+        "the start line names the database:\n{log}"
+    );
+    for (output, what) in [
+        (&log, "log"),
+        (&stdout, "stdout"),
+        (&printed, "subcommands' output"),
+    ] {
+        let leaked = secrets.found_in(output);
+        assert!(
+            leaked.is_empty(),
+            "database URL secrets in the server's {what}: {leaked:?}\n{output}"
+        );
+    }
+}
+
+#[test]
+fn a_failed_connection_reports_the_url_without_its_password() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut secrets = Secrets::default();
+    secrets.password("user-info password", USERINFO_PASSWORD);
+    secrets.password("query password", QUERY_PASSWORD);
+    let userinfo = "Ui9xq7%40Kw3z%3APf5m%2FHd2r";
+    let query = "Qp8vn4+Lr6t%26Jy2w%3DBn7c%23Xe5k";
+    let urls = [
+        // Nothing listens on port 1: a connection error after the connect timeout.
+        format!("postgres://postgres:{userinfo}@127.0.0.1:1/nexora?password={query}"),
+        format!("postgresql://127.0.0.1:1/nexora?user=postgres&password={query}"),
+        // Configuration errors: the URL is read but refused.
+        format!("postgres://127.0.0.1:1/nexora?sslmode=bogus&password={query}"),
+        format!("postgres://postgres:{userinfo}@127.0.0.1:notaport/nexora"),
+        // The password written without percent-encoding: not a URL sqlx can read.
+        format!("postgres://postgres:{USERINFO_PASSWORD}@127.0.0.1:1/nexora"),
+        "postgres://postgres:Pf5m/Hd2r@127.0.0.1:1/nexora".to_owned(),
+        // Not a database this server knows.
+        format!("mysql://root:{userinfo}@127.0.0.1/nexora"),
+        format!("host=127.0.0.1 user=postgres password={USERINFO_PASSWORD}"),
+    ];
+    for url in &urls {
+        for args in [
+            vec!["user", "list", "--database", url],
+            vec!["serve", "--bind", "127.0.0.1:0", "--database", url],
+        ] {
+            let (code, stdout, stderr) = cli(
+                dir.path(),
+                &args,
+                &[
+                    ("NEXORA_LOG", "trace"),
+                    ("NEXORA_JWT_SECRET", JWT_SECRET),
+                    ("NEXORA_KEY_PEPPER", PEPPER),
+                ],
+                "",
+            );
+            assert_ne!(code, 0, "{args:?} succeeded:\n{stdout}\n{stderr}");
+            assert!(
+                stderr.contains("error:"),
+                "{args:?} gave no error message:\n{stderr}"
+            );
+            let output = format!("{stdout}{stderr}");
+            let leaked = secrets.found_in(&output);
+            assert!(
+                leaked.is_empty(),
+                "{leaked:?} printed by {args:?}:\n{output}"
+            );
+        }
+    }
+}
+
+#[test]
+fn help_does_not_show_the_database_url_from_the_environment() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut secrets = Secrets::default();
+    secrets.password("user-info password", USERINFO_PASSWORD);
+    let url = "postgres://postgres:Ui9xq7%40Kw3z%3APf5m%2FHd2r@127.0.0.1:1/nexora";
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["user", "create", "--help"],
+        &["key", "list", "--help"],
+        &["help", "user", "list"],
+    ] {
+        let (code, stdout, stderr) = cli(dir.path(), args, &[("NEXORA_DATABASE_URL", url)], "");
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert!(
+            stdout.contains("NEXORA_DATABASE_URL"),
+            "{args:?} names the variable:\n{stdout}"
+        );
+        let output = format!("{stdout}{stderr}");
+        let leaked = secrets.found_in(&output);
+        assert!(leaked.is_empty(), "{leaked:?} in {args:?}:\n{output}");
+    }
 }

@@ -23,11 +23,13 @@ pub const JWT_SECRET: &str = "e2e-jwt-secret-e2e-jwt-secret-e2e-jwt-secret";
 pub const PEPPER: &str = "e2e-pepper-e2e-pepper-e2e-pepper-e2e-pepper!";
 
 /// A running server process; killed on drop. Everything it logs (at debug level) is kept in
-/// `log_path` for the secret-hygiene checks.
+/// `log_path`, and anything it prints on standard output in `stdout_path`, for the
+/// secret-hygiene checks.
 pub struct Server {
     child: Child,
     pub base: String,
     pub log_path: PathBuf,
+    pub stdout_path: PathBuf,
     log_thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -35,15 +37,34 @@ impl Server {
     /// Starts `nexora-server serve --bind 127.0.0.1:0` in `dir` with `extra` arguments and
     /// environment. Panics with the server's output if it does not come up.
     pub fn start(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let log_path = dir.join(format!("server-{}.log", unique()));
-        let mut cmd = Command::new(BIN);
+        Self::start_with(Command::new(BIN), dir, extra, env)
+    }
+
+    /// [`Server::start`] with the file-mode creation mask `umask` (octal, as `umask` takes it)
+    /// instead of the test's own: `sh` sets it and `exec`s the server, which keeps its pid.
+    pub fn start_with_umask(
+        umask: &str,
+        dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", r#"umask "$0" && exec "$@""#, umask, BIN]);
+        Self::start_with(cmd, dir, extra, env)
+    }
+
+    fn start_with(mut cmd: Command, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let run = unique();
+        let log_path = dir.join(format!("server-{run}.log"));
+        let stdout_path = dir.join(format!("server-{run}.stdout"));
+        let stdout = std::fs::File::create(&stdout_path).expect("stdout file");
         cmd.current_dir(dir)
             .args(["serve", "--bind", "127.0.0.1:0"])
             .args(extra)
             .env("NEXORA_LOG", "debug")
             .env_remove("NEXORA_DATABASE_URL")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
@@ -81,6 +102,7 @@ impl Server {
             child,
             base: format!("http://{addr}"),
             log_path,
+            stdout_path,
             log_thread: Some(log_thread),
         }
     }
