@@ -10,10 +10,13 @@
 //! |---|---|---|
 //! | `POST /auth/login` (no credentials) | [`login`] | 200 `{access_token, token_type, expires_in}` |
 //! | `GET /users/me` | [`me`] | 200 `{id, email}` |
-//! | `GET /users/me/api-keys` | [`list_keys`] | 200 `[{id, name, display, scopes, created_at, last_used_at, expires_at}]` |
+//! | `GET /users/me/api-keys` | [`list_keys`] | 200 `[{id, name, display, scopes, created_at, last_used_at, expires_at, created_by}]`: the keys within the caller's reach |
 //! | `POST /users/me/api-keys` | [`create_key`] | 201 the key, shown once |
 //! | `POST /users/me/api-keys/{key_id}/rotate` | [`rotate_key`] | 200 the new key, shown once |
-//! | `DELETE /users/me/api-keys/{key_id}` | [`revoke_key`] | 204 |
+//! | `DELETE /users/me/api-keys/{key_id}[?cascade=true]` | [`revoke_key`] | 204 |
+//!
+//! Which keys a caller may list, rotate or revoke, and what a created key may hold, is decided
+//! by [`crate::policy`] inside the [`Authenticator`] methods these call.
 //!
 //! Order of checks on an authenticated endpoint, as FastAPI's dependency resolution does it:
 //! credentials (401) → scope (403, [`scopes::KEYS_MANAGE`] for key management) → path and body
@@ -434,7 +437,7 @@ pub async fn list_keys(
 
 /// `POST /users/me/api-keys` (scope [`scopes::KEYS_MANAGE`]): `{"name", "scopes"?,
 /// "expires_at"?}` → 201 `{id, name, key, display, scopes, created_at, last_used_at,
-/// expires_at}`. The only response that ever contains the key.
+/// expires_at, created_by}`. The only response that ever contains the key.
 pub async fn create_key(
     auth: &Authenticator,
     principal: &Principal,

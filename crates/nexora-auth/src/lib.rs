@@ -52,6 +52,16 @@
 //! second digest on the same row rather than a second lookup. The id is not secret: it is in
 //! every list response anyway.
 //!
+//! # Who may do what with a key
+//!
+//! Every operation on keys goes through one policy, [`policy`]: a principal reaches only its
+//! owner's live keys within its scopes and lifetime (anything else reads as unknown), a key it
+//! creates holds at most its scopes and expires no later than it, and each key records its
+//! creator so that [`Authenticator::revoke_key`] can revoke a leaked key with everything it
+//! minted ([`RevokeOptions::cascade`]). With a [`UserStore`], every request also checks that the
+//! user behind the credential exists and is enabled, and caps its scopes at the user's current
+//! ones.
+//!
 //! # Threat model
 //!
 //! * **A leaked database** gives key ids, names, scopes, display fragments (the last 4 secret
