@@ -7,7 +7,8 @@
 //!   half-created one;
 //! * a key rotated 100 times under 64 concurrent users: the old key never works after the
 //!   rotate response, the new one always does (SQLite and Postgres);
-//! * two instances on one Postgres: a revocation through one is seen by the other at once;
+//! * two instances on one Postgres: a revocation through one is seen by the other at once, and
+//!   so are a user's disabling, re-enabling, narrowing and deletion and a cascading revoke;
 //! * 1,000 parallel creates with revocations (SQLite and Postgres), and 5,000 WebSocket
 //!   upgrades with bad tokens with the server's file descriptors counted.
 //!
@@ -832,6 +833,101 @@ async fn revocation_through_one_instance_is_seen_by_the_other_100_of_100() {
          {rejected} times out of 100"
     ));
     assert_eq!(rejected, 100);
+    assert_no_panic(&a.kill());
+    assert_no_panic(&b.kill());
+}
+
+/// Status of `GET /api/agents` with `token` on each of `bases`.
+async fn agents_on(http: &Client, bases: [&str; 2], token: &str) -> [StatusCode; 2] {
+    [
+        agents_status(http, bases[0], token).await,
+        agents_status(http, bases[1], token).await,
+    ]
+}
+
+/// Two instances on one Postgres, and the admin CLI on the same database: disabling, enabling
+/// and narrowing a user, and a cascading revoke through one instance, hold on both instances
+/// from the next request on. The bound is zero: nothing about users or keys is cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_changes_and_cascades_hold_on_both_instances_at_once() {
+    let Some(admin) = postgres_admin_url().await else {
+        return;
+    };
+    let db = PgDatabase::create(&admin).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start(dir_a.path(), &db.url, true);
+    let b = start(dir_b.path(), &db.url, false);
+    let http = client();
+    let bases = [a.base.as_str(), b.base.as_str()];
+    let jwt = login(&http, &a.base).await;
+    let parent = create_key(&http, &a.base, &jwt, "parent").await;
+    // A key created by the parent key, through the other instance.
+    let child = create_key(&http, &b.base, &parent.key, "child").await;
+    let credentials = [&jwt, &parent.key, &child.key];
+    let env = secrets(&db.url);
+    let admin_cli = |args: &[&str]| {
+        let mut full = vec!["user"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["--email", EMAIL]);
+        let (code, _, stderr) = cli(dir_a.path(), &full, &borrowed(&env), "");
+        assert_eq!(code, 0, "{full:?} failed: {stderr}");
+    };
+    let ok = [StatusCode::OK; 2];
+    let unauthorized = [StatusCode::UNAUTHORIZED; 2];
+    let forbidden = [StatusCode::FORBIDDEN; 2];
+    for token in credentials {
+        assert_eq!(agents_on(&http, bases, token).await, ok);
+    }
+
+    admin_cli(&["disable"]);
+    for token in credentials {
+        assert_eq!(
+            agents_on(&http, bases, token).await,
+            unauthorized,
+            "a disabled user's credential still works on an instance"
+        );
+    }
+    admin_cli(&["enable"]);
+    for token in credentials {
+        assert_eq!(agents_on(&http, bases, token).await, ok, "enabled again");
+    }
+
+    admin_cli(&["set-scopes", "--scopes", "keys:manage"]);
+    for token in credentials {
+        assert_eq!(
+            agents_on(&http, bases, token).await,
+            forbidden,
+            "a narrowed user's credential keeps the scope on an instance"
+        );
+    }
+    admin_cli(&["set-scopes", "--scopes", "agents:read,keys:manage"]);
+
+    let response = http
+        .delete(url(
+            &a.base,
+            &format!("/api/users/me/api-keys/{}?cascade=true", parent.id),
+        ))
+        .bearer_auth(&jwt)
+        .send()
+        .await
+        .expect("cascading revoke");
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    for token in [&parent.key, &child.key] {
+        assert_eq!(
+            agents_on(&http, bases, token).await,
+            unauthorized,
+            "a cascaded key still works on an instance"
+        );
+    }
+    assert_eq!(agents_on(&http, bases, &jwt).await, ok);
+
+    admin_cli(&["delete"]);
+    assert_eq!(
+        agents_on(&http, bases, &jwt).await,
+        unauthorized,
+        "deleted user"
+    );
+    report("two instances: disable, enable, set-scopes, delete and a cascade held on both at once");
     assert_no_panic(&a.kill());
     assert_no_panic(&b.kill());
 }
