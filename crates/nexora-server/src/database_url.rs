@@ -31,6 +31,12 @@ const HARMLESS_PARAMETERS: &[&str] = &[
     "user",
 ];
 
+/// Whether `name` is one of the [`HARMLESS_PARAMETERS`]: a connection setting sqlx reads whose
+/// value is never a secret.
+pub(crate) fn is_harmless_parameter(name: &str) -> bool {
+    HARMLESS_PARAMETERS.contains(&name)
+}
+
 /// A database URL as configured (`--database` / `NEXORA_DATABASE_URL`).
 ///
 /// It may hold credentials: a password in its user-info (`postgres://user:secret@host/db`) or in

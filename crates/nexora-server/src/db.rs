@@ -54,26 +54,11 @@ impl Database {
 /// sqlx logs any other parameter at WARN with its value, and libpq users put secrets in some
 /// (`sslpassword`), so the others are removed before sqlx sees the URL and reported here by
 /// name only. sqlx ignores them either way.
-const POSTGRES_PARAMETERS: &[&str] = &[
-    "application_name",
-    "dbname",
-    "host",
-    "hostaddr",
-    "options",
-    "password",
-    "port",
-    "ssl-ca",
-    "ssl-cert",
-    "ssl-key",
-    "ssl-mode",
-    "ssl-root-cert",
-    "sslcert",
-    "sslkey",
-    "sslmode",
-    "sslrootcert",
-    "statement-cache-capacity",
-    "user",
-];
+fn is_postgres_parameter(name: &str) -> bool {
+    name == "password"
+        || name.starts_with("options[")
+        || crate::database_url::is_harmless_parameter(name)
+}
 
 /// `url` without the query parameters sqlx does not read, each reported by name (its value
 /// may be a secret). A URL that does not parse is returned as it is, for sqlx to refuse.
@@ -85,9 +70,9 @@ fn known_postgres_parameters(url: &str) -> String {
         .query_pairs()
         .map(|(name, value)| (name.into_owned(), value.into_owned()))
         .collect();
-    let (known, unknown): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(name, _)| {
-        POSTGRES_PARAMETERS.contains(&name.as_str()) || name.starts_with("options[")
-    });
+    let (known, unknown): (Vec<_>, Vec<_>) = pairs
+        .into_iter()
+        .partition(|(name, _)| is_postgres_parameter(name));
     if unknown.is_empty() {
         return url.to_owned();
     }
