@@ -43,6 +43,13 @@
 //! Rotation is one `UPDATE … RETURNING` whose `WHERE` checks owner, revocation and expiry; a
 //! batch of last-used times is one `UPDATE … FROM unnest($1, $2)`.
 //!
+//! Key lineage (schema version 2): `created_by` names the creating key. Inserting a key created
+//! by a key and a cascading revoke (`WITH RECURSIVE` over `created_by`) both run in a
+//! transaction holding a per-owner advisory lock (`pg_advisory_xact_lock(0x6E78724C,
+//! hashtext(owner))`), so a cascade never misses a child created at the same moment: the insert
+//! either commits first and is revoked, or waits and finds its creator revoked. Users have a
+//! `disabled` flag. A version-1 database is upgraded in place (`ALTER TABLE … ADD COLUMN`).
+//!
 //! # Errors
 //!
 //! Every failure of the database (connection refused, pool timeout, a corrupt row) is

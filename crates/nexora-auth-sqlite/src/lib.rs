@@ -66,6 +66,12 @@
 //! no two rotations or a rotation and a revocation can interleave; a batch of last-used times
 //! is one `UPDATE … FROM json_each(?)`.
 //!
+//! Key lineage (schema version 2): `created_by` names the creating key. A key created by a key
+//! is inserted by one `INSERT … SELECT … WHERE` its creator is live, and a cascading revoke is
+//! one `BEGIN IMMEDIATE` transaction (a `WITH RECURSIVE` walk over `created_by`): SQLite's
+//! single writer makes the two atomic with respect to each other. Users have a `disabled` flag.
+//! A version-1 database is upgraded in place (`ALTER TABLE … ADD COLUMN`).
+//!
 //! # Errors
 //!
 //! Every failure of the database (a closed pool, a timeout, I/O, a corrupt row) is
