@@ -3,7 +3,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use nexora_auth::{Authenticator, NewKey, OwnerId, PepperRing, Scopes, SecretBytes};
+//! use nexora_auth::{Authenticator, NewKey, PepperRing, Scopes, SecretBytes, SecretString};
 //! use nexora_auth_sqlite::SqliteStore;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -18,9 +18,11 @@
 //! let auth = Authenticator::builder(store.clone(), PepperRing::new(1, pepper)?)
 //!     .users(store)
 //!     .build()?;
-//! let alice = OwnerId::new("alice");
-//! let created = auth.create_key_for(&alice, &Scopes::new(["agents:read"])?, NewKey::named("CI")).await?;
-//! assert_eq!(auth.authenticate(created.key.expose()).await?.owner(), &alice);
+//! // With a user store, a key works while its owner is a live user.
+//! let scopes = Scopes::new(["agents:read"])?;
+//! let alice = auth.register_user("alice@example.com", &SecretString::from("a long passphrase"), scopes.clone()).await?;
+//! let created = auth.create_key_for(&alice.id, &scopes, NewKey::named("CI")).await?;
+//! assert_eq!(auth.authenticate(created.key.expose()).await?.owner(), &alice.id);
 //! # Ok(())
 //! # }
 //! ```
