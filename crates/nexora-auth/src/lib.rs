@@ -99,6 +99,7 @@ mod last_used;
 mod memory;
 mod nesting;
 mod password;
+pub mod proxy;
 mod scope;
 mod secret;
 mod service;

@@ -53,8 +53,9 @@ impl PasswordPolicy {
         self
     }
 
-    /// Longest password accepted, in bytes; longer ones are refused before hashing (argon2
-    /// would otherwise hash a megabyte per attempt). Defaults to 1024.
+    /// Longest password accepted, in bytes. Longer ones are refused at registration, and at
+    /// login never match but still cost one verification of a short placeholder (argon2 is
+    /// never fed the long password itself). Defaults to 1024.
     pub fn max_len(mut self, max: usize) -> Self {
         self.max_len = max;
         self
@@ -184,8 +185,9 @@ impl PasswordHasher {
     }
 
     /// Verifies `password` against `phc`, or against the dummy hash when `phc` is `None`
-    /// (unknown user), so both paths take one argon2 run. A password over the length limit is
-    /// refused without hashing (every account alike, so this reveals nothing).
+    /// (unknown user), so both paths take one argon2 run. A password over the length limit
+    /// matches nothing and takes one argon2 run too (against the dummy hash), so it costs an
+    /// attacker what any wrong password costs.
     pub async fn verify(
         &self,
         password: &SecretString,
@@ -219,15 +221,17 @@ impl PasswordHasher {
         password: &SecretString,
         phc: Option<&str>,
     ) -> Result<PasswordCheck, AuthError> {
-        if password.len() > self.inner.policy.max_len {
-            return Ok(PasswordCheck {
-                matches: false,
-                needs_rehash: false,
-            });
-        }
+        // A password over the limit matches nothing, but costs a full verification all the
+        // same (of an empty password against the dummy hash): otherwise it would be a free
+        // way to create throttle entries and fill the table at no hashing cost.
+        let over_long = password.len() > self.inner.policy.max_len;
+        let (phc, password) = if over_long {
+            (None, SecretString::from(""))
+        } else {
+            (phc, password.clone())
+        };
         let known = phc.is_some();
         let phc = phc.map(str::to_owned);
-        let password = password.clone();
         self.run_blocking(ticket, move |inner| {
             let target = phc.as_deref().unwrap_or(&inner.dummy_hash);
             let Ok(parsed) = PasswordHash::new(target) else {
