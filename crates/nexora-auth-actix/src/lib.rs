@@ -58,6 +58,7 @@ use futures_util::{StreamExt, future::LocalBoxFuture};
 use nexora_auth::{
     AuthError, AuthRequirement, Authenticator, Principal,
     api::{self, ApiResponse, RequestBody},
+    proxy::{self, RequestOrigin},
     scopes::ScopeName,
 };
 
@@ -371,11 +372,19 @@ async fn login(
     api_response(
         async {
             let body = read_body(payload).await?;
-            let client = request.peer_addr().map(|peer| peer.ip());
+            let header = |name| {
+                request
+                    .headers()
+                    .get_all(name)
+                    .map(header::HeaderValue::as_bytes)
+            };
+            let origin = RequestOrigin::new(request.peer_addr().map(|peer| peer.ip()))
+                .forwarded(header(proxy::FORWARDED))
+                .x_forwarded_for(header(proxy::X_FORWARDED_FOR));
             api::login(
                 &auth,
                 RequestBody::new(content_type(&request), &body),
-                client,
+                &origin,
             )
             .await
         }
@@ -447,8 +456,9 @@ fn method_not_allowed(allow: &'static str) -> actix_web::Route {
 /// The product's auth endpoints, for a scope mounted at `/api`
 /// (`web::scope("/api").configure(configure(auth))`):
 ///
-/// * `POST /auth/login` (no credentials; failed logins are throttled per email and per peer
-///   address)
+/// * `POST /auth/login` (no credentials; failed logins are throttled per email and per client
+///   address: the peer, or what the forwarding header says when the peer is one of the
+///   authenticator's [trusted proxies](nexora_auth::AuthenticatorBuilder::trusted_proxies))
 /// * `GET /users/me`
 /// * `GET`, `POST /users/me/api-keys`
 /// * `POST /users/me/api-keys/{key_id}/rotate`

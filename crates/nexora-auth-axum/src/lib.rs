@@ -61,6 +61,7 @@ use futures_util::future::BoxFuture;
 use nexora_auth::{
     AuthError, AuthRequirement, Authenticator, Principal,
     api::{self, ApiResponse, RequestBody},
+    proxy::{self, RequestOrigin},
     scopes::ScopeName,
 };
 use tower::{Layer, Service};
@@ -377,14 +378,24 @@ async fn login(State(auth): State<Authenticator>, request: Request) -> Response 
             let bytes = read_body(body).await?;
             // The peer address is known when the app is served with
             // `into_make_service_with_connect_info::<SocketAddr>()`.
-            let client = parts
+            let peer = parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|info| info.0.ip());
+            let header = |name| {
+                parts
+                    .headers
+                    .get_all(name)
+                    .into_iter()
+                    .map(HeaderValue::as_bytes)
+            };
+            let origin = RequestOrigin::new(peer)
+                .forwarded(header(proxy::FORWARDED))
+                .x_forwarded_for(header(proxy::X_FORWARDED_FOR));
             api::login(
                 &auth,
                 RequestBody::new(content_type(&parts), &bytes),
-                client,
+                &origin,
             )
             .await
         }
@@ -455,7 +466,9 @@ async fn method_not_allowed() -> Response {
 /// (`Router::new().nest("/api", api_router(auth))`):
 ///
 /// * `POST /auth/login` (no credentials; failed logins are throttled per email, and per client
-///   address when the app is served with `into_make_service_with_connect_info::<SocketAddr>()`)
+///   address when the app is served with `into_make_service_with_connect_info::<SocketAddr>()`:
+///   the peer, or what the forwarding header says when the peer is one of the
+///   authenticator's [trusted proxies](nexora_auth::AuthenticatorBuilder::trusted_proxies))
 /// * `GET /users/me`
 /// * `GET`, `POST /users/me/api-keys`
 /// * `POST /users/me/api-keys/{key_id}/rotate`

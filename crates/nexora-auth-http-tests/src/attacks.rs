@@ -3,7 +3,7 @@
 //!
 //! * [`attacks`] lists the rows for one [`Fixture`]: forged and malformed JWTs (alg
 //!   confusion, attacker keys, `jku`/`x5u`/`jwk`/`kid`/`crit`/`cty` headers, every odd claim),
-//!   bearer-header parsing, and malformed keys. A row is the exact request, its exact expected
+//!   bearer-header parsing, malformed keys, and login emails no store can hold. A row is the exact request, its exact expected
 //!   answer ([`Outcome`]), how many store calls it may cost, and the secrets its answer must
 //!   not contain. Positive controls (tokens that must keep working) are rows too, so a server
 //!   that refused everything would fail.
@@ -276,6 +276,14 @@ pub enum Outcome {
     /// Any 4xx, or the connection closed without an answer (a server may refuse a huge or
     /// malformed header before any application code runs). Never 2xx, 3xx or 5xx.
     RefusedOrClosed,
+    /// A 422 whose first `detail` issue has this `loc` and `type`, as `application/json`,
+    /// with no `WWW-Authenticate` and no `Retry-After`.
+    Invalid {
+        /// The issue's `loc`, e.g. `["body", "email"]`.
+        loc: Value,
+        /// The issue's `type`, e.g. `value_error`.
+        kind: &'static str,
+    },
 }
 
 /// One row of the catalogue.
@@ -1417,6 +1425,89 @@ impl Catalogue<'_> {
     }
 }
 
+impl Catalogue<'_> {
+    /// Logins with emails no store can hold: a 422 naming the field, before the throttle and
+    /// before any store call (on Postgres a NUL byte would otherwise be a database error).
+    fn login_rows(&mut self) {
+        let login = |body: Vec<u8>| RawRequest {
+            method: "POST",
+            target: "/api/auth/login".into(),
+            headers: vec![("content-type", b"application/json".to_vec())],
+            body: Some(body),
+            websocket: false,
+        };
+        let with_email = |email_json: &str| {
+            login(format!(r#"{{"email": {email_json}, "password": "a guess!"}}"#).into_bytes())
+        };
+        let email_loc = json!(["body", "email"]);
+        let long = format!(
+            "{}@example.com",
+            "a".repeat(nexora_auth::MAX_EMAIL_LEN - 11)
+        );
+        let huge = format!("{}@example.com", "a".repeat(60 * 1024));
+        let unstorable = [
+            (
+                "a NUL byte (\\u0000)",
+                q("nul\u{0}@example.com"),
+                "value_error",
+            ),
+            ("a NUL byte, alone", q("\u{0}"), "value_error"),
+            ("a line feed", q("line\nfeed@example.com"), "value_error"),
+            (
+                "an escape character",
+                q("esc\u{1b}@example.com"),
+                "value_error",
+            ),
+            ("DEL", q("del\u{7f}@example.com"), "value_error"),
+            (
+                "a C1 control (NEL)",
+                q("nel\u{85}@example.com"),
+                "value_error",
+            ),
+            ("one byte over the limit", q(&long), "string_too_long"),
+            ("60 KB", q(&huge), "string_too_long"),
+        ];
+        for (what, email, kind) in unstorable {
+            self.rows.push(Attack {
+                name: format!(
+                    "[{}/{}] login: email with {what} @ /api/auth/login",
+                    self.f.stores, self.ring
+                ),
+                request: with_email(&email),
+                expect: Outcome::Invalid {
+                    loc: email_loc.clone(),
+                    kind,
+                },
+                store_calls: Some(0),
+                must_not_echo: vec![],
+            });
+        }
+        // Text JSON cannot carry as a string: a lone surrogate escape, raw invalid UTF-8.
+        let undecodable: [(&str, Vec<u8>); 2] = [
+            (
+                "a lone surrogate escape",
+                br#"{"email": "a\ud800@example.com", "password": "a guess!"}"#.to_vec(),
+            ),
+            (
+                "invalid UTF-8",
+                b"{\"email\": \"a\xff\xfe@example.com\", \"password\": \"a guess!\"}".to_vec(),
+            ),
+        ];
+        for (what, body) in undecodable {
+            self.rows.push(Attack {
+                name: format!(
+                    "[{}/{}] login: email with {what} @ /api/auth/login",
+                    self.f.stores, self.ring
+                ),
+                request: login(body),
+                expect: Outcome::RefusedOrClosed,
+                store_calls: Some(0),
+                must_not_echo: vec![],
+            });
+        }
+    }
+}
+
 /// The token and, for keys and JWTs, the parts of it that are secret on their own.
 fn secrets_of(tokens: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
@@ -1453,6 +1544,7 @@ pub fn attacks(f: &Fixture, canary: &str) -> Vec<Attack> {
     catalogue.jwt_rows_once(canary);
     catalogue.bearer_rows();
     catalogue.key_rows();
+    catalogue.login_rows();
     catalogue.rows
 }
 
@@ -1524,6 +1616,26 @@ fn check_answer(row: &Attack, answer: &Result<RawResponse, String>) -> Result<()
         }
         Outcome::Upgraded if status == 101 => Ok(()),
         Outcome::Upgraded => Err(format!("status {status}, want 101: {}", body_text())),
+        Outcome::Invalid { loc, kind } => {
+            if status != 422 {
+                return Err(format!("status {status}, want 422: {}", body_text()));
+            }
+            let body: Value = serde_json::from_slice(&response.body)
+                .map_err(|e| format!("body is not JSON ({e}): {}", body_text()))?;
+            let issue = &body["detail"][0];
+            if issue["loc"] != *loc || issue["type"] != *kind {
+                return Err(format!("body {body}, want loc {loc} and type {kind:?}"));
+            }
+            if response.header("content-type") != Some(b"application/json".as_slice()) {
+                return Err("Content-Type is not application/json".into());
+            }
+            if response.header("www-authenticate").is_some()
+                || response.header("retry-after").is_some()
+            {
+                return Err("unexpected WWW-Authenticate or Retry-After".into());
+            }
+            Ok(())
+        }
         Outcome::RefusedOrClosed if (400..500).contains(&status) => Ok(()),
         Outcome::RefusedOrClosed => Err(format!("status {status}, want a 4xx or a close")),
     }

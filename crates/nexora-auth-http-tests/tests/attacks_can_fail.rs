@@ -44,6 +44,11 @@ async fn every_row_can_fail() {
                 },
                 Outcome::Accepted(_) | Outcome::Upgraded => Outcome::RefusedOrClosed,
                 Outcome::RefusedOrClosed => Outcome::Upgraded,
+                // The right status and field, a type no row has.
+                Outcome::Invalid { loc, .. } => Outcome::Invalid {
+                    loc,
+                    kind: "no_such_type",
+                },
             };
             row
         })

@@ -37,13 +37,11 @@
 //! * A malformed `{key_id}` → 422 `uuid_parsing` at `["path", "key_id"]`; a well-formed but
 //!   unknown id, or another user's key → 404 `{"detail": "API key not found"}`.
 
-use std::net::IpAddr;
-
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     AuthError, Authenticator, KeyId, LocPart, NewKey, Principal, QueryToken, RevokeOptions,
-    RotateOptions, SecretString, ValidationIssue, extract_credential,
+    RotateOptions, SecretString, ValidationIssue, extract_credential, proxy::RequestOrigin,
 };
 
 /// Names of the scopes the Nexora API checks, and type-level markers for extractors.
@@ -379,15 +377,19 @@ struct LoginRequest {
 }
 
 /// `POST /auth/login`: `{"email", "password"}` → 200 `{"access_token", "token_type":
-/// "bearer", "expires_in"}`. Wrong email or password → 401 `Incorrect email or password`;
-/// too many failures for the email or from `client` (the peer address, when the framework
-/// knows it) → 429 with `Retry-After` (see [`Authenticator::login_from`]).
+/// "bearer", "expires_in"}`. Wrong email or password (or a password over the length limit) →
+/// 401 `Incorrect email or password`; an email no store can hold → 422 at `["body",
+/// "email"]`; too many attempts for the email or from the client → 429 with `Retry-After`
+/// (see [`Authenticator::login_from`]). The client is `origin`'s peer address, or the address
+/// its forwarding header names when the peer is one of the authenticator's
+/// [trusted proxies](crate::AuthenticatorBuilder::trusted_proxies).
 pub async fn login(
     auth: &Authenticator,
     body: RequestBody<'_>,
-    client: Option<IpAddr>,
+    origin: &RequestOrigin<'_>,
 ) -> Result<ApiResponse, AuthError> {
     let request: LoginRequest = decode_json(body)?;
+    let client = origin.client(auth.trusted_proxies());
     let response = auth
         .login_from(&request.email, &request.password, client)
         .await?;
@@ -757,7 +759,7 @@ mod tests {
             RequestBody::json(
                 br#"{"email": "alice@example.com", "password": "correct horse battery"}"#,
             ),
-            None,
+            &RequestOrigin::default(),
         )
         .await
         .unwrap();
@@ -783,7 +785,7 @@ mod tests {
         let wrong = login(
             &auth,
             RequestBody::json(br#"{"email": "alice@example.com", "password": "nope"}"#),
-            None,
+            &RequestOrigin::default(),
         )
         .await;
         assert_eq!(
@@ -792,9 +794,13 @@ mod tests {
         );
         assert_eq!(
             detail(
-                login(&auth, RequestBody::json(br#"{"email": "a@b.c"}"#), None)
-                    .await
-                    .unwrap_err()
+                login(
+                    &auth,
+                    RequestBody::json(br#"{"email": "a@b.c"}"#),
+                    &RequestOrigin::default()
+                )
+                .await
+                .unwrap_err()
             ),
             json!([{"loc": ["body", "password"], "msg": "Field required", "type": "missing"}])
         );
@@ -815,12 +821,12 @@ mod tests {
     #[tokio::test]
     async fn repeated_login_failures_are_429_with_retry_after() {
         let auth = authenticator(true);
-        let client = Some(IpAddr::from([192, 0, 2, 1]));
+        let origin = RequestOrigin::new(Some([192, 0, 2, 1].into()));
         let attempt = br#"{"email": "mallory@example.com", "password": "guess"}"#;
         let mut statuses = Vec::new();
         for _ in 0..7 {
             statuses.push(
-                login(&auth, RequestBody::json(attempt), client)
+                login(&auth, RequestBody::json(attempt), &origin)
                     .await
                     .unwrap_err()
                     .response(),

@@ -313,6 +313,11 @@ pub enum ConfigError {
     /// An option is out of range.
     #[error("invalid option: {0}")]
     Invalid(&'static str),
+    /// An entry of a trusted-proxy list is neither an IP address nor a CIDR block.
+    #[error(
+        "invalid trusted proxy {0:?}: expected an IP address or a CIDR block such as 10.0.0.0/8"
+    )]
+    TrustedProxy(String),
 }
 
 impl fmt::Display for LocPart {

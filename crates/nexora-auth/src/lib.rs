@@ -110,6 +110,7 @@ mod memory;
 mod nesting;
 mod password;
 pub mod policy;
+pub mod proxy;
 mod scope;
 mod secret;
 mod service;

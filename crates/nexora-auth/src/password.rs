@@ -1,11 +1,37 @@
 //! Password hashing with argon2id, off the async executor and bounded in concurrency.
+//!
+//! # Why a login flood does not slow down key and token requests
+//!
+//! An argon2id run at the default cost is tens of milliseconds of one core and 19 MiB of
+//! memory; a key or JWT request is tens of microseconds. Four things keep the first from
+//! crowding out the second (measured with the server's `login_flood` test on a 2-core machine
+//! running its own load generator; the figures are in the commit history):
+//!
+//! * **Off the executor.** Hashing never runs on an async worker thread, so it never delays
+//!   the tasks queued behind it there.
+//! * **Dedicated threads, fewer than the cores.** [`PasswordPolicy::max_concurrent_hashes`]
+//!   threads (half the CPUs by default) do all the hashing, fed by a queue. Not tokio's
+//!   blocking pool: that pool grows to hundreds of threads, and each thread that ran an
+//!   argon2 job keeps its own malloc arena with a 19 MiB block in it (hundreds of MiB of RSS
+//!   under a flood), and a thread's priority cannot be lowered there without leaking into
+//!   unrelated blocking work.
+//! * **The lowest OS priority** for those threads ([`PasswordPolicy::low_priority_hashing`]):
+//!   at nice 19 a hashing thread weighs 15 against a normal thread's 1024 in Linux's
+//!   scheduler, so a worker thread that wakes up to answer a key request preempts the hash
+//!   at once instead of waiting for its time slice. Hashing then runs on what the other
+//!   work leaves idle, and a flood costs logins latency, not the API.
+//! * **A bounded queue** ([`PasswordPolicy::max_queued_hashes`]): beyond it a login is
+//!   answered 429 at once, so memory and login latency stay bounded.
 
-use std::{fmt, sync::Arc};
+use std::{
+    fmt,
+    panic::{AssertUnwindSafe, catch_unwind},
+    sync::{Arc, Mutex, PoisonError, mpsc},
+};
 
 use argon2::{
     Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier, Version,
 };
-use tokio::sync::Semaphore;
 
 use crate::{AuthError, ConfigError, SecretString};
 
@@ -20,6 +46,7 @@ pub struct PasswordPolicy {
     max_len: usize,
     max_concurrent_hashes: usize,
     max_queued_hashes: usize,
+    low_priority_hashing: bool,
 }
 
 impl Default for PasswordPolicy {
@@ -33,6 +60,7 @@ impl Default for PasswordPolicy {
             max_concurrent_hashes: std::thread::available_parallelism()
                 .map_or(1, |n| (n.get() / 2).max(1)),
             max_queued_hashes: 64,
+            low_priority_hashing: true,
         }
     }
 }
@@ -53,15 +81,17 @@ impl PasswordPolicy {
         self
     }
 
-    /// Longest password accepted, in bytes; longer ones are refused before hashing (argon2
-    /// would otherwise hash a megabyte per attempt). Defaults to 1024.
+    /// Longest password accepted, in bytes. Longer ones are refused at registration, and at
+    /// login never match but still cost one verification of a short placeholder (argon2 is
+    /// never fed the long password itself). Defaults to 1024.
     pub fn max_len(mut self, max: usize) -> Self {
         self.max_len = max;
         self
     }
 
-    /// How many hashes may run at once; the rest wait. Defaults to half the CPUs (at least
-    /// one), so a login flood leaves cores for requests authenticated by key or token.
+    /// How many hashes may run at once: the number of hashing threads; the rest wait.
+    /// Defaults to half the CPUs (at least one), so a login flood leaves cores for requests
+    /// authenticated by key or token.
     pub fn max_concurrent_hashes(mut self, n: usize) -> Self {
         self.max_concurrent_hashes = n.max(1);
         self
@@ -71,6 +101,15 @@ impl PasswordPolicy {
     /// once, so memory and latency stay bounded under a flood. Defaults to 64.
     pub fn max_queued_hashes(mut self, n: usize) -> Self {
         self.max_queued_hashes = n;
+        self
+    }
+
+    /// Whether the hashing threads run at the lowest OS priority (nice 19 on Unix, the lowest
+    /// thread priority on Windows), so that they yield the CPU to everything else at once
+    /// (see the module docs). Defaults to `true`. Where the OS refuses, hashing runs at
+    /// normal priority and a warning is logged once per thread.
+    pub fn low_priority_hashing(mut self, low: bool) -> Self {
+        self.low_priority_hashing = low;
         self
     }
 
@@ -89,8 +128,9 @@ pub struct PasswordCheck {
     pub needs_rehash: bool,
 }
 
-/// Hashes and verifies passwords on the blocking pool, at most
-/// [`PasswordPolicy::max_concurrent_hashes`] at a time.
+/// Hashes and verifies passwords on [`PasswordPolicy::max_concurrent_hashes`] dedicated
+/// threads of low priority (see the module docs). The threads end when the last clone of the
+/// hasher is dropped and the queue is empty.
 #[derive(Clone)]
 pub struct PasswordHasher {
     inner: Arc<Inner>,
@@ -99,7 +139,8 @@ pub struct PasswordHasher {
 struct Inner {
     policy: PasswordPolicy,
     params: Params,
-    permits: Semaphore,
+    /// The hashing threads' queue.
+    jobs: mpsc::Sender<Job>,
     queued: std::sync::atomic::AtomicUsize,
     /// A real hash of a random password, verified against when the email is unknown so that
     /// both cases cost one argon2 run.
@@ -132,12 +173,21 @@ impl PasswordHasher {
             .hash_password(uuid::Uuid::new_v4().as_bytes())
             .map_err(|_| ConfigError::Invalid("argon2 self-test failed"))?
             .to_string();
-        let permits = Semaphore::new(policy.max_concurrent_hashes);
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..policy.max_concurrent_hashes {
+            let queue = Arc::clone(&queue);
+            let low = policy.low_priority_hashing;
+            std::thread::Builder::new()
+                .name(format!("nexora-argon2-{n}"))
+                .spawn(move || hashing_thread(&queue, low))
+                .map_err(|_| ConfigError::Invalid("cannot start the password hashing threads"))?;
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 policy,
                 params,
-                permits,
+                jobs,
                 queued: Default::default(),
                 dummy_hash,
             }),
@@ -184,8 +234,9 @@ impl PasswordHasher {
     }
 
     /// Verifies `password` against `phc`, or against the dummy hash when `phc` is `None`
-    /// (unknown user), so both paths take one argon2 run. A password over the length limit is
-    /// refused without hashing (every account alike, so this reveals nothing).
+    /// (unknown user), so both paths take one argon2 run. A password over the length limit
+    /// matches nothing and takes one argon2 run too (against the dummy hash), so it costs an
+    /// attacker what any wrong password costs.
     pub async fn verify(
         &self,
         password: &SecretString,
@@ -219,15 +270,17 @@ impl PasswordHasher {
         password: &SecretString,
         phc: Option<&str>,
     ) -> Result<PasswordCheck, AuthError> {
-        if password.len() > self.inner.policy.max_len {
-            return Ok(PasswordCheck {
-                matches: false,
-                needs_rehash: false,
-            });
-        }
+        // A password over the limit matches nothing, but costs a full verification all the
+        // same (of an empty password against the dummy hash): otherwise it would be a free
+        // way to create throttle entries and fill the table at no hashing cost.
+        let over_long = password.len() > self.inner.policy.max_len;
+        let (phc, password) = if over_long {
+            (None, SecretString::from(""))
+        } else {
+            (phc, password.clone())
+        };
         let known = phc.is_some();
         let phc = phc.map(str::to_owned);
-        let password = password.clone();
         self.run_blocking(ticket, move |inner| {
             let target = phc.as_deref().unwrap_or(&inner.dummy_hash);
             let Ok(parsed) = PasswordHash::new(target) else {
@@ -255,18 +308,45 @@ impl PasswordHasher {
         T: Send + 'static,
         F: FnOnce(&Inner) -> Result<T, AuthError> + Send + 'static,
     {
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| AuthError::Unavailable("password hasher closed".into()))?;
-        // Running now, no longer waiting.
-        drop(ticket);
+        let (done, result) = tokio::sync::oneshot::channel();
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || work(&inner))
+        let job: Job = Box::new(move || {
+            // Running now, no longer waiting.
+            drop(ticket);
+            // The request went away while queued: nobody wants the answer.
+            if done.is_closed() {
+                return;
+            }
+            let _ = done.send(work(&inner));
+        });
+        self.inner
+            .jobs
+            .send(job)
+            .map_err(|_| AuthError::Unavailable("password hashing threads stopped".into()))?;
+        result
             .await
-            .map_err(|e| AuthError::Unavailable(format!("hashing task failed: {e}")))?
+            .map_err(|_| AuthError::Unavailable("password hashing job failed".into()))?
+    }
+}
+
+/// Work for a hashing thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A hashing thread: lowers its own priority, then runs jobs until every sender is gone.
+fn hashing_thread(queue: &Mutex<mpsc::Receiver<Job>>, low_priority: bool) {
+    if low_priority
+        && let Err(e) =
+            thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
+    {
+        tracing::warn!(error = %e, "cannot lower the priority of a password hashing thread");
+    }
+    loop {
+        // The lock is held only to take one job; a poisoned lock still holds a valid queue.
+        let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(job) = job else { return };
+        // A panicking job (none is expected) drops its answer channel, so its caller gets an
+        // error; the thread lives on for the next job.
+        let _ = catch_unwind(AssertUnwindSafe(job));
     }
 }
 

@@ -16,6 +16,7 @@ use crate::{
     key::has_key_prefix,
     last_used::LastUsedTracker,
     policy,
+    proxy::TrustedProxies,
     store::{
         KeyRecord, KeyStore, OwnerId, RevokeOutcome, RotateOutcome, Rotation, StoreError,
         UserRecord, UserStore,
@@ -380,6 +381,34 @@ pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
+/// Refuses, at login, an email that no account can have because registration and every store
+/// refuse it: longer than [`MAX_EMAIL_LEN`] bytes, or holding a control character (NUL among
+/// them, which Postgres cannot store at all). 422 naming the field rather than the ordinary
+/// 401: the request is malformed rather than a wrong credential, the rule is public (RFC 5321
+/// and [`MAX_EMAIL_LEN`]), and it reveals nothing about any account — no account can match.
+/// Answered before the throttle and the store are touched, so these requests cost neither
+/// memory nor a lookup; they cost no argon2 run either, which is safe for the same reason.
+/// Login applies no other format rule: an account created under older rules or by another
+/// system can still sign in.
+fn check_login_email(email: &str) -> Result<(), AuthError> {
+    let loc = || vec!["body".into(), "email".into()];
+    if email.len() > MAX_EMAIL_LEN {
+        return Err(AuthError::validation(
+            loc(),
+            format!("Email must be at most {MAX_EMAIL_LEN} bytes"),
+            "string_too_long",
+        ));
+    }
+    if email.chars().any(char::is_control) {
+        return Err(AuthError::validation(
+            loc(),
+            "Email must not contain control characters",
+            "value_error",
+        ));
+    }
+    Ok(())
+}
+
 fn validate_email(email: &str) -> Result<(), AuthError> {
     let invalid =
         |msg: &str| AuthError::validation(vec!["body".into(), "email".into()], msg, "value_error");
@@ -407,11 +436,22 @@ pub struct AuthenticatorBuilder {
     tokens: Option<TokenAuthority>,
     password_policy: PasswordPolicy,
     throttle_policy: ThrottlePolicy,
+    trusted_proxies: TrustedProxies,
     last_used_interval: Duration,
     clock: Arc<dyn Clock>,
 }
 
 impl AuthenticatorBuilder {
+    /// The reverse proxies whose forwarding header names the client of a request, for the
+    /// per-client login throttle (see [`crate::proxy`]). Defaults to
+    /// [`TrustedProxies::none`]: the client is the TCP peer and forwarding headers are
+    /// ignored. Set here, on the authenticator, so that the axum and actix-web crates (and
+    /// any other caller of [`crate::api::login`]) resolve the client the same way.
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.trusted_proxies = proxies;
+        self
+    }
+
     /// Failed-login throttling. Defaults to [`ThrottlePolicy::default`]: 5 failures per email
     /// or 20 per client address within 15 minutes lock it for 15 minutes.
     pub fn login_throttle(mut self, policy: ThrottlePolicy) -> Self {
@@ -461,7 +501,8 @@ impl AuthenticatorBuilder {
                 peppers: self.peppers,
                 tokens: self.tokens,
                 passwords,
-                throttle: LoginThrottle::new(self.throttle_policy),
+                throttle: LoginThrottle::new(self.throttle_policy)?,
+                trusted_proxies: self.trusted_proxies,
                 last_used: LastUsedTracker::new(self.last_used_interval),
                 clock: self.clock,
             }),
@@ -476,6 +517,7 @@ struct Inner {
     tokens: Option<TokenAuthority>,
     passwords: PasswordHasher,
     throttle: LoginThrottle,
+    trusted_proxies: TrustedProxies,
     last_used: LastUsedTracker,
     clock: Arc<dyn Clock>,
 }
@@ -508,6 +550,7 @@ impl Authenticator {
             tokens: None,
             password_policy: PasswordPolicy::default(),
             throttle_policy: ThrottlePolicy::default(),
+            trusted_proxies: TrustedProxies::none(),
             last_used_interval: Duration::from_secs(5),
             clock: Arc::new(SystemClock),
         }
@@ -521,6 +564,11 @@ impl Authenticator {
     /// The password hasher.
     pub fn passwords(&self) -> &PasswordHasher {
         &self.inner.passwords
+    }
+
+    /// The trusted reverse proxies (see [`AuthenticatorBuilder::trusted_proxies`]).
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.inner.trusted_proxies
     }
 
     /// Authenticates a bearer token: an `nxr_` API key or a JWT access token.
@@ -871,9 +919,15 @@ impl Authenticator {
     }
 
     /// Password login. Unknown email and wrong password give the same error after the same
-    /// work (one argon2 verification). Failures are throttled per email (existing or not) and
-    /// per `client` address: a locked subject gets [`AuthError::RateLimited`] even with the
-    /// right password. A hash with outdated parameters is replaced.
+    /// work (one argon2 verification); so does a password over the length limit.
+    ///
+    /// Attempts are throttled per email (existing or not) and per `client` address (see
+    /// [`ThrottlePolicy`]): each login reserves a verification on both before the store is
+    /// asked, so however many arrive at once, at most the policy's number are verified per
+    /// email and per client in a window; the others, and every attempt on a locked subject
+    /// (even with the right password), get [`AuthError::RateLimited`]. An email no store can
+    /// hold (over [`MAX_EMAIL_LEN`] bytes, or with a control character) is refused with a 422
+    /// before the throttle and the store. A hash with outdated parameters is replaced.
     pub async fn login_from(
         &self,
         email: &str,
@@ -887,15 +941,14 @@ impl Authenticator {
             .as_ref()
             .ok_or_else(|| AuthError::Unavailable("no JWT authority configured".into()))?;
         let email = normalize_email(email);
-        let throttle = &self.inner.throttle;
-        throttle.check(&email, client)?;
-        // A place in the hashing queue first: a flood is refused before it reaches the store.
+        check_login_email(&email)?;
+        let clock = &self.inner.clock;
+        // Dropped on any early return (store down, hashing queue full, request cancelled):
+        // given back uncounted.
+        let reservation = self.inner.throttle.reserve(&email, client, clock.now())?;
+        // A place in the hashing queue before the store: a flood is refused without a lookup.
         let ticket = self.inner.passwords.admit()?;
-        let user = if email.len() > MAX_EMAIL_LEN {
-            None
-        } else {
-            users.find_user_by_email(&email).await?
-        };
+        let user = users.find_user_by_email(&email).await?;
         let check = self
             .inner
             .passwords
@@ -907,10 +960,10 @@ impl Authenticator {
             .await?;
         // A disabled user reads exactly like a wrong password: no account-state oracle.
         let Some(user) = user.filter(|u| check.matches && !u.disabled) else {
-            throttle.failed(&email, client);
+            reservation.failed(clock.now());
             return Err(AuthError::InvalidLogin);
         };
-        throttle.succeeded(&email);
+        reservation.succeeded(clock.now());
         if check.needs_rehash {
             match self.inner.passwords.hash(password).await {
                 Ok(phc) => {

@@ -1,14 +1,66 @@
 //! Login throttling: per email and per client address, whether or not the account exists.
+//!
+//! # What is counted, and how much memory it takes
+//!
+//! A *subject* is an email or a client address. Emails are never stored: a subject is the
+//! first 16 bytes of `HMAC-SHA256(k, email)` under a key `k` drawn from the operating system
+//! when the [`Authenticator`](crate::Authenticator) is built, so an entry has the same size
+//! whatever the attacker sends, and nobody without `k` can aim two emails at one entry.
+//! Client addresses count per IPv4 address and per IPv6 /64 (the smallest block one
+//! subscriber is usually given); an IPv4-mapped IPv6 address counts as its IPv4 address.
+//!
+//! Every entry, locked or not, counts towards [`ThrottlePolicy::max_tracked`]: the table never
+//! holds more, and an entry takes under 64 bytes of table memory (checked by a test), so the
+//! default cap of 100,000 bounds it by about 8 MiB with the hash table's slack.
+//!
+//! # Reservations
+//!
+//! A login *reserves* an attempt on its email and its client in one step under one lock
+//! ([`LoginThrottle::reserve`]), before any store call or password verification. A subject
+//! grants a reservation only while `failures + in-flight reservations < limit`, so however many
+//! requests arrive at once, at most `limit` verifications run per subject and window; the rest
+//! are refused with a `Retry-After`. The reservation is then settled: a failure is counted, a
+//! success clears the email's failures, and anything else (the store is down, the hashing
+//! queue is full, the client went away and the request future was dropped) gives the
+//! reservation back uncounted.
+//!
+//! # When the table is full
+//!
+//! A reservation for a new subject first drops expired entries; if the table is still full, it
+//! evicts about a sixteenth of the cap at once (so the cost is paid once per many insertions),
+//! least valuable first: unlocked entries before locked ones, fewer failures before more, and
+//! the sooner an entry would expire anyway, the sooner it goes. Entries with a reservation in
+//! flight are never evicted (that would let a subject exceed its limit); if nothing else is
+//! left, the login is refused with a 429 rather than growing the table.
+//!
+//! Why this order. An attacker has two things to gain from a full table:
+//!
+//! * **flushing a victim's lock** to get more guesses at the victim's password: a locked
+//!   entry goes only after every unlocked one, so the attacker must first fill the whole table
+//!   with *locked* entries of their own — `max_tracked × per_email` failed verifications, each
+//!   one a full argon2 run (half a million with the defaults, hours of hashing), while the
+//!   victim's lock lasts 15 minutes. Waiting the lock out is cheaper, and yields the same 5
+//!   guesses;
+//! * **locking everyone out**: a full table never refuses a new subject while anything is
+//!   evictable, so filling it locks nobody out; only the subjects an attacker actually guesses
+//!   at get locked, which is what the throttle is for.
+//!
+//! Refusing new subjects when full would hand attackers the second; evicting the oldest entry
+//! would hand them the first.
 
 use std::{
+    collections::{HashMap, hash_map::Entry},
     net::IpAddr,
-    sync::atomic::{AtomicU64, Ordering},
-    time::{Duration, Instant},
+    sync::{Mutex, MutexGuard, PoisonError},
+    time::Duration,
 };
 
-use dashmap::DashMap;
+use hmac::{Hmac, KeyInit, Mac};
+use rand::TryRng;
+use sha2::Sha256;
+use time::OffsetDateTime;
 
-use crate::AuthError;
+use crate::{AuthError, ConfigError};
 
 /// Limits on failed logins. Every default is on its setter.
 #[derive(Debug, Clone)]
@@ -34,20 +86,24 @@ impl Default for ThrottlePolicy {
 }
 
 impl ThrottlePolicy {
-    /// Failed attempts allowed per email (case-insensitively, existing or not) within the
-    /// window before it is locked. Defaults to 5.
+    /// Password verifications allowed per email (case-insensitively, existing or not) within
+    /// the window, counting those in flight; reaching it in failures locks the email.
+    /// Defaults to 5.
     pub fn per_email(mut self, n: u32) -> Self {
         self.per_email = n.max(1);
         self
     }
 
-    /// Failed attempts allowed per client address within the window. Defaults to 20.
+    /// Password verifications allowed per client address (IPv4 address or IPv6 /64) within
+    /// the window, counting those in flight; reaching it in failures locks the address.
+    /// Defaults to 20.
     pub fn per_client(mut self, n: u32) -> Self {
         self.per_client = n.max(1);
         self
     }
 
-    /// The window failures are counted in. Defaults to 15 minutes.
+    /// The window failures are counted in, from a subject's first failure. Defaults to 15
+    /// minutes.
     pub fn window(mut self, window: Duration) -> Self {
         self.window = window;
         self
@@ -60,118 +116,358 @@ impl ThrottlePolicy {
         self
     }
 
-    /// Most emails/addresses tracked at once; beyond it, expired entries are swept. Defaults
-    /// to 100,000 (bounded memory under a spraying attack).
+    /// Most emails and addresses tracked at once, locked or not (see the module docs for what
+    /// happens when the table is full). Defaults to 100,000: under 8 MiB.
     pub fn max_tracked(mut self, n: usize) -> Self {
         self.max_tracked = n.max(1);
         self
     }
 }
 
+/// A throttled subject: a keyed digest of an email, or a client address block. Fixed-size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Subject {
+    Email([u8; 16]),
+    /// An IPv4 address.
+    V4([u8; 4]),
+    /// The /64 prefix of an IPv6 address.
+    V6([u8; 8]),
+}
+
+impl Subject {
+    fn client(ip: IpAddr) -> Self {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => Self::V4(v4.octets()),
+            IpAddr::V6(v6) => {
+                let mut prefix = [0; 8];
+                prefix.copy_from_slice(&v6.octets()[..8]);
+                Self::V6(prefix)
+            }
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, from the injected clock.
+type Millis = i64;
+
+fn millis(at: OffsetDateTime) -> Millis {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn duration_millis(d: Duration) -> Millis {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Counter {
+    /// Failures counted in the current window.
     failures: u32,
-    window_start: Instant,
-    locked_until: Option<Instant>,
+    /// Reservations granted and not yet settled.
+    in_flight: u32,
+    /// Start of the current window (the first failure's time).
+    window_start: Millis,
+    /// Refused until then, when locked.
+    locked_until: Option<Millis>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Subject {
-    Email(String),
-    Client(IpAddr),
+impl Counter {
+    fn new(now: Millis) -> Self {
+        Self {
+            failures: 0,
+            in_flight: 0,
+            window_start: now,
+            locked_until: None,
+        }
+    }
+
+    /// Forgets a lock or a window that has ended.
+    fn refresh(&mut self, now: Millis, policy: &ThrottlePolicy) {
+        let lock_over = self.locked_until.is_some_and(|until| until <= now);
+        let window_over = self.locked_until.is_none()
+            && self
+                .window_start
+                .saturating_add(duration_millis(policy.window))
+                <= now;
+        if lock_over || window_over {
+            self.failures = 0;
+            self.locked_until = None;
+            self.window_start = now;
+        }
+    }
+
+    /// Worth nothing any more: no failure, no lock, nothing in flight.
+    fn is_empty(&self) -> bool {
+        self.failures == 0 && self.in_flight == 0 && self.locked_until.is_none()
+    }
+
+    /// When this entry would be forgotten without further failures.
+    fn ends_at(&self, policy: &ThrottlePolicy) -> Millis {
+        self.locked_until.unwrap_or_else(|| {
+            self.window_start
+                .saturating_add(duration_millis(policy.window))
+        })
+    }
+
+    /// Eviction order: smallest first (see the module docs).
+    fn eviction_rank(&self, policy: &ThrottlePolicy) -> (bool, u32, Millis) {
+        (
+            self.locked_until.is_some(),
+            self.failures,
+            self.ends_at(policy),
+        )
+    }
 }
 
-/// Counts failed logins and refuses locked subjects with [`AuthError::RateLimited`].
-#[derive(Debug)]
+/// Counts failed logins and refuses locked or saturated subjects with
+/// [`AuthError::RateLimited`].
 pub(crate) struct LoginThrottle {
     policy: ThrottlePolicy,
-    counters: DashMap<Subject, Counter>,
-    sweeps: AtomicU64,
+    /// The HMAC key of email subjects: random per process, never leaves it.
+    email_key: Hmac<Sha256>,
+    counters: Mutex<HashMap<Subject, Counter>>,
+}
+
+impl std::fmt::Debug for LoginThrottle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginThrottle")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The subjects of one login attempt.
+#[derive(Debug, Clone, Copy)]
+struct Subjects {
+    email: Subject,
+    client: Option<Subject>,
+}
+
+impl Subjects {
+    fn iter(self) -> impl Iterator<Item = Subject> {
+        std::iter::once(self.email).chain(self.client)
+    }
 }
 
 impl LoginThrottle {
-    pub(crate) fn new(policy: ThrottlePolicy) -> Self {
-        Self {
+    pub(crate) fn new(policy: ThrottlePolicy) -> Result<Self, ConfigError> {
+        let mut key = [0u8; 32];
+        rand::rngs::SysRng
+            .try_fill_bytes(&mut key)
+            .map_err(|_| ConfigError::Invalid("the operating system's random source failed"))?;
+        let email_key = <Hmac<Sha256> as KeyInit>::new_from_slice(&key)
+            .map_err(|_| ConfigError::Invalid("throttle key"))?;
+        Ok(Self {
             policy,
-            counters: DashMap::new(),
-            sweeps: AtomicU64::new(0),
+            email_key,
+            counters: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn email_subject(&self, email: &str) -> Subject {
+        let mut mac = self.email_key.clone();
+        mac.update(email.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut truncated = [0; 16];
+        truncated.copy_from_slice(&digest[..16]);
+        Subject::Email(truncated)
+    }
+
+    fn subjects(&self, email: &str, client: Option<IpAddr>) -> Subjects {
+        Subjects {
+            email: self.email_subject(email),
+            client: client.map(Subject::client),
         }
     }
 
-    fn subjects(email: &str, client: Option<IpAddr>) -> impl Iterator<Item = Subject> {
-        std::iter::once(Subject::Email(email.to_owned())).chain(client.map(Subject::Client))
+    fn limit(&self, subject: Subject) -> u32 {
+        match subject {
+            Subject::Email(_) => self.policy.per_email,
+            Subject::V4(_) | Subject::V6(_) => self.policy.per_client,
+        }
     }
 
-    /// Refuses if the email or the client is locked.
-    pub(crate) fn check(&self, email: &str, client: Option<IpAddr>) -> Result<(), AuthError> {
-        let now = Instant::now();
-        let mut wait = Duration::ZERO;
-        for subject in Self::subjects(email, client) {
-            if let Some(c) = self.counters.get(&subject)
-                && let Some(until) = c.locked_until.filter(|&u| u > now)
-            {
-                wait = wait.max(until - now);
+    fn table(&self) -> MutexGuard<'_, HashMap<Subject, Counter>> {
+        // Every critical section leaves the table consistent (no code in it panics on valid
+        // state), so a poisoned lock is still a valid table.
+        self.counters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reserves one password verification for `email` (normalised) and `client`, or refuses:
+    /// a locked subject with the time left of its lock, a subject whose verifications in
+    /// flight would reach its limit with a one-second `Retry-After` (their outcome is known
+    /// by then). All or nothing: a refusal reserves nothing.
+    pub(crate) fn reserve(
+        &self,
+        email: &str,
+        client: Option<IpAddr>,
+        now: OffsetDateTime,
+    ) -> Result<Reservation<'_>, AuthError> {
+        let subjects = self.subjects(email, client);
+        let now = millis(now);
+        let mut table = self.table();
+        let new = subjects.iter().filter(|s| !table.contains_key(s)).count();
+        if table.len() + new > self.policy.max_tracked {
+            self.make_room(&mut table, now, new);
+            if table.len() + new > self.policy.max_tracked {
+                return Err(AuthError::RateLimited {
+                    retry_after_secs: 1,
+                });
             }
         }
-        if wait.is_zero() {
-            Ok(())
-        } else {
-            Err(AuthError::RateLimited {
-                // Rounded up, and never 0 (clients would retry at once).
-                retry_after_secs: (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1),
-            })
-        }
-    }
-
-    /// Records a failed attempt against the email and the client.
-    pub(crate) fn failed(&self, email: &str, client: Option<IpAddr>) {
-        let now = Instant::now();
-        if self.counters.len() >= self.policy.max_tracked {
-            self.sweep(now);
-        }
-        for subject in Self::subjects(email, client) {
-            let limit = match subject {
-                Subject::Email(_) => self.policy.per_email,
-                Subject::Client(_) => self.policy.per_client,
+        let mut wait: Millis = 0;
+        for subject in subjects.iter() {
+            let Some(counter) = table.get_mut(&subject) else {
+                continue;
             };
-            let mut c = self.counters.entry(subject).or_insert(Counter {
-                failures: 0,
-                window_start: now,
-                locked_until: None,
+            counter.refresh(now, &self.policy);
+            if let Some(until) = counter.locked_until {
+                wait = wait.max(until - now);
+            } else if counter.failures.saturating_add(counter.in_flight) >= self.limit(subject) {
+                wait = wait.max(1);
+            }
+        }
+        if wait > 0 {
+            return Err(AuthError::RateLimited {
+                // Whole seconds, rounded up, never 0 (a client would retry at once).
+                retry_after_secs: u64::try_from(wait).map_or(1, |ms| ms.div_ceil(1000)).max(1),
             });
-            if now.duration_since(c.window_start) > self.policy.window
-                || c.locked_until.is_some_and(|u| u <= now)
-            {
-                *c = Counter {
-                    failures: 0,
-                    window_start: now,
-                    locked_until: None,
-                };
-            }
-            c.failures = c.failures.saturating_add(1);
-            if c.failures >= limit {
-                c.locked_until = Some(now + self.policy.lockout);
-            }
         }
+        for subject in subjects.iter() {
+            let counter = table.entry(subject).or_insert_with(|| Counter::new(now));
+            counter.in_flight += 1;
+        }
+        Ok(Reservation {
+            throttle: self,
+            subjects,
+            settled: false,
+        })
     }
 
-    /// A successful login clears the email's failures (not the client's: one good account
-    /// must not launder a spraying client).
-    pub(crate) fn succeeded(&self, email: &str) {
-        self.counters.remove(&Subject::Email(email.to_owned()));
-    }
-
-    fn sweep(&self, now: Instant) {
-        self.sweeps.fetch_add(1, Ordering::Relaxed);
+    /// Drops expired entries; if the table is still too full for `new` more, evicts about a
+    /// sixteenth of the cap, least valuable first, never an entry with a reservation in flight.
+    fn make_room(&self, table: &mut HashMap<Subject, Counter>, now: Millis, new: usize) {
         let policy = &self.policy;
-        self.counters.retain(|_, c| match c.locked_until {
-            Some(until) => until > now,
-            None => now.duration_since(c.window_start) <= policy.window,
+        table.retain(|_, counter| {
+            counter.refresh(now, policy);
+            !counter.is_empty()
         });
-        // Still full of live entries (a spray wider than max_tracked): drop unlocked ones.
-        if self.counters.len() >= policy.max_tracked {
-            self.counters.retain(|_, c| c.locked_until.is_some());
+        let cap = policy.max_tracked;
+        if table.len() + new <= cap {
+            return;
         }
+        let target = cap.saturating_sub((cap / 16).max(new));
+        let excess = table.len().saturating_sub(target);
+        let mut candidates: Vec<((bool, u32, Millis), Subject)> = table
+            .iter()
+            .filter(|(_, counter)| counter.in_flight == 0)
+            .map(|(subject, counter)| (counter.eviction_rank(policy), *subject))
+            .collect();
+        let evict = excess.min(candidates.len());
+        if evict == 0 {
+            return;
+        }
+        if evict < candidates.len() {
+            candidates.select_nth_unstable_by_key(evict - 1, |(rank, _)| *rank);
+        }
+        for (_, subject) in &candidates[..evict] {
+            table.remove(subject);
+        }
+    }
+
+    /// Settles a reservation: `Failed` counts a failure (and may lock), `Succeeded` clears
+    /// the email's failures, `Released` gives the reservation back uncounted.
+    fn settle(&self, subjects: Subjects, outcome: Outcome) {
+        let mut table = self.table();
+        for subject in subjects.iter() {
+            let Entry::Occupied(mut entry) = table.entry(subject) else {
+                // Reserved entries are never evicted; nothing to settle otherwise.
+                continue;
+            };
+            let counter = entry.get_mut();
+            counter.in_flight = counter.in_flight.saturating_sub(1);
+            if let Outcome::Failed(now) | Outcome::Succeeded(now) = outcome {
+                counter.refresh(now, &self.policy);
+            }
+            match outcome {
+                Outcome::Failed(now) => {
+                    if counter.failures == 0 {
+                        counter.window_start = now;
+                    }
+                    counter.failures = counter.failures.saturating_add(1);
+                    if counter.failures >= self.limit(subject) && counter.locked_until.is_none() {
+                        counter.locked_until =
+                            Some(now.saturating_add(duration_millis(self.policy.lockout)));
+                    }
+                }
+                // A right password clears the email's failures (unless another attempt has
+                // locked it meanwhile), never the client's: one good account must not
+                // launder a spraying client.
+                Outcome::Succeeded(_)
+                    if matches!(subject, Subject::Email(_)) && counter.locked_until.is_none() =>
+                {
+                    counter.failures = 0;
+                }
+                Outcome::Succeeded(_) | Outcome::Released => {}
+            }
+            if counter.is_empty() {
+                entry.remove();
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.table().len()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// A wrong password (or unknown email), at this time.
+    Failed(Millis),
+    /// The right password, at this time.
+    Succeeded(Millis),
+    /// Neither: given back uncounted, time not needed.
+    Released,
+}
+
+/// One reserved password verification (see [`LoginThrottle::reserve`]). Settle it with
+/// [`Reservation::failed`] or [`Reservation::succeeded`]; dropped unsettled (an error, or the
+/// request future dropped), it is given back uncounted.
+#[must_use = "a reservation is given back uncounted when dropped"]
+pub(crate) struct Reservation<'a> {
+    throttle: &'a LoginThrottle,
+    subjects: Subjects,
+    settled: bool,
+}
+
+impl Reservation<'_> {
+    /// Counts a failed attempt against the email and the client.
+    pub(crate) fn failed(mut self, now: OffsetDateTime) {
+        self.settled = true;
+        self.throttle
+            .settle(self.subjects, Outcome::Failed(millis(now)));
+    }
+
+    /// A successful login: clears the email's failures.
+    pub(crate) fn succeeded(mut self, now: OffsetDateTime) {
+        self.settled = true;
+        self.throttle
+            .settle(self.subjects, Outcome::Succeeded(millis(now)));
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.throttle.settle(self.subjects, Outcome::Released);
+        }
+    }
+}
+
+impl std::fmt::Debug for Reservation<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reservation")
     }
 }
 
@@ -179,50 +475,207 @@ impl LoginThrottle {
 mod tests {
     use super::*;
 
+    fn at(secs: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000 + secs).expect("a valid time")
+    }
+
+    fn throttle(policy: ThrottlePolicy) -> LoginThrottle {
+        LoginThrottle::new(policy).expect("OS randomness")
+    }
+
+    fn fail(t: &LoginThrottle, email: &str, client: Option<IpAddr>, now: OffsetDateTime) {
+        t.reserve(email, client, now).expect("reserved").failed(now);
+    }
+
+    fn retry_after(result: Result<Reservation<'_>, AuthError>) -> u64 {
+        match result {
+            Err(AuthError::RateLimited { retry_after_secs }) => retry_after_secs,
+            other => panic!("want a refusal, got {other:?}"),
+        }
+    }
+
     #[test]
     fn locks_after_the_limit_and_unlocks_after_lockout() {
-        let t = LoginThrottle::new(
+        let t = throttle(
             ThrottlePolicy::default()
                 .per_email(3)
-                .lockout(Duration::from_millis(200)),
+                .lockout(Duration::from_secs(60)),
         );
-        for _ in 0..2 {
-            t.failed("a@x", None);
-            assert!(t.check("a@x", None).is_ok());
+        for i in 0..3 {
+            fail(&t, "a@x", None, at(i));
         }
-        t.failed("a@x", None);
-        let err = t.check("a@x", None).unwrap_err();
-        assert!(matches!(
-            err,
-            AuthError::RateLimited {
-                retry_after_secs: 1
-            }
-        ));
-        assert!(t.check("b@x", None).is_ok(), "other emails are unaffected");
-        std::thread::sleep(Duration::from_millis(250));
-        assert!(t.check("a@x", None).is_ok());
+        assert_eq!(retry_after(t.reserve("a@x", None, at(2))), 60);
+        assert_eq!(retry_after(t.reserve("a@x", None, at(61))), 1);
+        assert!(
+            t.reserve("b@x", None, at(3)).is_ok(),
+            "other emails are free"
+        );
+        assert!(t.reserve("a@x", None, at(62)).is_ok(), "the lock has ended");
+    }
+
+    #[test]
+    fn failures_outside_the_window_are_forgotten() {
+        let t = throttle(
+            ThrottlePolicy::default()
+                .per_email(3)
+                .window(Duration::from_secs(10)),
+        );
+        fail(&t, "a@x", None, at(0));
+        fail(&t, "a@x", None, at(5));
+        fail(&t, "a@x", None, at(11));
+        fail(&t, "a@x", None, at(12));
+        assert!(
+            t.reserve("a@x", None, at(13)).is_ok(),
+            "2 failures in the window"
+        );
+    }
+
+    #[test]
+    fn reservations_in_flight_count_towards_the_limit() {
+        let t = throttle(ThrottlePolicy::default().per_email(3));
+        let held: Vec<_> = (0..3)
+            .map(|_| t.reserve("a@x", None, at(0)).expect("within the limit"))
+            .collect();
+        assert_eq!(retry_after(t.reserve("a@x", None, at(0))), 1);
+        let mut held = held.into_iter();
+        // Given back uncounted (an error, or a dropped request): room for one more.
+        drop(held.next());
+        let again = t.reserve("a@x", None, at(0)).expect("room again");
+        // The three others fail: locked.
+        again.failed(at(1));
+        for r in held {
+            r.failed(at(1));
+        }
+        assert!(retry_after(t.reserve("a@x", None, at(1))) > 1);
+    }
+
+    #[test]
+    fn a_refused_subject_reserves_nothing_on_the_other() {
+        let ip: IpAddr = "192.0.2.1".parse().expect("an address");
+        let t = throttle(ThrottlePolicy::default().per_email(1).per_client(2));
+        fail(&t, "locked@x", None, at(0));
+        for _ in 0..5 {
+            assert!(t.reserve("locked@x", Some(ip), at(1)).is_err());
+        }
+        let a = t.reserve("a@x", Some(ip), at(1)).expect("client has room");
+        let b = t.reserve("b@x", Some(ip), at(1)).expect("client has room");
+        assert!(t.reserve("c@x", Some(ip), at(1)).is_err(), "client limit 2");
+        drop((a, b));
+    }
+
+    #[test]
+    fn success_clears_the_email_but_not_the_client() {
+        let ip: IpAddr = "192.0.2.1".parse().expect("an address");
+        let t = throttle(ThrottlePolicy::default().per_email(3).per_client(3));
+        fail(&t, "a@x", Some(ip), at(0));
+        fail(&t, "a@x", Some(ip), at(0));
+        t.reserve("a@x", Some(ip), at(0))
+            .expect("reserved")
+            .succeeded(at(0));
+        fail(&t, "a@x", None, at(0));
+        fail(&t, "a@x", None, at(0));
+        assert!(t.reserve("a@x", None, at(0)).is_ok(), "2 failures since");
+        fail(&t, "b@x", Some(ip), at(0));
+        assert!(
+            t.reserve("c@x", Some(ip), at(0)).is_err(),
+            "client: 3 failures"
+        );
     }
 
     #[test]
     fn client_address_is_limited_across_emails() {
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let t = LoginThrottle::new(ThrottlePolicy::default().per_client(4));
+        let ip: IpAddr = "192.0.2.1".parse().expect("an address");
+        let t = throttle(ThrottlePolicy::default().per_client(4));
         for i in 0..4 {
-            t.failed(&format!("user{i}@x"), Some(ip));
+            fail(&t, &format!("user{i}@x"), Some(ip), at(0));
         }
-        assert!(t.check("fresh@x", Some(ip)).is_err());
+        assert!(t.reserve("fresh@x", Some(ip), at(0)).is_err());
+        let other: IpAddr = "192.0.2.2".parse().expect("an address");
+        assert!(t.reserve("fresh@x", Some(other), at(0)).is_ok());
+    }
+
+    #[test]
+    fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() {
+        let t = throttle(ThrottlePolicy::default().per_client(4));
+        for i in 1..=4u16 {
+            let ip = IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, i]);
+            fail(&t, &format!("user{i}@x"), Some(ip), at(0));
+        }
+        let same_64 = IpAddr::from([0x2001, 0xdb8, 0, 0, 9, 9, 9, 9]);
+        assert!(t.reserve("fresh@x", Some(same_64), at(0)).is_err());
+        let next_64 = IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, 1]);
+        assert!(t.reserve("fresh@x", Some(next_64), at(0)).is_ok());
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().expect("an address");
+        for i in 0..4 {
+            fail(&t, &format!("m{i}@x"), Some(mapped), at(0));
+        }
+        let plain: IpAddr = "192.0.2.7".parse().expect("an address");
+        assert!(t.reserve("fresh@x", Some(plain), at(0)).is_err());
+    }
+
+    #[test]
+    fn entries_are_fixed_size_whatever_the_email() {
         assert!(
-            t.check("fresh@x", Some("192.0.2.2".parse().unwrap()))
-                .is_ok()
+            size_of::<(Subject, Counter)>() < 64,
+            "{}",
+            size_of::<(Subject, Counter)>()
+        );
+        let t = throttle(ThrottlePolicy::default());
+        let huge = "x".repeat(60 * 1024);
+        assert_eq!(t.email_subject(&huge), t.email_subject(&huge));
+        assert_ne!(t.email_subject(&huge), t.email_subject("x"));
+        let other = throttle(ThrottlePolicy::default());
+        assert_ne!(
+            t.email_subject("a@x"),
+            other.email_subject("a@x"),
+            "keyed per process"
         );
     }
 
     #[test]
-    fn memory_is_bounded() {
-        let t = LoginThrottle::new(ThrottlePolicy::default().max_tracked(100).per_email(1000));
+    fn the_cap_counts_locked_entries_too() {
+        let t = throttle(ThrottlePolicy::default().max_tracked(100).per_email(1));
         for i in 0..10_000 {
-            t.failed(&format!("spray{i}@x"), None);
+            fail(&t, &format!("spray{i}@x"), None, at(0));
+            assert!(t.tracked() <= 100, "{}", t.tracked());
         }
-        assert!(t.counters.len() <= 101, "{}", t.counters.len());
+    }
+
+    #[test]
+    fn a_full_table_evicts_unlocked_entries_before_locked_ones() {
+        let t = throttle(ThrottlePolicy::default().max_tracked(100).per_email(3));
+        // A locked victim, then a spray of single failures that fills the table many times.
+        for _ in 0..3 {
+            fail(&t, "victim@x", None, at(0));
+        }
+        for i in 0..10_000 {
+            fail(&t, &format!("spray{i}@x"), None, at(1));
+        }
+        assert!(t.tracked() <= 100);
+        assert!(
+            t.reserve("victim@x", None, at(2)).is_err(),
+            "the victim's lock survives the spray"
+        );
+        // Only locked entries left in competition: the one ending soonest goes first.
+        let t = throttle(ThrottlePolicy::default().max_tracked(16).per_email(1));
+        fail(&t, "victim@x", None, at(0));
+        for i in 0..15 {
+            fail(&t, &format!("locked{i}@x"), None, at(1));
+        }
+        fail(&t, "newcomer@x", None, at(2));
+        assert!(t.reserve("victim@x", None, at(3)).is_ok(), "evicted first");
+        assert!(t.reserve("newcomer@x", None, at(3)).is_err(), "kept");
+    }
+
+    #[test]
+    fn entries_in_flight_are_never_evicted() {
+        let t = throttle(ThrottlePolicy::default().max_tracked(2).per_email(1));
+        let a = t.reserve("a@x", None, at(0)).expect("room");
+        let b = t.reserve("b@x", None, at(0)).expect("room");
+        assert_eq!(retry_after(t.reserve("c@x", None, at(0))), 1, "full");
+        drop(a);
+        assert!(t.reserve("c@x", None, at(0)).is_ok());
+        drop(b);
+        assert_eq!(t.tracked(), 0, "released entries are forgotten");
     }
 }

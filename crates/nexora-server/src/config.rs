@@ -8,7 +8,10 @@ use std::{
 };
 
 use base64::Engine;
-use nexora_auth::{JwtAlgorithm, JwtConfig, JwtKeys, PepperRing, SecretBytes, TokenAuthority};
+use nexora_auth::{
+    JwtAlgorithm, JwtConfig, JwtKeys, PepperRing, SecretBytes, TokenAuthority,
+    proxy::{ForwardedHeader, TrustedProxies},
+};
 
 use crate::{
     database_url::DatabaseUrl,
@@ -75,6 +78,36 @@ pub(crate) struct ServeArgs {
     /// How often queued `last_used_at` times are written, in seconds.
     #[arg(long, env = "NEXORA_LAST_USED_FLUSH_SECS", default_value_t = 5)]
     pub(crate) last_used_flush_secs: u64,
+
+    /// Reverse proxies trusted to name the client (comma-separated IP addresses or CIDR
+    /// blocks, e.g. `10.0.0.0/8,::1`). From such a peer, the client of a login (for the
+    /// per-client throttle) is the right-most address of the forwarding header that is not
+    /// itself a trusted proxy; from any other peer, headers are ignored. Empty by default:
+    /// the TCP peer is the client.
+    #[arg(long, env = "NEXORA_TRUSTED_PROXIES", default_value = "")]
+    pub(crate) trusted_proxies: String,
+
+    /// The header the trusted proxies write: `x-forwarded-for` or `forwarded` (RFC 7239).
+    /// Only that one is read: a proxy usually passes the other through from the client.
+    #[arg(
+        long,
+        env = "NEXORA_FORWARDED_HEADER",
+        default_value = "x-forwarded-for"
+    )]
+    pub(crate) forwarded_header: String,
+}
+
+impl ServeArgs {
+    /// The trusted proxies from `--trusted-proxies` and `--forwarded-header`.
+    pub(crate) fn trusted_proxies(&self) -> Result<TrustedProxies, StartupError> {
+        let header: ForwardedHeader = self
+            .forwarded_header
+            .parse()
+            .or_else(|e| fail(format!("--forwarded-header: {e}")))?;
+        let proxies = TrustedProxies::parse(&self.trusted_proxies)
+            .or_else(|e| fail(format!("--trusted-proxies: {e}")))?;
+        Ok(proxies.reading(header))
+    }
 }
 
 /// Token and secret settings (environment only: secrets never belong on a command line).

@@ -35,7 +35,7 @@ use std::{
 use clap::{Parser, Subcommand};
 use nexora_auth::{
     ApiKey, Authenticator, NewKey, PasswordPolicy, Scopes, SecretString, ThrottlePolicy,
-    normalize_email,
+    normalize_email, proxy::TrustedProxies,
 };
 
 use crate::config::{AuthArgs, CommonArgs, ServeArgs, StartupError, fail};
@@ -197,19 +197,30 @@ async fn authenticator(
     common: &CommonArgs,
     auth: &AuthArgs,
 ) -> Result<(Authenticator, db::Database), StartupError> {
+    authenticator_behind(common, auth, TrustedProxies::none()).await
+}
+
+/// [`authenticator`], for a server behind these proxies.
+async fn authenticator_behind(
+    common: &CommonArgs,
+    auth: &AuthArgs,
+    proxies: TrustedProxies,
+) -> Result<(Authenticator, db::Database), StartupError> {
     let database = db::open(common).await?;
     let authenticator = Authenticator::builder(database.key_store(), config::peppers(common)?)
         .users(database.user_store())
         .tokens(config::token_authority(common, auth)?)
         .password_policy(PasswordPolicy::default())
         .login_throttle(ThrottlePolicy::default())
+        .trusted_proxies(proxies)
         .build()
         .or_else(|e| fail(format!("configuration: {e}")))?;
     Ok((authenticator, database))
 }
 
 async fn serve(common: &CommonArgs, auth: &AuthArgs, args: &ServeArgs) -> Result<(), StartupError> {
-    let (authenticator, database) = authenticator(common, auth).await?;
+    let proxies = args.trusted_proxies()?;
+    let (authenticator, database) = authenticator_behind(common, auth, proxies).await?;
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .or_else(|e| fail(format!("cannot listen on {}: {e}", args.bind)))?;
