@@ -47,6 +47,13 @@
 //!
 //! Refusing new subjects when full would hand attackers the second; evicting the oldest entry
 //! would hand them the first.
+//!
+//! # Across instances
+//!
+//! The table lives in each process and is not shared: `N` instances behind one load balancer
+//! allow up to `N ×` the policy per subject and window, and a restart forgets every count and
+//! lock. (`nexora-server`'s test `the_login_throttle_bound_is_per_instance` shows the bound
+//! with two instances on one database.)
 
 use std::{
     collections::{HashMap, hash_map::Entry},

@@ -932,6 +932,45 @@ async fn user_changes_and_cascades_hold_on_both_instances_at_once() {
     assert_no_panic(&b.kill());
 }
 
+/// The login throttle lives in each process: two instances on one database allow twice the
+/// policy's verifications per email and window, each instance exactly its own five. This is
+/// the stated bound (N instances: N × the policy), not a wish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_throttle_bound_is_per_instance() {
+    let Some(admin) = postgres_admin_url().await else {
+        return;
+    };
+    let db = PgDatabase::create(&admin).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start(dir_a.path(), &db.url, true);
+    let b = start(dir_b.path(), &db.url, false);
+    let http = client();
+    let mut unauthorized = [0; 2];
+    for round in 0..7 {
+        for (i, base) in [&a.base, &b.base].into_iter().enumerate() {
+            let status = http
+                .post(url(base, "/api/auth/login"))
+                .json(&json!({"email": EMAIL, "password": format!("wrong guess {round}")}))
+                .send()
+                .await
+                .expect("login request")
+                .status();
+            match status {
+                StatusCode::UNAUTHORIZED => unauthorized[i] += 1,
+                StatusCode::TOO_MANY_REQUESTS => {}
+                other => panic!("a wrong password answered {other}"),
+            }
+        }
+    }
+    report(&format!(
+        "two instances: wrong-password verifications for one email per instance {unauthorized:?} \
+         (policy 5 each)"
+    ));
+    assert_eq!(unauthorized, [5, 5]);
+    assert_no_panic(&a.kill());
+    assert_no_panic(&b.kill());
+}
+
 // ----- 5. create/revoke storm; bad WebSocket upgrades --------------------------------------------
 
 /// 1,000 keys created in parallel, each used once and every other one then revoked (1,500
