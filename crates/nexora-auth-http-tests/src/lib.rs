@@ -447,6 +447,8 @@ pub struct Fixture {
     /// A key and a login JWT of Dave, a user whose scopes were narrowed to `keys:manage`
     /// after they were issued (both had `agents:read` too).
     pub narrowed_user_credentials: [String; 2],
+    /// The id of Dave's key (the first of [`Fixture::narrowed_user_credentials`]).
+    pub narrowed_user_key_id: String,
     /// Every key text the fixture created, for leak checks.
     pub all_keys: Vec<String>,
     _guard: Option<Guard>,
@@ -630,10 +632,11 @@ impl Fixture {
                 .expose()
                 .to_owned();
             let user_key = key(user.id.clone(), &alice_all, "live rule").await;
-            live_rule_credentials.push((user.id, [text_of(&user_key), jwt]));
+            live_rule_credentials.push((user.id, user_key.info.id, [text_of(&user_key), jwt]));
         }
-        let (carol, disabled_user_credentials) = live_rule_credentials.remove(0);
-        let (dave, narrowed_user_credentials) = live_rule_credentials.remove(0);
+        let (carol, _, disabled_user_credentials) = live_rule_credentials.remove(0);
+        let (dave, narrowed_user_key_id, narrowed_user_credentials) =
+            live_rule_credentials.remove(0);
         auth.disable_user(&carol).await.expect("disable carol");
         auth.set_user_scopes(&dave, &Scopes::new([KEYS_MANAGE]).expect("valid scopes"))
             .await
@@ -690,6 +693,7 @@ impl Fixture {
             standard_jwt,
             disabled_user_credentials,
             narrowed_user_credentials,
+            narrowed_user_key_id: narrowed_user_key_id.to_string(),
             all_keys,
             auth,
             _guard: guard.map(Guard),
@@ -1618,6 +1622,39 @@ pub fn table(f: &Fixture) -> Vec<Row> {
             "live users: a narrowed user's JWT loses the scope → 403",
             http("GET", "/agents", bearer(&f.narrowed_user_credentials[1])),
             challenge(403, INSUFFICIENT, INSUFFICIENT_SCOPE),
+        ),
+        row(
+            "live users: a narrowed user's session still lists the key holding the lost scope",
+            http("GET", keys, bearer(&f.narrowed_user_credentials[1])),
+            expect(200, {
+                let id = f.narrowed_user_key_id.clone();
+                satisfies(move |b| {
+                    let items = b.as_array().ok_or("not a list")?;
+                    if items.iter().any(|k| k["id"] == id.as_str()) {
+                        Ok(())
+                    } else {
+                        Err(format!("the key is hidden from its user: {b}"))
+                    }
+                })
+            }),
+        ),
+        row(
+            "live users: … but cannot rotate it (the new secret would store the lost scope) → 404",
+            http(
+                "POST",
+                format!("{keys}/{}/rotate", f.narrowed_user_key_id),
+                bearer(&f.narrowed_user_credentials[1]),
+            ),
+            challenge(404, KEY_NOT_FOUND, None),
+        ),
+        row(
+            "live users: … and can revoke it → 204",
+            http(
+                "DELETE",
+                format!("{keys}/{}", f.narrowed_user_key_id),
+                bearer(&f.narrowed_user_credentials[1]),
+            ),
+            expect(204, BodyCheck::Empty),
         ),
         // --- Layer / middleware and extractors on the application's own routes ---
         row(

@@ -15,21 +15,44 @@
 //!   session's own short lifetime: creating long-lived keys is what sessions are for.
 //!
 //! Lifetime is judged by `expires_at` only: a key with no expiry outlives every key that has one.
-//! Scopes are judged by what the keys store; with a user store configured the authenticator
-//! also caps every principal at its user's current scopes, so narrowing a user's scopes narrows
-//! what each of their principals can reach.
+//!
+//! Scopes: with a user store, the authenticator caps every principal at its user's current
+//! scopes, so narrowing a user narrows what each of their principals can reach. A *key*
+//! principal judges other keys by the scopes they store — what they could ever do — so that a
+//! key can never hold a sibling's secret that would regain a scope it never had if the user's
+//! scopes were widened again. A principal *without* a key (a login session, the application)
+//! acts as the user, and judges keys by what they can do now (their scopes capped at the
+//! user's current ones, `owner_scopes`): after a user is narrowed, their session still sees and
+//! can revoke every key of theirs, including those holding a scope the user lost. Rotation hands
+//! out a secret, so it always takes the strict comparison ([`may_rotate`]): no principal obtains
+//! a key storing a scope it does not hold.
 
 use time::OffsetDateTime;
 
 use crate::{AuthError, KeyId, Principal, Scopes, store::KeyRecord};
 
 /// Whether `principal` may see and act on `key`: the same owner, not revoked, scopes within
-/// the principal's, and a lifetime within the principal's.
-pub fn within_reach(principal: &Principal, key: &KeyRecord) -> bool {
+/// the principal's, and a lifetime within the principal's. `owner_scopes` are the owner's
+/// current scopes when a user store knows them (`None` otherwise): a principal without a key
+/// judges `key` by its scopes capped at them (see the module docs).
+pub fn within_reach(principal: &Principal, key: &KeyRecord, owner_scopes: Option<&Scopes>) -> bool {
+    let scopes_within = match owner_scopes {
+        Some(current) if principal.key_id().is_none() => key
+            .scopes
+            .iter()
+            .all(|s| !current.contains(s) || principal.scopes().contains(s)),
+        _ => key.scopes.is_subset_of(principal.scopes()),
+    };
     key.owner == *principal.owner()
         && key.revoked_at.is_none()
-        && key.scopes.is_subset_of(principal.scopes())
+        && scopes_within
         && lifetime_within(key.expires_at, principal.expires_at())
+}
+
+/// Whether `principal` may rotate `key`, receiving its new secret: [`within_reach`] with the
+/// stored scopes compared, for every principal.
+pub fn may_rotate(principal: &Principal, key: &KeyRecord) -> bool {
+    within_reach(principal, key, None)
 }
 
 /// Whether a credential expiring at `expiry` ends no later than `cap` (`None`: never).

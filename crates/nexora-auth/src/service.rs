@@ -742,26 +742,53 @@ impl Authenticator {
     /// The keys of the principal's owner that it may reach ([`crate::policy::within_reach`]):
     /// never revoked ones, never broader or longer-lived ones; oldest first.
     pub async fn list_keys(&self, principal: &Principal) -> Result<Vec<KeyInfo>, AuthError> {
+        let owner_scopes = self.owner_scopes(principal).await?;
         Ok(self
             .inner
             .keys
             .list(principal.owner())
             .await?
             .iter()
-            .filter(|r| policy::within_reach(principal, r))
+            .filter(|r| policy::within_reach(principal, r, owner_scopes.as_ref()))
             .map(KeyInfo::from)
             .collect())
     }
 
+    /// The owner's current scopes, for [`policy::within_reach`]: read only for principals
+    /// without a key, and only with a user store (`None` otherwise, or for an unknown owner).
+    async fn owner_scopes(&self, principal: &Principal) -> Result<Option<Scopes>, AuthError> {
+        match &self.inner.users {
+            Some(users) if principal.key_id().is_none() => Ok(users
+                .find_user(principal.owner())
+                .await?
+                .map(|user| user.scopes)),
+            _ => Ok(None),
+        }
+    }
+
     /// The key `id` if the principal may act on it; [`AuthError::KeyNotFound`] otherwise,
     /// exactly as for an unknown id.
+    /// `to_rotate`: judged by [`policy::may_rotate`] (the caller receives the new secret),
+    /// otherwise by [`policy::within_reach`].
     async fn reachable_key(
         &self,
         principal: &Principal,
         id: KeyId,
+        to_rotate: bool,
     ) -> Result<KeyRecord, AuthError> {
+        let owner_scopes = if to_rotate {
+            None
+        } else {
+            self.owner_scopes(principal).await?
+        };
         match self.inner.keys.find(id).await? {
-            Some(record) if policy::within_reach(principal, &record) => Ok(record),
+            Some(record) if to_rotate && policy::may_rotate(principal, &record) => Ok(record),
+            Some(record)
+                if !to_rotate
+                    && policy::within_reach(principal, &record, owner_scopes.as_ref()) =>
+            {
+                Ok(record)
+            }
             _ => Err(AuthError::KeyNotFound),
         }
     }
@@ -776,7 +803,7 @@ impl Authenticator {
         id: KeyId,
         options: RotateOptions,
     ) -> Result<CreatedKey, AuthError> {
-        self.reachable_key(principal, id).await?;
+        self.reachable_key(principal, id, true).await?;
         let key = ApiKey::generate_for(id).map_err(|e| AuthError::Unavailable(e.to_string()))?;
         let now = self.inner.clock.now();
         let rotation = Rotation {
@@ -810,7 +837,7 @@ impl Authenticator {
         id: KeyId,
         options: RevokeOptions,
     ) -> Result<Vec<KeyId>, AuthError> {
-        self.reachable_key(principal, id).await?;
+        self.reachable_key(principal, id, false).await?;
         let owner = principal.owner();
         let at = self.inner.clock.now();
         let (root, descendants) = if options.cascade {

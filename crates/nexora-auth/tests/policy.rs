@@ -83,6 +83,10 @@ enum Op {
     Wait {
         secs: i64,
     },
+    /// The admin sets both users' scopes.
+    SetUserScopes {
+        bits: u8,
+    },
 }
 
 fn actor() -> impl Strategy<Value = Actor> {
@@ -102,6 +106,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(by, target, cascade)| Op::Revoke { by, target, cascade }),
         2 => actor().prop_map(|by| Op::List { by }),
         1 => (5i64..40).prop_map(|secs| Op::Wait { secs }),
+        1 => (0u8..8).prop_map(|bits| Op::SetUserScopes { bits }),
     ]
 }
 
@@ -228,13 +233,21 @@ impl World {
     }
 
     /// The model's reach: same owner, not revoked, scopes within, lifetime within.
-    fn within_reach(&self, power: &Power, k: &ModelKey) -> bool {
+    /// The model's reach: same owner, not revoked, scopes within, lifetime within. A session
+    /// judges a key by what it can do now (`lenient`, for list and revoke); rotation, and every
+    /// key principal, by the scopes the key stores.
+    fn within_reach(&self, power: &Power, k: &ModelKey, lenient: bool) -> bool {
         let lifetime_ok = match (k.expires_at, power.cap) {
             (_, None) => true,
             (None, Some(_)) => false,
             (Some(e), Some(c)) => e <= c,
         };
-        k.owner == power.owner && !k.revoked && k.scopes & !power.scopes == 0 && lifetime_ok
+        let judged = if lenient && power.key.is_none() {
+            k.scopes & self.user_scopes
+        } else {
+            k.scopes
+        };
+        k.owner == power.owner && !k.revoked && judged & !power.scopes == 0 && lifetime_ok
     }
 
     /// A credential the principal obtained: never broader or longer-lived than the principal.
@@ -276,6 +289,17 @@ impl World {
         match op {
             Op::Wait { secs } => {
                 self.clock.0.fetch_add(secs, Ordering::SeqCst);
+            }
+            Op::SetUserScopes { bits } => {
+                for id in &self.user_ids {
+                    let changed = self
+                        .auth
+                        .set_user_scopes(id, &scopes(bits))
+                        .await
+                        .map_err(|e| TestCaseError::fail(format!("set scopes: {e:?}")))?;
+                    prop_assert!(changed);
+                }
+                self.user_scopes = bits;
             }
             Op::Create {
                 by,
@@ -338,7 +362,7 @@ impl World {
                     .rotate_key(&principal, self.keys[t].id, RotateOptions::immediate())
                     .await;
                 let k = &self.keys[t];
-                if !self.within_reach(&power, k) {
+                if !self.within_reach(&power, k, false) {
                     prop_assert!(
                         matches!(result, Err(AuthError::KeyNotFound)),
                         "rotate out of reach: {:?}",
@@ -389,7 +413,7 @@ impl World {
                     .auth
                     .revoke_key(&principal, self.keys[t].id, options)
                     .await;
-                if !self.within_reach(&power, &self.keys[t]) {
+                if !self.within_reach(&power, &self.keys[t], true) {
                     prop_assert!(
                         matches!(result, Err(AuthError::KeyNotFound)),
                         "revoke out of reach: {:?}",
@@ -428,7 +452,7 @@ impl World {
                 let mut reach: Vec<KeyId> = self
                     .keys
                     .iter()
-                    .filter(|k| self.within_reach(&power, k))
+                    .filter(|k| self.within_reach(&power, k, true))
                     .map(|k| k.id)
                     .collect();
                 listed.sort();
