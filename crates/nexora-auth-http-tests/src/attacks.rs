@@ -1,4 +1,4 @@
-//! The attack catalogue of issue 6 — an auth library is judged by what it refuses — as one
+//! The attack catalogue — an auth library is judged by what it refuses — as one
 //! table, sent over real HTTP to both frameworks on every store.
 //!
 //! * [`attacks`] lists the rows for one [`Fixture`]: forged and malformed JWTs (alg

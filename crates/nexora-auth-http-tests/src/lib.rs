@@ -11,7 +11,7 @@
 //! * [`table`] lists the rows (request → expected status, body and headers); [`run_table`]
 //!   sends every row to a base URL and returns the failures. The integration tests run it
 //!   against both servers, so a new row runs on both.
-//! * [`attacks`] is issue 6's attack catalogue: forged JWTs, hostile bearer headers and
+//! * [`attacks`] is the attack catalogue: forged JWTs, hostile bearer headers and
 //!   malformed keys, each with its exact expected answer, run the same way.
 
 #![forbid(unsafe_code)]

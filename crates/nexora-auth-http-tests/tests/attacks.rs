@@ -1,4 +1,4 @@
-//! The attack catalogue (issue 6) through axum and actix-web, on every store (in-memory,
+//! The attack catalogue through axum and actix-web, on every store (in-memory,
 //! SQLite on a temporary file, Postgres in a fresh schema) and every JWT ring (HS256, and
 //! ES256, EdDSA, RS256 signing with HS256 verification beside, as the server runs them).
 //!
