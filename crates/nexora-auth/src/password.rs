@@ -29,9 +29,7 @@ use std::{
     sync::{Arc, Mutex, PoisonError, mpsc},
 };
 
-use argon2::{
-    Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier, Version,
-};
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, Version};
 
 use crate::{AuthError, ConfigError, SecretString};
 
@@ -290,10 +288,9 @@ impl PasswordHasher {
                     needs_rehash: false,
                 });
             };
-            let matches = Argon2::default()
-                .verify_password(password.expose().as_bytes(), &parsed)
-                .is_ok()
-                && known;
+            let matches =
+                verify_in_thread_memory(password.expose().as_bytes(), &parsed, &inner.params)
+                    && known;
             let needs_rehash = matches && !uses_params(&parsed, &inner.params);
             Ok(PasswordCheck {
                 matches,
@@ -327,6 +324,61 @@ impl PasswordHasher {
             .await
             .map_err(|_| AuthError::Unavailable("password hashing job failed".into()))?
     }
+}
+
+thread_local! {
+    /// A hashing thread's argon2 memory, grown once to the cost it verifies and reused by every
+    /// verification after (see [`verify_in_thread_memory`]).
+    static ARGON2_MEMORY: std::cell::RefCell<Vec<argon2::Block>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Verifies `password` against `hash` in the calling thread's own argon2 memory. Allocating
+/// the memory per verification (19 MiB at the default cost) lets the allocator keep the freed
+/// buffers in per-thread arenas: a flood of hashed logins grew the server by ~100 MB. Reused,
+/// a hashing thread holds one argon2 memory for its whole life, so hashing memory is bounded by
+/// `max_concurrent_hashes × m_cost`. The memory is zeroized after each use (it holds
+/// password-derived state). A stored hash with a cost over 4 × the policy's (a hash from a
+/// costlier past policy) is verified in memory of its own instead, so nothing it says can grow
+/// a thread's memory for good.
+fn verify_in_thread_memory(password: &[u8], hash: &PasswordHash, policy: &Params) -> bool {
+    use zeroize::Zeroize;
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(hash.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from).transpose() {
+        Ok(version) => version.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let Ok(params) = Params::try_from(hash) else {
+        return false;
+    };
+    let needed = params.block_count();
+    let argon = Argon2::new(algorithm, version, params);
+    let mut out = [0u8; 64];
+    let Some(out) = out.get_mut(..expected.len()) else {
+        return false;
+    };
+    let hashed = if needed > policy.block_count().saturating_mul(4) {
+        argon.hash_password_into(password, salt, out).is_ok()
+    } else {
+        ARGON2_MEMORY.with_borrow_mut(|memory| {
+            if memory.len() < needed {
+                memory.resize(needed, argon2::Block::default());
+            }
+            let hashed = argon
+                .hash_password_into_with_memory(password, salt, out, &mut memory[..needed])
+                .is_ok();
+            memory[..needed].iter_mut().for_each(Zeroize::zeroize);
+            hashed
+        })
+    };
+    let matches = hashed && bool::from(subtle::ConstantTimeEq::ct_eq(&*out, expected.as_bytes()));
+    out.zeroize();
+    matches
 }
 
 /// Work for a hashing thread.
@@ -382,6 +434,46 @@ fn uses_params(hash: &PasswordHash, params: &Params) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn phc(password: &[u8], memory_kib: u32, algorithm: Algorithm) -> String {
+        let params = Params::new(memory_kib, 1, 1, None).unwrap();
+        Argon2::new(algorithm, Version::V0x13, params)
+            .hash_password(password)
+            .unwrap()
+            .to_string()
+    }
+
+    /// The thread-memory verifier agrees with argon2's own verifier: right and wrong passwords,
+    /// other algorithms, costs below and far above the policy's (its own memory), and the same
+    /// thread verifying at several costs in turn.
+    #[test]
+    fn verifying_in_thread_memory_agrees_with_argon2() {
+        let policy = Params::new(256, 1, 1, None).unwrap();
+        for (memory, algorithm) in [
+            (256, Algorithm::Argon2id),
+            (64, Algorithm::Argon2id),
+            (512, Algorithm::Argon2i),
+            (4096, Algorithm::Argon2id),
+            (256, Algorithm::Argon2d),
+        ] {
+            let stored = phc(b"the password", memory, algorithm);
+            let parsed = PasswordHash::new(&stored).unwrap();
+            assert!(
+                verify_in_thread_memory(b"the password", &parsed, &policy),
+                "{stored}"
+            );
+            assert!(
+                !verify_in_thread_memory(b"the passworD", &parsed, &policy),
+                "{stored}"
+            );
+            assert!(!verify_in_thread_memory(b"", &parsed, &policy), "{stored}");
+        }
+        // Memory grew to the largest cost within 4x the policy (1024 blocks), never to 4096.
+        let held = ARGON2_MEMORY.with_borrow(Vec::len);
+        assert_eq!(held, 512, "the thread's argon2 memory");
+        let no_salt = PasswordHash::new("$argon2id$v=19$m=256,t=1,p=1").unwrap();
+        assert!(!verify_in_thread_memory(b"x", &no_salt, &policy));
+    }
 
     fn fast() -> PasswordHasher {
         PasswordHasher::new(PasswordPolicy::default().argon2_params(256, 1, 1)).unwrap()
