@@ -24,7 +24,7 @@ use std::{
         Arc, Once,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use base64::{
@@ -370,12 +370,6 @@ fn query_escape(text: &str) -> String {
 
 fn b64(data: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(data)
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// JSON text of a string.
@@ -1538,7 +1532,7 @@ pub fn attacks(f: &Fixture, canary: &str) -> Vec<Attack> {
         f,
         ring: f.signing.alg_name(),
         rows: Vec::new(),
-        now: now_secs(),
+        now: u64::try_from(nexora_auth::Clock::now(&*f.clock).unix_timestamp()).unwrap_or(0),
     };
     catalogue.jwt_rows_per_signer();
     catalogue.jwt_rows_once(canary);

@@ -451,6 +451,9 @@ pub struct Fixture {
     pub narrowed_user_key_id: String,
     /// Every key text the fixture created, for leak checks.
     pub all_keys: Vec<String>,
+    /// The authenticator's clock (two minutes ahead of the system clock once built, so that
+    /// tokens issued on the system clock with a short lifetime are already expired).
+    pub clock: Arc<ShiftedClock>,
     _guard: Option<Guard>,
 }
 
@@ -464,13 +467,13 @@ fn hs256(secret: &[u8]) -> JwtKeys {
 
 impl Fixture {
     /// Builds a fresh authenticator and credentials over in-memory stores with an HS256 ring.
-    /// Takes about two seconds: it waits for a one-second JWT to expire.
+    /// Builds in well under a second: no test waits for time to pass (the clock is moved).
     pub async fn new() -> Self {
         Self::with(Stores::memory(), Signing::Hs256).await
     }
 
     /// Builds a fresh authenticator and credentials over `stores` with the `signing` ring.
-    /// Takes about two seconds: it waits for a one-second JWT to expire.
+    /// Builds in well under a second: no test waits for time to pass (the clock is moved).
     pub async fn with(stores: Stores, signing: Signing) -> Self {
         let Stores {
             name,
@@ -615,7 +618,7 @@ impl Fixture {
             .token
             .expose()
             .to_owned();
-        let standard_jwt = standard_token(&alice.id);
+        let standard_jwt = standard_token(&alice.id, clock.now());
         let mut live_rule_credentials = Vec::new();
         for email in ["carol@example.com", "dave@example.com"] {
             let password = SecretString::from("a password for the live-user rows");
@@ -641,9 +644,6 @@ impl Fixture {
         auth.set_user_scopes(&dave, &Scopes::new([KEYS_MANAGE]).expect("valid scopes"))
             .await
             .expect("narrow dave");
-
-        // `exp` has one-second granularity: after two seconds the token is past it.
-        tokio::time::sleep(Duration::from_millis(2100)).await;
 
         let text = text_of;
         let all_keys = [
@@ -695,6 +695,7 @@ impl Fixture {
             narrowed_user_credentials,
             narrowed_user_key_id: narrowed_user_key_id.to_string(),
             all_keys,
+            clock,
             auth,
             _guard: guard.map(Guard),
         }
@@ -707,8 +708,8 @@ fn text_of(key: &nexora_auth::CreatedKey) -> String {
 
 /// What a standard JWT library issues for `sub` with the fixture's HS256 secret and the
 /// default issuer and audience: no `scope`, no `kid`, no `jti`.
-fn standard_token(subject: &OwnerId) -> String {
-    let now = OffsetDateTime::now_utc().unix_timestamp();
+fn standard_token(subject: &OwnerId, at: OffsetDateTime) -> String {
+    let now = at.unix_timestamp();
     let claims = json!({
         "sub": subject.as_str(),
         "iat": now,

@@ -24,7 +24,7 @@ use nexora_auth_http_tests::{
 /// Fewer rows than this per ring and framework means the catalogue lost some.
 const MIN_ROWS: usize = 450;
 
-/// Builds one fixture per ring (concurrently: each waits two seconds for a JWT to expire),
+/// Builds one fixture per ring (concurrently),
 /// then runs the whole catalogue against axum and actix-web for each. Returns the number of
 /// rows run and every failure.
 async fn run_catalogue<F, Fut>(make_stores: F) -> (usize, Vec<String>)

@@ -9,9 +9,12 @@
 //! * Required claims `exp`, `iss`, `aud`, `sub`; `nbf` is honoured; a maximum lifetime and a
 //!   size cap are enforced; `typ` must be absent, `JWT` or `at+jwt`; any `crit` is refused.
 //! * A token with exactly `{sub, exp, iat, iss, aud}` made by any standard JWT library with the
-//!   configured HS256 secret is accepted (with no scopes).
+//!   configured HS256 secret is accepted (without a `scope` claim: with a user store, the
+//!   authenticator grants the user's current scopes).
+//! * Time comes from one clock ([`TokenAuthority::with_clock`]; the authenticator's own):
+//!   issuance, `exp`, `nbf`, `iat` and the verified-token cache.
 
-use std::{fmt, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use dashmap::DashMap;
 use jsonwebtoken::{
@@ -20,7 +23,9 @@ use jsonwebtoken::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{ConfigError, InvalidReason, OwnerId, Scopes, SecretBytes, SecretString};
+use crate::{
+    Clock, ConfigError, InvalidReason, OwnerId, Scopes, SecretBytes, SecretString, SystemClock,
+};
 
 /// Minimum HS256 secret length in bytes (RFC 7518 §3.2: at least the hash size).
 pub const MIN_HS256_SECRET_LEN: usize = 32;
@@ -380,6 +385,7 @@ pub struct TokenAuthority {
     verifying: Vec<PreparedKey>,
     jwks: JwkSet,
     verified: DashMap<Box<str>, VerifiedToken>,
+    clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for TokenAuthority {
@@ -390,10 +396,6 @@ impl fmt::Debug for TokenAuthority {
             .field("signing_alg", &self.signing_alg)
             .finish_non_exhaustive()
     }
-}
-
-fn now_secs() -> u64 {
-    jsonwebtoken::get_current_timestamp()
 }
 
 impl TokenAuthority {
@@ -414,9 +416,11 @@ impl TokenAuthority {
                 validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
                 validation.set_issuer(&[&config.issuer]);
                 validation.set_audience(&[&config.audience]);
+                // `exp` and `nbf` are judged against the injected clock below, not by
+                // `jsonwebtoken`'s own reading of the system time (`exp` stays required).
                 validation.leeway = config.leeway.as_secs();
-                validation.validate_exp = true;
-                validation.validate_nbf = true;
+                validation.validate_exp = false;
+                validation.validate_nbf = false;
                 PreparedKey {
                     kid: k.kid.clone(),
                     key: k.key.clone(),
@@ -439,6 +443,7 @@ impl TokenAuthority {
             verifying,
             jwks,
             verified: DashMap::new(),
+            clock: Arc::new(SystemClock),
         };
         let probe = authority
             .issue(&OwnerId::new("startup-self-check"), &Scopes::empty())
@@ -448,6 +453,21 @@ impl TokenAuthority {
             .map_err(|e| ConfigError::JwtKey(format!("cannot verify own token: {e}")))?;
         authority.verified.clear();
         Ok(authority)
+    }
+
+    /// Reads the time from `clock` (issuance, `exp`, `nbf` and `iat` checks, the verified-token
+    /// cache) instead of the system clock. [`crate::AuthenticatorBuilder::build`] gives its
+    /// tokens the authenticator's own clock. Defaults to [`SystemClock`].
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self.verified.clear();
+        self
+    }
+
+    /// The current time as Unix seconds, from the clock.
+    fn now_secs(&self) -> u64 {
+        u64::try_from(self.clock.now().unix_timestamp()).unwrap_or(0)
     }
 
     /// The policy in force.
@@ -463,7 +483,7 @@ impl TokenAuthority {
 
     /// Issues an access token for `subject` carrying `scopes`.
     pub fn issue(&self, subject: &OwnerId, scopes: &Scopes) -> Result<AccessToken, InvalidReason> {
-        let iat = now_secs();
+        let iat = self.now_secs();
         let ttl = self.config.access_token_ttl.as_secs();
         let jti = uuid::Uuid::new_v4().to_string();
         let scope = scopes.to_space_separated();
@@ -513,7 +533,7 @@ impl TokenAuthority {
         if self.config.verified_cache == 0 {
             return self.verify_uncached(token).map(|(verified, _)| verified);
         }
-        let now = now_secs();
+        let now = self.now_secs();
         if let Some(hit) = self.verified.get(token) {
             // The same expiry rule as `jsonwebtoken`: valid while `exp + leeway >= now`.
             if hit.expires_at.saturating_add(self.config.leeway.as_secs()) >= now {
@@ -564,9 +584,20 @@ impl TokenAuthority {
             }
         }
         let claims = data.claims;
-        let now = now_secs();
+        let now = self.now_secs();
         let max = self.config.max_lifetime.as_secs();
         let leeway = self.config.leeway.as_secs();
+        // The rules `jsonwebtoken` applies, on the injected clock: expired once
+        // `exp + leeway < now`, not yet valid while `nbf > now + leeway`.
+        if claims.exp.saturating_add(leeway) < now {
+            return Err(InvalidReason::Expired);
+        }
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(leeway))
+        {
+            return Err(InvalidReason::Jwt("not yet valid (nbf)".into()));
+        }
         if claims.exp > now.saturating_add(max).saturating_add(leeway) {
             return Err(InvalidReason::Jwt("lifetime exceeds maximum".into()));
         }
@@ -603,6 +634,10 @@ impl TokenAuthority {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn now_secs() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
     use base64::Engine;
     use serde_json::json;
 

@@ -485,7 +485,9 @@ impl AuthenticatorBuilder {
         self
     }
 
-    /// The time source. Defaults to [`SystemClock`].
+    /// The time source for everything time-dependent: key expiry, JWT issuance and `exp` /
+    /// `nbf` / `iat` checks (the token authority is given this clock), the login throttle and
+    /// the last-used batches. Defaults to [`SystemClock`].
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
@@ -499,7 +501,7 @@ impl AuthenticatorBuilder {
                 keys: self.keys,
                 users: self.users,
                 peppers: self.peppers,
-                tokens: self.tokens,
+                tokens: self.tokens.map(|t| t.with_clock(Arc::clone(&self.clock))),
                 passwords,
                 throttle: LoginThrottle::new(self.throttle_policy)?,
                 trusted_proxies: self.trusted_proxies,

@@ -590,6 +590,39 @@ async fn jwt_and_key_both_authenticate() {
     assert!(f.auth.authenticate("").await.is_err());
 }
 
+/// JWTs live on the authenticator's clock: issued at its time, expired by it (after the
+/// 900-second lifetime and the 30-second leeway), with no test sleeping; a verified token
+/// cached earlier is refused the moment the clock passes its expiry.
+#[tokio::test]
+async fn jwt_lifetimes_follow_the_injected_clock() {
+    let f = fixture().await;
+    let token = f
+        .auth
+        .issue_token(&OwnerId::new("svc"), &Scopes::new(["agents:read"]).unwrap())
+        .unwrap();
+    let text = token.token.expose().to_owned();
+    f.auth.authenticate(&text).await.expect("fresh token");
+    f.clock.advance(900 + 30);
+    f.auth
+        .authenticate(&text)
+        .await
+        .expect("valid until exp + leeway");
+    f.clock.advance(1);
+    assert_eq!(
+        reason(f.auth.authenticate(&text).await),
+        InvalidReason::Expired
+    );
+    // A token issued now, at the clock's (advanced) time, is valid at it.
+    let later = f
+        .auth
+        .issue_token(&OwnerId::new("svc"), &Scopes::new(["agents:read"]).unwrap())
+        .unwrap();
+    f.auth
+        .authenticate(later.token.expose())
+        .await
+        .expect("a token issued at the clock's time is valid at it");
+}
+
 #[tokio::test]
 async fn concurrent_rotation_never_has_both_or_neither() {
     let f = fixture().await;
