@@ -39,6 +39,7 @@
 
 use serde::{Serialize, de::DeserializeOwned};
 
+use crate::Unavailable;
 use crate::{
     AuthError, Authenticator, KeyId, LocPart, NewKey, Principal, QueryToken, RevokeOptions,
     RotateOptions, SecretString, ValidationIssue, extract_credential, proxy::RequestOrigin,
@@ -105,7 +106,7 @@ impl ApiResponse {
 
     fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Result<Self, AuthError> {
         let body = serde_json::to_string(value)
-            .map_err(|e| AuthError::Unavailable(format!("response serialisation: {e}")))?;
+            .map_err(|e| AuthError::Unavailable(Unavailable::Serialisation(e)))?;
         Ok(Self {
             status,
             body: Some(body),
@@ -412,9 +413,9 @@ struct Me<'a> {
 pub async fn me(auth: &Authenticator, principal: &Principal) -> Result<ApiResponse, AuthError> {
     let email = match auth.user(principal.owner()).await {
         Ok(user) => user.map(|u| u.email),
-        // `Authenticator::user` answers `Unavailable` only when no user store is configured;
-        // store failures are `StoreUnavailable` and stay 503.
-        Err(AuthError::Unavailable(_)) => None,
+        // No user store configured: the caller is identified by id alone. Store failures are
+        // `StoreUnavailable` and stay 503.
+        Err(AuthError::Unavailable(Unavailable::NoUserStore)) => None,
         Err(e) => return Err(e),
     };
     ApiResponse::json(

@@ -72,9 +72,46 @@ pub enum AuthError {
     /// the credential might be valid.
     #[error("credential store unavailable")]
     StoreUnavailable(#[source] StoreError),
-    /// A transient internal failure (randomness source, a hashing task). 503.
+    /// Something other than the store failed, or is not configured. 503.
     #[error("temporarily unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Unavailable),
+}
+
+/// What made a request [`AuthError::Unavailable`] (503): one variant per cause, so tests and
+/// logs can tell them apart.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Unavailable {
+    /// The operating system's random source failed (key generation).
+    #[error("randomness unavailable")]
+    Randomness(#[source] crate::RandomnessError),
+    /// Two freshly generated key ids collided with stored ones, twice in a row.
+    #[error("key id collision")]
+    KeyIdCollision,
+    /// The operation needs a user store and none is configured.
+    #[error("no user store configured")]
+    NoUserStore,
+    /// The operation needs a JWT authority and none is configured.
+    #[error("no JWT authority configured")]
+    NoTokenAuthority,
+    /// Signing an access token failed.
+    #[error("token signing failed")]
+    Signing(#[source] crate::jwt::SigningError),
+    /// The password hashing threads are gone, or a hashing job died.
+    #[error("password hashing pool unavailable")]
+    HashingPool,
+    /// argon2 refused to hash (parameters or input out of its range).
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+    /// A response body could not be serialised.
+    #[error("response serialisation failed")]
+    Serialisation(#[source] serde_json::Error),
+}
+
+impl From<Unavailable> for AuthError {
+    fn from(cause: Unavailable) -> Self {
+        Self::Unavailable(cause)
+    }
 }
 
 /// Why a token was rejected. Logged and counted, never shown to the client.
@@ -111,9 +148,62 @@ pub enum InvalidReason {
     /// The user behind the token or key is disabled.
     #[error("user disabled")]
     UserDisabled,
-    /// The JWT failed verification; the text names the check (not the token).
+    /// The JWT failed verification.
     #[error("jwt rejected: {0}")]
-    Jwt(String),
+    Jwt(JwtRejection),
+}
+
+/// Why a JWT failed verification (the key-level reasons, such as [`InvalidReason::Expired`],
+/// are [`InvalidReason`]s of their own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwtRejection {
+    /// Not three base64url segments of JSON, or a claim of the wrong type.
+    #[error("malformed token")]
+    Malformed,
+    /// The header names a `kid` no verifying key has, or a `kid` other than the verifying
+    /// key's.
+    #[error("unknown kid")]
+    UnknownKid,
+    /// The header's `alg` is not the verifying key's pinned algorithm.
+    #[error("algorithm not allowed")]
+    Algorithm,
+    /// The signature does not verify.
+    #[error("bad signature")]
+    Signature,
+    /// `iss` is not the configured issuer (or not a string).
+    #[error("wrong issuer")]
+    Issuer,
+    /// `aud` is not the configured audience.
+    #[error("wrong audience")]
+    Audience,
+    /// A required claim (`exp`, `iss`, `aud`, `sub`) is missing.
+    #[error("missing required claim")]
+    MissingClaim,
+    /// `nbf` is in the future (beyond the leeway).
+    #[error("not yet valid")]
+    NotYetValid,
+    /// `iat` is in the future (beyond the leeway).
+    #[error("issued in the future")]
+    IssuedInFuture,
+    /// `exp` lies beyond the maximum lifetime.
+    #[error("lifetime exceeds maximum")]
+    LifetimeTooLong,
+    /// A `crit` header: no extension is understood.
+    #[error("crit header not supported")]
+    Crit,
+    /// `typ` is present and not `JWT` or `at+jwt`.
+    #[error("not an access token (typ)")]
+    Typ,
+    /// The claims nest deeper than the limit.
+    #[error("claims nested too deeply")]
+    TooDeep,
+    /// `sub` is empty.
+    #[error("empty sub")]
+    EmptySubject,
+    /// `scope` is not a space-separated list of valid scopes.
+    #[error("invalid scope claim")]
+    Scope,
 }
 
 /// One entry of a 422 `detail` array, in the shape FastAPI clients already parse:
@@ -343,7 +433,7 @@ mod tests {
             InvalidReason::UnknownUser,
             InvalidReason::UserDisabled,
             InvalidReason::MalformedKey(KeyParseError::BadChecksum),
-            InvalidReason::Jwt("bad signature".into()),
+            InvalidReason::Jwt(JwtRejection::Signature),
         ];
         let responses: Vec<_> = reasons
             .into_iter()

@@ -24,7 +24,8 @@ use jsonwebtoken::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Clock, ConfigError, InvalidReason, OwnerId, Scopes, SecretBytes, SecretString, SystemClock,
+    Clock, ConfigError, InvalidReason, JwtRejection, OwnerId, Scopes, SecretBytes, SecretString,
+    SystemClock,
 };
 
 /// Minimum HS256 secret length in bytes (RFC 7518 §3.2: at least the hash size).
@@ -317,6 +318,11 @@ pub struct AccessToken {
     pub jti: String,
 }
 
+/// Signing an access token failed (a key the backend refuses).
+#[derive(Debug, thiserror::Error)]
+#[error("signing failed")]
+pub struct SigningError(#[source] jsonwebtoken::errors::Error);
+
 /// What a verified access token says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -482,7 +488,7 @@ impl TokenAuthority {
     }
 
     /// Issues an access token for `subject` carrying `scopes`.
-    pub fn issue(&self, subject: &OwnerId, scopes: &Scopes) -> Result<AccessToken, InvalidReason> {
+    pub fn issue(&self, subject: &OwnerId, scopes: &Scopes) -> Result<AccessToken, SigningError> {
         let iat = self.now_secs();
         let ttl = self.config.access_token_ttl.as_secs();
         let jti = uuid::Uuid::new_v4().to_string();
@@ -499,8 +505,7 @@ impl TokenAuthority {
         let mut header = Header::new(self.signing_alg);
         header.kid.clone_from(&self.signing_kid);
         header.typ = Some("at+jwt".into());
-        let token = jsonwebtoken::encode(&header, &claims, &self.signing)
-            .map_err(|e| InvalidReason::Jwt(format!("signing failed: {e}")))?;
+        let token = jsonwebtoken::encode(&header, &claims, &self.signing).map_err(SigningError)?;
         Ok(AccessToken {
             token: SecretString::new(token),
             expires_in: ttl,
@@ -515,11 +520,11 @@ impl TokenAuthority {
             return Ok(only);
         }
         let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| InvalidReason::Jwt(format!("header: {e}")))?;
+            .map_err(|_| InvalidReason::Jwt(JwtRejection::Malformed))?;
         self.verifying
             .iter()
             .find(|k| k.kid == header.kid)
-            .ok_or_else(|| InvalidReason::Jwt("unknown kid".into()))
+            .ok_or(InvalidReason::Jwt(JwtRejection::UnknownKid))
     }
 
     /// Verifies a compact JWT and returns what it says.
@@ -559,28 +564,35 @@ impl TokenAuthority {
         let key = self.select_key(token)?;
         let data =
             jsonwebtoken::decode::<ReadClaims>(token, &key.key, &key.validation).map_err(|e| {
-                match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => InvalidReason::Expired,
-                    _ => InvalidReason::Jwt(e.to_string()),
-                }
+                use jsonwebtoken::errors::ErrorKind;
+                InvalidReason::Jwt(match e.kind() {
+                    ErrorKind::InvalidSignature => JwtRejection::Signature,
+                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                        JwtRejection::Algorithm
+                    }
+                    ErrorKind::InvalidIssuer => JwtRejection::Issuer,
+                    ErrorKind::InvalidAudience => JwtRejection::Audience,
+                    ErrorKind::MissingRequiredClaim(_) => JwtRejection::MissingClaim,
+                    ErrorKind::ImmatureSignature => JwtRejection::NotYetValid,
+                    // Base64, JSON, UTF-8 and shape errors: the token is not one we can read.
+                    _ => JwtRejection::Malformed,
+                })
             })?;
         // The token must name the key that verified it (or none, if that key has no kid):
         // with a single key the kid is not looked up, but it is never ignored.
         if data.header.kid != key.kid {
-            return Err(InvalidReason::Jwt(
-                "kid does not name the verifying key".into(),
-            ));
+            return Err(InvalidReason::Jwt(JwtRejection::UnknownKid));
         }
         if data.header.crit.is_some() {
-            return Err(InvalidReason::Jwt("crit header not supported".into()));
+            return Err(InvalidReason::Jwt(JwtRejection::Crit));
         }
         if crate::nesting::claims_too_deep(token) {
-            return Err(InvalidReason::Jwt("claims nested too deeply".into()));
+            return Err(InvalidReason::Jwt(JwtRejection::TooDeep));
         }
         if let Some(typ) = &data.header.typ {
             let accepted = ["jwt", "at+jwt", "application/at+jwt"];
             if !accepted.iter().any(|a| typ.eq_ignore_ascii_case(a)) {
-                return Err(InvalidReason::Jwt("not an access token (typ)".into()));
+                return Err(InvalidReason::Jwt(JwtRejection::Typ));
             }
         }
         let claims = data.claims;
@@ -596,27 +608,27 @@ impl TokenAuthority {
             .nbf
             .is_some_and(|nbf| nbf > now.saturating_add(leeway))
         {
-            return Err(InvalidReason::Jwt("not yet valid (nbf)".into()));
+            return Err(InvalidReason::Jwt(JwtRejection::NotYetValid));
         }
         if claims.exp > now.saturating_add(max).saturating_add(leeway) {
-            return Err(InvalidReason::Jwt("lifetime exceeds maximum".into()));
+            return Err(InvalidReason::Jwt(JwtRejection::LifetimeTooLong));
         }
         if let Some(iat) = claims.iat {
             if iat > now.saturating_add(leeway) {
-                return Err(InvalidReason::Jwt("issued in the future".into()));
+                return Err(InvalidReason::Jwt(JwtRejection::IssuedInFuture));
             }
             if claims.exp.saturating_sub(iat) > max {
-                return Err(InvalidReason::Jwt("lifetime exceeds maximum".into()));
+                return Err(InvalidReason::Jwt(JwtRejection::LifetimeTooLong));
             }
         }
         if claims.sub.is_empty() {
-            return Err(InvalidReason::Jwt("empty sub".into()));
+            return Err(InvalidReason::Jwt(JwtRejection::EmptySubject));
         }
         let scopes = match claims.scope.as_deref() {
             None => None,
             Some(text) => Some(
                 Scopes::parse_space_separated(text)
-                    .map_err(|_| InvalidReason::Jwt("invalid scope claim".into()))?,
+                    .map_err(|_| InvalidReason::Jwt(JwtRejection::Scope))?,
             ),
         };
         let cacheable = claims.nbf.is_none_or(|nbf| nbf <= now);
@@ -690,11 +702,15 @@ mod tests {
         assert!(authority().verify(&no_typ).is_ok());
     }
 
+    /// Every forged or out-of-policy token is refused for its exact reason.
     #[test]
     fn rejects_what_it_must() {
+        use JwtRejection::*;
         let a = authority();
         let now = now_secs();
-        let mut cases: Vec<(&str, String)> = vec![
+        let jwt = InvalidReason::Jwt;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut cases: Vec<(&str, String, InvalidReason)> = vec![
             (
                 "wrong secret",
                 sign(
@@ -702,18 +718,21 @@ mod tests {
                     base_claims(),
                     b"another-secret-another-secret-32b",
                 ),
+                jwt(Signature),
             ),
-            ("alg none", {
-                let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            (
+                "alg none",
                 format!(
                     "{}.{}.",
                     b64.encode(r#"{"alg":"none"}"#),
                     b64.encode(base_claims().to_string())
-                )
-            }),
+                ),
+                jwt(Malformed),
+            ),
             (
                 "HS512",
                 sign(json!({"alg": "HS512"}), base_claims(), SECRET),
+                jwt(Algorithm),
             ),
             (
                 "refresh typ",
@@ -722,6 +741,7 @@ mod tests {
                     base_claims(),
                     SECRET,
                 ),
+                jwt(Typ),
             ),
             (
                 "crit",
@@ -730,6 +750,7 @@ mod tests {
                     base_claims(),
                     SECRET,
                 ),
+                jwt(Crit),
             ),
             (
                 "foreign kid",
@@ -738,40 +759,53 @@ mod tests {
                     base_claims(),
                     SECRET,
                 ),
+                jwt(UnknownKid),
             ),
-            ("too large", "a".repeat(9000)),
-            ("garbage", "not.a.jwt".into()),
+            ("too large", "a".repeat(9000), InvalidReason::TooLarge),
+            ("garbage", "not.a.jwt".into(), jwt(Malformed)),
         ];
-        for (claim, value) in [
-            ("exp", json!("9999999999")),
-            ("exp", json!(null)),
-            ("exp", json!(-1)),
-            ("exp", json!(1e300)),
-            ("exp", json!(u64::MAX)),
-            ("exp", json!(now + 2 * 24 * 3600)),
-            ("exp", json!(now - 3600)),
-            ("nbf", json!(now + 3600)),
-            ("iat", json!(now + 3600)),
-            ("aud", json!("someone-else")),
-            ("aud", json!(5)),
-            ("aud", json!([])),
-            ("iss", json!(["nexora"])),
-            ("iss", json!(["nexora", "evil"])),
-            ("iss", json!("evil")),
-            ("sub", json!("")),
-            ("scope", json!("bad\"scope")),
+        for (claim, value, reason) in [
+            ("exp", json!("9999999999"), jwt(Malformed)),
+            ("exp", json!(null), jwt(Malformed)),
+            ("exp", json!(-1), jwt(Malformed)),
+            ("exp", json!(1e300), jwt(Malformed)),
+            ("exp", json!(u64::MAX), jwt(LifetimeTooLong)),
+            ("exp", json!(now + 2 * 24 * 3600), jwt(LifetimeTooLong)),
+            ("exp", json!(now - 3600), InvalidReason::Expired),
+            ("nbf", json!(now + 3600), jwt(NotYetValid)),
+            ("iat", json!(now + 3600), jwt(IssuedInFuture)),
+            ("aud", json!("someone-else"), jwt(Audience)),
+            ("aud", json!(5), jwt(MissingClaim)),
+            ("aud", json!([]), jwt(Audience)),
+            ("iss", json!(["nexora"]), jwt(Malformed)),
+            ("iss", json!(["nexora", "evil"]), jwt(Malformed)),
+            ("iss", json!("evil"), jwt(Issuer)),
+            ("sub", json!(""), jwt(EmptySubject)),
+            ("scope", json!("bad\"scope"), jwt(Scope)),
         ] {
             let mut claims = base_claims();
             claims[claim] = value;
-            cases.push((claim, sign(json!({"alg": "HS256"}), claims, SECRET)));
+            cases.push((claim, sign(json!({"alg": "HS256"}), claims, SECRET), reason));
         }
-        for missing in ["exp", "iss", "aud", "sub"] {
+        // A missing claim this crate reads itself fails to decode; `aud` is checked by
+        // `jsonwebtoken` as a required claim.
+        for (missing, reason) in [
+            ("exp", jwt(Malformed)),
+            ("iss", jwt(Malformed)),
+            ("aud", jwt(MissingClaim)),
+            ("sub", jwt(Malformed)),
+        ] {
             let mut claims = base_claims();
             claims.as_object_mut().unwrap().remove(missing);
-            cases.push((missing, sign(json!({"alg": "HS256"}), claims, SECRET)));
+            cases.push((
+                missing,
+                sign(json!({"alg": "HS256"}), claims, SECRET),
+                reason,
+            ));
         }
-        for (name, token) in cases {
-            assert!(a.verify(&token).is_err(), "{name} must be rejected");
+        assert_eq!(cases.len(), 29);
+        for (name, token, reason) in cases {
+            assert_eq!(a.verify(&token), Err(reason), "{name}");
         }
     }
 

@@ -120,7 +120,10 @@ mod throttle;
 pub use api::{ApiResponse, AuthRequirement, scopes};
 pub use credentials::{MAX_CREDENTIAL_LEN, QueryToken, extract_credential};
 pub use digest::{KeyDigest, MIN_PEPPER_LEN, PepperRing, StoredDigest};
-pub use error::{AuthError, ConfigError, ErrorResponse, InvalidReason, LocPart, ValidationIssue};
+pub use error::{
+    AuthError, ConfigError, ErrorResponse, InvalidReason, JwtRejection, LocPart, Unavailable,
+    ValidationIssue,
+};
 pub use jwt::{AccessToken, JwtAlgorithm, JwtConfig, JwtKeys, TokenAuthority, VerifiedToken};
 pub use key::{ApiKey, KEY_LEN, KEY_PREFIX, KeyId, KeyParseError, RandomnessError};
 pub use memory::{MemoryKeyStore, MemoryUserStore};

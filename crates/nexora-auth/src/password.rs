@@ -31,6 +31,7 @@ use std::{
 
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, Version};
 
+use crate::Unavailable;
 use crate::{AuthError, ConfigError, SecretString};
 
 /// Password rules and argon2id cost. Every default is on its setter.
@@ -226,7 +227,7 @@ impl PasswordHasher {
             Argon2::new(Algorithm::Argon2id, Version::V0x13, inner.params.clone())
                 .hash_password(password.expose().as_bytes())
                 .map(|h| h.to_string())
-                .map_err(|e| AuthError::Unavailable(format!("argon2: {e}")))
+                .map_err(|e| AuthError::Unavailable(Unavailable::Hashing(e.to_string())))
         })
         .await
     }
@@ -319,10 +320,10 @@ impl PasswordHasher {
         self.inner
             .jobs
             .send(job)
-            .map_err(|_| AuthError::Unavailable("password hashing threads stopped".into()))?;
+            .map_err(|_| AuthError::Unavailable(Unavailable::HashingPool))?;
         result
             .await
-            .map_err(|_| AuthError::Unavailable("password hashing job failed".into()))?
+            .map_err(|_| AuthError::Unavailable(Unavailable::HashingPool))?
     }
 }
 

@@ -10,6 +10,7 @@ use std::{
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::Unavailable;
 use crate::{
     AccessToken, ApiKey, AuthError, ConfigError, InvalidReason, KeyId, PasswordHasher,
     PasswordPolicy, PepperRing, Scopes, SecretString, TokenAuthority,
@@ -696,7 +697,7 @@ impl Authenticator {
         // A fresh random id colliding is astronomically unlikely, but the store's duplicate
         // check is the truth: retry once with a new id rather than fail the request.
         for _ in 0..2 {
-            let key = ApiKey::generate().map_err(|e| AuthError::Unavailable(e.to_string()))?;
+            let key = ApiKey::generate().map_err(Unavailable::Randomness)?;
             let record = KeyRecord {
                 id: key.id(),
                 owner: creator.owner().clone(),
@@ -726,7 +727,7 @@ impl Authenticator {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(AuthError::Unavailable("key id collision".into()))
+        Err(Unavailable::KeyIdCollision.into())
     }
 
     /// Creates a key for `owner`, who holds `allowed` scopes (for admin tools that act without
@@ -806,7 +807,7 @@ impl Authenticator {
         options: RotateOptions,
     ) -> Result<CreatedKey, AuthError> {
         self.reachable_key(principal, id, true).await?;
-        let key = ApiKey::generate_for(id).map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        let key = ApiKey::generate_for(id).map_err(Unavailable::Randomness)?;
         let now = self.inner.clock.now();
         let rotation = Rotation {
             digest: self.inner.peppers.digest(&key),
@@ -863,7 +864,7 @@ impl Authenticator {
         self.inner
             .users
             .as_ref()
-            .ok_or_else(|| AuthError::Unavailable("no user store configured".into()))
+            .ok_or(AuthError::Unavailable(Unavailable::NoUserStore))
     }
 
     /// Registers a password user with `scopes`.
@@ -968,7 +969,7 @@ impl Authenticator {
             .inner
             .tokens
             .as_ref()
-            .ok_or_else(|| AuthError::Unavailable("no JWT authority configured".into()))?;
+            .ok_or(AuthError::Unavailable(Unavailable::NoTokenAuthority))?;
         let email = normalize_email(email);
         check_login_email(&email)?;
         let clock = &self.inner.clock;
@@ -1005,7 +1006,7 @@ impl Authenticator {
         }
         let token = tokens
             .issue(&user.id, &user.scopes)
-            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+            .map_err(|e| AuthError::Unavailable(Unavailable::Signing(e)))?;
         Ok(LoginResponse { token })
     }
 
@@ -1018,9 +1019,9 @@ impl Authenticator {
         self.inner
             .tokens
             .as_ref()
-            .ok_or_else(|| AuthError::Unavailable("no JWT authority configured".into()))?
+            .ok_or(AuthError::Unavailable(Unavailable::NoTokenAuthority))?
             .issue(subject, scopes)
-            .map_err(|e| AuthError::Unavailable(e.to_string()))
+            .map_err(|e| AuthError::Unavailable(Unavailable::Signing(e)))
     }
 
     /// Writes the queued `last_used_at` times to the store in one batch. Returns how many.
