@@ -45,7 +45,37 @@ pub enum JwtAlgorithm {
     Rs256,
 }
 
+/// An algorithm name [`JwtAlgorithm::from_str`](std::str::FromStr) does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unsupported JWT algorithm {0:?} (HS256, ES256, EdDSA, RS256)")]
+pub struct UnknownAlgorithm(pub String);
+
+impl std::str::FromStr for JwtAlgorithm {
+    type Err = UnknownAlgorithm;
+
+    /// The JOSE name (`HS256`, `ES256`, `EdDSA`, `RS256`), case-insensitively.
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name.to_ascii_uppercase().as_str() {
+            "HS256" => Ok(Self::Hs256),
+            "ES256" => Ok(Self::Es256),
+            "EDDSA" => Ok(Self::EdDsa),
+            "RS256" => Ok(Self::Rs256),
+            _ => Err(UnknownAlgorithm(name.to_owned())),
+        }
+    }
+}
+
 impl JwtAlgorithm {
+    /// The JOSE name: `HS256`, `ES256`, `EdDSA` or `RS256`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hs256 => "HS256",
+            Self::Es256 => "ES256",
+            Self::EdDsa => "EdDSA",
+            Self::Rs256 => "RS256",
+        }
+    }
+
     fn to_jsonwebtoken(self) -> Algorithm {
         match self {
             Self::Hs256 => Algorithm::HS256,
@@ -646,6 +676,23 @@ impl TokenAuthority {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn algorithm_names_round_trip() {
+        for alg in [
+            JwtAlgorithm::Hs256,
+            JwtAlgorithm::Es256,
+            JwtAlgorithm::EdDsa,
+            JwtAlgorithm::Rs256,
+        ] {
+            assert_eq!(alg.name().parse::<JwtAlgorithm>(), Ok(alg));
+            assert_eq!(alg.name().to_lowercase().parse::<JwtAlgorithm>(), Ok(alg));
+        }
+        assert_eq!(
+            "none".parse::<JwtAlgorithm>(),
+            Err(UnknownAlgorithm("none".into()))
+        );
+    }
 
     fn now_secs() -> u64 {
         jsonwebtoken::get_current_timestamp()

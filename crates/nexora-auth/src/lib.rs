@@ -124,7 +124,10 @@ pub use error::{
     AuthError, ConfigError, ErrorResponse, InvalidReason, JwtRejection, LocPart, Unavailable,
     ValidationIssue,
 };
-pub use jwt::{AccessToken, JwtAlgorithm, JwtConfig, JwtKeys, TokenAuthority, VerifiedToken};
+pub use jwt::{
+    AccessToken, JwtAlgorithm, JwtConfig, JwtKeys, SigningError, TokenAuthority, UnknownAlgorithm,
+    VerifiedToken,
+};
 pub use key::{ApiKey, KEY_LEN, KEY_PREFIX, KeyId, KeyParseError, RandomnessError};
 pub use memory::{MemoryKeyStore, MemoryUserStore};
 pub use password::{HashTicket, PasswordCheck, PasswordHasher, PasswordPolicy};

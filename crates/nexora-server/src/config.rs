@@ -254,15 +254,15 @@ pub(crate) fn token_authority(
     let keys = match &args.jwt_private_key_file {
         None => JwtKeys::hs256(&secret).or_else(|e| fail(format!("NEXORA_JWT_SECRET: {e}")))?,
         Some(path) => {
-            let alg = match args.jwt_algorithm.to_ascii_uppercase().as_str() {
-                "ES256" => JwtAlgorithm::Es256,
-                "EDDSA" => JwtAlgorithm::EdDsa,
-                "RS256" => JwtAlgorithm::Rs256,
-                other => {
+            // HS256 is the shared-secret ring above, not a private key file.
+            let alg = match args.jwt_algorithm.parse::<JwtAlgorithm>() {
+                Ok(JwtAlgorithm::Hs256) | Err(_) => {
                     return fail(format!(
-                        "NEXORA_JWT_ALGORITHM: unsupported algorithm {other:?} (ES256, EdDSA, RS256)"
+                        "NEXORA_JWT_ALGORITHM: unsupported algorithm {:?} (ES256, EdDSA, RS256)",
+                        args.jwt_algorithm
                     ));
                 }
+                Ok(alg) => alg,
             };
             let pem = std::fs::read(path)
                 .or_else(|e| fail(format!("cannot read {}: {e}", path.display())))?;
