@@ -106,6 +106,7 @@ impl KeyStore for MapKeyStore {
             Some(record) if record.revoked_at.is_some() => Ok(RevokeOutcome::AlreadyRevoked),
             Some(record) => {
                 record.revoked_at = Some(at);
+                record.previous = None; // a revoked key keeps no grace-period secret
                 Ok(RevokeOutcome::Revoked)
             }
         }
@@ -123,6 +124,7 @@ impl KeyStore for MapKeyStore {
             Some(record) if record.revoked_at.is_some() => RevokeOutcome::AlreadyRevoked,
             Some(record) => {
                 record.revoked_at = Some(at);
+                record.previous = None;
                 RevokeOutcome::Revoked
             }
         };
@@ -139,6 +141,7 @@ impl KeyStore for MapKeyStore {
             for child in &children {
                 if let Some(record) = keys.get_mut(child).filter(|r| r.revoked_at.is_none()) {
                     record.revoked_at = Some(at);
+                    record.previous = None;
                     revoked.push(*child);
                 }
             }

@@ -1685,6 +1685,7 @@ pub async fn concurrent_rotations_with_grace_form_one_chain(store: Arc<dyn KeySt
 /// Rotations racing a revoke of the same key, with and without grace: every rotation succeeds
 /// or is refused as [`AuthError::KeyNotFound`] (revoked), the revoke succeeds, the key ends
 /// revoked with no previous digest, and no key — the original or any handed back — works.
+/// (First, without a race: `revoke` of a key rotated with grace clears `previous`.)
 pub async fn rotation_racing_revoke_ends_revoked(store: Arc<dyn KeyStore>) {
     crate::key_store_contract(
         "rotation_racing_revoke_ends_revoked",
@@ -1693,6 +1694,25 @@ pub async fn rotation_racing_revoke_ends_revoked(store: Arc<dyn KeyStore>) {
             const ROUNDS: usize = 16;
             let auth = authenticator(store.clone());
             let owner = OwnerId::new("rotator");
+            // Without a race first: revoke clears the previous digest.
+            let (_, record) = new_record("rotator", "sequential", now());
+            insert(&store, &record).await;
+            let (_, rot) = rotation(now(), Some(now() + 600 * SECOND));
+            let outcome = store.rotate(&record.owner, record.id, &rot).await;
+            assert!(
+                matches!(outcome, Ok(RotateOutcome::Rotated(_))),
+                "rotate with grace of an active key must be Ok(Rotated), got {outcome:?}"
+            );
+            let outcome = store.revoke(&record.owner, record.id, now()).await;
+            assert!(
+                matches!(outcome, Ok(RevokeOutcome::Revoked)),
+                "revoke of an active key must be Ok(Revoked), got {outcome:?}"
+            );
+            assert_eq!(
+                must_find(&store, record.id).await.previous,
+                None,
+                "revoke of a key rotated with grace must clear previous"
+            );
             for round in 0..ROUNDS {
                 let created = auth
                     .create_key_for(&owner, &scopes(&["a"]), NewKey::named(format!("r{round}")))
