@@ -1,7 +1,9 @@
 //! The [`KeyStore`] contracts, one function each (what [`crate::key_store_conformance!`] runs).
 //!
-//! Every function takes a fresh, empty store and panics with a message naming the broken
-//! contract.
+//! Every function takes a fresh, empty store, first checks that it is empty (`list` of every
+//! owner the contracts use, `find` of every fixed id they insert), and panics with a message
+//! naming the broken contract (`KeyStore contract `…` failed: …`), the method, and what was
+//! expected.
 
 use std::{
     sync::{
@@ -173,7 +175,8 @@ pub async fn find_returns_revoked_and_expired_records(store: Arc<dyn KeyStore>) 
             let at = t0 + SECOND;
             assert_eq!(
                 store.revoke(&revoked.owner, revoked.id, at).await.ok(),
-                Some(RevokeOutcome::Revoked)
+                Some(RevokeOutcome::Revoked),
+                "revoke of an active key must be Ok(Revoked)"
             );
             let found = must_find(&store, revoked.id).await;
             assert_eq!(
@@ -181,7 +184,10 @@ pub async fn find_returns_revoked_and_expired_records(store: Arc<dyn KeyStore>) 
                 Some(at),
                 "find must return the revocation time"
             );
-            assert_eq!(found.digest, revoked.digest);
+            assert_eq!(
+                found.digest, revoked.digest,
+                "find of a revoked key must return its digest unchanged"
+            );
         },
     )
     .await;
@@ -210,7 +216,8 @@ pub async fn list_is_owner_scoped_ordered_and_excludes_revoked(store: Arc<dyn Ke
                     .revoke(&revoked.owner, revoked.id, t0 + 3 * SECOND)
                     .await
                     .ok(),
-                Some(RevokeOutcome::Revoked)
+                Some(RevokeOutcome::Revoked),
+                "revoke of an active key must be Ok(Revoked)"
             );
             let listed = list(&store, "alice").await;
             let ids: Vec<KeyId> = listed.iter().map(|r| r.id).collect();
@@ -268,7 +275,11 @@ pub async fn many_keys_per_owner(store: Arc<dyn KeyStore>) {
                 .authenticate(key.key.expose())
                 .await
                 .expect("each key authenticates");
-            assert_eq!(principal.owner(), &alice);
+            assert_eq!(
+                principal.owner(),
+                &alice,
+                "authenticate must return the owner the key was created for"
+            );
         }
     })
     .await;
@@ -313,7 +324,11 @@ pub async fn names_round_trip_exactly(store: Arc<dyn KeyStore>) {
                 .create_key_for(&bob, &scopes(&["a"]), NewKey::named(name.clone()))
                 .await
                 .unwrap_or_else(|e| panic!("create_key with name {name:?} failed: {e:?}"));
-            assert_eq!(&must_find(&store, created.info.id).await.name, name);
+            assert_eq!(
+                &must_find(&store, created.info.id).await.name,
+                name,
+                "find must return the name create_key was given, byte for byte"
+            );
         }
         let too_long = "x".repeat(nexora_auth::MAX_KEY_NAME_LEN + 1);
         let refused = auth
@@ -432,7 +447,10 @@ pub async fn rotate_with_grace_keeps_the_previous_digest(store: Arc<dyn KeyStore
                 rotated.previous, previous,
                 "the old digest must become previous, valid until grace_until"
             );
-            assert_eq!(rotated.digest, rot.digest);
+            assert_eq!(
+                rotated.digest, rot.digest,
+                "rotate with grace must return the new digest as current"
+            );
             assert_eq!(
                 must_find(&store, record.id).await.previous,
                 previous,
@@ -543,7 +561,11 @@ pub async fn rotate_unknown_is_not_found(store: Arc<dyn KeyStore>) {
             .rotate(&record.owner, KeyId::new_random(), &rot)
             .await
             .expect("rotate");
-        assert_eq!(outcome, RotateOutcome::NotFound);
+        assert_eq!(
+            outcome,
+            RotateOutcome::NotFound,
+            "rotate of an unknown id must be Ok(NotFound)"
+        );
     })
     .await;
 }
@@ -556,7 +578,8 @@ pub async fn rotate_revoked_is_revoked(store: Arc<dyn KeyStore>) {
         insert(&store, &record).await;
         assert_eq!(
             store.revoke(&record.owner, record.id, t0).await.ok(),
-            Some(RevokeOutcome::Revoked)
+            Some(RevokeOutcome::Revoked),
+            "revoke of an active key must be Ok(Revoked)"
         );
         let before = must_find(&store, record.id).await;
         let (_, rot) = rotation(t0 + SECOND, Some(t0 + 60 * SECOND));
@@ -565,7 +588,8 @@ pub async fn rotate_revoked_is_revoked(store: Arc<dyn KeyStore>) {
                 .rotate(&record.owner, record.id, &rot)
                 .await
                 .expect("rotate"),
-            RotateOutcome::Revoked
+            RotateOutcome::Revoked,
+            "rotate of a revoked key must be Ok(Revoked)"
         );
         assert_eq!(
             must_find(&store, record.id).await,
@@ -596,7 +620,8 @@ pub async fn rotate_expired_is_expired_and_uses_the_given_now(store: Arc<dyn Key
                     .rotate(&expired.owner, expired.id, &rot)
                     .await
                     .expect("rotate"),
-                RotateOutcome::Expired
+                RotateOutcome::Expired,
+                "rotate of a key that expired before rotation.now must be Ok(Expired)"
             );
             assert_eq!(
                 must_find(&store, expired.id).await,
@@ -656,14 +681,16 @@ pub async fn revoke_is_idempotent_and_keeps_the_first_timestamp(store: Arc<dyn K
             let first = now() + SECOND;
             assert_eq!(
                 store.revoke(&alice, id, first).await.expect("revoke"),
-                RevokeOutcome::Revoked
+                RevokeOutcome::Revoked,
+                "revoke of an active key must be Ok(Revoked)"
             );
             assert_eq!(
                 store
                     .revoke(&alice, id, first + 60 * SECOND)
                     .await
                     .expect("revoke again"),
-                RevokeOutcome::AlreadyRevoked
+                RevokeOutcome::AlreadyRevoked,
+                "revoke of a revoked key must be Ok(AlreadyRevoked)"
             );
             assert_eq!(
                 must_find(&store, id).await.revoked_at,
@@ -706,7 +733,8 @@ pub async fn revoke_is_owner_scoped(store: Arc<dyn KeyStore>) {
                 .revoke(&mallory, record.id, now())
                 .await
                 .expect("revoke"),
-            RevokeOutcome::NotFound
+            RevokeOutcome::NotFound,
+            "revoke of another owner's key must be Ok(NotFound)"
         );
         assert_eq!(
             must_find(&store, record.id).await,
@@ -714,15 +742,22 @@ pub async fn revoke_is_owner_scoped(store: Arc<dyn KeyStore>) {
             "another owner's revoke changed the key"
         );
         let auth = authenticator(store.clone());
-        assert!(matches!(
-            auth.revoke_key(&acting_as(&mallory), record.id, RevokeOptions::key_only())
-                .await,
-            Err(AuthError::KeyNotFound)
-        ));
+        assert!(
+            matches!(
+                auth.revoke_key(&acting_as(&mallory), record.id, RevokeOptions::key_only())
+                    .await,
+                Err(AuthError::KeyNotFound)
+            ),
+            "revoke_key of another owner's key must be KeyNotFound"
+        );
         auth.authenticate(key.expose())
             .await
             .expect("alice's key still works");
-        assert_eq!(list(&store, "alice").await.len(), 1);
+        assert_eq!(
+            list(&store, "alice").await.len(),
+            1,
+            "list must still hold the key another owner failed to revoke"
+        );
     })
     .await;
 }
@@ -734,7 +769,11 @@ pub async fn revoke_unknown_is_not_found(store: Arc<dyn KeyStore>) {
             .revoke(&OwnerId::new("alice"), KeyId::new_random(), now())
             .await
             .expect("revoke");
-        assert_eq!(outcome, RevokeOutcome::NotFound);
+        assert_eq!(
+            outcome,
+            RevokeOutcome::NotFound,
+            "revoke of an unknown id must be Ok(NotFound)"
+        );
     })
     .await;
 }
@@ -773,11 +812,13 @@ pub async fn record_last_used_never_moves_backwards_and_ignores_unknown_ids(
                 .expect("a batch with an unknown id must succeed");
             assert_eq!(
                 must_find(&store, a.id).await.last_used_at,
-                Some(t0 + 10 * SECOND)
+                Some(t0 + 10 * SECOND),
+                "record_last_used must set last_used_at to the batch's time"
             );
             assert_eq!(
                 must_find(&store, b.id).await.last_used_at,
-                Some(t0 + 20 * SECOND)
+                Some(t0 + 20 * SECOND),
+                "record_last_used must set last_used_at to the batch's time"
             );
             assert_eq!(
                 must_find(&store, c.id).await.last_used_at,
@@ -796,7 +837,8 @@ pub async fn record_last_used_never_moves_backwards_and_ignores_unknown_ids(
             );
             assert_eq!(
                 must_find(&store, b.id).await.last_used_at,
-                Some(t0 + 30 * SECOND)
+                Some(t0 + 30 * SECOND),
+                "record_last_used must move last_used_at forwards"
             );
 
             store
@@ -840,11 +882,19 @@ pub async fn authenticator_key_lifecycle(store: Arc<dyn KeyStore>) {
             .authenticate(created.key.expose())
             .await
             .expect("a new key authenticates");
-        assert_eq!(principal.owner(), &alice);
-        assert!(principal.has_scope("keys:manage"));
+        assert_eq!(
+            principal.owner(),
+            &alice,
+            "authenticate must return the owner the key was created for"
+        );
+        assert!(
+            principal.has_scope("keys:manage"),
+            "authenticate must return the scopes the key was created with"
+        );
         assert_eq!(
             auth.list_keys(&acting_as(&alice)).await.expect("list"),
-            vec![created.info.clone()]
+            vec![created.info.clone()],
+            "list_keys must return the created key"
         );
 
         assert_eq!(
@@ -899,7 +949,8 @@ pub async fn authenticator_key_lifecycle(store: Arc<dyn KeyStore>) {
             auth.list_keys(&acting_as(&alice))
                 .await
                 .expect("list")
-                .is_empty()
+                .is_empty(),
+            "list_keys must not return a revoked key"
         );
     })
     .await;
@@ -923,7 +974,8 @@ pub async fn authenticator_expiry_follows_its_clock(store: Arc<dyn KeyStore>) {
                 .expect("create");
             assert_eq!(
                 must_find(&store, created.info.id).await.expires_at,
-                Some(start + 600 * SECOND)
+                Some(start + 600 * SECOND),
+                "find must return the expires_at create_key was given"
             );
             auth.authenticate(created.key.expose())
                 .await
@@ -962,10 +1014,16 @@ pub async fn authenticator_expiry_follows_its_clock(store: Arc<dyn KeyStore>) {
     .await;
 }
 
-/// Rotation is atomic: while many tasks authenticate through a real
-/// [`nexora_auth::Authenticator`] and the key is rotated again and again, a secret whose
+/// Rotation is atomic for readers: while many tasks authenticate through a real
+/// [`nexora_auth::Authenticator`] and one task rotates the key again and again, a secret whose
 /// replacement `rotate` has returned never succeeds, and the newest secret never fails unless
 /// a newer rotation has started.
+///
+/// With a single rotating task and no grace period, a rotate that reads, checks and then
+/// writes in separate steps has no other writer to race with, so it passes this contract;
+/// [`concurrent_rotations_hand_back_working_keys`],
+/// [`concurrent_rotations_with_grace_form_one_chain`] and
+/// [`rotation_racing_revoke_ends_revoked`] race writers against each other and catch it.
 pub async fn rotation_is_atomic_under_concurrency(store: Arc<dyn KeyStore>) {
     crate::key_store_contract("rotation_is_atomic_under_concurrency", store, |store| async move {
         const ROTATIONS: usize = 40;
@@ -1190,12 +1248,12 @@ pub async fn revoke_tree_revokes_every_descendant_and_nothing_else(store: Arc<dy
             RevokeOutcome::NotFound,
             "revoke_tree must be owner-scoped"
         );
-        assert!(wrong_owner.descendants.is_empty());
+        assert!(wrong_owner.descendants.is_empty(), "revoke_tree of another owner's key must revoke no descendants");
         let unknown = store
             .revoke_tree(&alice, KeyId::new_random(), at)
             .await
             .expect("revoke_tree");
-        assert_eq!(unknown.root, RevokeOutcome::NotFound);
+        assert_eq!(unknown.root, RevokeOutcome::NotFound, "revoke_tree of an unknown id must be NotFound");
         assert_eq!(
             must_find(&store, root.id).await.revoked_at,
             None,
@@ -1263,7 +1321,7 @@ pub async fn revoke_tree_revokes_every_descendant_and_nothing_else(store: Arc<dy
             (RevokeOutcome::AlreadyRevoked, vec![nephew.id]),
             "revoke_tree of a revoked key must still revoke its descendants"
         );
-        assert_eq!(must_find(&store, sibling.id).await.revoked_at, Some(at));
+        assert_eq!(must_find(&store, sibling.id).await.revoked_at, Some(at), "revoke_tree of a revoked key must keep its first revoked_at");
     })
     .await;
 }

@@ -74,13 +74,21 @@ pub async fn user_insert_then_find_by_email_and_id(store: Arc<dyn UserStore>) {
 pub async fn user_find_unknown_is_none(store: Arc<dyn UserStore>) {
     crate::user_store_contract("user_find_unknown_is_none", store, |store| async move {
         insert(&store, &user("u-alice", "alice@example.com", now())).await;
-        assert_eq!(by_email(&store, "bob@example.com").await, None);
+        assert_eq!(
+            by_email(&store, "bob@example.com").await,
+            None,
+            "find_user_by_email of an unknown email must be Ok(None)"
+        );
         assert_eq!(
             by_email(&store, "alice@example.co").await,
             None,
             "emails must match exactly"
         );
-        assert_eq!(by_id(&store, "u-bob").await, None);
+        assert_eq!(
+            by_id(&store, "u-bob").await,
+            None,
+            "find_user of an unknown id must be Ok(None)"
+        );
     })
     .await;
 }
@@ -169,8 +177,16 @@ pub async fn user_update_password_hash(store: Arc<dyn UserStore>) {
             password_hash: phc.to_owned(),
             ..alice
         };
-        assert_eq!(by_id(&store, "u-alice").await, Some(updated.clone()));
-        assert_eq!(by_email(&store, "alice@example.com").await, Some(updated));
+        assert_eq!(
+            by_id(&store, "u-alice").await,
+            Some(updated.clone()),
+            "find_user must return the updated password hash"
+        );
+        assert_eq!(
+            by_email(&store, "alice@example.com").await,
+            Some(updated),
+            "find_user_by_email must return the updated password hash"
+        );
         assert_eq!(
             by_id(&store, "u-bob").await,
             Some(bob),
@@ -228,11 +244,17 @@ pub async fn user_register_and_login_through_the_authenticator(store: Arc<dyn Us
                 .register_user(" Alice@Example.com ", &password, scopes(&["agents:read"]))
                 .await
                 .expect("register");
-            assert_eq!(info.email, "alice@example.com");
+            assert_eq!(
+                info.email, "alice@example.com",
+                "register must return the normalised email"
+            );
             let stored = by_email(&store, "alice@example.com")
                 .await
                 .expect("registered user stored");
-            assert_eq!(stored.id, info.id);
+            assert_eq!(
+                stored.id, info.id,
+                "find_user must return the id register returned"
+            );
             let token = auth
                 .login("ALICE@example.com", &password)
                 .await
@@ -241,7 +263,11 @@ pub async fn user_register_and_login_through_the_authenticator(store: Arc<dyn Us
                 .authenticate(token.token.token.expose())
                 .await
                 .expect("token authenticates");
-            assert_eq!(principal.owner(), &info.id);
+            assert_eq!(
+                principal.owner(),
+                &info.id,
+                "login then authenticate must return the user's id"
+            );
             let wrong = auth
                 .login("alice@example.com", &SecretString::from("wrong password!!"))
                 .await;
@@ -256,7 +282,11 @@ pub async fn user_register_and_login_through_the_authenticator(store: Arc<dyn Us
                 matches!(again, Err(AuthError::EmailTaken)),
                 "second registration: {again:?}"
             );
-            assert_eq!(store.list_users().await.expect("list").len(), 1);
+            assert_eq!(
+                store.list_users().await.expect("list").len(),
+                1,
+                "list_users must hold the one registered user"
+            );
         },
     )
     .await;
@@ -303,7 +333,10 @@ pub async fn user_disable_and_enable(store: Arc<dyn UserStore>) {
             Some(&disabled),
             "find_user_by_email must see the change too"
         );
-        assert!(flip(false).await);
+        assert!(
+            flip(false).await,
+            "set_user_disabled(false) of a known user must be Ok(true)"
+        );
         assert_eq!(
             by_id(&store, "u-alice").await.as_ref(),
             Some(&alice),
@@ -400,7 +433,8 @@ pub async fn user_delete(store: Arc<dyn UserStore>) {
         insert(&store, &again).await;
         assert_eq!(
             by_email(&store, "alice@example.com").await.as_ref(),
-            Some(&again)
+            Some(&again),
+            "find_user_by_email must find a user inserted again after delete"
         );
         assert_eq!(
             store.list_users().await.expect("list_users").len(),
@@ -446,13 +480,18 @@ pub async fn user_live_rule_through_the_authenticator(store: Arc<dyn UserStore>)
                 .to_owned();
             for credential in [&jwt, &key] {
                 let principal = auth.authenticate(credential).await.expect("authenticates");
-                assert_eq!(principal.scopes(), &both);
+                assert_eq!(
+                    principal.scopes(),
+                    &both,
+                    "authenticate must return the user's scopes"
+                );
             }
 
             assert!(
                 auth.set_user_scopes(&alice.id, &scopes(&["agents:read"]))
                     .await
-                    .expect("set scopes")
+                    .expect("set scopes"),
+                "set_user_scopes of a known user must be Ok(true)"
             );
             for credential in [&jwt, &key] {
                 let principal = auth.authenticate(credential).await.expect("authenticates");
@@ -465,10 +504,14 @@ pub async fn user_live_rule_through_the_authenticator(store: Arc<dyn UserStore>)
             assert!(
                 auth.set_user_scopes(&alice.id, &both)
                     .await
-                    .expect("set scopes")
+                    .expect("set scopes"),
+                "set_user_scopes of a known user must be Ok(true)"
             );
 
-            assert!(auth.disable_user(&alice.id).await.expect("disable"));
+            assert!(
+                auth.disable_user(&alice.id).await.expect("disable"),
+                "disable_user of a known user must be Ok(true)"
+            );
             for credential in [&jwt, &key] {
                 let refused = auth.authenticate(credential).await;
                 assert!(
@@ -486,14 +529,20 @@ pub async fn user_live_rule_through_the_authenticator(store: Arc<dyn UserStore>)
                 ),
                 "a disabled user cannot log in"
             );
-            assert!(auth.enable_user(&alice.id).await.expect("enable"));
+            assert!(
+                auth.enable_user(&alice.id).await.expect("enable"),
+                "enable_user of a known user must be Ok(true)"
+            );
             for credential in [&jwt, &key] {
                 auth.authenticate(credential)
                     .await
                     .expect("credentials work again once the user is enabled");
             }
 
-            assert!(auth.delete_user(&alice.id).await.expect("delete"));
+            assert!(
+                auth.delete_user(&alice.id).await.expect("delete"),
+                "delete_user of a known user must be Ok(true)"
+            );
             for credential in [&jwt, &key] {
                 let refused = auth.authenticate(credential).await;
                 assert!(
