@@ -11,40 +11,68 @@
 //! # fn main() {}
 //! ```
 //!
-//! The expression is evaluated once per test and must yield an **empty** store (some contracts
-//! list everything the store holds). When a store needs a guard that outlives it — a temporary
-//! directory, a database schema to drop — or may have to skip, use the `fixture:` form, whose
-//! expression yields a [`Fixture`]:
+//! The expression is evaluated once per test and must yield an **empty** store: every contract
+//! first checks that (`list` of the owners it uses, `find` of the fixed ids it inserts) and fails
+//! with `the store given to the contract is not empty` otherwise. Tests run in parallel, so a
+//! store on a shared server needs one namespace per test — a fresh database file, a fresh
+//! schema, a random key prefix — never one namespace shared or flushed between tests.
+//!
+//! When a store needs a guard that outlives it (a temporary directory, a schema to drop), has a
+//! real backend to break, or may have to skip, use the `fixture:` form, whose expression yields
+//! a [`Fixture`]. [`Fixture::with_failing`] hands the kit a second store of the same type whose
+//! backend is down (a closed pool, a server that is not listening), and the generated
+//! `key_store_backend_down_is_unavailable` / `user_store_backend_down_is_unavailable` test checks
+//! it answers `Err(StoreError::Unavailable)` (a 503), never "not found" (a 401). A `fixture:`
+//! form without one fails that test, so the check cannot be forgotten:
 //!
 //! ```no_run
-//! use nexora_auth_testkit::Fixture;
+//! use nexora_auth_testkit::{Fixture, failure::FlakyStore};
+//! use nexora_auth::MemoryKeyStore;
+//!
+//! // A store on a shared server: one namespace per test, dropped with the guard.
+//! struct Namespace(String);
+//! impl Drop for Namespace {
+//!     fn drop(&mut self) { /* delete every key under self.0 */ }
+//! }
 //!
 //! nexora_auth_testkit::key_store_conformance!(fixture: async {
-//!     let dir = std::env::temp_dir(); // in real tests: a tempfile::TempDir, dropped after the test
-//!     Fixture::new(nexora_auth::MemoryKeyStore::new()).with_guard(dir)
+//!     let namespace = Namespace(format!("test-{}:", uuid::Uuid::new_v4().simple()));
+//!     // In real tests: your store over the namespace, and one over a closed connection.
+//!     let store = FlakyStore::new(MemoryKeyStore::new());
+//!     let failing = FlakyStore::new(MemoryKeyStore::new());
+//!     failing.set_failing(true);
+//!     Fixture::new(store).with_guard(namespace).with_failing(failing)
 //! });
 //! # fn main() {}
 //! ```
 //!
+//! With the short form, the backend-down test runs on the store wrapped in a
+//! [`failure::FlakyStore`] that fails every call, which checks the [`Authenticator`]'s side only.
+//!
 //! The generated tests are plain `#[test]` functions that run the contract on a two-worker
 //! multi-threaded Tokio runtime built by the kit, so the calling crate needs no particular
 //! Tokio features. Each contract is also a public `async fn` in [`key_store`] and
-//! [`user_store`], for callers who prefer to write the tests by hand.
-//!
-//! Besides the contracts, [`failure`] checks that a store whose backend is down answers with
-//! an error (a 503 through [`Authenticator`]), never with "not found" (a 401), and, with the
-//! `postgres` feature, `postgres::TestSchema` gives each test a fresh schema on a real server,
-//! or a loud skip.
+//! [`user_store`] ([`key_store::contracts`] lists them by name), for callers who prefer to
+//! write the tests by hand. With the `postgres` feature, `postgres::TestSchema` gives each test
+//! a fresh schema on a real server, or a loud skip.
 //!
 //! A complete custom store written from the trait docs alone, and passing this kit, is in
 //! `examples/custom_store.rs` (run it with `cargo run -p nexora-auth-testkit --example custom_store`;
 //! `cargo test` runs its conformance tests).
 //!
+//! # The kit checks itself
+//!
+//! `tests/mutants.rs` runs the whole kit on stores broken the way a newcomer plausibly breaks
+//! them — a rotate or revoke that reads, checks, then writes in separate steps; a creator check
+//! apart from its insert; millisecond timestamps; a `find` that turns a backend failure into
+//! `Ok(None)`; a `list` that includes revoked keys; a rotate that ignores the owner; a store
+//! that is not empty — and requires each to fail a named contract, on every run.
+//!
 //! # Timestamps
 //!
-//! Every timestamp the kit writes is a whole number of microseconds (the kit's clocks truncate
-//! to microseconds), so stores that keep microsecond precision, as PostgreSQL does, round-trip
-//! them exactly. A store may not lose more precision than that.
+//! The precision rule is part of the [`KeyStore`] contract: a store keeps at least microsecond
+//! precision. Every timestamp the kit writes is a whole number of microseconds (the kit's
+//! clocks truncate to microseconds), so such a store round-trips them exactly.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
