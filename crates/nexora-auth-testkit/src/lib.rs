@@ -101,9 +101,12 @@ pub struct Fixture<S> {
     inner: Option<Parts<S>>,
 }
 
+/// What [`Fixture::with_guard`] keeps alive until the end of a test.
+pub type Guard = Box<dyn Send>;
+
 struct Parts<S> {
     store: S,
-    guard: Option<Box<dyn Send>>,
+    guard: Option<Guard>,
     failing: Option<S>,
 }
 
@@ -146,12 +149,12 @@ impl<S> Fixture<S> {
     }
 
     /// The store and its guard, or `None` when skipped.
-    pub fn into_parts(self) -> Option<(S, Option<Box<dyn Send>>)> {
+    pub fn into_parts(self) -> Option<(S, Option<Guard>)> {
         self.inner.map(|parts| (parts.store, parts.guard))
     }
 
     /// The failing store (if one was given) and the guard, or `None` when skipped.
-    pub fn into_failing(self) -> Option<(Option<S>, Option<Box<dyn Send>>)> {
+    pub fn into_failing(self) -> Option<(Option<S>, Option<Guard>)> {
         self.inner.map(|parts| (parts.failing, parts.guard))
     }
 }

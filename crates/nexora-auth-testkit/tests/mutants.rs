@@ -8,6 +8,7 @@
 
 use std::{
     collections::BTreeMap,
+    io::Write,
     sync::{
         Arc, Mutex, MutexGuard, PoisonError,
         atomic::{AtomicBool, Ordering},
@@ -357,7 +358,8 @@ fn caught_by(mutant: Mutant) -> Vec<&'static str> {
         );
         caught.push("key_store_backend_down");
     }
-    eprintln!("{mutant:?} caught by: {caught:?}");
+    // The list of catching contracts, for the report of a `--nocapture` run.
+    let _ = writeln!(std::io::stderr(), "{mutant:?} caught by: {caught:?}");
     caught
 }
 
