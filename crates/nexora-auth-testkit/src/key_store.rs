@@ -1014,124 +1014,137 @@ pub async fn authenticator_expiry_follows_its_clock(store: Arc<dyn KeyStore>) {
     .await;
 }
 
-/// Rotation is atomic for readers: while many tasks authenticate through a real
-/// [`nexora_auth::Authenticator`] and one task rotates the key again and again, a secret whose
-/// replacement `rotate` has returned never succeeds, and the newest secret never fails unless
-/// a newer rotation has started.
+/// Rotation is atomic, for readers and writers: while many tasks authenticate through a real
+/// [`nexora_auth::Authenticator`], the key is rotated again and again, each time by **two
+/// concurrent rotations with a grace period**. Each pair forms a chain (the second keeps the
+/// first's digest as `previous`), so after a pair returns both its keys work, every key of the
+/// pairs before fails, and the checkers see exactly that: a key of an earlier pair never
+/// succeeds, and a key of the newest pair never fails unless a newer pair has started.
 ///
-/// With a single rotating task and no grace period, a rotate that reads, checks and then
-/// writes in separate steps has no other writer to race with, so it passes this contract;
-/// [`concurrent_rotations_hand_back_working_keys`],
-/// [`concurrent_rotations_with_grace_form_one_chain`] and
-/// [`rotation_racing_revoke_ends_revoked`] race writers against each other and catch it.
+/// (With one rotating task and no grace period, as this contract once ran, a rotate that reads,
+/// checks and then writes in separate steps has no other writer to race with and passes;
+/// two concurrent rotations with grace leave it keeping the same old digest twice, and the key
+/// one of them handed back never works.)
 pub async fn rotation_is_atomic_under_concurrency(store: Arc<dyn KeyStore>) {
-    crate::key_store_contract("rotation_is_atomic_under_concurrency", store, |store| async move {
-        const ROTATIONS: usize = 40;
-        const CHECKERS: usize = 6;
+    crate::key_store_contract(
+        "rotation_is_atomic_under_concurrency",
+        store,
+        |store| async move {
+            const PAIRS: usize = 30;
+            const CHECKERS: usize = 6;
+            const GRACE: Duration = Duration::from_secs(600);
 
-        struct Shared {
-            /// Rotations begun (counted before `rotate` is called).
-            started: AtomicU64,
-            /// The key text of every generation; index = generation. Pushed after `rotate` returns.
-            keys: RwLock<Vec<String>>,
-            stop: AtomicBool,
-        }
-
-        let auth = authenticator(store.clone());
-        let owner = OwnerId::new("rotator");
-        let created = auth
-            .create_key_for(&owner, &scopes(&["a"]), NewKey::named("hot"))
-            .await
-            .expect("create");
-        let id = created.info.id;
-        let shared = Arc::new(Shared {
-            started: AtomicU64::new(0),
-            keys: RwLock::new(vec![created.key.expose().to_owned()]),
-            stop: AtomicBool::new(false),
-        });
-
-        let mut checkers = Vec::with_capacity(CHECKERS);
-        for n in 0..CHECKERS {
-            let auth = auth.clone();
-            let shared = shared.clone();
-            checkers.push(tokio::spawn(async move {
-                let (mut current_ok, mut old_checked) = (0_u64, 0_u64);
-                while !shared.stop.load(Ordering::SeqCst) {
-                    let (generation, current, old) = {
-                        let keys = shared.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-                        let g = keys.len() - 1;
-                        // Alternate which old generation is tried: the last one is the sharpest test.
-                        let old = (g > 0).then(|| keys[if n % 2 == 0 { g - 1 } else { (g * 7 + n) % g }].clone());
-                        (g, keys[g].clone(), old)
-                    };
-                    if let Some(old) = old {
-                        let result = auth.authenticate(&old).await;
-                        assert!(
-                            result.is_err(),
-                            "a secret replaced by a rotation that had returned still authenticated (generation < {generation})"
-                        );
-                        old_checked += 1;
-                    }
-                    match auth.authenticate(&current).await {
-                        Ok(_) => current_ok += 1,
-                        Err(e) => {
-                            let started = shared.started.load(Ordering::SeqCst);
-                            assert!(
-                                started > generation as u64,
-                                "the newest secret (generation {generation}) failed with no newer rotation started: {e:?}"
-                            );
-                            assert_eq!(e.status(), 401, "a failure during rotation must be a 401, got {e:?}");
-                        }
-                    }
-                    tokio::task::yield_now().await;
-                }
-                (current_ok, old_checked)
-            }));
-        }
-
-        for _ in 0..ROTATIONS {
-            shared.started.fetch_add(1, Ordering::SeqCst);
-            let rotated = auth
-                .rotate_key(&acting_as(&owner), id, RotateOptions::immediate())
-                .await
-                .expect("rotate");
-            shared
-                .keys
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(rotated.key.expose().to_owned());
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        shared.stop.store(true, Ordering::SeqCst);
-        let (mut current_ok, mut old_checked) = (0, 0);
-        for checker in checkers {
-            match checker.await {
-                Ok((ok, old)) => {
-                    current_ok += ok;
-                    old_checked += old;
-                }
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(e) => panic!("checker task failed: {e}"),
+            struct Shared {
+                /// Pairs of rotations begun (counted before the pair is released).
+                started: AtomicU64,
+                /// The keys of every generation (the created key, then each pair); index =
+                /// generation. Pushed after both rotations of the pair returned.
+                keys: RwLock<Vec<Vec<String>>>,
+                stop: AtomicBool,
             }
-        }
-        assert!(
-            current_ok > 0 && old_checked > 0,
-            "the checkers did not run ({current_ok}, {old_checked})"
-        );
-        let keys = shared
-            .keys
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        for (generation, key) in keys.iter().enumerate() {
-            let result = auth.authenticate(key).await;
-            assert_eq!(
-                result.is_ok(),
-                generation == ROTATIONS,
-                "after all rotations, generation {generation}"
+
+            let auth = authenticator(store.clone());
+            let owner = OwnerId::new("rotator");
+            let created = auth
+                .create_key_for(&owner, &scopes(&["a"]), NewKey::named("hot"))
+                .await
+                .unwrap_or_else(|e| panic!("create_key failed: {e:?}"));
+            let id = created.info.id;
+            let shared = Arc::new(Shared {
+                started: AtomicU64::new(0),
+                keys: RwLock::new(vec![vec![created.key.expose().to_owned()]]),
+                stop: AtomicBool::new(false),
+            });
+
+            let mut checkers = Vec::with_capacity(CHECKERS);
+            for n in 0..CHECKERS {
+                let auth = auth.clone();
+                let shared = shared.clone();
+                checkers.push(tokio::spawn(async move {
+                    let (mut current_ok, mut old_checked) = (0_u64, 0_u64);
+                    while !shared.stop.load(Ordering::SeqCst) {
+                        let (generation, current, old) = {
+                            let keys = shared
+                                .keys
+                                .read()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            let g = keys.len() - 1;
+                            // Alternate which old generation is tried: the last one is the
+                            // sharpest test.
+                            let old = (g > 0).then(|| {
+                                let older = if n % 2 == 0 { g - 1 } else { (g * 7 + n) % g };
+                                keys[older].clone()
+                            });
+                            (g, keys[g].clone(), old)
+                        };
+                        for old in old.iter().flatten() {
+                            let result = auth.authenticate(old).await;
+                            assert!(
+                                result.is_err(),
+                                "authenticate with a key of a generation before {generation}, \
+                                 replaced by two rotations that had returned, must fail"
+                            );
+                            old_checked += 1;
+                        }
+                        for key in &current {
+                            match auth.authenticate(key).await {
+                                Ok(_) => current_ok += 1,
+                                Err(e) => {
+                                    let started = shared.started.load(Ordering::SeqCst);
+                                    assert!(
+                                        started > generation as u64,
+                                        "authenticate with a key of the newest generation \
+                                         ({generation}) must succeed while no newer rotation \
+                                         has started (both keys of a pair of rotations with \
+                                         grace work), got {e:?}"
+                                    );
+                                    assert_eq!(
+                                        e.status(),
+                                        401,
+                                        "authenticate during rotation must fail with a 401, \
+                                         got {e:?}"
+                                    );
+                                }
+                            }
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                    (current_ok, old_checked)
+                }));
+            }
+
+            let mut before = vec![created.key];
+            for pair in 0..PAIRS {
+                shared.started.fetch_add(1, Ordering::SeqCst);
+                let handed_back =
+                    rotate_concurrently(&auth, &owner, id, Some(GRACE), 2, pair).await;
+                before =
+                    check_rotation_round(&store, &auth, id, &before, handed_back, true, pair).await;
+                shared
+                    .keys
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(before.iter().map(|k| k.expose().to_owned()).collect());
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            shared.stop.store(true, Ordering::SeqCst);
+            let (mut current_ok, mut old_checked) = (0, 0);
+            for checker in checkers {
+                match checker.await {
+                    Ok((ok, old)) => {
+                        current_ok += ok;
+                        old_checked += old;
+                    }
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(e) => panic!("checker task failed: {e}"),
+                }
+            }
+            assert!(
+                current_ok > 0 && old_checked > 0,
+                "the checkers did not run ({current_ok} current, {old_checked} old checks)"
             );
-        }
-    })
+        },
+    )
     .await;
 }
 
@@ -1559,17 +1572,18 @@ const ROTATION_ROUNDS: usize = 25;
 /// Concurrent rotations of one key per round.
 const ROTATORS: usize = 4;
 
-/// Rotates `id` from [`ROTATORS`] tasks released together; every rotation must succeed (nothing
+/// Rotates `id` from `count` tasks released together; every rotation must succeed (nothing
 /// revokes or expires the key). Returns the keys handed back.
 async fn rotate_concurrently(
     auth: &Authenticator,
     owner: &OwnerId,
     id: KeyId,
     grace: Option<Duration>,
+    count: usize,
     round: usize,
 ) -> Vec<ApiKey> {
-    let barrier = Arc::new(tokio::sync::Barrier::new(ROTATORS));
-    let tasks: Vec<_> = (0..ROTATORS)
+    let barrier = Arc::new(tokio::sync::Barrier::new(count));
+    let tasks: Vec<_> = (0..count)
         .map(|_| {
             let (auth, owner, barrier) = (auth.clone(), owner.clone(), barrier.clone());
             tokio::spawn(async move {
@@ -1580,7 +1594,7 @@ async fn rotate_concurrently(
             })
         })
         .collect();
-    let mut keys = Vec::with_capacity(ROTATORS);
+    let mut keys = Vec::with_capacity(count);
     for task in tasks {
         match task.await {
             Ok(Ok(created)) => {
@@ -1593,7 +1607,7 @@ async fn rotate_concurrently(
                 keys.push(created.key);
             }
             Ok(Err(e)) => panic!(
-                "round {round}: rotate_key of an active key during {ROTATORS} concurrent \
+                "round {round}: rotate_key of an active key during {count} concurrent \
                  rotations must succeed (each in turn), got {e:?}"
             ),
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -1617,13 +1631,14 @@ async fn check_rotation_round(
     round: usize,
 ) -> Vec<ApiKey> {
     let peppers = crate::peppers();
+    let count = handed_back.len();
     let stored = must_find(store, id).await;
     let Some(last) = handed_back
         .iter()
         .position(|k| peppers.digest(k) == stored.digest)
     else {
         panic!(
-            "round {round}: after {ROTATORS} concurrent rotations, find must return the digest \
+            "round {round}: after {count} concurrent rotations, find must return the digest \
              of one of the keys rotate handed back (rotate is not atomic: a write was lost)"
         );
     };
@@ -1647,7 +1662,7 @@ async fn check_rotation_round(
             .position(|k| peppers.digest(k) == previous.digest)
         else {
             panic!(
-                "round {round}: after {ROTATORS} concurrent rotations with grace, previous must \
+                "round {round}: after {count} concurrent rotations with grace, previous must \
                  be the digest of the key the last rotation replaced (another key rotate handed \
                  back); it is a digest from before the round: the rotations overwrote each \
                  other, so keys handed back to callers never work (rotate must read and write \
@@ -1680,7 +1695,7 @@ async fn check_rotation_round(
     for key in before {
         assert!(
             auth.authenticate(key.expose()).await.is_err(),
-            "round {round}: authenticate with a key from before {ROTATORS} rotations must fail"
+            "round {round}: authenticate with a key from before {count} rotations must fail"
         );
     }
     working
@@ -1699,7 +1714,7 @@ async fn concurrent_rotation_rounds(store: Arc<dyn KeyStore>, grace: Option<Dura
     let id = created.info.id;
     let mut before = vec![created.key];
     for round in 0..ROTATION_ROUNDS {
-        let handed_back = rotate_concurrently(&auth, &owner, id, grace, round).await;
+        let handed_back = rotate_concurrently(&auth, &owner, id, grace, ROTATORS, round).await;
         before = check_rotation_round(
             &store,
             &auth,

@@ -381,6 +381,7 @@ fn the_correct_store_passes_every_contract() {
 fn a_non_atomic_rotate_fails_the_concurrent_rotation_contracts() {
     let caught = caught_by(Mutant::NonAtomicRotate);
     for contract in [
+        "rotation_is_atomic_under_concurrency",
         "concurrent_rotations_hand_back_working_keys",
         "concurrent_rotations_with_grace_form_one_chain",
         "rotation_racing_revoke_ends_revoked",
