@@ -59,10 +59,19 @@ impl serde::Serialize for OwnerId {
     }
 }
 
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for OwnerId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self::from)
+    }
+}
+
 /// A stored API key. Holds a keyed digest of the key, never the key.
 ///
 /// Not `#[non_exhaustive]` on purpose: store implementations build it from their rows.
+/// With the `serde` feature it is `Serialize`/`Deserialize` (times in RFC 3339).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct KeyRecord {
     /// The key's id, also embedded in the key text.
     pub id: KeyId,
@@ -73,13 +82,17 @@ pub struct KeyRecord {
     /// What the key may do.
     pub scopes: Scopes,
     /// When the key was created.
+    #[cfg_attr(feature = "serde", serde(with = "time::serde::rfc3339"))]
     pub created_at: OffsetDateTime,
     /// When the key was last used (recorded at most once per interval, see
     /// [`crate::AuthenticatorBuilder::last_used_interval`]).
+    #[cfg_attr(feature = "serde", serde(with = "time::serde::rfc3339::option"))]
     pub last_used_at: Option<OffsetDateTime>,
     /// After this instant the key no longer authenticates.
+    #[cfg_attr(feature = "serde", serde(with = "time::serde::rfc3339::option"))]
     pub expires_at: Option<OffsetDateTime>,
     /// Set when the key was revoked; a revoked key never authenticates again.
+    #[cfg_attr(feature = "serde", serde(with = "time::serde::rfc3339::option"))]
     pub revoked_at: Option<OffsetDateTime>,
     /// Non-secret fragment shown in lists (`nxr_4fGh2k…Xy3Q`).
     pub display: String,
@@ -94,10 +107,12 @@ pub struct KeyRecord {
 
 /// The digest of a rotated-out secret that keeps working until `valid_until`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PreviousDigest {
     /// The old secret's digest.
     pub digest: StoredDigest,
     /// The old secret stops working at this instant.
+    #[cfg_attr(feature = "serde", serde(with = "time::serde::rfc3339"))]
     pub valid_until: OffsetDateTime,
 }
 
@@ -532,8 +547,10 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError>;
 }
 
-/// A password user.
+/// A password user. With the `serde` feature it is `Serialize`/`Deserialize` (the PHC string
+/// included: it is what a store keeps).
 #[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct UserRecord {
     /// The user's id, used as the [`OwnerId`] of their keys and as the JWT `sub`.
     pub id: OwnerId,
@@ -545,6 +562,7 @@ pub struct UserRecord {
     /// of the user is capped at them on each request.
     pub scopes: Scopes,
     /// When the user was created.
+    #[cfg_attr(feature = "serde", serde(with = "time::serde::rfc3339"))]
     pub created_at: OffsetDateTime,
     /// A disabled user cannot log in, and none of their tokens or keys authenticate until
     /// they are enabled again.
