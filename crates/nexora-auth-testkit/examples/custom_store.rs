@@ -14,9 +14,8 @@ use std::{
     sync::{Arc, Mutex, MutexGuard, PoisonError},
 };
 
-use async_trait::async_trait;
 use nexora_auth::{
-    CascadeOutcome, KeyId, KeyStore, OwnerId, StoreError,
+    CascadeOutcome, KeyId, KeyStore, OwnerId, StoreError, async_trait,
     store::{KeyRecord, LastUsed, PreviousDigest, RevokeOutcome, RotateOutcome, Rotation},
 };
 use time::OffsetDateTime;

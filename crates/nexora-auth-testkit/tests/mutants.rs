@@ -17,7 +17,7 @@ use std::{
 
 use async_trait::async_trait;
 use nexora_auth::{
-    CascadeOutcome, KeyId, KeyStore, OwnerId, StoreError,
+    CascadeOutcome, KeyCredentials, KeyId, KeyStore, OwnerId, StoreError,
     store::{KeyRecord, LastUsed, PreviousDigest, RevokeOutcome, RotateOutcome, Rotation},
 };
 use time::OffsetDateTime;
@@ -42,6 +42,8 @@ enum Mutant {
     ListIncludesRevoked,
     /// `rotate` rotates any owner's key.
     RotateIgnoresOwner,
+    /// `find_credentials` is overridden and forgets the grace-period digest.
+    CredentialsWithoutPrevious,
 }
 
 /// A `Mutex<BTreeMap>` key store, correct unless told otherwise.
@@ -157,6 +159,18 @@ impl KeyStore for MutantStore {
         }
         self.backend()?;
         Ok(self.keys().get(&id).cloned())
+    }
+
+    async fn find_credentials(&self, id: KeyId) -> Result<Option<KeyCredentials>, StoreError> {
+        self.backend()?;
+        let found = self.keys().get(&id).cloned().map(KeyCredentials::from);
+        if self.is(Mutant::CredentialsWithoutPrevious) {
+            return Ok(found.map(|c| KeyCredentials {
+                previous: None,
+                ..c
+            }));
+        }
+        Ok(found)
     }
 
     async fn list(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
@@ -427,6 +441,14 @@ fn a_list_with_revoked_keys_fails_the_list_contract() {
     assert_caught(
         Mutant::ListIncludesRevoked,
         "list_is_owner_scoped_ordered_and_excludes_revoked",
+    );
+}
+
+#[test]
+fn find_credentials_without_the_grace_digest_fails_the_agreement_contract() {
+    assert_caught(
+        Mutant::CredentialsWithoutPrevious,
+        "find_credentials_agrees_with_find",
     );
 }
 
