@@ -366,6 +366,15 @@ impl StoreError {
 ///   called, `last_used_at` is never written, and the queue holds one entry per key used
 ///   (bounded by the number of keys); a failed flush keeps its batch for the next one.
 ///
+/// # Testing a store
+///
+/// `nexora_auth_testkit::key_store_conformance!(fixture: …)` runs every contract above as its
+/// own test, on a store the factory builds per test. Each contract first checks the store is
+/// empty, so a store on a shared server gives each test its own namespace (a fresh schema or
+/// database, a random key prefix) rather than one namespace shared or flushed between tests;
+/// the fixture also hands over a store whose backend is down, for the check that failures are
+/// `Err`, never "not found".
+///
 /// # Example: a custom store
 ///
 /// A minimal store over a locked map: every method takes the lock once and never holds it
