@@ -2,13 +2,15 @@
 //! (`NEXORA_TEST_POSTGRES_URL`; skipped loudly when unreachable, failed when
 //! `NEXORA_REQUIRE_POSTGRES=1`).
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use nexora_auth::{KeyStore, UserStore};
 use nexora_auth_postgres::{PostgresStore, SetupError};
 use nexora_auth_testkit::{Fixture, postgres::TestSchema};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+/// A fresh schema per test, and for the backend-down check a store on a server that is not
+/// listening.
 async fn fresh() -> Fixture<PostgresStore> {
     let Some(schema) = TestSchema::create().await else {
         return Fixture::skipped();
@@ -16,49 +18,29 @@ async fn fresh() -> Fixture<PostgresStore> {
     let store = PostgresStore::new(schema.pool().clone())
         .await
         .expect("migrations");
-    Fixture::new(store).with_guard(schema)
+    Fixture::new(store)
+        .with_guard(schema)
+        .with_failing(unreachable_server().await)
+}
+
+/// A store whose every query fails: nothing listens on port 1 ("connection refused").
+async fn unreachable_server() -> PostgresStore {
+    let options = PgConnectOptions::new()
+        .host("127.0.0.1")
+        .port(1)
+        .username("postgres");
+    let pool = PgPoolOptions::new()
+        .acquire_timeout(Duration::from_millis(300))
+        .connect_lazy_with(options);
+    PostgresStore::builder(pool)
+        .run_migrations(false)
+        .build()
+        .await
+        .expect("no I/O yet")
 }
 
 nexora_auth_testkit::key_store_conformance!(fixture: fresh());
 nexora_auth_testkit::user_store_conformance!(fixture: fresh());
-
-#[test]
-fn unreachable_server_is_unavailable_not_not_found() {
-    nexora_auth_testkit::run(async {
-        // Nothing listens on port 1: every acquire fails with "connection refused".
-        let options = PgConnectOptions::new()
-            .host("127.0.0.1")
-            .port(1)
-            .username("postgres");
-        let pool = PgPoolOptions::new()
-            .acquire_timeout(Duration::from_millis(300))
-            .connect_lazy_with(options);
-        let store = PostgresStore::builder(pool)
-            .run_migrations(false)
-            .build()
-            .await
-            .expect("no I/O yet");
-        let store = Arc::new(store);
-        nexora_auth_testkit::failure::key_store_backend_down(store.clone() as Arc<dyn KeyStore>)
-            .await;
-        nexora_auth_testkit::failure::user_store_backend_down(store as Arc<dyn UserStore>).await;
-    });
-}
-
-#[test]
-fn closed_pool_is_unavailable_not_not_found() {
-    nexora_auth_testkit::run(async {
-        let Some((store, schema)) = fresh().await.into_parts() else {
-            return;
-        };
-        store.pool().close().await;
-        let store = Arc::new(store);
-        nexora_auth_testkit::failure::key_store_backend_down(store.clone() as Arc<dyn KeyStore>)
-            .await;
-        nexora_auth_testkit::failure::user_store_backend_down(store as Arc<dyn UserStore>).await;
-        drop(schema);
-    });
-}
 
 #[test]
 fn migrations_are_idempotent_concurrent_prefixed_and_leave_sqlx_migrations_alone() {

@@ -1,34 +1,30 @@
 //! The conformance kit on a real SQLite database file (one per test, in a temporary directory).
 
-use std::sync::Arc;
-
 use nexora_auth::{KeyStore, UserStore};
 use nexora_auth_sqlite::{SetupError, SqliteStore};
 use nexora_auth_testkit::Fixture;
 
+/// A fresh database file per test, and for the backend-down check a second store on it whose
+/// pool is closed.
 async fn fresh() -> Fixture<SqliteStore> {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let pool = nexora_auth_sqlite::connect(dir.path().join("auth.db"))
+    let path = dir.path().join("auth.db");
+    let pool = nexora_auth_sqlite::connect(&path)
         .await
         .expect("open the database");
     let store = SqliteStore::new(pool).await.expect("migrations");
-    Fixture::new(store).with_guard(dir)
+    let closed = nexora_auth_sqlite::connect(&path)
+        .await
+        .expect("open the database again");
+    let failing = SqliteStore::new(closed)
+        .await
+        .expect("migrations (a no-op)");
+    failing.pool().close().await;
+    Fixture::new(store).with_guard(dir).with_failing(failing)
 }
 
 nexora_auth_testkit::key_store_conformance!(fixture: fresh());
 nexora_auth_testkit::user_store_conformance!(fixture: fresh());
-
-#[test]
-fn closed_pool_is_unavailable_not_not_found() {
-    nexora_auth_testkit::run(async {
-        let (store, _dir) = fresh().await.into_parts().expect("not skipped");
-        store.pool().close().await;
-        let store = Arc::new(store);
-        nexora_auth_testkit::failure::key_store_backend_down(store.clone() as Arc<dyn KeyStore>)
-            .await;
-        nexora_auth_testkit::failure::user_store_backend_down(store as Arc<dyn UserStore>).await;
-    });
-}
 
 #[test]
 fn migrations_are_idempotent_prefixed_and_leave_sqlx_migrations_alone() {

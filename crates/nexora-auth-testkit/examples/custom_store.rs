@@ -14,9 +14,8 @@ use std::{
     sync::{Arc, Mutex, MutexGuard, PoisonError},
 };
 
-use async_trait::async_trait;
 use nexora_auth::{
-    CascadeOutcome, KeyId, KeyStore, OwnerId, StoreError,
+    CascadeOutcome, KeyId, KeyStore, OwnerId, StoreError, async_trait,
     store::{KeyRecord, LastUsed, PreviousDigest, RevokeOutcome, RotateOutcome, Rotation},
 };
 use time::OffsetDateTime;
@@ -106,6 +105,7 @@ impl KeyStore for MapKeyStore {
             Some(record) if record.revoked_at.is_some() => Ok(RevokeOutcome::AlreadyRevoked),
             Some(record) => {
                 record.revoked_at = Some(at);
+                record.previous = None; // a revoked key keeps no grace-period secret
                 Ok(RevokeOutcome::Revoked)
             }
         }
@@ -123,6 +123,7 @@ impl KeyStore for MapKeyStore {
             Some(record) if record.revoked_at.is_some() => RevokeOutcome::AlreadyRevoked,
             Some(record) => {
                 record.revoked_at = Some(at);
+                record.previous = None;
                 RevokeOutcome::Revoked
             }
         };
@@ -139,6 +140,7 @@ impl KeyStore for MapKeyStore {
             for child in &children {
                 if let Some(record) = keys.get_mut(child).filter(|r| r.revoked_at.is_none()) {
                     record.revoked_at = Some(at);
+                    record.previous = None;
                     revoked.push(*child);
                 }
             }

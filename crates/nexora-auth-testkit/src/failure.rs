@@ -20,12 +20,14 @@ use time::OffsetDateTime;
 
 use crate::{MicrosClock, authenticator, authenticator_with, new_record, now};
 
-fn expect_unavailable<T: std::fmt::Debug>(what: &str, result: Result<T, StoreError>) {
+fn expect_unavailable<T: std::fmt::Debug>(check: &str, what: &str, result: Result<T, StoreError>) {
     match result {
         Err(StoreError::Unavailable { .. }) => {}
-        other => {
-            panic!("{what} on a failed backend must be Err(StoreError::Unavailable), got {other:?}")
-        }
+        other => panic!(
+            "backend-down check `{check}` failed: {what} on a failed backend must be \
+             Err(StoreError::Unavailable) (a 503), never Ok(None) or a NotFound outcome \
+             (a 401), got {other:?}"
+        ),
     }
 }
 
@@ -34,22 +36,40 @@ fn expect_unavailable<T: std::fmt::Debug>(what: &str, result: Result<T, StoreErr
 pub async fn key_store_backend_down(store: Arc<dyn KeyStore>) {
     let (key, record) = new_record("alice", "k", now());
     let owner = OwnerId::new("alice");
-    expect_unavailable("find", store.find(record.id).await);
-    expect_unavailable("insert", store.insert(&record).await);
-    expect_unavailable("list", store.list(&owner).await);
+    expect_unavailable(
+        "key_store_backend_down",
+        "find",
+        store.find(record.id).await,
+    );
+    expect_unavailable(
+        "key_store_backend_down",
+        "insert",
+        store.insert(&record).await,
+    );
+    expect_unavailable("key_store_backend_down", "list", store.list(&owner).await);
     let rotation = Rotation {
         digest: record.digest,
         display: record.display.clone(),
         grace_until: None,
         now: now(),
     };
-    expect_unavailable("rotate", store.rotate(&owner, record.id, &rotation).await);
-    expect_unavailable("revoke", store.revoke(&owner, record.id, now()).await);
     expect_unavailable(
+        "key_store_backend_down",
+        "rotate",
+        store.rotate(&owner, record.id, &rotation).await,
+    );
+    expect_unavailable(
+        "key_store_backend_down",
+        "revoke",
+        store.revoke(&owner, record.id, now()).await,
+    );
+    expect_unavailable(
+        "key_store_backend_down",
         "revoke_tree",
         store.revoke_tree(&owner, record.id, now()).await,
     );
     expect_unavailable(
+        "key_store_backend_down",
         "record_last_used",
         store
             .record_last_used(&[LastUsed {
@@ -63,11 +83,13 @@ pub async fn key_store_backend_down(store: Arc<dyn KeyStore>) {
     let error = auth
         .authenticate(key.expose())
         .await
-        .expect_err("authenticate on a failed backend");
+        .expect_err(
+            "backend-down check `key_store_backend_down` failed: authenticate on a failed backend must be an error",
+        );
     assert_eq!(
         error.status(),
         503,
-        "a store failure must be a 503, never a 401: {error:?}"
+        "backend-down check `key_store_backend_down` failed: authenticate on a failed backend must be a 503, never a 401: {error:?}"
     );
 }
 
@@ -82,28 +104,48 @@ pub async fn user_store_backend_down(store: Arc<dyn UserStore>) {
         created_at: now(),
         disabled: false,
     };
-    expect_unavailable("insert_user", store.insert_user(&user).await);
     expect_unavailable(
+        "user_store_backend_down",
+        "insert_user",
+        store.insert_user(&user).await,
+    );
+    expect_unavailable(
+        "user_store_backend_down",
         "find_user_by_email",
         store.find_user_by_email(&user.email).await,
     );
-    expect_unavailable("find_user", store.find_user(&user.id).await);
     expect_unavailable(
+        "user_store_backend_down",
+        "find_user",
+        store.find_user(&user.id).await,
+    );
+    expect_unavailable(
+        "user_store_backend_down",
         "update_password_hash",
         store.update_password_hash(&user.id, "x").await,
     );
-    expect_unavailable("list_users", store.list_users().await);
     expect_unavailable(
+        "user_store_backend_down",
+        "list_users",
+        store.list_users().await,
+    );
+    expect_unavailable(
+        "user_store_backend_down",
         "set_user_disabled",
         store.set_user_disabled(&user.id, true).await,
     );
     expect_unavailable(
+        "user_store_backend_down",
         "set_user_scopes",
         store
             .set_user_scopes(&user.id, &crate::scopes(&["b"]))
             .await,
     );
-    expect_unavailable("delete_user", store.delete_user(&user.id).await);
+    expect_unavailable(
+        "user_store_backend_down",
+        "delete_user",
+        store.delete_user(&user.id).await,
+    );
 
     let auth = authenticator_with(
         Arc::new(MemoryKeyStore::new()),
@@ -116,11 +158,13 @@ pub async fn user_store_backend_down(store: Arc<dyn UserStore>) {
             &SecretString::from("a password long enough"),
         )
         .await
-        .expect_err("login on a failed backend");
+        .expect_err(
+            "backend-down check `user_store_backend_down` failed: login on a failed backend must be an error",
+        );
     assert_eq!(
         error.status(),
         503,
-        "a store failure must be a 503, never a 401: {error:?}"
+        "backend-down check `user_store_backend_down` failed: login on a failed backend must be a 503, never a 401: {error:?}"
     );
 }
 

@@ -11,40 +11,68 @@
 //! # fn main() {}
 //! ```
 //!
-//! The expression is evaluated once per test and must yield an **empty** store (some contracts
-//! list everything the store holds). When a store needs a guard that outlives it — a temporary
-//! directory, a database schema to drop — or may have to skip, use the `fixture:` form, whose
-//! expression yields a [`Fixture`]:
+//! The expression is evaluated once per test and must yield an **empty** store: every contract
+//! first checks that (`list` of the owners it uses, `find` of the fixed ids it inserts) and fails
+//! with `the store given to the contract is not empty` otherwise. Tests run in parallel, so a
+//! store on a shared server needs one namespace per test — a fresh database file, a fresh
+//! schema, a random key prefix — never one namespace shared or flushed between tests.
+//!
+//! When a store needs a guard that outlives it (a temporary directory, a schema to drop), has a
+//! real backend to break, or may have to skip, use the `fixture:` form, whose expression yields
+//! a [`Fixture`]. [`Fixture::with_failing`] hands the kit a second store of the same type whose
+//! backend is down (a closed pool, a server that is not listening), and the generated
+//! `key_store_backend_down_is_unavailable` / `user_store_backend_down_is_unavailable` test checks
+//! it answers `Err(StoreError::Unavailable)` (a 503), never "not found" (a 401). A `fixture:`
+//! form without one fails that test, so the check cannot be forgotten:
 //!
 //! ```no_run
-//! use nexora_auth_testkit::Fixture;
+//! use nexora_auth_testkit::{Fixture, failure::FlakyStore};
+//! use nexora_auth::MemoryKeyStore;
+//!
+//! // A store on a shared server: one namespace per test, dropped with the guard.
+//! struct Namespace(String);
+//! impl Drop for Namespace {
+//!     fn drop(&mut self) { /* delete every key under self.0 */ }
+//! }
 //!
 //! nexora_auth_testkit::key_store_conformance!(fixture: async {
-//!     let dir = std::env::temp_dir(); // in real tests: a tempfile::TempDir, dropped after the test
-//!     Fixture::new(nexora_auth::MemoryKeyStore::new()).with_guard(dir)
+//!     let namespace = Namespace(format!("test-{}:", uuid::Uuid::new_v4().simple()));
+//!     // In real tests: your store over the namespace, and one over a closed connection.
+//!     let store = FlakyStore::new(MemoryKeyStore::new());
+//!     let failing = FlakyStore::new(MemoryKeyStore::new());
+//!     failing.set_failing(true);
+//!     Fixture::new(store).with_guard(namespace).with_failing(failing)
 //! });
 //! # fn main() {}
 //! ```
 //!
+//! With the short form, the backend-down test runs on the store wrapped in a
+//! [`failure::FlakyStore`] that fails every call, which checks the [`Authenticator`]'s side only.
+//!
 //! The generated tests are plain `#[test]` functions that run the contract on a two-worker
 //! multi-threaded Tokio runtime built by the kit, so the calling crate needs no particular
 //! Tokio features. Each contract is also a public `async fn` in [`key_store`] and
-//! [`user_store`], for callers who prefer to write the tests by hand.
-//!
-//! Besides the contracts, [`failure`] checks that a store whose backend is down answers with
-//! an error (a 503 through [`Authenticator`]), never with "not found" (a 401), and, with the
-//! `postgres` feature, `postgres::TestSchema` gives each test a fresh schema on a real server,
-//! or a loud skip.
+//! [`user_store`] ([`key_store::contracts`] lists them by name), for callers who prefer to
+//! write the tests by hand. With the `postgres` feature, `postgres::TestSchema` gives each test
+//! a fresh schema on a real server, or a loud skip.
 //!
 //! A complete custom store written from the trait docs alone, and passing this kit, is in
 //! `examples/custom_store.rs` (run it with `cargo run -p nexora-auth-testkit --example custom_store`;
 //! `cargo test` runs its conformance tests).
 //!
+//! # The kit checks itself
+//!
+//! `tests/mutants.rs` runs the whole kit on stores broken the way a newcomer plausibly breaks
+//! them — a rotate or revoke that reads, checks, then writes in separate steps; a creator check
+//! apart from its insert; millisecond timestamps; a `find` that turns a backend failure into
+//! `Ok(None)`; a `list` that includes revoked keys; a rotate that ignores the owner; a store
+//! that is not empty — and requires each to fail a named contract, on every run.
+//!
 //! # Timestamps
 //!
-//! Every timestamp the kit writes is a whole number of microseconds (the kit's clocks truncate
-//! to microseconds), so stores that keep microsecond precision, as PostgreSQL does, round-trip
-//! them exactly. A store may not lose more precision than that.
+//! The precision rule is part of the [`KeyStore`] contract: a store keeps at least microsecond
+//! precision. Every timestamp the kit writes is a whole number of microseconds (the kit's
+//! clocks truncate to microseconds), so such a store round-trips them exactly.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -67,23 +95,49 @@ pub mod postgres;
 pub mod user_store;
 
 /// What a store factory hands the kit: the store under test, an optional guard dropped after
-/// the test (a temporary directory, a schema to drop), or a decision to skip.
+/// the test (a temporary directory, a schema to drop), a store of the same type whose backend
+/// is down (for the backend-down check), or a decision to skip.
 pub struct Fixture<S> {
-    inner: Option<(S, Option<Box<dyn Send>>)>,
+    inner: Option<Parts<S>>,
+}
+
+/// What [`Fixture::with_guard`] keeps alive until the end of a test.
+pub type Guard = Box<dyn Send>;
+
+struct Parts<S> {
+    store: S,
+    guard: Option<Guard>,
+    failing: Option<S>,
 }
 
 impl<S> Fixture<S> {
-    /// A store to test.
+    /// A store to test. It must be **empty**: every contract checks that first and fails with
+    /// a message saying so.
     pub fn new(store: S) -> Self {
         Self {
-            inner: Some((store, None)),
+            inner: Some(Parts {
+                store,
+                guard: None,
+                failing: None,
+            }),
         }
     }
 
     /// Keeps `guard` alive until the test has finished (passed or failed), then drops it.
     pub fn with_guard(mut self, guard: impl Send + 'static) -> Self {
-        if let Some((_, slot)) = &mut self.inner {
-            *slot = Some(Box::new(guard));
+        if let Some(parts) = &mut self.inner {
+            parts.guard = Some(Box::new(guard));
+        }
+        self
+    }
+
+    /// A store of the same type whose backend is down (a closed pool, a server that is not
+    /// listening): the generated `*_backend_down_is_unavailable` test runs
+    /// [`failure::key_store_backend_down`] / [`failure::user_store_backend_down`] on it, and
+    /// fails when the `fixture:` form of the macros was given none. No default.
+    pub fn with_failing(mut self, failing: S) -> Self {
+        if let Some(parts) = &mut self.inner {
+            parts.failing = Some(failing);
         }
         self
     }
@@ -95,8 +149,13 @@ impl<S> Fixture<S> {
     }
 
     /// The store and its guard, or `None` when skipped.
-    pub fn into_parts(self) -> Option<(S, Option<Box<dyn Send>>)> {
-        self.inner
+    pub fn into_parts(self) -> Option<(S, Option<Guard>)> {
+        self.inner.map(|parts| (parts.store, parts.guard))
+    }
+
+    /// The failing store (if one was given) and the guard, or `None` when skipped.
+    pub fn into_failing(self) -> Option<(Option<S>, Option<Guard>)> {
+        self.inner.map(|parts| (parts.failing, parts.guard))
     }
 }
 
@@ -104,6 +163,10 @@ impl<S> std::fmt::Debug for Fixture<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Fixture")
             .field("skipped", &self.inner.is_none())
+            .field(
+                "failing",
+                &self.inner.as_ref().is_some_and(|p| p.failing.is_some()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -120,22 +183,105 @@ pub fn run<F: Future<Output = ()>>(test: F) {
         .block_on(test);
 }
 
-/// Generates one `#[test]` per [`KeyStore`] contract (see the [crate docs](crate)).
+/// Generates one `#[test]` per [`KeyStore`] contract, plus `key_store_backend_down_is_unavailable`
+/// (see the [crate docs](crate)).
 ///
 /// `key_store_conformance!(async { store })` or `key_store_conformance!(fixture: async { Fixture })`.
 /// Call it once per module (the tests are named after the contracts).
+///
+/// With the `fixture:` form, the backend-down test runs on the store given to
+/// [`Fixture::with_failing`] and fails when there is none. With the short form, it runs on the
+/// store wrapped in a [`failure::FlakyStore`] that fails every call: that checks the
+/// [`Authenticator`]'s side only, so a store with a real backend should use the `fixture:` form.
 #[macro_export]
 macro_rules! key_store_conformance {
     (fixture: $factory:expr) => {
-        $crate::__conformance_tests!(key_store, $factory;
+        $crate::key_store_conformance!(@contracts $factory);
+        #[test]
+        fn key_store_backend_down_is_unavailable() {
+            $crate::run(async {
+                let fixture: $crate::Fixture<_> = ($factory).await;
+                let Some((failing, guard)) = fixture.into_failing() else { return };
+                let failing = failing.unwrap_or_else(|| panic!("{}", $crate::NO_FAILING_BACKEND));
+                $crate::failure::key_store_backend_down(::std::sync::Arc::new(failing)).await;
+                drop(guard);
+            });
+        }
+    };
+    (@contracts $factory:expr) => {
+        $crate::__key_store_contracts!(tests key_store ($factory));
+    };
+    ($factory:expr) => {
+        $crate::key_store_conformance!(@contracts async { $crate::Fixture::new(($factory).await) });
+        #[test]
+        fn key_store_backend_down_is_unavailable() {
+            $crate::run(async {
+                let store = $crate::failure::FlakyStore::new(($factory).await);
+                store.set_failing(true);
+                $crate::failure::key_store_backend_down(::std::sync::Arc::new(store)).await;
+            });
+        }
+    };
+}
+
+/// Generates one `#[test]` per [`UserStore`] contract, plus `user_store_backend_down_is_unavailable`
+/// (see the [crate docs](crate) and [`key_store_conformance!`] for the backend-down test).
+///
+/// `user_store_conformance!(async { store })` or `user_store_conformance!(fixture: async { Fixture })`.
+#[macro_export]
+macro_rules! user_store_conformance {
+    (fixture: $factory:expr) => {
+        $crate::user_store_conformance!(@contracts $factory);
+        #[test]
+        fn user_store_backend_down_is_unavailable() {
+            $crate::run(async {
+                let fixture: $crate::Fixture<_> = ($factory).await;
+                let Some((failing, guard)) = fixture.into_failing() else { return };
+                let failing = failing.unwrap_or_else(|| panic!("{}", $crate::NO_FAILING_BACKEND));
+                $crate::failure::user_store_backend_down(::std::sync::Arc::new(failing)).await;
+                drop(guard);
+            });
+        }
+    };
+    (@contracts $factory:expr) => {
+        $crate::__user_store_contracts!(tests user_store ($factory));
+    };
+    ($factory:expr) => {
+        $crate::user_store_conformance!(@contracts async { $crate::Fixture::new(($factory).await) });
+        #[test]
+        fn user_store_backend_down_is_unavailable() {
+            $crate::run(async {
+                let store = $crate::failure::FlakyStore::new(($factory).await);
+                store.set_failing(true);
+                $crate::failure::user_store_backend_down(::std::sync::Arc::new(store)).await;
+            });
+        }
+    };
+}
+
+/// Why a `fixture:` conformance run fails its backend-down test when the fixture has no
+/// failing store.
+#[doc(hidden)]
+pub const NO_FAILING_BACKEND: &str = "backend-down check: the fixture supplies no failing \
+    backend. Give the `fixture:` form a store of the same type whose backend is down with \
+    `Fixture::with_failing(store)` (a closed pool, a server that is not listening): the kit \
+    checks that it answers Err(StoreError::Unavailable), never \"not found\"";
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __key_store_contracts {
+    ($mode:ident $module:ident $args:tt) => {
+        $crate::__contracts! {$mode $module $args;
             insert_then_find_round_trips_every_field,
             find_unknown_id_is_none,
             duplicate_id_is_a_typed_error_and_keeps_the_original,
             find_returns_revoked_and_expired_records,
+            find_credentials_agrees_with_find,
             list_is_owner_scoped_ordered_and_excludes_revoked,
             many_keys_per_owner,
             names_round_trip_exactly,
             scopes_round_trip_exactly,
+            timestamps_round_trip_to_the_microsecond,
             rotate_replaces_the_digest_and_clears_previous,
             rotate_with_grace_keeps_the_previous_digest,
             rotate_is_owner_scoped,
@@ -149,24 +295,23 @@ macro_rules! key_store_conformance {
             authenticator_key_lifecycle,
             authenticator_expiry_follows_its_clock,
             rotation_is_atomic_under_concurrency,
+            concurrent_rotations_hand_back_working_keys,
+            concurrent_rotations_with_grace_form_one_chain,
+            rotation_racing_revoke_ends_revoked,
+            concurrent_revokes_report_exactly_one_revoked,
             created_by_round_trips,
             insert_refuses_a_revoked_missing_or_foreign_creator,
             revoke_tree_revokes_every_descendant_and_nothing_else,
             revoke_tree_and_child_inserts_never_interleave,
-        );
-    };
-    ($factory:expr) => {
-        $crate::key_store_conformance!(fixture: async { $crate::Fixture::new(($factory).await) });
+        }
     };
 }
 
-/// Generates one `#[test]` per [`UserStore`] contract (see the [crate docs](crate)).
-///
-/// `user_store_conformance!(async { store })` or `user_store_conformance!(fixture: async { Fixture })`.
+#[doc(hidden)]
 #[macro_export]
-macro_rules! user_store_conformance {
-    (fixture: $factory:expr) => {
-        $crate::__conformance_tests!(user_store, $factory;
+macro_rules! __user_store_contracts {
+    ($mode:ident $module:ident $args:tt) => {
+        $crate::__contracts! {$mode $module $args;
             user_insert_then_find_by_email_and_id,
             user_find_unknown_is_none,
             user_duplicate_email_is_a_typed_error,
@@ -178,17 +323,14 @@ macro_rules! user_store_conformance {
             user_set_scopes,
             user_delete,
             user_live_rule_through_the_authenticator,
-        );
-    };
-    ($factory:expr) => {
-        $crate::user_store_conformance!(fixture: async { $crate::Fixture::new(($factory).await) });
+        }
     };
 }
 
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __conformance_tests {
-    ($module:ident, $factory:expr; $($contract:ident),* $(,)?) => {
+macro_rules! __contracts {
+    (tests $module:ident ($factory:expr); $($contract:ident),* $(,)?) => {
         $(
             #[test]
             fn $contract() {
@@ -201,6 +343,91 @@ macro_rules! __conformance_tests {
             }
         )*
     };
+    (list $module:ident (); $($contract:ident),* $(,)?) => {
+        vec![$(
+            (
+                stringify!($contract),
+                (|store| -> ::std::pin::Pin<Box<dyn ::std::future::Future<Output = ()>>> {
+                    Box::pin($crate::$module::$contract(store))
+                }) as _,
+            )
+        ),*]
+    };
+}
+
+/// A contract as a function pointer: called with a fresh, empty store, it panics with a message
+/// naming the contract when the store breaks it (see [`key_store::contracts`]).
+pub type Contract<S> = fn(Arc<S>) -> std::pin::Pin<Box<dyn Future<Output = ()>>>;
+
+/// How the kit tells a store author that a contract was not given an empty store.
+pub(crate) const NOT_EMPTY_HINT: &str = "every contract needs its own empty store: give each test its \
+    own namespace (a fresh database file, a fresh schema as `postgres::TestSchema` makes, a \
+    random key prefix on a shared server), built in the macro's factory and dropped with \
+    `Fixture::with_guard`; never a namespace shared between tests, nor one flushed between them \
+    (tests run in parallel)";
+
+/// The text of a panic payload.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(a panic without a message)".to_owned()
+    }
+}
+
+/// Runs one contract's `body`, re-raising any panic with the trait and contract named.
+async fn named_contract(trait_name: &str, contract: &str, body: impl Future<Output = ()>) {
+    let mut body = Box::pin(body);
+    let outcome = std::future::poll_fn(|cx| {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body.as_mut().poll(cx))) {
+            Ok(std::task::Poll::Ready(())) => std::task::Poll::Ready(Ok(())),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(payload) => std::task::Poll::Ready(Err(payload)),
+        }
+    })
+    .await;
+    if let Err(payload) = outcome {
+        panic!(
+            "{trait_name} contract `{contract}` failed: {}",
+            panic_text(&*payload)
+        );
+    }
+}
+
+/// Runs the [`KeyStore`] contract `name`: checks the store is empty, then runs `body`.
+async fn key_store_contract<F, Fut>(name: &str, store: Arc<dyn KeyStore>, body: F)
+where
+    F: FnOnce(Arc<dyn KeyStore>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    named_contract("KeyStore", name, async move {
+        key_store::expect_empty(&store).await;
+        body(store).await;
+    })
+    .await;
+}
+
+/// Runs the [`UserStore`] contract `name`: checks the store is empty, then runs `body`.
+async fn user_store_contract<F, Fut>(name: &str, store: Arc<dyn UserStore>, body: F)
+where
+    F: FnOnce(Arc<dyn UserStore>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    named_contract("UserStore", name, async move {
+        match store.list_users().await {
+            Ok(users) if users.is_empty() => {}
+            Ok(users) => panic!(
+                "the store given to the contract is not empty: list_users returned {} user(s) \
+                 before the contract wrote anything; {NOT_EMPTY_HINT}",
+                users.len()
+            ),
+            Err(e) => panic!("list_users failed before the contract started: {e:?}"),
+        }
+        body(store).await;
+    })
+    .await;
 }
 
 // ----- helpers shared by the contracts ---------------------------------------------------------

@@ -3,28 +3,10 @@
 use std::sync::Arc;
 
 use nexora_auth::{MemoryKeyStore, MemoryUserStore};
-use nexora_auth_testkit::failure::{FlakyStore, key_store_backend_down, user_store_backend_down};
+use nexora_auth_testkit::failure::{FlakyStore, key_store_backend_down};
 
 nexora_auth_testkit::key_store_conformance!(async { MemoryKeyStore::new() });
 nexora_auth_testkit::user_store_conformance!(async { MemoryUserStore::new() });
-
-#[test]
-fn failing_key_store_is_503() {
-    nexora_auth_testkit::run(async {
-        let store = Arc::new(FlakyStore::new(MemoryKeyStore::new()));
-        store.set_failing(true);
-        key_store_backend_down(store).await;
-    });
-}
-
-#[test]
-fn failing_user_store_is_503() {
-    nexora_auth_testkit::run(async {
-        let store = Arc::new(FlakyStore::new(MemoryUserStore::new()));
-        store.set_failing(true);
-        user_store_backend_down(store).await;
-    });
-}
 
 /// The failure check itself must fail on a healthy store (which answers "not found").
 #[test]

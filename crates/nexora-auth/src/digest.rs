@@ -40,6 +40,30 @@ impl KeyDigest {
     }
 }
 
+/// URL-safe base64 without padding (43 characters).
+#[cfg(feature = "serde")]
+impl serde::Serialize for KeyDigest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine as _;
+        serializer.serialize_str(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.0))
+    }
+}
+
+/// Accepts exactly what [`KeyDigest`]'s `Serialize` writes: 32 bytes in URL-safe base64
+/// without padding.
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for KeyDigest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use base64::Engine as _;
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text.as_bytes())
+            .map_err(|_| serde::de::Error::custom("a key digest must be URL-safe base64"))?;
+        Self::try_from(bytes.as_slice())
+            .map_err(|_| serde::de::Error::custom("a key digest must be 32 bytes"))
+    }
+}
+
 impl TryFrom<&[u8]> for KeyDigest {
     type Error = std::array::TryFromSliceError;
 
@@ -64,6 +88,7 @@ impl fmt::Debug for KeyDigest {
 
 /// A digest together with the version of the pepper that produced it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct StoredDigest {
     /// Which pepper of the [`PepperRing`] keyed this digest.
     pub pepper_version: u32,

@@ -118,6 +118,10 @@ pub mod store;
 mod throttle;
 
 pub use api::{ApiResponse, AuthRequirement, scopes};
+/// The attribute [`KeyStore`] and [`UserStore`] implementations are written with
+/// (`#[nexora_auth::async_trait]`), re-exported so a store crate needs no `async-trait`
+/// dependency of its own.
+pub use async_trait::async_trait;
 pub use credentials::{MAX_CREDENTIAL_LEN, QueryToken, extract_credential};
 pub use digest::{KeyDigest, MIN_PEPPER_LEN, PepperRing, StoredDigest};
 pub use error::{

@@ -59,10 +59,19 @@ impl serde::Serialize for OwnerId {
     }
 }
 
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for OwnerId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self::from)
+    }
+}
+
 /// A stored API key. Holds a keyed digest of the key, never the key.
 ///
 /// Not `#[non_exhaustive]` on purpose: store implementations build it from their rows.
+/// With the `serde` feature it is `Serialize`/`Deserialize` (times in RFC 3339).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct KeyRecord {
     /// The key's id, also embedded in the key text.
     pub id: KeyId,
@@ -73,13 +82,17 @@ pub struct KeyRecord {
     /// What the key may do.
     pub scopes: Scopes,
     /// When the key was created.
+    #[cfg_attr(feature = "serde", serde(with = "time::serde::rfc3339"))]
     pub created_at: OffsetDateTime,
     /// When the key was last used (recorded at most once per interval, see
     /// [`crate::AuthenticatorBuilder::last_used_interval`]).
+    #[cfg_attr(feature = "serde", serde(with = "time::serde::rfc3339::option"))]
     pub last_used_at: Option<OffsetDateTime>,
     /// After this instant the key no longer authenticates.
+    #[cfg_attr(feature = "serde", serde(with = "time::serde::rfc3339::option"))]
     pub expires_at: Option<OffsetDateTime>,
     /// Set when the key was revoked; a revoked key never authenticates again.
+    #[cfg_attr(feature = "serde", serde(with = "time::serde::rfc3339::option"))]
     pub revoked_at: Option<OffsetDateTime>,
     /// Non-secret fragment shown in lists (`nxr_4fGh2k…Xy3Q`).
     pub display: String,
@@ -94,10 +107,12 @@ pub struct KeyRecord {
 
 /// The digest of a rotated-out secret that keeps working until `valid_until`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PreviousDigest {
     /// The old secret's digest.
     pub digest: StoredDigest,
     /// The old secret stops working at this instant.
+    #[cfg_attr(feature = "serde", serde(with = "time::serde::rfc3339"))]
     pub valid_until: OffsetDateTime,
 }
 
@@ -168,7 +183,7 @@ pub enum RotateOutcome {
 }
 
 /// The state of a key as read back after a conditional rotate changed nothing (see
-/// [`RotateOutcome::refusal`]).
+/// [`RotateOutcome::refusal`]). A helper for SQL stores; other stores do not need it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyState {
     /// The key has been revoked.
@@ -178,8 +193,8 @@ pub struct KeyState {
 }
 
 impl RotateOutcome {
-    /// Why a store's conditional rotate (`… WHERE owner = ? AND revoked_at IS NULL AND not
-    /// expired`) updated nothing, from the owner's key state read afterwards (`None`: no such
+    /// A helper for SQL stores, which other stores do not need: why a store's conditional
+    /// rotate (`… WHERE owner = ? AND revoked_at IS NULL AND not expired`) updated nothing, from the owner's key state read afterwards (`None`: no such
     /// key for this owner). Revocation and expiry never undo themselves, so that later read
     /// explains the refusal; an active key that was not updated is a store failure.
     pub fn refusal(state: Option<KeyState>) -> Result<Self, StoreError> {
@@ -194,7 +209,7 @@ impl RotateOutcome {
     }
 }
 
-/// Whether `prefix` is a safe table-name prefix for SQL stores: 0 to 32 of `a-z`, `0-9`, `_`,
+/// A helper for SQL stores: whether `prefix` is a safe table-name prefix: 0 to 32 of `a-z`, `0-9`, `_`,
 /// not starting with a digit. Stores splice it into DDL, so nothing else may pass.
 pub fn is_valid_table_prefix(prefix: &str) -> bool {
     prefix.len() <= 32
@@ -291,16 +306,27 @@ impl StoreError {
 
 /// Storage for API key records.
 ///
+/// Write a store with [`macro@crate::async_trait`] (re-exported from this crate), as the
+/// example below does; the trait is object safe and used as `Arc<dyn KeyStore>`.
+///
 /// # Contract
 ///
-/// Implementations must be safe to share (`Arc<dyn KeyStore>`) and honour all of this; the
-/// `nexora-auth-testkit` conformance suite checks each point.
+/// Every requirement on a store is here; the `nexora-auth-testkit` conformance suite checks
+/// each point, one test per contract.
 ///
+/// * **Sharing.** `Send + Sync + 'static`, used from many tasks at once as `Arc<dyn KeyStore>`.
 /// * **Errors.** `Ok(None)` / a `NotFound` outcome means "no such key"; `Err` means the store
-///   failed. Never turn a failure into "not found" (that would be a 401 instead of a 503).
-/// * **Owner scoping.** [`rotate`](Self::rotate), [`revoke`](Self::revoke) and
-///   [`list`](Self::list) only see the given owner's keys: another owner's key is *not found*.
-///   [`find`](Self::find) is unscoped: it serves authentication, where the key id is all there is.
+///   failed ([`StoreError::Unavailable`]). Never turn a failure into "not found" (that would
+///   be a 401 instead of a 503).
+/// * **Owner scoping.** [`rotate`](Self::rotate), [`revoke`](Self::revoke),
+///   [`revoke_tree`](Self::revoke_tree) and [`list`](Self::list) only see the given owner's
+///   keys: another owner's key is *not found*. [`find`](Self::find) is unscoped: it serves
+///   authentication, where the key id is all there is.
+/// * **Timestamps.** Every timestamp (`created_at`, `last_used_at`, `expires_at`,
+///   `revoked_at`, `previous.valid_until`, and the instants given to `rotate`, `revoke` and
+///   `record_last_used`) is kept to at least the **microsecond** and compared as an instant.
+///   Callers only write whole microseconds, so a store with microsecond precision (as
+///   PostgreSQL has) returns exactly what it was given; a store keeping milliseconds does not.
 /// * **insert** stores the record as given; an existing id is [`StoreError::DuplicateId`] and
 ///   leaves the existing record untouched. When [`KeyRecord::created_by`] is set, the insert
 ///   happens only if that key exists for the same owner and is not revoked, checked atomically
@@ -308,30 +334,180 @@ impl StoreError {
 ///   [`StoreError::CreatorRevoked`] and nothing is stored. (So a key revoked with its whole
 ///   tree can never gain a child that escapes the cascade.)
 /// * **find** returns the record as last written, including revoked and expired ones (the
-///   caller decides what they mean); **find_credentials** returns the same, minus name and
-///   display fragment.
-/// * **list** returns the owner's keys that are not revoked, ordered by `created_at`, then `id`.
+///   caller decides what they mean).
+/// * **find_credentials** returns exactly what `find` returns, minus name and display
+///   fragment, for every state: `None` for an unknown id; for an active key, a key rotated with
+///   a grace period (`previous` set), a revoked key (`revoked_at` set) and an expired key
+///   (`expires_at` in the past), the same fields `find` returns. The default does this.
+/// * **list** returns the owner's keys that are not revoked, ordered by `created_at`, then `id`
+///   (expired keys are listed).
 /// * **rotate** is atomic: in one step, if the key exists for the owner, is not revoked and has
-///   not expired at `rotation.now`, replace `digest` and `display`, set `previous` to the old
-///   digest with `grace_until` (or clear it when `grace_until` is `None`), and return the new
-///   record. After `rotate` returns, no `find` may return the old digest as current.
-/// * **revoke** sets `revoked_at` once (and clears `previous`); revoking again returns
+///   not expired at `rotation.now` (`expires_at <= now` is expired; compare with the given
+///   instant, never the database's clock), replace `digest` and `display`, set `previous` to
+///   the old digest with `grace_until` (or clear it when `grace_until` is `None`), and return
+///   the new record. Reading the record, checking it, then writing in separate steps is not
+///   atomic: two concurrent rotations then both keep the same old digest as `previous`, and the
+///   key one of them handed back never works. After `rotate` returns, no `find` may return the
+///   old digest as current. Refusals change nothing: `NotFound`, `Revoked`, `Expired`.
+/// * **revoke** sets `revoked_at` once and clears `previous`, in one atomic step: of concurrent
+///   revokes of one key exactly one returns [`RevokeOutcome::Revoked`]; revoking again returns
 ///   [`RevokeOutcome::AlreadyRevoked`] and keeps the first timestamp.
 /// * **revoke_tree** does what `revoke` does to the key and, in the same atomic step, revokes
 ///   every not-yet-revoked key of the owner reachable through `created_by` links from it
 ///   (children, their children, …), whether or not the key itself was already revoked. It
 ///   returns the ids it revoked. A concurrent `insert` whose creator is in the tree either
 ///   lands before (and is revoked) or fails with [`StoreError::CreatorRevoked`].
-/// * **record_last_used** applies a batch; `last_used_at` never moves backwards, and unknown
-///   ids are ignored.
+/// * **record_last_used** applies a batch; `last_used_at` never moves backwards (also within
+///   one batch, where the latest time of a key wins), unknown ids are ignored, and no other
+///   field changes. The [`crate::Authenticator`] queues at most one use per key per
+///   [`crate::AuthenticatorBuilder::last_used_interval`] and calls this only from
+///   [`crate::Authenticator::flush_last_used`], which the flusher of
+///   [`crate::Authenticator::spawn_last_used_flusher`] runs periodically. When neither is ever
+///   called, `last_used_at` is never written, and the queue holds one entry per key used
+///   (bounded by the number of keys); a failed flush keeps its batch for the next one.
+///
+/// # Testing a store
+///
+/// `nexora_auth_testkit::key_store_conformance!(fixture: …)` runs every contract above as its
+/// own test, on a store the factory builds per test. Each contract first checks the store is
+/// empty, so a store on a shared server gives each test its own namespace (a fresh schema or
+/// database, a random key prefix) rather than one namespace shared or flushed between tests;
+/// the fixture also hands over a store whose backend is down, for the check that failures are
+/// `Err`, never "not found".
 ///
 /// # Example: a custom store
 ///
-/// The in-memory [`crate::MemoryKeyStore`] is the reference implementation; a store over
-/// another backend maps each method to one query. See `nexora-auth-testkit` for a complete,
-/// tested example: [`examples/custom_store.rs`](https://github.com/nexora/nexora-auth/blob/main/crates/nexora-auth-testkit/examples/custom_store.rs)
-/// is a `Mutex<BTreeMap>` store written from this contract that passes the conformance suite
-/// with one `nexora_auth_testkit::key_store_conformance!` call.
+/// A minimal store over a locked map: every method takes the lock once and never holds it
+/// across an `.await`, so each is atomic. The in-memory [`crate::MemoryKeyStore`] is the
+/// reference implementation, and `nexora-auth-testkit`'s `examples/custom_store.rs` is a store
+/// of the same design run through the conformance suite with one
+/// `nexora_auth_testkit::key_store_conformance!` call.
+///
+/// ```
+/// use std::{collections::HashMap, sync::Mutex};
+///
+/// use nexora_auth::{
+///     CascadeOutcome, KeyId, KeyStore, OwnerId, StoreError, async_trait,
+///     store::{KeyRecord, LastUsed, PreviousDigest, RevokeOutcome, RotateOutcome, Rotation},
+/// };
+/// use time::OffsetDateTime;
+///
+/// #[derive(Default)]
+/// struct MapStore(Mutex<HashMap<KeyId, KeyRecord>>);
+///
+/// impl MapStore {
+///     fn keys(&self) -> std::sync::MutexGuard<'_, HashMap<KeyId, KeyRecord>> {
+///         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+///     }
+/// }
+///
+/// fn revoke_one(record: &mut KeyRecord, at: OffsetDateTime) -> RevokeOutcome {
+///     if record.revoked_at.is_some() {
+///         return RevokeOutcome::AlreadyRevoked;
+///     }
+///     record.revoked_at = Some(at);
+///     record.previous = None;
+///     RevokeOutcome::Revoked
+/// }
+///
+/// #[async_trait]
+/// impl KeyStore for MapStore {
+///     async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+///         let mut keys = self.keys();
+///         if keys.contains_key(&record.id) {
+///             return Err(StoreError::DuplicateId);
+///         }
+///         if let Some(creator) = record.created_by {
+///             let live = keys.get(&creator)
+///                 .is_some_and(|c| c.owner == record.owner && c.revoked_at.is_none());
+///             if !live {
+///                 return Err(StoreError::CreatorRevoked);
+///             }
+///         }
+///         keys.insert(record.id, record.clone());
+///         Ok(())
+///     }
+///
+///     async fn find(&self, id: KeyId) -> Result<Option<KeyRecord>, StoreError> {
+///         Ok(self.keys().get(&id).cloned())
+///     }
+///
+///     async fn list(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
+///         let mut mine: Vec<KeyRecord> = self.keys().values()
+///             .filter(|r| &r.owner == owner && r.revoked_at.is_none())
+///             .cloned()
+///             .collect();
+///         mine.sort_by_key(|r| (r.created_at, r.id));
+///         Ok(mine)
+///     }
+///
+///     async fn rotate(
+///         &self, owner: &OwnerId, id: KeyId, rotation: &Rotation,
+///     ) -> Result<RotateOutcome, StoreError> {
+///         let mut keys = self.keys(); // check and write under one lock
+///         let Some(r) = keys.get_mut(&id).filter(|r| &r.owner == owner) else {
+///             return Ok(RotateOutcome::NotFound);
+///         };
+///         if r.revoked_at.is_some() {
+///             return Ok(RotateOutcome::Revoked);
+///         }
+///         if r.expires_at.is_some_and(|at| at <= rotation.now) {
+///             return Ok(RotateOutcome::Expired);
+///         }
+///         r.previous = rotation.grace_until
+///             .map(|valid_until| PreviousDigest { digest: r.digest, valid_until });
+///         r.digest = rotation.digest;
+///         r.display.clone_from(&rotation.display);
+///         Ok(RotateOutcome::Rotated(r.clone()))
+///     }
+///
+///     async fn revoke(
+///         &self, owner: &OwnerId, id: KeyId, at: OffsetDateTime,
+///     ) -> Result<RevokeOutcome, StoreError> {
+///         Ok(match self.keys().get_mut(&id).filter(|r| &r.owner == owner) {
+///             None => RevokeOutcome::NotFound,
+///             Some(r) => revoke_one(r, at),
+///         })
+///     }
+///
+///     async fn revoke_tree(
+///         &self, owner: &OwnerId, id: KeyId, at: OffsetDateTime,
+///     ) -> Result<CascadeOutcome, StoreError> {
+///         let mut keys = self.keys();
+///         let Some(root) = keys.get_mut(&id).filter(|r| &r.owner == owner) else {
+///             return Ok(CascadeOutcome::new(RevokeOutcome::NotFound, Vec::new()));
+///         };
+///         let root = revoke_one(root, at);
+///         let (mut tree, mut revoked, mut i) = (vec![id], Vec::new(), 0);
+///         while i < tree.len() {
+///             let parent = tree[i];
+///             i += 1;
+///             for r in keys.values_mut() {
+///                 if &r.owner == owner && r.created_by == Some(parent) {
+///                     tree.push(r.id);
+///                     if revoke_one(r, at) == RevokeOutcome::Revoked {
+///                         revoked.push(r.id);
+///                     }
+///                 }
+///             }
+///         }
+///         Ok(CascadeOutcome::new(root, revoked))
+///     }
+///
+///     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
+///         let mut keys = self.keys();
+///         for used in batch {
+///             if let Some(r) = keys.get_mut(&used.id) {
+///                 r.last_used_at = r.last_used_at.max(Some(used.at));
+///             }
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// let store: std::sync::Arc<dyn KeyStore> = std::sync::Arc::new(MapStore::default());
+/// # drop(store);
+/// ```
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
     /// Stores a new key record.
@@ -380,8 +556,10 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError>;
 }
 
-/// A password user.
+/// A password user. With the `serde` feature it is `Serialize`/`Deserialize` (the PHC string
+/// included: it is what a store keeps).
 #[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct UserRecord {
     /// The user's id, used as the [`OwnerId`] of their keys and as the JWT `sub`.
     pub id: OwnerId,
@@ -393,6 +571,7 @@ pub struct UserRecord {
     /// of the user is capped at them on each request.
     pub scopes: Scopes,
     /// When the user was created.
+    #[cfg_attr(feature = "serde", serde(with = "time::serde::rfc3339"))]
     pub created_at: OffsetDateTime,
     /// A disabled user cannot log in, and none of their tokens or keys authenticate until
     /// they are enabled again.
