@@ -606,6 +606,10 @@ fn startup_errors_are_one_clear_line() {
     let addr = taken.local_addr().unwrap().to_string();
     let (code, _, err) = run(&["serve", "--bind", &addr], &secrets());
     assert_one_line_error(code, &err, "cannot listen on");
+    for bad in ["10.0.0.0/33", "not-an-address", "127.0.0.1/8,nonsense"] {
+        let (code, _, err) = run(&["serve", "--trusted-proxies", bad], &secrets());
+        assert_one_line_error(code, &err, "trusted");
+    }
 }
 
 #[test]
