@@ -1,5 +1,5 @@
 //! The properties the fuzz targets assert. Shared verbatim by the cargo-fuzz targets (nightly)
-//! and by `crates/nexora-auth/tests/fuzz_corpus.rs`, which replays the committed corpora on
+//! and by `crates/nexora-auth-http-tests/tests/fuzz_corpus.rs`, which replays the committed corpora on
 //! stable so CI catches regressions without nightly.
 
 use std::sync::{Arc, OnceLock};

@@ -1,5 +1,7 @@
 //! Replays the committed fuzz corpora through the same property functions the cargo-fuzz
-//! targets run, so a stable `cargo test` catches regressions without nightly.
+//! targets run, so a stable `cargo test` catches regressions without nightly. It lives in this
+//! unpublished crate because the corpora (22 MB) and `fuzz/props.rs` are not part of any
+//! published package: each library crate's own tests build from its package alone.
 
 #[path = "../../../fuzz/props.rs"]
 #[allow(
