@@ -791,15 +791,43 @@ async fn rotation_under_64_clients_on_postgres() {
 
 // ----- 4. two instances on one Postgres --------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn revocation_through_one_instance_is_seen_by_the_other_100_of_100() {
-    let Some(admin) = postgres_admin_url().await else {
-        return;
-    };
+/// Two servers on one fresh Postgres database, the test user created through the first.
+struct TwoInstances {
+    db: PgDatabase,
+    a: Server,
+    b: Server,
+    dir_a: tempfile::TempDir,
+    _dir_b: tempfile::TempDir,
+}
+
+/// [`TwoInstances`], or `None` after the loud skip when Postgres is unreachable.
+async fn two_instances() -> Option<TwoInstances> {
+    let admin = postgres_admin_url().await?;
     let db = PgDatabase::create(&admin).await;
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = start(dir_a.path(), &db.url, true);
     let b = start(dir_b.path(), &db.url, false);
+    Some(TwoInstances {
+        db,
+        a,
+        b,
+        dir_a,
+        _dir_b: dir_b,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_through_one_instance_is_seen_by_the_other_100_of_100() {
+    let Some(TwoInstances {
+        db: _db,
+        a,
+        b,
+        dir_a: _dir_a,
+        _dir_b,
+    }) = two_instances().await
+    else {
+        return;
+    };
     let http = client();
     let jwt = login(&http, &a.base).await;
     let mut rejected = 0;
@@ -850,13 +878,16 @@ async fn agents_on(http: &Client, bases: [&str; 2], token: &str) -> [StatusCode;
 /// from the next request on. The bound is zero: nothing about users or keys is cached.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_changes_and_cascades_hold_on_both_instances_at_once() {
-    let Some(admin) = postgres_admin_url().await else {
+    let Some(TwoInstances {
+        db,
+        a,
+        b,
+        dir_a,
+        _dir_b,
+    }) = two_instances().await
+    else {
         return;
     };
-    let db = PgDatabase::create(&admin).await;
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = start(dir_a.path(), &db.url, true);
-    let b = start(dir_b.path(), &db.url, false);
     let http = client();
     let bases = [a.base.as_str(), b.base.as_str()];
     let jwt = login(&http, &a.base).await;
@@ -937,13 +968,16 @@ async fn user_changes_and_cascades_hold_on_both_instances_at_once() {
 /// the stated bound (N instances: N × the policy), not a wish.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_login_throttle_bound_is_per_instance() {
-    let Some(admin) = postgres_admin_url().await else {
+    let Some(TwoInstances {
+        db: _db,
+        a,
+        b,
+        dir_a: _dir_a,
+        _dir_b,
+    }) = two_instances().await
+    else {
         return;
     };
-    let db = PgDatabase::create(&admin).await;
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = start(dir_a.path(), &db.url, true);
-    let b = start(dir_b.path(), &db.url, false);
     let http = client();
     let mut unauthorized = [0; 2];
     for round in 0..7 {
