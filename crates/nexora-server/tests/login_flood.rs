@@ -136,9 +136,9 @@ async fn login_flood_is_answered_and_memory_stays_bounded() {
 /// regression this guards against, puts whole hashes into the tail).
 ///
 /// The stricter target, p99 within 2x idle, is measured and printed but not asserted: on an
-/// idle 2-core VM the loaded p99 is 3-5 ms against 1.0-1.5 ms idle (debug build), whatever
-/// the hashing thread's priority (nice 19 and `SCHED_IDLE` alike) — the hash competes for
-/// memory bandwidth, not CPU time.
+/// idle 2-core VM the loaded p99 is 3-5 ms against 1.0-1.5 ms idle (debug build; 3.1-3.9x on a
+/// release server too), whatever the hashing thread's priority (nice 19 and `SCHED_IDLE`
+/// alike) and whatever argon2's memory (19 MiB, or 1 MiB at the same CPU cost). Why is open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[allow(
     clippy::print_stderr,
