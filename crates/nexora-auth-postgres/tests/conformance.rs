@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use nexora_auth::{KeyStore, UserStore};
+use nexora_auth::KeyStore;
 use nexora_auth_postgres::{PostgresStore, SetupError};
 use nexora_auth_testkit::{Fixture, postgres::TestSchema};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -165,35 +165,24 @@ fn a_version_1_database_upgrades_and_keeps_its_records() {
         let Some((store, schema)) = fresh().await.into_parts() else {
             return;
         };
-        let (_, key) =
-            nexora_auth_testkit::new_record("alice", "old key", nexora_auth_testkit::now());
-        store.insert(&key).await.expect("insert");
-        let user = nexora_auth::UserRecord {
-            id: nexora_auth::OwnerId::new("alice"),
-            email: "alice@example.com".into(),
-            password_hash: "$argon2id$v=19$m=256,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
-            scopes: nexora_auth_testkit::scopes(&["agents:read"]),
-            created_at: nexora_auth_testkit::now(),
-            disabled: false,
-        };
-        store.insert_user(&user).await.expect("insert user");
+        let pool = store.pool().clone();
         // Back to version 1: the columns version 2 added are gone, and so is its record.
-        sqlx::raw_sql(
-            "ALTER TABLE nexora_api_keys DROP COLUMN created_by;
+        let downgrade = async {
+            sqlx::raw_sql(
+                "ALTER TABLE nexora_api_keys DROP COLUMN created_by;
              ALTER TABLE nexora_users DROP COLUMN disabled;
              DELETE FROM nexora_auth_migrations WHERE version > 1;",
-        )
-        .execute(store.pool())
-        .await
-        .expect("downgrade to version 1");
-        let upgraded = PostgresStore::new(store.pool().clone())
+            )
+            .execute(&pool)
             .await
-            .expect("upgrade to the current version");
-        assert_eq!(upgraded.find(key.id).await.expect("find"), Some(key));
-        assert_eq!(
-            upgraded.find_user(&user.id).await.expect("find user"),
-            Some(user)
-        );
+            .expect("downgrade to version 1");
+        };
+        let reopen = async {
+            PostgresStore::new(pool.clone())
+                .await
+                .expect("upgrade to the current version")
+        };
+        nexora_auth_testkit::upgrade_keeps_records(&store, downgrade, reopen).await;
         drop(schema);
     });
 }

@@ -562,3 +562,53 @@ pub fn record_with_id(id: KeyId, owner: &str, created_at: OffsetDateTime) -> Key
     record.id = id;
     record
 }
+
+/// A schema upgrade keeps what the old schema held: writes a key and a user through `store`,
+/// runs `downgrade` (the store's SQL back to the older schema, with its migration record
+/// removed), then `reopen` (the store built again, migrating forward), and checks that the
+/// key and the user read back exactly as written — columns added since default to what a key
+/// without a creator and an enabled user hold.
+///
+/// `downgrade` and `reopen` are futures built by the caller (they usually share the store's
+/// pool); neither runs before this function awaits it.
+pub async fn upgrade_keeps_records<S, R>(
+    store: &S,
+    downgrade: impl Future<Output = ()>,
+    reopen: impl Future<Output = R>,
+) where
+    S: KeyStore + UserStore,
+    R: KeyStore + UserStore,
+{
+    let (_, key) = new_record("alice", "old key", now());
+    store
+        .insert(&key)
+        .await
+        .expect("insert a key before the downgrade");
+    let user = nexora_auth::UserRecord {
+        id: OwnerId::new("alice"),
+        email: "alice@example.com".into(),
+        password_hash: "$argon2id$v=19$m=256,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+        scopes: scopes(&["agents:read"]),
+        created_at: now(),
+        disabled: false,
+    };
+    store
+        .insert_user(&user)
+        .await
+        .expect("insert a user before the downgrade");
+    downgrade.await;
+    let upgraded = reopen.await;
+    assert_eq!(
+        upgraded.find(key.id).await.expect("find after the upgrade"),
+        Some(key),
+        "a key written under the old schema must read back unchanged after the upgrade"
+    );
+    assert_eq!(
+        upgraded
+            .find_user(&user.id)
+            .await
+            .expect("find_user after the upgrade"),
+        Some(user),
+        "a user written under the old schema must read back unchanged (and enabled)"
+    );
+}
