@@ -6,9 +6,12 @@ use std::sync::{Arc, OnceLock};
 
 use nexora_auth::{
     ApiKey, Authenticator, Credential, JwtConfig, JwtKeys, MemoryKeyStore, NewKey, OwnerId,
-    PasswordPolicy, PepperRing, Principal, QueryToken, Scopes, SecretBytes, TokenAuthority,
-    extract_credential,
+    PasswordPolicy, PepperRing, Principal, Scopes, SecretBytes, TokenAuthority,
 };
+use nexora_auth_http::{QueryToken, extract_credential};
+
+/// The credential cap the parser is given (the default JWT size cap).
+const MAX_CREDENTIAL_LEN: usize = 8 * 1024;
 
 /// `parse` is total; what parses re-formats to exactly the input; and the id survives a
 /// generate → format → parse round trip for ids taken from the input.
@@ -153,10 +156,10 @@ pub fn credentials(data: &[u8]) {
     let headers: Vec<&[u8]> = (0..count % 3).filter_map(|_| parts.next()).collect();
     let query = parts.next().and_then(|q| std::str::from_utf8(q).ok());
     for policy in [QueryToken::Ignore, QueryToken::Accept] {
-        match extract_credential(headers.iter().copied(), query, policy) {
+        match extract_credential(headers.iter().copied(), query, policy, MAX_CREDENTIAL_LEN) {
             Ok(token) => {
                 assert!(!token.is_empty());
-                assert!(token.len() <= nexora_auth::MAX_CREDENTIAL_LEN);
+                assert!(token.len() <= MAX_CREDENTIAL_LEN);
                 let in_header = headers
                     .iter()
                     .any(|h| h.windows(token.len()).any(|w| w == token.as_bytes()));

@@ -32,12 +32,12 @@ use nexora_auth::{
     Authenticator, Clock, Credential, JwtAlgorithm, JwtConfig, JwtKeys, KeyCredentials, KeyId,
     MemoryKeyStore, MemoryUserStore, NewKey, OwnerId, PasswordPolicy, PepperRing, Principal,
     RevokeOptions, Scopes, SecretBytes, SecretString, TokenAuthority, UserRecord, UserStore,
-    scopes::{AGENTS_READ, KEYS_MANAGE},
     store::{
         CascadeOutcome, KeyRecord, KeyStore, LastUsed, RevokeOutcome, RotateOutcome, Rotation,
         StoreError,
     },
 };
+use nexora_auth_http::scopes::{AGENTS_READ, KEYS_MANAGE};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio_tungstenite::tungstenite;

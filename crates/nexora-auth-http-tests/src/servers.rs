@@ -12,14 +12,16 @@
 //!   server sends `hello <owner> in <chat_id>`;
 //! * `GET /plain` and `GET /authed` — a trivial handler without and with the layer (benchmarks).
 
-use nexora_auth::{AuthError, Authenticator, scopes::AgentsRead};
+use nexora_auth::AuthError;
+use nexora_auth_http::{Api, scopes::AgentsRead};
 use serde_json::json;
 
 /// Starts the axum application on the current Tokio runtime; returns its base URL.
-pub async fn spawn_axum(auth: Authenticator) -> std::io::Result<String> {
+/// Takes an [`nexora_auth::Authenticator`] or an [`Api`] with settings.
+pub async fn spawn_axum(api: impl Into<Api>) -> std::io::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
-    let app = axum_app::app(auth);
+    let app = axum_app::app(api.into());
     // With the peer address, like actix: login throttling then counts per client too.
     let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, service).await });
@@ -28,7 +30,9 @@ pub async fn spawn_axum(auth: Authenticator) -> std::io::Result<String> {
 
 /// Starts the actix-web application with `workers` worker threads on a thread of its own (actix
 /// runs its own runtime); returns its base URL.
-pub fn spawn_actix(auth: Authenticator, workers: usize) -> std::io::Result<String> {
+/// Takes an [`nexora_auth::Authenticator`] or an [`Api`] with settings.
+pub fn spawn_actix(api: impl Into<Api>, workers: usize) -> std::io::Result<String> {
+    let api = api.into();
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let url = format!("http://{}", listener.local_addr()?);
     let (started, result) = std::sync::mpsc::channel();
@@ -36,7 +40,7 @@ pub fn spawn_actix(auth: Authenticator, workers: usize) -> std::io::Result<Strin
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
             let server = actix_web::HttpServer::new(move || {
-                actix_web::App::new().configure(actix_app::app(auth.clone()))
+                actix_web::App::new().configure(actix_app::app(api.clone()))
             })
             .workers(workers)
             .disable_signals()
@@ -101,7 +105,8 @@ mod axum_app {
         "ok"
     }
 
-    pub(super) fn app(auth: Authenticator) -> Router {
+    pub(super) fn app(api: Api) -> Router {
+        let auth = api.authenticator().clone();
         Router::new()
             .route(
                 "/agents",
@@ -118,7 +123,7 @@ mod axum_app {
             )
             .route("/plain", get(ok))
             .route("/authed", get(ok).route_layer(AuthLayer::new(auth.clone())))
-            .nest("/api", api_router(auth))
+            .nest("/api", api_router(api))
     }
 }
 
@@ -165,7 +170,8 @@ mod actix_app {
         "ok"
     }
 
-    pub(super) fn app(auth: Authenticator) -> impl FnOnce(&mut web::ServiceConfig) {
+    pub(super) fn app(api: Api) -> impl FnOnce(&mut web::ServiceConfig) {
+        let auth = api.authenticator().clone();
         move |cfg| {
             cfg.service(
                 web::resource("/agents")
@@ -189,7 +195,7 @@ mod actix_app {
                     .wrap(AuthMiddleware::new(auth.clone()))
                     .route(web::get().to(ok)),
             )
-            .service(web::scope("/api").configure(configure(auth)));
+            .service(web::scope("/api").configure(configure(api)));
         }
     }
 }

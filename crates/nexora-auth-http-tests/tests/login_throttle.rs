@@ -6,6 +6,9 @@ use std::sync::Arc;
 use nexora_auth::{
     Authenticator, JwtConfig, JwtKeys, MemoryKeyStore, MemoryUserStore, PasswordPolicy, PepperRing,
     Scopes, SecretBytes, SecretString, TokenAuthority,
+};
+use nexora_auth_http::{
+    Api,
     proxy::{ForwardedHeader, TrustedProxies},
 };
 use nexora_auth_http_tests::servers;
@@ -16,12 +19,12 @@ const PASSWORD: &str = "correct horse battery staple";
 
 /// An authenticator whose argon2 runs take several milliseconds, so that concurrent logins
 /// really overlap; its hashing queue holds every request of these tests.
-async fn authenticator() -> Authenticator {
+async fn authenticator() -> Api {
     behind(TrustedProxies::none()).await
 }
 
 /// [`authenticator`] with these trusted proxies.
-async fn behind(proxies: TrustedProxies) -> Authenticator {
+async fn behind(proxies: TrustedProxies) -> Api {
     let auth = Authenticator::builder(
         Arc::new(MemoryKeyStore::new()),
         PepperRing::new(1, SecretBytes::new(vec![3; 32])).expect("a long enough pepper"),
@@ -40,20 +43,16 @@ async fn behind(proxies: TrustedProxies) -> Authenticator {
             .max_concurrent_hashes(2)
             .max_queued_hashes(1_000),
     )
-    .trusted_proxies(proxies)
     .build()
     .expect("a valid authenticator");
     auth.register_user(EMAIL, &SecretString::from(PASSWORD), Scopes::empty())
         .await
         .expect("register alice");
-    auth
+    Api::new(auth).trusted_proxies(proxies)
 }
 
 /// Both servers, each over an authenticator of its own: `(framework, base URL)`.
-async fn both_servers(
-    for_axum: Authenticator,
-    for_actix: Authenticator,
-) -> [(&'static str, String); 2] {
+async fn both_servers(for_axum: Api, for_actix: Api) -> [(&'static str, String); 2] {
     [
         (
             "axum",

@@ -1,80 +1,161 @@
-//! The one error type of the auth core and its single mapping to HTTP.
+//! The errors of the auth core, in domain terms only.
 //!
-//! Framework crates call [`AuthError::response`] and copy the status, headers and body into
-//! their own response types; they never decide a status themselves.
+//! Nothing here knows HTTP: statuses, response bodies and request locations are the business
+//! of the HTTP layer (`nexora-auth-http`), which maps every variant in one place.
 
 use std::fmt;
-
-use serde::Serialize;
 
 use crate::{KeyParseError, ScopeError, store::StoreError};
 
 /// Everything that can go wrong when authenticating or managing credentials.
 ///
-/// The `Display` text is for logs: it names the internal reason (never a secret). What the
-/// client sees comes from [`AuthError::response`], where every kind of bad credential reads the
-/// same.
+/// The `Display` text is for logs: it names the internal reason (never a secret). What a client
+/// is told is the HTTP layer's decision; it reads every kind of bad credential the same.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {
-    /// No credentials were presented. 401 with `WWW-Authenticate: Bearer`.
-    #[error("no credentials presented")]
-    MissingCredentials,
-    /// The request carried credentials in a malformed or ambiguous way (two `Authorization`
-    /// headers, a header and a different `?token=`, non-ASCII bytes, an empty token). 401 with
-    /// `error="invalid_request"`.
-    #[error("malformed credentials: {0}")]
-    InvalidRequest(&'static str),
     /// The token is not a valid credential: unknown, tampered, revoked or expired key; bad,
-    /// expired or foreign JWT. 401 with `error="invalid_token"`. The reason is for logs only.
+    /// expired or foreign JWT. The reason is for logs only.
     #[error("invalid token: {0}")]
     InvalidToken(InvalidReason),
-    /// Login failed: unknown email or wrong password (deliberately indistinguishable). 401.
+    /// Login failed: unknown email or wrong password (deliberately indistinguishable).
     #[error("incorrect email or password")]
     InvalidLogin,
-    /// The principal lacks a required scope. 403 with `error="insufficient_scope"`.
+    /// The principal lacks a required scope.
     #[error("insufficient scope: {required} required")]
     InsufficientScope {
         /// The scope that was required.
         required: String,
     },
-    /// A key was requested with scopes its creator does not hold. 403.
+    /// A key was requested with scopes its creator does not hold.
     #[error("requested scopes exceed the creator's")]
     ScopeNotHeld,
-    /// No such API key for this owner (including another owner's key). 404.
+    /// No such API key within the caller's reach (an unknown id, another owner's key, a
+    /// revoked key: all read the same).
     #[error("API key not found")]
     KeyNotFound,
-    /// No such route. 404.
-    #[error("route not found")]
-    RouteNotFound,
-    /// The route exists but not for this method. 405.
-    #[error("method not allowed")]
-    MethodNotAllowed,
-    /// The key is expired and cannot be rotated. 409.
+    /// The key is expired and cannot be rotated.
     #[error("cannot rotate an expired key")]
     KeyExpired,
-    /// The email is already registered. 409.
+    /// The email is already registered.
     #[error("email already registered")]
     EmailTaken,
-    /// The request body exceeds the size limit. 413.
-    #[error("request body too large")]
-    PayloadTooLarge,
-    /// The request failed validation. 422 with a FastAPI-style `detail` array.
-    #[error("validation failed: {0:?}")]
-    Validation(Vec<ValidationIssue>),
-    /// Too many attempts. 429 with `Retry-After`.
+    /// A value the caller supplied breaks a rule (a name too long, an expiry in the past, …).
+    #[error("invalid input: {0}")]
+    InvalidInput(InvalidInput),
+    /// Too many attempts.
     #[error("rate limited for {retry_after_secs}s")]
     RateLimited {
         /// Seconds until the client may try again.
         retry_after_secs: u64,
     },
-    /// The credential store failed (connection refused, timeout). 503 — never a 401, because
-    /// the credential might be valid.
+    /// The credential store failed (connection refused, timeout). Never to be read as "bad
+    /// credential": the credential might be valid.
     #[error("credential store unavailable")]
     StoreUnavailable(#[source] StoreError),
-    /// Something other than the store failed, or is not configured. 503.
+    /// Something other than the store failed, or is not configured.
     #[error("temporarily unavailable: {0}")]
     Unavailable(#[source] Unavailable),
+}
+
+/// A value that breaks one of the core's rules: which field, and what is wrong with it.
+///
+/// The field is named in domain terms ([`Field`]); a transport says where it was in its own
+/// terms (the HTTP layer answers 422 at `["body", "name"]`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {problem}")]
+pub struct InvalidInput {
+    /// The offending value.
+    pub field: Field,
+    /// What is wrong with it.
+    pub problem: Problem,
+}
+
+impl InvalidInput {
+    /// Builds the error.
+    pub fn new(field: Field, problem: Problem) -> Self {
+        Self { field, problem }
+    }
+}
+
+impl From<InvalidInput> for AuthError {
+    fn from(error: InvalidInput) -> Self {
+        Self::InvalidInput(error)
+    }
+}
+
+/// An input of the core's operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Field {
+    /// A key's name ([`NewKey::name`](crate::NewKey::name)).
+    Name,
+    /// A user's email.
+    Email,
+    /// A user's password.
+    Password,
+    /// A key's or user's scopes.
+    Scopes,
+    /// A key's expiry ([`NewKey::expires_at`](crate::NewKey::expires_at)).
+    ExpiresAt,
+}
+
+impl Field {
+    /// The field's name as a request spells it: `name`, `email`, `password`, `scopes`,
+    /// `expires_at`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Name => "name",
+            Self::Email => "email",
+            Self::Password => "password",
+            Self::Scopes => "scopes",
+            Self::ExpiresAt => "expires_at",
+        }
+    }
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What is wrong with an [`InvalidInput`]'s value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Problem {
+    /// Longer than `max` bytes.
+    #[error("must be at most {max} bytes")]
+    TooLong {
+        /// The limit, in bytes.
+        max: usize,
+    },
+    /// Shorter than `min` characters.
+    #[error("must be at least {min} characters")]
+    TooShort {
+        /// The limit, in characters.
+        min: usize,
+    },
+    /// Not `min` to `max` characters long.
+    #[error("must be {min} to {max} characters")]
+    Length {
+        /// The shortest allowed, in characters.
+        min: usize,
+        /// The longest allowed, in characters.
+        max: usize,
+    },
+    /// Holds a control character (NUL among them).
+    #[error("must not contain control characters")]
+    ControlCharacter,
+    /// Not of the form `local@domain`.
+    #[error("is not an email address")]
+    NotAnEmail,
+    /// A time that must lie ahead of the clock does not.
+    #[error("must be in the future")]
+    NotInFuture,
+    /// A scope list that does not parse.
+    #[error("{0}")]
+    Scope(ScopeError),
 }
 
 /// What made a request [`AuthError::Unavailable`] (503): one variant per cause, so tests and
@@ -103,9 +184,6 @@ pub enum Unavailable {
     /// argon2 refused to hash (parameters or input out of its range).
     #[error("password hashing failed: {0}")]
     Hashing(String),
-    /// A response body could not be serialised.
-    #[error("response serialisation failed")]
-    Serialisation(#[source] serde_json::Error),
 }
 
 impl From<Unavailable> for AuthError {
@@ -206,159 +284,6 @@ pub enum JwtRejection {
     Scope,
 }
 
-/// One entry of a 422 `detail` array, in the shape FastAPI clients already parse:
-/// `{"loc": ["body", "name"], "msg": "Field required", "type": "missing"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ValidationIssue {
-    /// Where the problem is: `["body", "name"]`, `["path", "key_id"]`, `["body"]`.
-    pub loc: Vec<LocPart>,
-    /// Human-readable message.
-    pub msg: String,
-    /// Machine-readable kind: `missing`, `string_type`, `json_invalid`, `uuid_parsing`, …
-    #[serde(rename = "type")]
-    pub kind: String,
-}
-
-impl ValidationIssue {
-    /// Builds an issue.
-    pub fn new(loc: Vec<LocPart>, msg: impl Into<String>, kind: impl Into<String>) -> Self {
-        Self {
-            loc,
-            msg: msg.into(),
-            kind: kind.into(),
-        }
-    }
-}
-
-/// A segment of a validation location: a field name or an array index.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
-pub enum LocPart {
-    /// A field name (or `body`, `path`, `query`).
-    Field(String),
-    /// An index into an array.
-    Index(usize),
-}
-
-impl From<&str> for LocPart {
-    fn from(value: &str) -> Self {
-        Self::Field(value.to_owned())
-    }
-}
-
-impl From<usize> for LocPart {
-    fn from(value: usize) -> Self {
-        Self::Index(value)
-    }
-}
-
-/// The HTTP shape of an error: status, body and headers. Built by [`AuthError::response`] and
-/// copied verbatim by the framework crates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ErrorResponse {
-    /// HTTP status code.
-    pub status: u16,
-    /// The JSON body, `{"detail": …}`.
-    pub body: String,
-    /// The `WWW-Authenticate` header value, for 401 and 403.
-    pub www_authenticate: Option<&'static str>,
-    /// The `Retry-After` header value in seconds, for 429 and 503.
-    pub retry_after: Option<u64>,
-}
-
-impl ErrorResponse {
-    /// The content type of [`ErrorResponse::body`].
-    pub const CONTENT_TYPE: &'static str = "application/json";
-}
-
-#[derive(Serialize)]
-struct DetailBody<'a, T: Serialize + ?Sized> {
-    detail: &'a T,
-}
-
-fn json_detail<T: Serialize + ?Sized>(detail: &T) -> String {
-    // Serialising a string or a list of plain structs cannot fail.
-    serde_json::to_string(&DetailBody { detail }).unwrap_or_else(|_| r#"{"detail":"error"}"#.into())
-}
-
-const CHALLENGE_BEARER: &str = "Bearer";
-const CHALLENGE_INVALID_REQUEST: &str = r#"Bearer error="invalid_request""#;
-const CHALLENGE_INVALID_TOKEN: &str = r#"Bearer error="invalid_token""#;
-const CHALLENGE_INSUFFICIENT_SCOPE: &str = r#"Bearer error="insufficient_scope""#;
-
-impl AuthError {
-    /// The HTTP status code.
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::MissingCredentials
-            | Self::InvalidRequest(_)
-            | Self::InvalidToken(_)
-            | Self::InvalidLogin => 401,
-            Self::InsufficientScope { .. } | Self::ScopeNotHeld => 403,
-            Self::KeyNotFound | Self::RouteNotFound => 404,
-            Self::MethodNotAllowed => 405,
-            Self::KeyExpired | Self::EmailTaken => 409,
-            Self::PayloadTooLarge => 413,
-            Self::Validation(_) => 422,
-            Self::RateLimited { .. } => 429,
-            Self::StoreUnavailable(_) | Self::Unavailable(_) => 503,
-        }
-    }
-
-    /// The client-facing `detail` text (for every variant but [`AuthError::Validation`]).
-    pub fn detail(&self) -> &'static str {
-        match self {
-            Self::MissingCredentials => "Not authenticated",
-            Self::InvalidRequest(_) => "Invalid authorization request",
-            Self::InvalidToken(_) => "Invalid authentication credentials",
-            Self::InvalidLogin => "Incorrect email or password",
-            Self::InsufficientScope { .. } => "Insufficient permissions",
-            Self::ScopeNotHeld => "Cannot grant scopes you do not have",
-            Self::KeyNotFound => "API key not found",
-            Self::RouteNotFound => "Not Found",
-            Self::MethodNotAllowed => "Method Not Allowed",
-            Self::KeyExpired => "API key has expired and cannot be rotated",
-            Self::EmailTaken => "Email already registered",
-            Self::PayloadTooLarge => "Request body too large",
-            Self::Validation(_) => "Validation error",
-            Self::RateLimited { .. } => "Too many requests",
-            Self::StoreUnavailable(_) | Self::Unavailable(_) => "Service temporarily unavailable",
-        }
-    }
-
-    /// The complete HTTP response for this error. The single place where errors become HTTP.
-    pub fn response(&self) -> ErrorResponse {
-        let body = match self {
-            Self::Validation(issues) => json_detail(issues.as_slice()),
-            other => json_detail(other.detail()),
-        };
-        let www_authenticate = match self {
-            Self::MissingCredentials => Some(CHALLENGE_BEARER),
-            Self::InvalidRequest(_) => Some(CHALLENGE_INVALID_REQUEST),
-            Self::InvalidToken(_) => Some(CHALLENGE_INVALID_TOKEN),
-            Self::InsufficientScope { .. } => Some(CHALLENGE_INSUFFICIENT_SCOPE),
-            _ => None,
-        };
-        let retry_after = match self {
-            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
-            Self::StoreUnavailable(_) | Self::Unavailable(_) => Some(1),
-            _ => None,
-        };
-        ErrorResponse {
-            status: self.status(),
-            body,
-            www_authenticate,
-            retry_after,
-        }
-    }
-
-    /// A 422 for a single problem.
-    pub fn validation(loc: Vec<LocPart>, msg: impl Into<String>, kind: impl Into<String>) -> Self {
-        Self::Validation(vec![ValidationIssue::new(loc, msg, kind)])
-    }
-}
-
 impl From<StoreError> for AuthError {
     fn from(error: StoreError) -> Self {
         Self::StoreUnavailable(error)
@@ -367,11 +292,7 @@ impl From<StoreError> for AuthError {
 
 impl From<ScopeError> for AuthError {
     fn from(error: ScopeError) -> Self {
-        Self::validation(
-            vec!["body".into(), "scopes".into()],
-            error.to_string(),
-            "value_error",
-        )
+        Self::InvalidInput(InvalidInput::new(Field::Scopes, Problem::Scope(error)))
     }
 }
 
@@ -403,20 +324,6 @@ pub enum ConfigError {
     /// An option is out of range.
     #[error("invalid option: {0}")]
     Invalid(&'static str),
-    /// An entry of a trusted-proxy list is neither an IP address nor a CIDR block.
-    #[error(
-        "invalid trusted proxy {0:?}: expected an IP address or a CIDR block such as 10.0.0.0/8"
-    )]
-    TrustedProxy(String),
-}
-
-impl fmt::Display for LocPart {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Field(name) => f.write_str(name),
-            Self::Index(i) => write!(f, "{i}"),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -424,71 +331,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_bad_credential_reads_the_same() {
-        let reasons = [
-            InvalidReason::UnknownKey,
-            InvalidReason::Revoked,
-            InvalidReason::Expired,
-            InvalidReason::SecretMismatch,
-            InvalidReason::UnknownUser,
-            InvalidReason::UserDisabled,
-            InvalidReason::MalformedKey(KeyParseError::BadChecksum),
-            InvalidReason::Jwt(JwtRejection::Signature),
-        ];
-        let responses: Vec<_> = reasons
-            .into_iter()
-            .map(|r| AuthError::InvalidToken(r).response())
-            .collect();
-        assert!(responses.windows(2).all(|w| w[0] == w[1]));
-        assert_eq!(responses[0].status, 401);
-        assert_eq!(
-            responses[0].body,
-            r#"{"detail":"Invalid authentication credentials"}"#
-        );
-        assert_eq!(
-            responses[0].www_authenticate,
-            Some(r#"Bearer error="invalid_token""#)
-        );
-    }
-
-    #[test]
-    fn statuses_and_challenges() {
-        let missing = AuthError::MissingCredentials.response();
-        assert_eq!(
-            (missing.status, missing.www_authenticate),
-            (401, Some("Bearer"))
-        );
-        let scope = AuthError::InsufficientScope {
-            required: "agents:read".into(),
-        }
-        .response();
-        assert_eq!(scope.status, 403);
-        assert_eq!(scope.body, r#"{"detail":"Insufficient permissions"}"#);
-        assert_eq!(
-            scope.www_authenticate,
-            Some(r#"Bearer error="insufficient_scope""#)
-        );
-        let limited = AuthError::RateLimited {
-            retry_after_secs: 7,
-        }
-        .response();
-        assert_eq!((limited.status, limited.retry_after), (429, Some(7)));
-        let down = AuthError::StoreUnavailable(StoreError::unavailable("refused")).response();
-        assert_eq!(down.status, 503);
-        assert_eq!(AuthError::KeyNotFound.status(), 404);
-    }
-
-    #[test]
-    fn validation_detail_is_a_fastapi_array() {
-        let e = AuthError::validation(
-            vec!["body".into(), "name".into()],
-            "Field required",
-            "missing",
-        );
-        assert_eq!(e.response().status, 422);
-        assert_eq!(
-            e.response().body,
-            r#"{"detail":[{"loc":["body","name"],"msg":"Field required","type":"missing"}]}"#
-        );
+    fn invalid_input_names_field_and_problem() {
+        let e = InvalidInput::new(Field::Name, Problem::Length { min: 1, max: 100 });
+        assert_eq!(e.to_string(), "name must be 1 to 100 characters");
+        let e = AuthError::from(ScopeError::TooMany);
+        assert!(matches!(
+            e,
+            AuthError::InvalidInput(InvalidInput {
+                field: Field::Scopes,
+                problem: Problem::Scope(ScopeError::TooMany)
+            })
+        ));
     }
 }

@@ -151,6 +151,11 @@ impl JwtConfig {
         self
     }
 
+    /// The token size cap in force (see [`JwtConfig::max_token_len`]).
+    pub fn max_token_len_bytes(&self) -> usize {
+        self.max_token_len
+    }
+
     /// How many verified tokens to remember, so a token presented again skips the signature
     /// check and JSON parsing (until its `exp`). Verification is a pure function of the token,
     /// the key ring and the clock, so a cached answer is the answer: only successfully verified

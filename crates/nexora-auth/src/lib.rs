@@ -99,8 +99,6 @@ compile_error!(
     "nexora-auth needs a JWT crypto backend: enable the `rust-crypto` or `aws-lc-rs` feature"
 );
 
-pub mod api;
-pub mod credentials;
 mod digest;
 mod error;
 pub mod jwt;
@@ -110,23 +108,19 @@ mod memory;
 mod nesting;
 mod password;
 pub mod policy;
-pub mod proxy;
 mod scope;
 mod secret;
 mod service;
 pub mod store;
 mod throttle;
 
-pub use api::{ApiResponse, AuthRequirement, scopes};
 /// The attribute [`KeyStore`] and [`UserStore`] implementations are written with
 /// (`#[nexora_auth::async_trait]`), re-exported so a store crate needs no `async-trait`
 /// dependency of its own.
 pub use async_trait::async_trait;
-pub use credentials::{MAX_CREDENTIAL_LEN, QueryToken, extract_credential};
 pub use digest::{KeyDigest, MIN_PEPPER_LEN, PepperRing, StoredDigest};
 pub use error::{
-    AuthError, ConfigError, ErrorResponse, InvalidReason, JwtRejection, LocPart, Unavailable,
-    ValidationIssue,
+    AuthError, ConfigError, Field, InvalidInput, InvalidReason, JwtRejection, Problem, Unavailable,
 };
 pub use jwt::{
     AccessToken, JwtAlgorithm, JwtConfig, JwtKeys, SigningError, TokenAuthority, UnknownAlgorithm,

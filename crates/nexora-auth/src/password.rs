@@ -32,7 +32,7 @@ use std::{
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, Version};
 
 use crate::Unavailable;
-use crate::{AuthError, ConfigError, SecretString};
+use crate::{AuthError, ConfigError, Field, InvalidInput, Problem, SecretString};
 
 /// Password rules and argon2id cost. Every default is on its setter.
 #[derive(Debug, Clone)]
@@ -202,18 +202,22 @@ impl PasswordHasher {
     pub fn check_new_password(&self, password: &SecretString) -> Result<(), AuthError> {
         let policy = &self.inner.policy;
         if password.len() > policy.max_len {
-            return Err(AuthError::validation(
-                vec!["body".into(), "password".into()],
-                format!("Password must be at most {} bytes", policy.max_len),
-                "string_too_long",
-            ));
+            return Err(InvalidInput::new(
+                Field::Password,
+                Problem::TooLong {
+                    max: policy.max_len,
+                },
+            )
+            .into());
         }
         if password.expose().chars().count() < policy.min_len {
-            return Err(AuthError::validation(
-                vec!["body".into(), "password".into()],
-                format!("Password must be at least {} characters", policy.min_len),
-                "string_too_short",
-            ));
+            return Err(InvalidInput::new(
+                Field::Password,
+                Problem::TooShort {
+                    min: policy.min_len,
+                },
+            )
+            .into());
         }
         Ok(())
     }
@@ -554,10 +558,13 @@ mod tests {
         let h = fast();
         assert!(matches!(
             h.hash(&SecretString::from("short")).await,
-            Err(AuthError::Validation(_))
+            Err(AuthError::InvalidInput(_))
         ));
         let huge = SecretString::new("p".repeat(1 << 20));
-        assert!(matches!(h.hash(&huge).await, Err(AuthError::Validation(_))));
+        assert!(matches!(
+            h.hash(&huge).await,
+            Err(AuthError::InvalidInput(_))
+        ));
         assert!(!h.verify(&huge, None).await.unwrap().matches);
     }
 }

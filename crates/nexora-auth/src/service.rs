@@ -12,12 +12,11 @@ use time::OffsetDateTime;
 
 use crate::Unavailable;
 use crate::{
-    AccessToken, ApiKey, AuthError, ConfigError, InvalidReason, KeyId, PasswordHasher,
-    PasswordPolicy, PepperRing, Scopes, SecretString, TokenAuthority,
-    key::has_key_prefix,
+    AccessToken, ApiKey, AuthError, ConfigError, Field, InvalidInput, InvalidReason, KeyId,
+    PasswordHasher, PasswordPolicy, PepperRing, Problem, Scopes, SecretString, TokenAuthority,
+    key::{KEY_LEN, has_key_prefix},
     last_used::LastUsedTracker,
     policy,
-    proxy::TrustedProxies,
     store::{
         KeyRecord, KeyStore, OwnerId, RevokeOutcome, RotateOutcome, Rotation, StoreError,
         UserRecord, UserStore,
@@ -391,41 +390,29 @@ pub fn normalize_email(email: &str) -> String {
 /// memory nor a lookup; they cost no argon2 run either, which is safe for the same reason.
 /// Login applies no other format rule: an account created under older rules or by another
 /// system can still sign in.
-fn check_login_email(email: &str) -> Result<(), AuthError> {
-    let loc = || vec!["body".into(), "email".into()];
+fn check_login_email(email: &str) -> Result<(), InvalidInput> {
+    let invalid = |problem| InvalidInput::new(Field::Email, problem);
     if email.len() > MAX_EMAIL_LEN {
-        return Err(AuthError::validation(
-            loc(),
-            format!("Email must be at most {MAX_EMAIL_LEN} bytes"),
-            "string_too_long",
-        ));
+        return Err(invalid(Problem::TooLong { max: MAX_EMAIL_LEN }));
     }
     if email.chars().any(char::is_control) {
-        return Err(AuthError::validation(
-            loc(),
-            "Email must not contain control characters",
-            "value_error",
-        ));
+        return Err(invalid(Problem::ControlCharacter));
     }
     Ok(())
 }
 
-fn validate_email(email: &str) -> Result<(), AuthError> {
-    let invalid =
-        |msg: &str| AuthError::validation(vec!["body".into(), "email".into()], msg, "value_error");
-    if email.len() > MAX_EMAIL_LEN {
-        return Err(invalid("Email is too long"));
-    }
+fn validate_email(email: &str) -> Result<(), InvalidInput> {
+    check_login_email(email)?;
     match email.split_once('@') {
         Some((local, domain))
             if !local.is_empty()
                 && !domain.is_empty()
                 && !domain.contains('@')
-                && !email.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+                && !email.chars().any(char::is_whitespace) =>
         {
             Ok(())
         }
-        _ => Err(invalid("Invalid email address")),
+        _ => Err(InvalidInput::new(Field::Email, Problem::NotAnEmail)),
     }
 }
 
@@ -437,22 +424,11 @@ pub struct AuthenticatorBuilder {
     tokens: Option<TokenAuthority>,
     password_policy: PasswordPolicy,
     throttle_policy: ThrottlePolicy,
-    trusted_proxies: TrustedProxies,
     last_used_interval: Duration,
     clock: Arc<dyn Clock>,
 }
 
 impl AuthenticatorBuilder {
-    /// The reverse proxies whose forwarding header names the client of a request, for the
-    /// per-client login throttle (see [`crate::proxy`]). Defaults to
-    /// [`TrustedProxies::none`]: the client is the TCP peer and forwarding headers are
-    /// ignored. Set here, on the authenticator, so that the axum and actix-web crates (and
-    /// any other caller of [`crate::api::login`]) resolve the client the same way.
-    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
-        self.trusted_proxies = proxies;
-        self
-    }
-
     /// Failed-login throttling. Defaults to [`ThrottlePolicy::default`]: 5 failures per email
     /// or 20 per client address within 15 minutes lock it for 15 minutes.
     pub fn login_throttle(mut self, policy: ThrottlePolicy) -> Self {
@@ -505,7 +481,6 @@ impl AuthenticatorBuilder {
                 tokens: self.tokens.map(|t| t.with_clock(Arc::clone(&self.clock))),
                 passwords,
                 throttle: LoginThrottle::new(self.throttle_policy)?,
-                trusted_proxies: self.trusted_proxies,
                 last_used: LastUsedTracker::new(self.last_used_interval),
                 clock: self.clock,
             }),
@@ -520,7 +495,6 @@ struct Inner {
     tokens: Option<TokenAuthority>,
     passwords: PasswordHasher,
     throttle: LoginThrottle,
-    trusted_proxies: TrustedProxies,
     last_used: LastUsedTracker,
     clock: Arc<dyn Clock>,
 }
@@ -553,7 +527,6 @@ impl Authenticator {
             tokens: None,
             password_policy: PasswordPolicy::default(),
             throttle_policy: ThrottlePolicy::default(),
-            trusted_proxies: TrustedProxies::none(),
             last_used_interval: Duration::from_secs(5),
             clock: Arc::new(SystemClock),
         }
@@ -569,9 +542,23 @@ impl Authenticator {
         &self.inner.passwords
     }
 
-    /// The trusted reverse proxies (see [`AuthenticatorBuilder::trusted_proxies`]).
-    pub fn trusted_proxies(&self) -> &TrustedProxies {
-        &self.inner.trusted_proxies
+    /// Whether a [`UserStore`] is configured ([`AuthenticatorBuilder::users`]): without one,
+    /// owners are the application's opaque ids and [`Authenticator::user`] has nothing to
+    /// read.
+    pub fn has_users(&self) -> bool {
+        self.inner.users.is_some()
+    }
+
+    /// The longest credential [`Authenticator::authenticate`] can accept, in bytes: the JWT
+    /// size cap ([`JwtConfig::max_token_len`](crate::JwtConfig::max_token_len), 8 KiB by
+    /// default) with a token authority, else the length of an `nxr_` key. A transport can
+    /// refuse anything longer before reading it further; this is the one setting it follows.
+    pub fn max_credential_len(&self) -> usize {
+        self.inner
+            .tokens
+            .as_ref()
+            .map_or(0, |tokens| tokens.config().max_token_len_bytes())
+            .max(KEY_LEN)
     }
 
     /// Authenticates a bearer token: an `nxr_` API key or a JWT access token.
@@ -672,26 +659,21 @@ impl Authenticator {
     ) -> Result<CreatedKey, AuthError> {
         let name = request.name.trim().to_owned();
         if name.is_empty() || name.chars().count() > MAX_KEY_NAME_LEN {
-            return Err(AuthError::validation(
-                vec!["body".into(), "name".into()],
-                format!("Name must be 1 to {MAX_KEY_NAME_LEN} characters"),
-                "string_length",
-            ));
+            return Err(InvalidInput::new(
+                Field::Name,
+                Problem::Length {
+                    min: 1,
+                    max: MAX_KEY_NAME_LEN,
+                },
+            )
+            .into());
         }
         if name.chars().any(char::is_control) {
-            return Err(AuthError::validation(
-                vec!["body".into(), "name".into()],
-                "Name must not contain control characters",
-                "value_error",
-            ));
+            return Err(InvalidInput::new(Field::Name, Problem::ControlCharacter).into());
         }
         let now = self.inner.clock.now();
         if request.expires_at.is_some_and(|at| at <= now) {
-            return Err(AuthError::validation(
-                vec!["body".into(), "expires_at".into()],
-                "Expiry must be in the future",
-                "value_error",
-            ));
+            return Err(InvalidInput::new(Field::ExpiresAt, Problem::NotInFuture).into());
         }
         let grant = policy::grant(creator, request.scopes, request.expires_at)?;
         // A fresh random id colliding is astronomically unlikely, but the store's duplicate

@@ -12,9 +12,9 @@ use std::{
 
 use async_trait::async_trait;
 use nexora_auth::{
-    AuthError, Authenticator, Clock, JwtConfig, JwtKeys, MemoryKeyStore, MemoryUserStore, OwnerId,
-    PasswordPolicy, PepperRing, Scopes, SecretBytes, SecretString, StoreError, ThrottlePolicy,
-    TokenAuthority, UserRecord, UserStore,
+    AuthError, Authenticator, Clock, Field, InvalidInput, JwtConfig, JwtKeys, MemoryKeyStore,
+    MemoryUserStore, OwnerId, PasswordPolicy, PepperRing, Scopes, SecretBytes, SecretString,
+    StoreError, ThrottlePolicy, TokenAuthority, UserRecord, UserStore,
 };
 use time::OffsetDateTime;
 
@@ -243,18 +243,21 @@ async fn unstorable_emails_are_422_before_the_throttle_and_the_store() {
         "del\u{7f}@example.com",
         "c1\u{85}@example.com",
     ] {
-        let response = f
+        let refused = f
             .auth
             .login_from(email, &wrong, ip(9))
             .await
-            .expect_err("refused")
-            .response();
+            .expect_err("refused");
         let shown: String = email.chars().take(40).collect();
-        assert_eq!(response.status, 422, "{shown:?}…: {}", response.body);
         assert!(
-            response.body.contains(r#""loc":["body","email"]"#),
-            "{}",
-            response.body
+            matches!(
+                refused,
+                AuthError::InvalidInput(InvalidInput {
+                    field: Field::Email,
+                    ..
+                })
+            ),
+            "{shown:?}…: {refused:?}"
         );
     }
     assert_eq!(f.users.lookups.load(Ordering::SeqCst), 0, "no store lookup");
@@ -293,7 +296,7 @@ async fn an_over_long_password_costs_a_verification_and_a_failure() {
                 let started = Instant::now();
                 let answer = auth.login("alice@example.com", &password).await;
                 best = best.min(started.elapsed());
-                answers.push(answer.expect_err("refused").response());
+                answers.push(format!("{:?}", answer.expect_err("refused")));
             }
             (best, answers)
         }

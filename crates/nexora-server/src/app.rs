@@ -14,8 +14,10 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use nexora_auth::{AuthError, Authenticator, scopes::AgentsRead};
-use nexora_auth_axum::{AuthLayer, Authenticated, RequireScope, api_router, error_response};
+use nexora_auth_axum::{
+    Api, AuthLayer, Authenticated, RequireScope, api_router, error_response,
+    nexora_auth_http::ApiError, scopes::AgentsRead,
+};
 use serde::Serialize;
 use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
 
@@ -27,13 +29,13 @@ pub(crate) const OPENAPI: &str = include_str!("openapi.json");
 /// Shared state of the server's own routes.
 #[derive(Clone)]
 pub(crate) struct AppState {
-    auth: Authenticator,
+    api: Api,
     db: Database,
 }
 
 impl AppState {
-    pub(crate) fn new(auth: Authenticator, db: Database) -> Self {
-        Self { auth, db }
+    pub(crate) fn new(api: Api, db: Database) -> Self {
+        Self { api, db }
     }
 }
 
@@ -86,7 +88,7 @@ async fn openapi() -> Response {
 }
 
 async fn jwks(State(state): State<AppState>) -> Response {
-    let body = match state.auth.tokens() {
+    let body = match state.api.authenticator().tokens() {
         Some(tokens) => {
             serde_json::to_value(tokens.jwks()).unwrap_or_else(|_| serde_json::json!({"keys": []}))
         }
@@ -112,11 +114,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn not_found() -> Response {
-    error_response(&AuthError::RouteNotFound)
+    error_response(&ApiError::RouteNotFound)
 }
 
 async fn method_not_allowed() -> Response {
-    error_response(&AuthError::MethodNotAllowed)
+    error_response(&ApiError::MethodNotAllowed { allow: None })
 }
 
 /// Every error leaves as `{"detail": …}`: responses from layers and extractors that answer
@@ -134,7 +136,7 @@ async fn json_errors(request: Request, next: Next) -> Response {
         return response;
     }
     if status == StatusCode::PAYLOAD_TOO_LARGE {
-        return error_response(&AuthError::PayloadTooLarge);
+        return error_response(&ApiError::PayloadTooLarge);
     }
     let reason = status.canonical_reason().unwrap_or("Error");
     let (mut parts, _) = response.into_parts();
@@ -168,7 +170,8 @@ async fn access_log(request: Request, next: Next) -> Response {
 
 /// The whole application.
 pub(crate) fn router(state: AppState, args: &ServeArgs) -> Router {
-    let auth = state.auth.clone();
+    let auth = state.api.authenticator().clone();
+    let body_limit = state.api.body_limit();
     let own_api = Router::new()
         .route(
             "/agents",
@@ -181,7 +184,7 @@ pub(crate) fn router(state: AppState, args: &ServeArgs) -> Router {
         .route("/openapi.json", get(openapi))
         .with_state(state.clone());
     Router::new()
-        .nest("/api", api_router(auth).merge(own_api))
+        .nest("/api", api_router(state.api.clone()).merge(own_api))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/.well-known/jwks.json", get(jwks))
@@ -189,8 +192,9 @@ pub(crate) fn router(state: AppState, args: &ServeArgs) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         // A layer, not `DefaultBodyLimit`: the library's handlers read the raw body, and this
-        // bounds it for every route (413 on Content-Length at once, or mid-stream).
-        .layer(RequestBodyLimitLayer::new(args.max_body_bytes))
+        // bounds it for every route (413 on Content-Length at once, or mid-stream). The same
+        // setting is the auth endpoints' own limit (`Api::max_body_bytes`).
+        .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(args.request_timeout_secs.max(1)),

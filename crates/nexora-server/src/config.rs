@@ -8,10 +8,9 @@ use std::{
 };
 
 use base64::Engine;
-use nexora_auth::{
-    JwtAlgorithm, JwtConfig, JwtKeys, PepperRing, SecretBytes, TokenAuthority,
-    proxy::{ForwardedHeader, TrustedProxies},
-};
+use nexora_auth::{JwtAlgorithm, JwtConfig, JwtKeys, PepperRing, SecretBytes, TokenAuthority};
+
+use nexora_auth_http::proxy::{ForwardedHeader, TrustedProxies};
 
 use crate::{
     database_url::DatabaseUrl,

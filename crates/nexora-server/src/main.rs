@@ -35,8 +35,9 @@ use std::{
 use clap::{Parser, Subcommand};
 use nexora_auth::{
     ApiKey, Authenticator, NewKey, PasswordPolicy, Scopes, SecretString, ThrottlePolicy,
-    normalize_email, proxy::TrustedProxies,
+    normalize_email,
 };
+use nexora_auth_http::Api;
 
 use crate::config::{AuthArgs, CommonArgs, ServeArgs, StartupError, fail};
 
@@ -145,8 +146,8 @@ enum KeyCommand {
 
 fn default_scopes() -> Vec<String> {
     vec![
-        nexora_auth::scopes::AGENTS_READ.to_owned(),
-        nexora_auth::scopes::KEYS_MANAGE.to_owned(),
+        nexora_auth_http::scopes::AGENTS_READ.to_owned(),
+        nexora_auth_http::scopes::KEYS_MANAGE.to_owned(),
     ]
 }
 
@@ -197,22 +198,12 @@ async fn authenticator(
     common: &CommonArgs,
     auth: &AuthArgs,
 ) -> Result<(Authenticator, db::Database), StartupError> {
-    authenticator_behind(common, auth, TrustedProxies::none()).await
-}
-
-/// [`authenticator`], for a server behind these proxies.
-async fn authenticator_behind(
-    common: &CommonArgs,
-    auth: &AuthArgs,
-    proxies: TrustedProxies,
-) -> Result<(Authenticator, db::Database), StartupError> {
     let database = db::open(common).await?;
     let authenticator = Authenticator::builder(database.key_store(), config::peppers(common)?)
         .users(database.user_store())
         .tokens(config::token_authority(common, auth)?)
         .password_policy(PasswordPolicy::default())
         .login_throttle(ThrottlePolicy::default())
-        .trusted_proxies(proxies)
         .build()
         .or_else(|e| fail(format!("configuration: {e}")))?;
     Ok((authenticator, database))
@@ -220,7 +211,7 @@ async fn authenticator_behind(
 
 async fn serve(common: &CommonArgs, auth: &AuthArgs, args: &ServeArgs) -> Result<(), StartupError> {
     let proxies = args.trusted_proxies()?;
-    let (authenticator, database) = authenticator_behind(common, auth, proxies).await?;
+    let (authenticator, database) = authenticator(common, auth).await?;
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .or_else(|e| fail(format!("cannot listen on {}: {e}", args.bind)))?;
@@ -229,7 +220,10 @@ async fn serve(common: &CommonArgs, auth: &AuthArgs, args: &ServeArgs) -> Result
         .or_else(|e| fail(format!("cannot read the bound address: {e}")))?;
     let flusher = authenticator
         .spawn_last_used_flusher(Duration::from_secs(args.last_used_flush_secs.max(1)));
-    let app = app::router(app::AppState::new(authenticator, database), args);
+    let api = Api::new(authenticator)
+        .trusted_proxies(proxies)
+        .max_body_bytes(args.max_body_bytes);
+    let app = app::router(app::AppState::new(api, database), args);
     tracing::info!(%addr, database = %config::database_url(common), "nexora-server listening on http://{addr}");
     axum::serve(
         listener,
@@ -287,14 +281,14 @@ fn scopes(list: &[String]) -> Result<Scopes, StartupError> {
         .or_else(|e| fail(format!("--scopes: {e}")))
 }
 
+/// What a command prints for a refusal of the core: the broken rule in the words of the API
+/// (`Password must be at least 8 characters`), else the error itself.
 fn detail(e: &nexora_auth::AuthError) -> String {
     match e {
-        nexora_auth::AuthError::Validation(issues) => issues
-            .iter()
-            .map(|i| i.msg.clone())
-            .collect::<Vec<_>>()
-            .join("; "),
-        other => format!("{} ({other})", other.detail()),
+        nexora_auth::AuthError::InvalidInput(input) => {
+            nexora_auth_http::validation::input_issue(input).msg
+        }
+        other => other.to_string(),
     }
 }
 

@@ -35,7 +35,19 @@ use std::{
 
 use ipnet::IpNet;
 
-use crate::ConfigError;
+/// A trusted-proxy setting that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyConfigError {
+    /// An entry of a trusted-proxy list is neither an IP address nor a CIDR block.
+    #[error(
+        "invalid trusted proxy {0:?}: expected an IP address or a CIDR block such as 10.0.0.0/8"
+    )]
+    TrustedProxy(String),
+    /// The forwarding header is neither `x-forwarded-for` nor `forwarded`.
+    #[error("forwarded header {0:?} must be `x-forwarded-for` or `forwarded`")]
+    ForwardedHeader(String),
+}
 
 /// Name of the `Forwarded` header (RFC 7239), lower-case.
 pub const FORWARDED: &str = "forwarded";
@@ -55,16 +67,14 @@ pub enum ForwardedHeader {
 }
 
 impl FromStr for ForwardedHeader {
-    type Err = ConfigError;
+    type Err = ProxyConfigError;
 
     /// `x-forwarded-for` or `forwarded`, in any case.
-    fn from_str(text: &str) -> Result<Self, ConfigError> {
+    fn from_str(text: &str) -> Result<Self, ProxyConfigError> {
         match text.trim().to_ascii_lowercase().as_str() {
             X_FORWARDED_FOR => Ok(Self::XForwardedFor),
             FORWARDED => Ok(Self::Forwarded),
-            _ => Err(ConfigError::Invalid(
-                "forwarded header must be `x-forwarded-for` or `forwarded`",
-            )),
+            _ => Err(ProxyConfigError::ForwardedHeader(text.to_owned())),
         }
     }
 }
@@ -73,12 +83,12 @@ impl FromStr for ForwardedHeader {
 ///
 /// Defaults to none ([`TrustedProxies::none`]): the client is always the TCP peer and
 /// forwarding headers are ignored. Configure it with
-/// [`AuthenticatorBuilder::trusted_proxies`](crate::AuthenticatorBuilder::trusted_proxies),
-/// so that every framework resolves the client the same way.
+/// [`Api::trusted_proxies`](crate::Api::trusted_proxies), so that every framework resolves
+/// the client the same way.
 ///
 /// ```
 /// use std::net::IpAddr;
-/// use nexora_auth::proxy::TrustedProxies;
+/// use nexora_auth_http::proxy::TrustedProxies;
 ///
 /// let proxies = TrustedProxies::parse("10.0.0.0/8, 127.0.0.1")?;
 /// let peer: IpAddr = "10.1.2.3".parse()?;
@@ -130,7 +140,7 @@ impl TrustedProxies {
     /// Parses a comma-separated list of CIDR blocks (`10.0.0.0/8`, `fd00::/8`) or single
     /// addresses (`127.0.0.1`, `::1`); blanks around entries are ignored and an empty list is
     /// [`TrustedProxies::none`]. An entry that is neither is an error naming it.
-    pub fn parse(list: &str) -> Result<Self, ConfigError> {
+    pub fn parse(list: &str) -> Result<Self, ProxyConfigError> {
         let mut nets = Vec::new();
         for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let net = match entry.parse::<IpNet>() {
@@ -138,7 +148,7 @@ impl TrustedProxies {
                 Err(_) => entry
                     .parse::<IpAddr>()
                     .map(IpNet::from)
-                    .map_err(|_| ConfigError::TrustedProxy(entry.to_owned()))?,
+                    .map_err(|_| ProxyConfigError::TrustedProxy(entry.to_owned()))?,
             };
             nets.push(net);
         }
@@ -606,7 +616,10 @@ mod tests {
         assert!(TrustedProxies::parse(" , ").expect("blank").is_empty());
         for bad in ["10.0.0.0/33", "localhost", "10.0.0.0/8; 1.2.3.4", "::1/129"] {
             let err = TrustedProxies::parse(bad).expect_err(bad);
-            assert!(matches!(err, ConfigError::TrustedProxy(_)), "{bad}: {err}");
+            assert!(
+                matches!(err, ProxyConfigError::TrustedProxy(_)),
+                "{bad}: {err}"
+            );
         }
         assert_eq!(
             "X-Forwarded-For".parse::<ForwardedHeader>().expect("valid"),

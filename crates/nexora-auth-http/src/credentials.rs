@@ -4,23 +4,24 @@
 //!
 //! * `Authorization: Bearer <token>`: the scheme is case-insensitive, separated from the token
 //!   by one or more spaces (not tabs); the token must be an RFC 6750 `b64token`.
-//! * No `Authorization` header, or another scheme (`Basic …`) → [`AuthError::MissingCredentials`].
+//! * No `Authorization` header, or another scheme (`Basic …`) → [`ApiError::MissingCredentials`].
 //! * Two or more `Authorization` headers, non-ASCII bytes, an empty token, or characters
-//!   outside `b64token` → [`AuthError::InvalidRequest`].
+//!   outside `b64token` → [`ApiError::InvalidRequest`].
 //! * `?token=` counts only where the route opts in ([`QueryToken::Accept`], for WebSockets,
 //!   whose browser API cannot set headers); elsewhere it is ignored. A header and a *different*
-//!   `?token=`, or two `token` parameters, → [`AuthError::InvalidRequest`].
-//! * Anything longer than [`MAX_CREDENTIAL_LEN`] → [`AuthError::InvalidToken`] before parsing.
+//!   `?token=`, or two `token` parameters, → [`ApiError::InvalidRequest`].
+//! * A token longer than the authenticator accepts
+//!   ([`Authenticator::max_credential_len`](nexora_auth::Authenticator::max_credential_len):
+//!   the JWT size cap, 8 KiB by default) → a bad credential ([`InvalidReason::TooLarge`]),
+//!   before it is parsed.
 
 use std::borrow::Cow;
 
 use subtle::ConstantTimeEq;
 
-use crate::{AuthError, InvalidReason};
+use nexora_auth::InvalidReason;
 
-/// Longest credential accepted from a request, in bytes. Defaults to 8 KiB, matching the JWT
-/// size cap; a longer header is refused before it is parsed.
-pub const MAX_CREDENTIAL_LEN: usize = 8 * 1024;
+use crate::ApiError;
 
 /// Whether a route accepts the credential in the `token` query parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,18 +41,19 @@ fn is_b64token(token: &[u8]) -> bool {
         })
 }
 
-fn parse_authorization(value: &[u8]) -> Result<Option<&str>, AuthError> {
-    if value.len() > MAX_CREDENTIAL_LEN + 16 {
-        return Err(AuthError::InvalidToken(InvalidReason::TooLarge));
+fn parse_authorization(value: &[u8], max_len: usize) -> Result<Option<&str>, ApiError> {
+    // The scheme and its blanks are not the token; anything longer cannot hold one that fits.
+    if value.len() > max_len.saturating_add(16) {
+        return Err(ApiError::invalid_token(InvalidReason::TooLarge));
     }
     if !value.is_ascii() {
-        return Err(AuthError::InvalidRequest("non-ASCII Authorization header"));
+        return Err(ApiError::InvalidRequest("non-ASCII Authorization header"));
     }
     let Some(space) = value.iter().position(|&b| b == b' ') else {
         // A bare "Bearer" is a bearer request with no token; any other bare word is another
         // scheme (which we do not speak).
         return if value.eq_ignore_ascii_case(b"bearer") {
-            Err(AuthError::InvalidRequest("empty bearer token"))
+            Err(ApiError::InvalidRequest("empty bearer token"))
         } else {
             Ok(None)
         };
@@ -62,32 +64,33 @@ fn parse_authorization(value: &[u8]) -> Result<Option<&str>, AuthError> {
     }
     let token = rest.trim_ascii_start();
     if token.is_empty() {
-        return Err(AuthError::InvalidRequest("empty bearer token"));
+        return Err(ApiError::InvalidRequest("empty bearer token"));
     }
     if !is_b64token(token) {
-        return Err(AuthError::InvalidRequest(
+        return Err(ApiError::InvalidRequest(
             "bearer token outside RFC 6750 b64token",
         ));
+    }
+    if token.len() > max_len {
+        return Err(ApiError::invalid_token(InvalidReason::TooLarge));
     }
     // Checked ASCII above, so this is valid UTF-8.
     Ok(std::str::from_utf8(token).ok())
 }
 
-fn query_token(query: &str) -> Result<Option<Cow<'_, str>>, AuthError> {
+fn query_token(query: &str, max_len: usize) -> Result<Option<Cow<'_, str>>, ApiError> {
     let mut found = None;
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         if name == "token" {
             if found.is_some() {
-                return Err(AuthError::InvalidRequest("more than one token parameter"));
+                return Err(ApiError::InvalidRequest("more than one token parameter"));
             }
             found = Some(value);
         }
     }
     match found {
-        Some(v) if v.is_empty() => Err(AuthError::InvalidRequest("empty token parameter")),
-        Some(v) if v.len() > MAX_CREDENTIAL_LEN => {
-            Err(AuthError::InvalidToken(InvalidReason::TooLarge))
-        }
+        Some(v) if v.is_empty() => Err(ApiError::InvalidRequest("empty token parameter")),
+        Some(v) if v.len() > max_len => Err(ApiError::invalid_token(InvalidReason::TooLarge)),
         other => Ok(other),
     }
 }
@@ -95,29 +98,31 @@ fn query_token(query: &str) -> Result<Option<Cow<'_, str>>, AuthError> {
 /// Extracts the credential of a request.
 ///
 /// `authorization` yields the raw value of every `Authorization` header (in order), `query`
-/// is the raw query string (without `?`). Returns the token text, or the error that answers
-/// the request.
+/// is the raw query string (without `?`), `max_len` the longest token accepted (pass
+/// [`Authenticator::max_credential_len`](nexora_auth::Authenticator::max_credential_len)).
+/// Returns the token text, or the error that answers the request.
 pub fn extract_credential<'a, I>(
     authorization: I,
     query: Option<&'a str>,
     query_token_policy: QueryToken,
-) -> Result<Cow<'a, str>, AuthError>
+    max_len: usize,
+) -> Result<Cow<'a, str>, ApiError>
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
     let mut headers = authorization.into_iter();
     let first = headers.next();
     if headers.next().is_some() {
-        return Err(AuthError::InvalidRequest(
+        return Err(ApiError::InvalidRequest(
             "more than one Authorization header",
         ));
     }
     let from_header = match first {
-        Some(value) => parse_authorization(value)?,
+        Some(value) => parse_authorization(value, max_len)?,
         None => None,
     };
     let from_query = match (query_token_policy, query) {
-        (QueryToken::Accept, Some(query)) => query_token(query)?,
+        (QueryToken::Accept, Some(query)) => query_token(query, max_len)?,
         _ => None,
     };
     match (from_header, from_query) {
@@ -125,14 +130,14 @@ where
             if h.len() == q.len() && bool::from(h.as_bytes().ct_eq(q.as_bytes())) {
                 Ok(Cow::Borrowed(h))
             } else {
-                Err(AuthError::InvalidRequest(
+                Err(ApiError::InvalidRequest(
                     "header and query credentials differ",
                 ))
             }
         }
         (Some(h), None) => Ok(Cow::Borrowed(h)),
         (None, Some(q)) => Ok(q),
-        (None, None) => Err(AuthError::MissingCredentials),
+        (None, None) => Err(ApiError::MissingCredentials),
     }
 }
 
@@ -141,14 +146,17 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The default cap (the JWT size cap of `JwtConfig::default()`).
+    const MAX: usize = 8 * 1024;
+
     fn header(values: &[&[u8]]) -> Result<String, u16> {
-        extract_credential(values.iter().copied(), None, QueryToken::Ignore)
+        extract_credential(values.iter().copied(), None, QueryToken::Ignore, MAX)
             .map(Cow::into_owned)
             .map_err(|e| e.status())
     }
 
     fn kind(values: &[&[u8]], query: Option<&str>, policy: QueryToken) -> Result<String, String> {
-        extract_credential(values.iter().copied(), query, policy)
+        extract_credential(values.iter().copied(), query, policy, MAX)
             .map(Cow::into_owned)
             .map_err(|e| format!("{e:?}"))
     }
@@ -186,8 +194,18 @@ mod tests {
                 String::from_utf8_lossy(value)
             );
         }
-        let big = format!("Bearer {}", "a".repeat(MAX_CREDENTIAL_LEN * 2));
+        let big = format!("Bearer {}", "a".repeat(MAX * 2));
         assert_eq!(header(&[big.as_bytes()]), Err(401));
+        // The cap is the one passed in, to the byte, in the header and in the query.
+        let at_cap = "a".repeat(MAX);
+        let over = "a".repeat(MAX + 1);
+        assert!(header(&[format!("Bearer {at_cap}").as_bytes()]).is_ok());
+        assert_eq!(header(&[format!("Bearer {over}").as_bytes()]), Err(401));
+        let query = format!("token={over}");
+        assert_eq!(
+            extract_credential([], Some(&query), QueryToken::Accept, MAX).map_err(|e| e.status()),
+            Err(401)
+        );
     }
 
     #[test]
@@ -245,7 +263,7 @@ mod tests {
         ) {
             let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
             for policy in [QueryToken::Ignore, QueryToken::Accept] {
-                if let Ok(token) = extract_credential(refs.iter().copied(), Some(&query), policy) {
+                if let Ok(token) = extract_credential(refs.iter().copied(), Some(&query), policy, MAX) {
                     prop_assert!(!token.is_empty());
                 }
             }

@@ -1,0 +1,905 @@
+//! The product's auth endpoints, and [`handle`]: one request in, one [`Response`] out.
+//!
+//! The axum and actix-web crates are adapters: they hand [`handle`] the method, the path below
+//! the mount point, the query, the headers, the peer address, any principal an outer auth layer
+//! already found, and a way to read the body; they copy the [`Response`] back. Every rule —
+//! which route exists ([`crate::routes`]), which scope it needs, how a body is decoded, what a
+//! bad body answers, in which order the checks run — is decided here, once.
+//!
+//! | endpoint (under `/api`) | success |
+//! |---|---|
+//! | `POST /auth/login` (no credentials) | 200 `{access_token, token_type, expires_in}` |
+//! | `GET /users/me` | 200 `{id, email}` |
+//! | `GET /users/me/api-keys` | 200 `[{id, name, display, scopes, created_at, last_used_at, expires_at, created_by}]`: the keys within the caller's reach |
+//! | `POST /users/me/api-keys` | 201 the key, shown once |
+//! | `POST /users/me/api-keys/{key_id}/rotate` | 200 the new key, shown once |
+//! | `DELETE /users/me/api-keys/{key_id}[?cascade=true]` | 204 |
+//!
+//! Which keys a caller may list, rotate or revoke, and what a created key may hold, is decided
+//! by [`nexora_auth::policy`] inside the [`Authenticator`] methods these call.
+//!
+//! Order of checks, as FastAPI's dependency resolution does it: route (404, 405) → credentials
+//! (401) → scope (403, [`KEYS_MANAGE`](crate::scopes::KEYS_MANAGE) for key management) → body size (413) → path,
+//! query and body validation (422) → the operation (404, 409, …).
+//!
+//! # Request bodies
+//!
+//! Read only by the endpoints that take one, after the credential and scope checks, up to
+//! [`Api::max_body_bytes`] (64 KiB by default): more is 413. Decoding is
+//! [`decode_json`]'s: a non-JSON `Content-Type` is 422 (rather
+//! than 415, because FastAPI-style clients already parse 422 `detail` arrays and FastAPI itself
+//! answers a non-JSON body for a JSON model that way); a malformed `{key_id}` is 422
+//! `uuid_parsing` at `["path", "key_id"]`; a well-formed but unknown id, or another user's key,
+//! is 404 `{"detail": "API key not found"}`.
+
+use std::{borrow::Cow, future::Future, net::IpAddr, sync::Arc};
+
+use nexora_auth::{
+    Authenticator, KeyId, NewKey, Principal, RevokeOptions, RotateOptions, SecretString,
+};
+use serde::Serialize;
+
+use crate::{
+    ApiError, Response,
+    credentials::{QueryToken, extract_credential},
+    proxy::{self, TrustedProxies},
+    routes::{self, Endpoint, Resolved},
+    validation::{LocPart, RequestBody, ValidationIssue, decode_json},
+};
+
+/// The endpoints' state: the [`Authenticator`] and the HTTP settings. Cheap to clone.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use nexora_auth::{Authenticator, MemoryKeyStore, PepperRing, SecretBytes};
+/// use nexora_auth_http::{Api, proxy::TrustedProxies};
+/// # let pepper = SecretBytes::new(b"pepper: 32+ random bytes, kept out of the db".to_vec());
+/// # let auth = Authenticator::builder(Arc::new(MemoryKeyStore::new()), PepperRing::new(1, pepper)?).build()?;
+/// let api = Api::new(auth)
+///     .max_body_bytes(16 * 1024)
+///     .trusted_proxies(TrustedProxies::parse("10.0.0.0/8")?);
+/// assert_eq!(api.body_limit(), 16 * 1024);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Api {
+    auth: Authenticator,
+    settings: Arc<Settings>,
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    max_body_bytes: usize,
+    trusted_proxies: TrustedProxies,
+}
+
+impl Api {
+    /// The body limit unless [`Api::max_body_bytes`] says otherwise: 64 KiB (a login or a key
+    /// request is a few hundred bytes).
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+
+    /// The endpoints over `auth`, with the defaults of every setting below.
+    pub fn new(auth: Authenticator) -> Self {
+        Self {
+            auth,
+            settings: Arc::new(Settings {
+                max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+                trusted_proxies: TrustedProxies::none(),
+            }),
+        }
+    }
+
+    /// The largest request body the endpoints read, in bytes; a longer one is 413. Defaults to
+    /// [`Api::DEFAULT_MAX_BODY_BYTES`]. The one body limit: framework crates read it from here.
+    #[must_use]
+    pub fn max_body_bytes(mut self, limit: usize) -> Self {
+        Arc::make_mut(&mut self.settings).max_body_bytes = limit;
+        self
+    }
+
+    /// The reverse proxies whose forwarding header names the client of a login, for the
+    /// per-client login throttle (see [`crate::proxy`]). Defaults to [`TrustedProxies::none`]:
+    /// the client is the TCP peer and forwarding headers are ignored.
+    #[must_use]
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        Arc::make_mut(&mut self.settings).trusted_proxies = proxies;
+        self
+    }
+
+    /// The authenticator.
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    /// The body limit in force (see [`Api::max_body_bytes`]).
+    pub fn body_limit(&self) -> usize {
+        self.settings.max_body_bytes
+    }
+
+    /// The trusted proxies in force (see [`Api::trusted_proxies`]).
+    pub fn proxies(&self) -> &TrustedProxies {
+        &self.settings.trusted_proxies
+    }
+}
+
+impl From<Authenticator> for Api {
+    fn from(auth: Authenticator) -> Self {
+        Self::new(auth)
+    }
+}
+
+/// What a route demands of the request's credentials. Defaults to
+/// [`AuthRequirement::required`]: credentials must be present, in the `Authorization` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuthRequirement {
+    /// Whether `?token=` counts. Defaults to [`QueryToken::Ignore`].
+    pub query_token: QueryToken,
+    /// Whether a request without any credentials is refused (401). Defaults to `true`. When
+    /// `false`, such a request goes on without a principal; a *bad* credential is still 401.
+    pub required: bool,
+}
+
+impl Default for AuthRequirement {
+    fn default() -> Self {
+        Self::required()
+    }
+}
+
+impl AuthRequirement {
+    /// Credentials required, header only (REST routes). The default.
+    pub const fn required() -> Self {
+        Self {
+            query_token: QueryToken::Ignore,
+            required: true,
+        }
+    }
+
+    /// Credentials optional: absent → no principal; present but bad → 401.
+    pub const fn optional() -> Self {
+        Self {
+            query_token: QueryToken::Ignore,
+            required: false,
+        }
+    }
+
+    /// Also accept `?token=` (WebSocket routes, whose browser API cannot set headers).
+    pub const fn accept_query_token(mut self) -> Self {
+        self.query_token = QueryToken::Accept;
+        self
+    }
+}
+
+/// Authenticates a request from its raw `Authorization` header values and query string: the
+/// one request-level check both framework crates run, in their auth layers and in [`handle`].
+///
+/// Returns `Ok(None)` only when credentials are absent and `requirement.required` is false.
+pub async fn authenticate_request<'a, I>(
+    auth: &Authenticator,
+    authorization: I,
+    query: Option<&'a str>,
+    requirement: AuthRequirement,
+) -> Result<Option<Principal>, ApiError>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+{
+    match extract_credential(
+        authorization,
+        query,
+        requirement.query_token,
+        auth.max_credential_len(),
+    ) {
+        Ok(token) => Ok(Some(auth.authenticate(&token).await?)),
+        Err(ApiError::MissingCredentials) if !requirement.required => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// What a framework's auth layer holds: the authenticator and what the routes it wraps demand
+/// ([`AuthRequirement`]). The axum layer and the actix-web middleware are this, wrapped.
+#[derive(Clone, Debug)]
+pub struct Guard {
+    auth: Authenticator,
+    requirement: AuthRequirement,
+}
+
+impl Guard {
+    /// Requires a valid credential in the `Authorization` header.
+    pub fn new(auth: Authenticator) -> Self {
+        Self {
+            auth,
+            requirement: AuthRequirement::required(),
+        }
+    }
+
+    /// Also accepts the credential in `?token=` (for WebSocket routes). A header *and* a
+    /// different `?token=` are refused. Off by default.
+    #[must_use]
+    pub fn accept_query_token(mut self) -> Self {
+        self.requirement = self.requirement.accept_query_token();
+        self
+    }
+
+    /// Lets requests *without* credentials through with no principal; a bad credential is
+    /// still refused. Off by default.
+    #[must_use]
+    pub fn optional(mut self) -> Self {
+        self.requirement.required = false;
+        self
+    }
+
+    /// What the guarded routes demand.
+    pub fn requirement(&self) -> AuthRequirement {
+        self.requirement
+    }
+
+    /// Authenticates a request (see [`authenticate_request`]).
+    pub async fn check<'a, I>(
+        &self,
+        authorization: I,
+        query: Option<&'a str>,
+    ) -> Result<Option<Principal>, ApiError>
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+    {
+        authenticate_request(&self.auth, authorization, query, self.requirement).await
+    }
+}
+
+/// The request headers, as a framework holds them.
+pub trait RequestHeaders {
+    /// Every value of the header `name` (given in lower case), in the order received.
+    fn values<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]> + 'a;
+}
+
+/// The name of the `Authorization` header, lower-case.
+pub const AUTHORIZATION: &str = "authorization";
+/// The name of the `Content-Type` header, lower-case.
+pub const CONTENT_TYPE: &str = "content-type";
+
+/// A request to the endpoints, as an adapter sees it (the body comes separately, see
+/// [`handle`]).
+#[derive(Debug)]
+pub struct Request<'a, H: ?Sized> {
+    method: &'a str,
+    path: &'a str,
+    query: Option<&'a str>,
+    headers: &'a H,
+    peer: Option<IpAddr>,
+    principal: Option<&'a Principal>,
+}
+
+impl<'a, H: RequestHeaders + ?Sized> Request<'a, H> {
+    /// A request: its method as sent (`GET`, `HEAD`, …), its path below the API's mount point
+    /// (`/users/me`; not percent-decoded, without the query) and its headers.
+    pub fn new(method: &'a str, path: &'a str, headers: &'a H) -> Self {
+        Self {
+            method,
+            path,
+            query: None,
+            headers,
+            peer: None,
+            principal: None,
+        }
+    }
+
+    /// The raw query string, without `?` (an empty one counts as none).
+    #[must_use]
+    pub fn query(mut self, query: Option<&'a str>) -> Self {
+        self.query = query.filter(|q| !q.is_empty());
+        self
+    }
+
+    /// The TCP peer's address, for the login throttle (none: the throttle counts per email
+    /// only).
+    #[must_use]
+    pub fn peer(mut self, peer: Option<IpAddr>) -> Self {
+        self.peer = peer;
+        self
+    }
+
+    /// The principal an outer auth layer already authenticated: the endpoints use it rather
+    /// than authenticating again.
+    #[must_use]
+    pub fn principal(mut self, principal: Option<&'a Principal>) -> Self {
+        self.principal = principal;
+        self
+    }
+
+    fn header(&self, name: &'static str) -> Option<&'a [u8]> {
+        self.headers.values(name).next()
+    }
+}
+
+/// The request body was longer than the limit, or broke off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BodyError;
+
+/// Answers one request to the auth endpoints.
+///
+/// `read_body(limit)` is called at most once, only for an endpoint that takes a body and only
+/// once the credential and scope checks passed; it must return the body, or [`BodyError`] if
+/// it is longer than `limit` bytes (413).
+pub async fn handle<H, F, Fut, B>(api: &Api, request: Request<'_, H>, read_body: F) -> Response
+where
+    H: RequestHeaders + ?Sized,
+    F: FnOnce(usize) -> Fut,
+    Fut: Future<Output = Result<B, BodyError>>,
+    B: AsRef<[u8]>,
+{
+    match dispatch(api, request, read_body).await {
+        Ok(response) => response,
+        Err(error) => error.response(),
+    }
+}
+
+async fn dispatch<H, F, Fut, B>(
+    api: &Api,
+    request: Request<'_, H>,
+    read_body: F,
+) -> Result<Response, ApiError>
+where
+    H: RequestHeaders + ?Sized,
+    F: FnOnce(usize) -> Fut,
+    Fut: Future<Output = Result<B, BodyError>>,
+    B: AsRef<[u8]>,
+{
+    let auth = &api.auth;
+    let (route, key_id) = match routes::resolve(request.method, request.path) {
+        Resolved::Found { route, key_id } => (route, key_id),
+        Resolved::MethodNotAllowed { allow } => {
+            return Err(ApiError::MethodNotAllowed { allow: Some(allow) });
+        }
+        Resolved::NotFound => return Err(ApiError::RouteNotFound),
+    };
+    let principal = if route.authenticated {
+        let principal = match request.principal {
+            Some(principal) => Cow::Borrowed(principal),
+            None => Cow::Owned(
+                authenticate_request(
+                    auth,
+                    request.headers.values(AUTHORIZATION),
+                    request.query,
+                    AuthRequirement::required(),
+                )
+                .await?
+                // `required()` never yields `Ok(None)`.
+                .ok_or(ApiError::MissingCredentials)?,
+            ),
+        };
+        if let Some(scope) = route.scope {
+            principal.require_scope(scope)?;
+        }
+        Some(principal)
+    } else {
+        None
+    };
+    let bytes = if route.body {
+        Some(
+            read_body(api.body_limit())
+                .await
+                .map_err(|BodyError| ApiError::PayloadTooLarge)?,
+        )
+    } else {
+        None
+    };
+    let body = || {
+        RequestBody::new(
+            request.header(CONTENT_TYPE),
+            bytes.as_ref().map_or(&[][..], AsRef::as_ref),
+        )
+    };
+    let key_id = || parse_key_id(key_id.as_deref().unwrap_or_default());
+    match (route.endpoint, principal.as_deref()) {
+        (Endpoint::Login, _) => {
+            let login: LoginRequest = decode_json(body())?;
+            let client = request.peer.map(|peer| {
+                api.proxies().client_address(
+                    peer,
+                    request.headers.values(proxy::FORWARDED),
+                    request.headers.values(proxy::X_FORWARDED_FOR),
+                )
+            });
+            let token = auth
+                .login_from(&login.email, &login.password, client)
+                .await?;
+            Response::json(200, &token)
+        }
+        (Endpoint::Me, Some(principal)) => me(auth, principal).await,
+        (Endpoint::ListKeys, Some(principal)) => {
+            Response::json(200, &auth.list_keys(principal).await?)
+        }
+        (Endpoint::CreateKey, Some(principal)) => {
+            let new_key: NewKey = decode_json(body())?;
+            Response::json(201, &auth.create_key(principal, new_key).await?)
+        }
+        (Endpoint::RotateKey, Some(principal)) => {
+            let rotated = auth
+                .rotate_key(principal, key_id()?, RotateOptions::immediate())
+                .await?;
+            Response::json(200, &rotated)
+        }
+        (Endpoint::RevokeKey, Some(principal)) => {
+            let id = key_id()?;
+            let options = if query_flag(request.query, "cascade")? {
+                RevokeOptions::cascade()
+            } else {
+                RevokeOptions::key_only()
+            };
+            auth.revoke_key(principal, id, options).await?;
+            Ok(Response::no_content())
+        }
+        // Every other endpoint is authenticated (see `ROUTES`): there is a principal.
+        _ => Err(ApiError::MissingCredentials),
+    }
+}
+
+fn parse_key_id(raw: &str) -> Result<KeyId, ApiError> {
+    KeyId::parse_str(raw).map_err(|_| {
+        ApiError::Validation(vec![ValidationIssue::new(
+            vec!["path".into(), "key_id".into()],
+            "Input should be a valid UUID",
+            "uuid_parsing",
+        )])
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct LoginRequest {
+    email: String,
+    password: SecretString,
+}
+
+#[derive(Serialize)]
+struct Me<'a> {
+    id: &'a str,
+    email: Option<String>,
+}
+
+/// `GET /users/me`: `{"id", "email"}`. Needs no scope: any authenticated principal may ask who
+/// it is. `email` is `null` when the owner has no user record — an owner id of the
+/// application's own user system, or an authenticator without a user store — so the endpoint
+/// still identifies the caller rather than failing. A user store that fails is 503.
+async fn me(auth: &Authenticator, principal: &Principal) -> Result<Response, ApiError> {
+    let email = if auth.has_users() {
+        auth.user(principal.owner()).await?.map(|u| u.email)
+    } else {
+        None
+    };
+    Response::json(
+        200,
+        &Me {
+            id: principal.owner().as_str(),
+            email,
+        },
+    )
+}
+
+/// A boolean query parameter: absent → `false`; the last occurrence wins; `true`/`false`,
+/// `1`/`0`, `yes`/`no`, `on`/`off` in any case, as pydantic reads them; anything else is a 422
+/// at `["query", name]`.
+fn query_flag(query: Option<&str>, name: &str) -> Result<bool, ApiError> {
+    let Some(value) = query
+        .into_iter()
+        .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v)
+        .last()
+    else {
+        return Ok(false);
+    };
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(ApiError::Validation(vec![ValidationIssue::new(
+            vec![LocPart::from("query"), name.into()],
+            "Input should be a valid boolean, unable to interpret input",
+            "bool_parsing",
+        )])),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use nexora_auth::{
+        Credential, JwtConfig, JwtKeys, MemoryKeyStore, MemoryUserStore, OwnerId, PasswordPolicy,
+        PepperRing, Scopes, SecretBytes, TokenAuthority,
+    };
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::scopes;
+
+    struct Headers(Vec<(&'static str, Vec<u8>)>);
+
+    impl RequestHeaders for Headers {
+        fn values<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]> + 'a {
+            self.0
+                .iter()
+                .filter(move |(n, _)| *n == name)
+                .map(|(_, v)| v.as_slice())
+        }
+    }
+
+    fn api(with_users: bool) -> Api {
+        let pepper = SecretBytes::new(b"test pepper of at least thirty-two bytes!".to_vec());
+        let secret = SecretBytes::new(b"test jwt secret of at least thirty-two bytes".to_vec());
+        let mut builder = Authenticator::builder(
+            Arc::new(MemoryKeyStore::new()),
+            PepperRing::new(1, pepper).unwrap(),
+        )
+        .tokens(
+            TokenAuthority::new(JwtKeys::hs256(&secret).unwrap(), JwtConfig::default()).unwrap(),
+        )
+        .password_policy(PasswordPolicy::default().argon2_params(256, 1, 1));
+        if with_users {
+            builder = builder.users(Arc::new(MemoryUserStore::new()));
+        }
+        Api::new(builder.build().unwrap())
+    }
+
+    fn principal(owner: &str, scopes: &[&str]) -> Principal {
+        Principal::new(
+            OwnerId::new(owner),
+            Credential::Internal,
+            Scopes::new(scopes.iter().copied()).unwrap(),
+        )
+    }
+
+    fn manager(owner: &str) -> Principal {
+        principal(owner, &[scopes::KEYS_MANAGE, scopes::AGENTS_READ])
+    }
+
+    /// One request through `handle`, as `caller` (an outer layer's principal) or with
+    /// `authorization`; the body is JSON.
+    async fn call(
+        api: &Api,
+        caller: Option<&Principal>,
+        method: &str,
+        path_and_query: &str,
+        body: &str,
+    ) -> Response {
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path_and_query, None),
+        };
+        let headers = Headers(vec![(CONTENT_TYPE, b"application/json".to_vec())]);
+        let request = Request::new(method, path, &headers)
+            .query(query)
+            .principal(caller);
+        let body = body.as_bytes().to_vec();
+        handle(api, request, |_| async move { Ok::<_, BodyError>(body) }).await
+    }
+
+    fn body_json(response: &Response) -> Value {
+        serde_json::from_str(response.body.as_deref().unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn key_management_needs_the_scope_before_path_and_body_checks() {
+        let api = api(true);
+        let reader = principal("alice", &[scopes::AGENTS_READ]);
+        let id = KeyId::new_random().to_string();
+        let denied = [
+            call(&api, Some(&reader), "GET", "/users/me/api-keys", "").await,
+            call(
+                &api,
+                Some(&reader),
+                "POST",
+                "/users/me/api-keys",
+                r#"{"name": "a"}"#,
+            )
+            .await,
+            // Scope is checked before the body and the path: 403, not 422.
+            call(
+                &api,
+                Some(&reader),
+                "POST",
+                "/users/me/api-keys",
+                "nonsense",
+            )
+            .await,
+            call(
+                &api,
+                Some(&reader),
+                "POST",
+                "/users/me/api-keys/x/rotate",
+                "",
+            )
+            .await,
+            call(
+                &api,
+                Some(&reader),
+                "DELETE",
+                &format!("/users/me/api-keys/{id}"),
+                "",
+            )
+            .await,
+        ];
+        for response in denied {
+            assert_eq!(response.status, 403);
+            assert_eq!(
+                response.body.as_deref(),
+                Some(r#"{"detail":"Insufficient permissions"}"#)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_body_is_read_only_when_needed_and_within_the_limit() {
+        let api = api(false).max_body_bytes(10);
+        let alice = manager("alice");
+        let headers = Headers(vec![]);
+        let seen = std::sync::Mutex::new(None);
+        let request = Request::new("POST", "/users/me/api-keys", &headers).principal(Some(&alice));
+        let response = handle(&api, request, |limit| {
+            *seen.lock().unwrap() = Some(limit);
+            async { Err::<Vec<u8>, _>(BodyError) }
+        })
+        .await;
+        assert_eq!((response.status, *seen.lock().unwrap()), (413, Some(10)));
+        // Without credentials the body is never read.
+        let request = Request::new("POST", "/users/me/api-keys", &headers);
+        let read = std::sync::atomic::AtomicBool::new(false);
+        let response = handle(&api, request, |_| {
+            read.store(true, std::sync::atomic::Ordering::SeqCst);
+            async { Ok::<Vec<u8>, BodyError>(Vec::new()) }
+        })
+        .await;
+        assert_eq!(response.status, 401);
+        assert!(!read.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn create_list_rotate_revoke() {
+        let api = api(false);
+        let auth = api.authenticator();
+        let alice = manager("alice");
+        let created = call(
+            &api,
+            Some(&alice),
+            "POST",
+            "/users/me/api-keys",
+            r#"{"name": "CI", "scopes": ["agents:read"]}"#,
+        )
+        .await;
+        assert_eq!(created.status, 201);
+        let created = body_json(&created);
+        let key = created["key"].as_str().unwrap().to_owned();
+        assert!(key.starts_with("nxr_"));
+        assert_eq!(created["name"], "CI");
+        assert_eq!(created["scopes"], json!(["agents:read"]));
+        assert!(created["last_used_at"].is_null() && created["expires_at"].is_null());
+        let id = created["id"].as_str().unwrap().to_owned();
+
+        let listed = call(&api, Some(&alice), "GET", "/users/me/api-keys", "").await;
+        assert_eq!(listed.status, 200);
+        let text = listed.body.clone().unwrap();
+        assert!(
+            !text.contains(&key) && !text.contains("\"key\"") && !text.contains("digest"),
+            "{text}"
+        );
+        assert_eq!(body_json(&listed)[0]["id"], id.as_str());
+
+        // Another owner cannot see, rotate or revoke it: 404, as for an unknown id.
+        let bob = manager("bob");
+        let listed = call(&api, Some(&bob), "GET", "/users/me/api-keys", "").await;
+        assert_eq!(body_json(&listed), json!([]));
+        let unknown = KeyId::new_random();
+        for (who, method, path) in [
+            (&bob, "POST", format!("/users/me/api-keys/{id}/rotate")),
+            (&bob, "DELETE", format!("/users/me/api-keys/{id}")),
+            (&alice, "DELETE", format!("/users/me/api-keys/{unknown}")),
+        ] {
+            let response = call(&api, Some(who), method, &path, "").await;
+            assert_eq!(response.status, 404);
+            assert_eq!(
+                response.body.as_deref(),
+                Some(r#"{"detail":"API key not found"}"#)
+            );
+        }
+        let bad_id = call(
+            &api,
+            Some(&alice),
+            "POST",
+            "/users/me/api-keys/123/rotate",
+            "",
+        )
+        .await;
+        assert_eq!(
+            body_json(&bad_id)["detail"],
+            json!([{"loc": ["path", "key_id"], "msg": "Input should be a valid UUID", "type": "uuid_parsing"}])
+        );
+        let bad_flag = call(
+            &api,
+            Some(&alice),
+            "DELETE",
+            &format!("/users/me/api-keys/{id}?cascade=maybe"),
+            "",
+        )
+        .await;
+        assert_eq!(
+            body_json(&bad_flag)["detail"][0]["loc"],
+            json!(["query", "cascade"])
+        );
+
+        let rotated = call(
+            &api,
+            Some(&alice),
+            "POST",
+            &format!("/users/me/api-keys/{id}/rotate"),
+            "",
+        )
+        .await;
+        assert_eq!(rotated.status, 200);
+        let new_key = body_json(&rotated)["key"].as_str().unwrap().to_owned();
+        assert_eq!(body_json(&rotated)["id"], id.as_str());
+        assert!(auth.authenticate(&key).await.is_err());
+        assert!(auth.authenticate(&new_key).await.is_ok());
+
+        let revoked = call(
+            &api,
+            Some(&alice),
+            "DELETE",
+            &format!("/users/me/api-keys/{id}?cascade=true"),
+            "",
+        )
+        .await;
+        assert_eq!(revoked, Response::no_content());
+        assert!(auth.authenticate(&new_key).await.is_err());
+        let listed = call(&api, Some(&alice), "GET", "/users/me/api-keys", "").await;
+        assert_eq!(body_json(&listed), json!([]));
+    }
+
+    #[tokio::test]
+    async fn login_and_me() {
+        let api = api(true);
+        let user = api
+            .authenticator()
+            .register_user(
+                "Alice@Example.com",
+                &SecretString::from("correct horse battery"),
+                Scopes::new([scopes::KEYS_MANAGE]).unwrap(),
+            )
+            .await
+            .unwrap();
+        let ok = call(
+            &api,
+            None,
+            "POST",
+            "/auth/login",
+            r#"{"email": "alice@example.com", "password": "correct horse battery"}"#,
+        )
+        .await;
+        assert_eq!(ok.status, 200);
+        let token = body_json(&ok)["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(body_json(&ok)["token_type"], "bearer");
+        let headers = Headers(vec![(
+            AUTHORIZATION,
+            format!("Bearer {token}").into_bytes(),
+        )]);
+        let me = handle(
+            &api,
+            Request::new("GET", "/users/me", &headers),
+            |_| async { Ok::<Vec<u8>, BodyError>(Vec::new()) },
+        )
+        .await;
+        assert_eq!(
+            body_json(&me),
+            json!({"id": user.id.as_str(), "email": "alice@example.com"})
+        );
+
+        let wrong = call(
+            &api,
+            None,
+            "POST",
+            "/auth/login",
+            r#"{"email": "alice@example.com", "password": "nope"}"#,
+        )
+        .await;
+        assert_eq!(
+            wrong.body.as_deref(),
+            Some(r#"{"detail":"Incorrect email or password"}"#)
+        );
+        let incomplete = call(&api, None, "POST", "/auth/login", r#"{"email": "a@b.c"}"#).await;
+        assert_eq!(
+            body_json(&incomplete)["detail"],
+            json!([{"loc": ["body", "password"], "msg": "Field required", "type": "missing"}])
+        );
+        let long_email = format!(r#"{{"email": "{}@b.c", "password": "x"}}"#, "a".repeat(300));
+        let too_long = call(&api, None, "POST", "/auth/login", &long_email).await;
+        assert_eq!(
+            body_json(&too_long)["detail"],
+            json!([{"loc": ["body", "email"], "msg": "Email must be at most 254 bytes", "type": "string_too_long"}])
+        );
+
+        // An owner without a user record (or no user store at all) still learns its id.
+        let app_owner = manager("app-owner-7");
+        let me = call(&api, Some(&app_owner), "GET", "/users/me", "").await;
+        assert_eq!(body_json(&me), json!({"id": "app-owner-7", "email": null}));
+        let keys_only = self::api(false);
+        let me = call(&keys_only, Some(&app_owner), "GET", "/users/me", "").await;
+        assert_eq!(body_json(&me)["email"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn repeated_login_failures_are_429_with_retry_after() {
+        let api = api(true);
+        let headers = Headers(vec![(CONTENT_TYPE, b"application/json".to_vec())]);
+        let attempt = br#"{"email": "mallory@example.com", "password": "guess"}"#;
+        let mut responses = Vec::new();
+        for _ in 0..7 {
+            let request =
+                Request::new("POST", "/auth/login", &headers).peer(Some([192, 0, 2, 1].into()));
+            responses.push(handle(&api, request, |_| async { Ok::<_, BodyError>(attempt) }).await);
+        }
+        assert!(
+            responses[..5].iter().all(|r| r.status == 401),
+            "{responses:?}"
+        );
+        let limited = &responses[6];
+        assert_eq!(
+            (limited.status, limited.body.as_deref()),
+            (429, Some(r#"{"detail":"Too many requests"}"#))
+        );
+        assert!(limited.retry_after.is_some_and(|s| s > 0));
+    }
+
+    #[tokio::test]
+    async fn routes_answer_404_and_405_before_credentials() {
+        let api = api(false);
+        let missing = call(&api, None, "GET", "/users/me/nothing", "").await;
+        assert_eq!(missing.status, 404);
+        let wrong_method = call(&api, None, "PUT", "/users/me/api-keys", "").await;
+        assert_eq!(
+            (wrong_method.status, wrong_method.allow),
+            (405, Some("GET,HEAD,POST"))
+        );
+        let head = call(&api, Some(&manager("alice")), "HEAD", "/users/me", "").await;
+        assert_eq!(head.status, 200);
+    }
+
+    #[tokio::test]
+    async fn optional_and_query_token_requirements() {
+        let api = api(false);
+        let auth = api.authenticator();
+        let key = auth
+            .create_key(&manager("alice"), NewKey::named("ws"))
+            .await
+            .unwrap();
+        let query = format!("token={}", key.key.expose());
+        let none: [&[u8]; 0] = [];
+        let missing =
+            authenticate_request(auth, none, Some(&query), AuthRequirement::required()).await;
+        assert_eq!(
+            missing.unwrap_err().response().www_authenticate,
+            Some("Bearer")
+        );
+        let ws = AuthRequirement::required().accept_query_token();
+        let found = authenticate_request(auth, none, Some(&query), ws)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.owner().as_str(), "alice");
+        assert!(
+            authenticate_request(auth, none, None, AuthRequirement::optional())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let bad = authenticate_request(
+            auth,
+            [&b"Bearer nxr_nope"[..]],
+            None,
+            AuthRequirement::optional(),
+        )
+        .await;
+        assert_eq!(
+            bad.unwrap_err().response().www_authenticate,
+            Some(r#"Bearer error="invalid_token""#)
+        );
+        assert_eq!(AuthRequirement::default(), AuthRequirement::required());
+    }
+}

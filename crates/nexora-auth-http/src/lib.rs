@@ -1,0 +1,159 @@
+//! The HTTP layer of [`nexora_auth`]: what turns requests into calls of the core and its
+//! answers into responses, for any web framework.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use nexora_auth::{Authenticator, MemoryKeyStore, MemoryUserStore, PepperRing, Scopes, SecretBytes, SecretString};
+//! use nexora_auth_http::{Api, Request, RequestHeaders, handle, scopes};
+//!
+//! /// A framework's header map, as an adapter wraps it.
+//! struct Headers(Vec<(&'static str, Vec<u8>)>);
+//! impl RequestHeaders for Headers {
+//!     fn values<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]> + 'a {
+//!         self.0.iter().filter(move |(n, _)| *n == name).map(|(_, v)| v.as_slice())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let pepper = SecretBytes::new(b"pepper: 32+ random bytes, kept out of the db".to_vec());
+//! # let jwt = SecretBytes::new(b"jwt secret: 32+ random bytes, keep it safe".to_vec());
+//! # use nexora_auth::{JwtConfig, JwtKeys, PasswordPolicy, TokenAuthority};
+//! # let auth = Authenticator::builder(Arc::new(MemoryKeyStore::new()), PepperRing::new(1, pepper)?)
+//! #     .users(Arc::new(MemoryUserStore::new()))
+//! #     .tokens(TokenAuthority::new(JwtKeys::hs256(&jwt)?, JwtConfig::default())?)
+//! #     .password_policy(PasswordPolicy::default().argon2_params(256, 1, 1))
+//! #     .build()?;
+//! auth.register_user("ada@example.com", &SecretString::from("a long passphrase"),
+//!     Scopes::new([scopes::KEYS_MANAGE])?).await?;
+//! let api = Api::new(auth);
+//!
+//! // POST /api/auth/login, as an adapter hands it over: the body is read only if needed.
+//! let headers = Headers(vec![("content-type", b"application/json".to_vec())]);
+//! let body = br#"{"email": "ada@example.com", "password": "a long passphrase"}"#;
+//! let login = handle(&api, Request::new("POST", "/auth/login", &headers), |_limit| async {
+//!     Ok::<_, nexora_auth_http::BodyError>(body)
+//! }).await;
+//! assert_eq!(login.status, 200);
+//!
+//! // An unknown route is 404 before anything else, whatever the credentials.
+//! let none = Headers(vec![]);
+//! let missing = handle(&api, Request::new("GET", "/nope", &none), |_| async {
+//!     Ok::<_, nexora_auth_http::BodyError>(Vec::new())
+//! }).await;
+//! assert_eq!((missing.status, missing.body.as_deref()), (404, Some(r#"{"detail":"Not Found"}"#)));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What is here
+//!
+//! * [`credentials`]: the one parser of `Authorization: Bearer` and `?token=`.
+//! * [`routes`]: the one route table ([`routes::ROUTES`]) and its router: 404, 405 with
+//!   `Allow`, `HEAD`.
+//! * [`handle`] and [`endpoints`]: login, `me`, and API key management, with the order of
+//!   checks FastAPI clients expect.
+//! * [`ApiError`]: the single mapping of every error to a status, a `{"detail": …}` body and the
+//!   `WWW-Authenticate`, `Retry-After` and `Allow` headers.
+//! * [`validation`]: FastAPI-shaped 422s, from typed decoding errors and the core's
+//!   [`InvalidInput`](nexora_auth::InvalidInput).
+//! * [`proxy`]: the client address behind trusted reverse proxies, for the login throttle.
+//! * [`scopes`]: the product's scope names.
+//!
+//! The framework crates (`nexora-auth-axum`, `nexora-auth-actix`) convert requests and
+//! responses and implement their framework's traits; no rule lives in them.
+//!
+//! The core (`nexora-auth`) knows none of this: it speaks of keys, tokens, principals and
+//! fields, and an admin tool or another transport can use it without learning HTTP.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod credentials;
+pub mod endpoints;
+mod error;
+pub mod proxy;
+pub mod routes;
+pub mod scopes;
+pub mod validation;
+
+use serde::Serialize;
+
+pub use credentials::{QueryToken, extract_credential};
+pub use endpoints::{
+    AUTHORIZATION, Api, AuthRequirement, BodyError, CONTENT_TYPE, Guard, Request, RequestHeaders,
+    authenticate_request, handle,
+};
+pub use error::ApiError;
+pub use nexora_auth;
+
+/// A response, to be copied into the framework's own response type.
+///
+/// The status is always a valid HTTP status (100 to 599). [`Response::headers`] lists every
+/// header to set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Response {
+    /// HTTP status code.
+    pub status: u16,
+    /// The JSON body ([`Response::CONTENT_TYPE`]), or `None` (204).
+    pub body: Option<String>,
+    /// The `WWW-Authenticate` header value, for 401 and 403.
+    pub www_authenticate: Option<&'static str>,
+    /// The `Retry-After` header value in seconds, for 429 and 503.
+    pub retry_after: Option<u64>,
+    /// The `Allow` header value, for 405.
+    pub allow: Option<&'static str>,
+}
+
+/// A header value of a [`Response`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderText {
+    /// A fixed text.
+    Static(&'static str),
+    /// A number of seconds (`Retry-After`).
+    Seconds(u64),
+}
+
+impl Response {
+    /// The content type of [`Response::body`].
+    pub const CONTENT_TYPE: &'static str = "application/json";
+
+    pub(crate) fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Result<Self, ApiError> {
+        let body = serde_json::to_string(value).map_err(ApiError::Serialisation)?;
+        Ok(Self {
+            status,
+            body: Some(body),
+            www_authenticate: None,
+            retry_after: None,
+            allow: None,
+        })
+    }
+
+    pub(crate) fn no_content() -> Self {
+        Self {
+            status: 204,
+            body: None,
+            www_authenticate: None,
+            retry_after: None,
+            allow: None,
+        }
+    }
+
+    /// Every header to set, lower-case names: `content-type` (with a body),
+    /// `www-authenticate`, `retry-after`, `allow`.
+    pub fn headers(&self) -> impl Iterator<Item = (&'static str, HeaderText)> + use<> {
+        [
+            self.body
+                .as_ref()
+                .map(|_| (CONTENT_TYPE, HeaderText::Static(Self::CONTENT_TYPE))),
+            self.www_authenticate
+                .map(|v| ("www-authenticate", HeaderText::Static(v))),
+            self.retry_after
+                .map(|s| ("retry-after", HeaderText::Seconds(s))),
+            self.allow.map(|v| ("allow", HeaderText::Static(v))),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
