@@ -33,7 +33,9 @@
 //! same database undisturbed. Concurrent migrations (several instances starting at once)
 //! serialise on a transaction-scoped advisory lock. Change the prefix with
 //! [`PostgresStore::builder`]; put the tables in another schema by setting the pool's
-//! `search_path`.
+//! `search_path`. The builder, [`SetupError`], the migration runner and the rules this store
+//! shares with `nexora-auth-sqlite` live in `nexora-auth-sql`; this crate keeps Postgres's SQL
+//! and row decoding.
 //!
 //! * Key ids are `uuid` primary keys: the authenticate lookup is one primary-key index search.
 //! * Digests are `bytea` with a `bigint` pepper version (a `u32` does not fit `integer`);
@@ -64,48 +66,25 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use nexora_auth::{
-    KeyDigest, KeyId, KeyStore, OwnerId, Scopes, StoreError, StoredDigest, UserRecord, UserStore,
-    store::{
-        CascadeOutcome, KeyRecord, KeyState, LastUsed, PreviousDigest, RevokeOutcome,
-        RotateOutcome, Rotation, is_valid_table_prefix,
-    },
+    KeyId, KeyStore, OwnerId, Scopes, StoreError, UserRecord, UserStore,
+    store::{CascadeOutcome, KeyRecord, LastUsed, RevokeOutcome, RotateOutcome, Rotation},
 };
-use sqlx::{AssertSqlSafe, PgPool, Row, postgres::PgRow};
+pub use nexora_auth_sql::{DEFAULT_TABLE_PREFIX, SetupError};
+use nexora_auth_sql::{
+    KEY_COLUMNS, Migrations, SqlStore, StoreBuilder, USER_COLUMNS, digest, key_inserted, key_state,
+    previous_digest, revoke_outcome, trusted_sql, user_inserted,
+};
+use sqlx::{PgConnection, PgPool, Row, SqlStr, postgres::PgRow};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// The table prefix used unless [`PostgresStoreBuilder::table_prefix`] says otherwise.
-pub const DEFAULT_TABLE_PREFIX: &str = "nexora_";
 /// The schema version this crate writes and reads.
 pub const SCHEMA_VERSION: i64 = 2;
 /// The advisory lock key migrations hold (`pg_advisory_xact_lock`): "nxr_auth" in ASCII.
 const MIGRATION_LOCK: i64 = 0x6e78_725f_6175_7468;
 
-/// Failure to set the store up (at startup; the store's own methods return [`StoreError`]).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SetupError {
-    /// The table prefix is not 0 to 32 of `a-z`, `0-9`, `_`, starting with a letter or `_`.
-    #[error("invalid table prefix {0:?}: use 0 to 32 of a-z 0-9 _, not starting with a digit")]
-    InvalidTablePrefix(String),
-    /// The database holds a newer schema than this crate knows (a newer version migrated it).
-    #[error("the database schema is version {found}, newer than this crate's {known}")]
-    SchemaTooNew {
-        /// The version found.
-        found: i64,
-        /// The newest version this crate knows.
-        known: i64,
-    },
-    /// Migrating failed.
-    #[error("Postgres setup failed: {context}")]
-    Database {
-        /// What was being done.
-        context: &'static str,
-        /// The database error.
-        #[source]
-        source: sqlx::Error,
-    },
-}
+/// Options for [`PostgresStore`]; start with [`PostgresStore::builder`].
+pub type PostgresStoreBuilder = StoreBuilder<PostgresStore>;
 
 /// A [`KeyStore`] and [`UserStore`] on PostgreSQL. Cheap to clone (the pool is shared).
 #[derive(Debug, Clone)]
@@ -114,43 +93,18 @@ pub struct PostgresStore {
     sql: Arc<Queries>,
 }
 
-/// Options for [`PostgresStore`]; start with [`PostgresStore::builder`].
-#[derive(Debug)]
-#[must_use]
-pub struct PostgresStoreBuilder {
-    pool: PgPool,
-    prefix: String,
-    migrate: bool,
-}
+impl SqlStore for PostgresStore {
+    type Pool = PgPool;
 
-impl PostgresStoreBuilder {
-    /// The prefix of the store's tables. Defaults to [`DEFAULT_TABLE_PREFIX`] (`nexora_`).
-    pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
+    fn with_prefix(pool: PgPool, prefix: &str) -> Self {
+        Self {
+            pool,
+            sql: Arc::new(Queries::new(prefix)),
+        }
     }
 
-    /// Whether [`build`](Self::build) runs the migrations. Defaults to `true`; turn it off when
-    /// a deployment step runs [`PostgresStore::migrate`] instead.
-    pub fn run_migrations(mut self, migrate: bool) -> Self {
-        self.migrate = migrate;
-        self
-    }
-
-    /// Validates the options and, unless told otherwise, migrates.
-    pub async fn build(self) -> Result<PostgresStore, SetupError> {
-        let prefix = self.prefix;
-        if !is_valid_table_prefix(&prefix) {
-            return Err(SetupError::InvalidTablePrefix(prefix));
-        }
-        let store = PostgresStore {
-            pool: self.pool,
-            sql: Arc::new(Queries::new(&prefix)),
-        };
-        if self.migrate {
-            store.migrate().await?;
-        }
-        Ok(store)
+    async fn migrate(&self) -> Result<(), SetupError> {
+        PostgresStore::migrate(self).await
     }
 }
 
@@ -162,11 +116,7 @@ impl PostgresStore {
 
     /// Options for a store over `pool`.
     pub fn builder(pool: PgPool) -> PostgresStoreBuilder {
-        PostgresStoreBuilder {
-            pool,
-            prefix: DEFAULT_TABLE_PREFIX.to_owned(),
-            migrate: true,
-        }
+        StoreBuilder::new(pool)
     }
 
     /// The pool.
@@ -177,74 +127,44 @@ impl PostgresStore {
     /// Creates or upgrades the store's tables; running it again does nothing. Runs in one
     /// transaction holding an advisory lock, so concurrent runs wait for each other.
     pub async fn migrate(&self) -> Result<(), SetupError> {
-        let db = |context| move |source| SetupError::Database { context, source };
-        let mut tx = self.pool.begin().await.map_err(db("begin migration"))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(SetupError::database("begin migration"))?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(MIGRATION_LOCK)
             .execute(&mut *tx)
             .await
-            .map_err(db("take the migration lock"))?;
-        sqlx::raw_sql(sql(&self.sql.migrations_table))
-            .execute(&mut *tx)
-            .await
-            .map_err(db("create the migrations table"))?;
-        let applied: Option<i64> = sqlx::query_scalar(sql(&self.sql.schema_version))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db("read the schema version"))?;
-        let applied = applied.unwrap_or(0);
-        if applied > SCHEMA_VERSION {
-            return Err(SetupError::SchemaTooNew {
-                found: applied,
-                known: SCHEMA_VERSION,
-            });
-        }
-        for (version, description, ddl) in self.sql.migrations.iter().filter(|m| m.0 > applied) {
-            sqlx::raw_sql(sql(ddl))
-                .execute(&mut *tx)
-                .await
-                .map_err(db("apply a migration"))?;
-            sqlx::query(sql(&self.sql.record_migration))
-                .bind(version)
-                .bind(description)
-                .execute(&mut *tx)
-                .await
-                .map_err(db("record a migration"))?;
-        }
-        tx.commit().await.map_err(db("commit the migration"))
+            .map_err(SetupError::database("take the migration lock"))?;
+        self.sql.migrations.run(tx, OffsetDateTime::now_utc()).await
     }
 }
 
 /// Every statement, with the table prefix spliced in once at construction.
 #[derive(Debug)]
 struct Queries {
+    /// The name of the users' email constraint, which tells a duplicate email from an id.
     users_email_key: String,
-    migrations_table: String,
-    schema_version: String,
-    record_migration: String,
-    migrations: Vec<(i64, &'static str, String)>,
-    insert_key: String,
-    find_key: String,
-    list_keys: String,
-    rotate: String,
-    key_state: String,
-    revoke: String,
-    revoke_descendants: String,
-    key_exists: String,
-    last_used: String,
-    insert_user: String,
-    user_by_email: String,
-    user_by_id: String,
-    update_password: String,
-    list_users: String,
-    set_disabled: String,
-    set_scopes: String,
-    delete_user: String,
+    migrations: Migrations,
+    insert_key: SqlStr,
+    find_key: SqlStr,
+    list_keys: SqlStr,
+    rotate: SqlStr,
+    key_state: SqlStr,
+    revoke: SqlStr,
+    revoke_descendants: SqlStr,
+    key_exists: SqlStr,
+    last_used: SqlStr,
+    insert_user: SqlStr,
+    user_by_email: SqlStr,
+    user_by_id: SqlStr,
+    update_password: SqlStr,
+    list_users: SqlStr,
+    set_disabled: SqlStr,
+    set_scopes: SqlStr,
+    delete_user: SqlStr,
 }
-
-const KEY_COLUMNS: &str = "id, owner, name, scopes, created_at, last_used_at, expires_at, revoked_at, display, \
-     pepper_version, digest, previous_pepper_version, previous_digest, previous_valid_until, created_by";
-const USER_COLUMNS: &str = "id, email, password_hash, scopes, created_at, disabled";
 
 /// The first key of the two-key advisory lock taken per owner (the second is
 /// `hashtext(owner)`) by inserts of keys created by a key and by cascading revokes, so the two
@@ -291,34 +211,38 @@ impl Queries {
                 WHERE created_by IS NOT NULL;
             ALTER TABLE {users} ADD COLUMN IF NOT EXISTS disabled boolean NOT NULL DEFAULT false;"
         );
+        // Our own text around the prefix the builder validated.
+        let q = trusted_sql;
         Self {
             users_email_key: format!("{users}_email_key"),
-            migrations_table: format!(
-                "CREATE TABLE IF NOT EXISTS {p}auth_migrations (
-                    version bigint NOT NULL PRIMARY KEY,
-                    description text NOT NULL,
-                    applied_at timestamptz NOT NULL DEFAULT now()
-                )"
-            ),
-            schema_version: format!("SELECT max(version) FROM {p}auth_migrations"),
-            record_migration: format!("INSERT INTO {p}auth_migrations (version, description) VALUES ($1, $2)"),
-            migrations: vec![
-                (1, "api keys and users", v1),
-                (2, "key lineage and disabled users", v2),
-            ],
-            insert_key: format!(
+            migrations: Migrations::new(
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {p}auth_migrations (
+                        version bigint NOT NULL PRIMARY KEY,
+                        description text NOT NULL,
+                        applied_at timestamptz NOT NULL DEFAULT now()
+                    )"
+                ),
+                format!("SELECT max(version) FROM {p}auth_migrations"),
+                format!(
+                    "INSERT INTO {p}auth_migrations (version, description, applied_at) VALUES ($1, $2, $3)"
+                ),
+            )
+            .step(1, "api keys and users", v1)
+            .step(2, "key lineage and disabled users", v2),
+            insert_key: q(format!(
                 "INSERT INTO {keys} ({KEY_COLUMNS})
                  SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15
                  WHERE $15::uuid IS NULL
                     OR EXISTS (SELECT 1 FROM {keys} WHERE id = $15 AND owner = $2 AND revoked_at IS NULL)"
-            ),
-            find_key: format!("SELECT {KEY_COLUMNS} FROM {keys} WHERE id = $1"),
-            list_keys: format!(
+            )),
+            find_key: q(format!("SELECT {KEY_COLUMNS} FROM {keys} WHERE id = $1")),
+            list_keys: q(format!(
                 "SELECT {KEY_COLUMNS} FROM {keys} WHERE owner = $1 AND revoked_at IS NULL ORDER BY created_at, id"
-            ),
+            )),
             // SET expressions read the row as it was before the update: `digest` on the right
             // is the old digest, which becomes the previous one when there is a grace period.
-            rotate: format!(
+            rotate: q(format!(
                 "UPDATE {keys} SET
                     previous_digest = CASE WHEN $1::timestamptz IS NULL THEN NULL ELSE digest END,
                     previous_pepper_version = CASE WHEN $1::timestamptz IS NULL THEN NULL ELSE pepper_version END,
@@ -326,14 +250,14 @@ impl Queries {
                     digest = $2, pepper_version = $3, display = $4
                  WHERE id = $5 AND owner = $6 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $7)
                  RETURNING {KEY_COLUMNS}"
-            ),
-            key_state: format!("SELECT revoked_at, expires_at FROM {keys} WHERE id = $1 AND owner = $2"),
-            revoke: format!(
+            )),
+            key_state: q(format!("SELECT revoked_at, expires_at FROM {keys} WHERE id = $1 AND owner = $2")),
+            revoke: q(format!(
                 "UPDATE {keys} SET revoked_at = $1, previous_digest = NULL, previous_pepper_version = NULL,
                     previous_valid_until = NULL
                  WHERE id = $2 AND owner = $3 AND revoked_at IS NULL"
-            ),
-            revoke_descendants: format!(
+            )),
+            revoke_descendants: q(format!(
                 "WITH RECURSIVE tree(id) AS (
                     SELECT id FROM {keys} WHERE created_by = $2 AND owner = $3
                     UNION
@@ -343,110 +267,76 @@ impl Queries {
                     previous_pepper_version = NULL, previous_valid_until = NULL
                  WHERE id IN (SELECT id FROM tree) AND revoked_at IS NULL
                  RETURNING id"
-            ),
-            key_exists: format!("SELECT 1 FROM {keys} WHERE id = $1 AND owner = $2"),
+            )),
+            key_exists: q(format!("SELECT 1 FROM {keys} WHERE id = $1 AND owner = $2")),
             // One statement for the whole batch; the latest time per id wins and never replaces
             // a later stored one. GROUP BY: UPDATE … FROM with duplicate ids would pick any.
-            last_used: format!(
+            last_used: q(format!(
                 "UPDATE {keys} AS k SET last_used_at = batch.at
                  FROM (SELECT id, max(at) AS at FROM unnest($1::uuid[], $2::timestamptz[]) AS t(id, at)
                        GROUP BY id) AS batch
                  WHERE k.id = batch.id AND (k.last_used_at IS NULL OR k.last_used_at < batch.at)"
-            ),
-            insert_user: format!("INSERT INTO {users} ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),
-            user_by_email: format!("SELECT {USER_COLUMNS} FROM {users} WHERE email = $1"),
-            user_by_id: format!("SELECT {USER_COLUMNS} FROM {users} WHERE id = $1"),
-            update_password: format!("UPDATE {users} SET password_hash = $1 WHERE id = $2"),
-            list_users: format!("SELECT {USER_COLUMNS} FROM {users} ORDER BY created_at, id"),
-            set_disabled: format!("UPDATE {users} SET disabled = $1 WHERE id = $2"),
-            set_scopes: format!("UPDATE {users} SET scopes = $1 WHERE id = $2"),
-            delete_user: format!("DELETE FROM {users} WHERE id = $1"),
+            )),
+            insert_user: q(format!("INSERT INTO {users} ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)")),
+            user_by_email: q(format!("SELECT {USER_COLUMNS} FROM {users} WHERE email = $1")),
+            user_by_id: q(format!("SELECT {USER_COLUMNS} FROM {users} WHERE id = $1")),
+            update_password: q(format!("UPDATE {users} SET password_hash = $1 WHERE id = $2")),
+            list_users: q(format!("SELECT {USER_COLUMNS} FROM {users} ORDER BY created_at, id")),
+            set_disabled: q(format!("UPDATE {users} SET disabled = $1 WHERE id = $2")),
+            set_scopes: q(format!("UPDATE {users} SET scopes = $1 WHERE id = $2")),
+            delete_user: q(format!("DELETE FROM {users} WHERE id = $1")),
         }
     }
 }
 
-fn sql(text: &str) -> AssertSqlSafe<String> {
-    // Only our own statements reach here: the table prefix was validated as [a-z0-9_]*.
-    AssertSqlSafe(text.to_owned())
-}
-
 // ----- conversions ---------------------------------------------------------------------------
 
-fn failed(op: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
-    move |e| StoreError::backend(format!("postgres: {op} failed"), e)
-}
-
-fn corrupt(what: &'static str) -> StoreError {
-    StoreError::unavailable(format!("corrupt row: {what}"))
+fn failed(op: &'static str) -> impl Fn(sqlx::Error) -> StoreError + Copy {
+    nexora_auth_sql::failed("postgres", op)
 }
 
 fn scope_list(scopes: &Scopes) -> Vec<String> {
     scopes.iter().map(str::to_owned).collect()
 }
 
-fn digest(version: i64, bytes: &[u8]) -> Result<StoredDigest, StoreError> {
-    Ok(StoredDigest {
-        pepper_version: u32::try_from(version).map_err(|_| corrupt("pepper version"))?,
-        digest: KeyDigest::try_from(bytes).map_err(|_| corrupt("digest length"))?,
-    })
-}
-
 fn decode_key(row: &PgRow) -> Result<KeyRecord, StoreError> {
     let e = failed("decode a key row");
-    let previous = match (
-        row.try_get::<Option<i64>, _>("previous_pepper_version")
-            .map_err(&e)?,
-        row.try_get::<Option<Vec<u8>>, _>("previous_digest")
-            .map_err(&e)?,
-        row.try_get::<Option<OffsetDateTime>, _>("previous_valid_until")
-            .map_err(&e)?,
-    ) {
-        (Some(version), Some(bytes), Some(valid_until)) => Some(PreviousDigest {
-            digest: digest(version, &bytes)?,
-            valid_until,
-        }),
-        _ => None,
-    };
-    let scopes: Vec<String> = row.try_get("scopes").map_err(&e)?;
     Ok(KeyRecord {
-        id: KeyId::from_uuid(row.try_get::<Uuid, _>("id").map_err(&e)?),
-        owner: OwnerId::new(row.try_get::<String, _>("owner").map_err(&e)?),
-        name: row.try_get("name").map_err(&e)?,
-        scopes: Scopes::new(scopes)
-            .map_err(|err| StoreError::backend("corrupt row: scopes", err))?,
-        created_at: row.try_get("created_at").map_err(&e)?,
-        last_used_at: row.try_get("last_used_at").map_err(&e)?,
-        expires_at: row.try_get("expires_at").map_err(&e)?,
-        revoked_at: row.try_get("revoked_at").map_err(&e)?,
-        display: row.try_get("display").map_err(&e)?,
+        id: KeyId::from_uuid(row.try_get::<Uuid, _>("id").map_err(e)?),
+        owner: OwnerId::new(row.try_get::<String, _>("owner").map_err(e)?),
+        name: row.try_get("name").map_err(e)?,
+        scopes: nexora_auth_sql::scopes(row.try_get("scopes").map_err(e)?)?,
+        created_at: row.try_get("created_at").map_err(e)?,
+        last_used_at: row.try_get("last_used_at").map_err(e)?,
+        expires_at: row.try_get("expires_at").map_err(e)?,
+        revoked_at: row.try_get("revoked_at").map_err(e)?,
+        display: row.try_get("display").map_err(e)?,
         digest: digest(
-            row.try_get("pepper_version").map_err(&e)?,
-            &row.try_get::<Vec<u8>, _>("digest").map_err(&e)?,
+            row.try_get("pepper_version").map_err(e)?,
+            &row.try_get::<Vec<u8>, _>("digest").map_err(e)?,
         )?,
-        previous,
+        previous: previous_digest(
+            row.try_get("previous_pepper_version").map_err(e)?,
+            row.try_get("previous_digest").map_err(e)?,
+            row.try_get("previous_valid_until").map_err(e)?,
+        )?,
         created_by: row
             .try_get::<Option<Uuid>, _>("created_by")
-            .map_err(&e)?
+            .map_err(e)?
             .map(KeyId::from_uuid),
     })
 }
 
 fn decode_user(row: &PgRow) -> Result<UserRecord, StoreError> {
     let e = failed("decode a user row");
-    let scopes: Vec<String> = row.try_get("scopes").map_err(&e)?;
     Ok(UserRecord {
-        id: OwnerId::new(row.try_get::<String, _>("id").map_err(&e)?),
-        email: row.try_get("email").map_err(&e)?,
-        password_hash: row.try_get("password_hash").map_err(&e)?,
-        scopes: Scopes::new(scopes)
-            .map_err(|err| StoreError::backend("corrupt row: scopes", err))?,
-        created_at: row.try_get("created_at").map_err(&e)?,
-        disabled: row.try_get("disabled").map_err(&e)?,
+        id: OwnerId::new(row.try_get::<String, _>("id").map_err(e)?),
+        email: row.try_get("email").map_err(e)?,
+        password_hash: row.try_get("password_hash").map_err(e)?,
+        scopes: nexora_auth_sql::scopes(row.try_get("scopes").map_err(e)?)?,
+        created_at: row.try_get("created_at").map_err(e)?,
+        disabled: row.try_get("disabled").map_err(e)?,
     })
-}
-
-fn unique_violation(e: &sqlx::Error) -> Option<&dyn sqlx::error::DatabaseError> {
-    e.as_database_error().filter(|d| d.is_unique_violation())
 }
 
 impl PostgresStore {
@@ -469,7 +359,7 @@ impl PostgresStore {
     where
         E: sqlx::PgExecutor<'e>,
     {
-        let result = sqlx::query(sql(&self.sql.insert_key))
+        let inserted = sqlx::query(self.sql.insert_key.clone())
             .bind(r.id.as_uuid())
             .bind(r.owner.as_str())
             .bind(r.name.as_str())
@@ -487,13 +377,37 @@ impl PostgresStore {
             .bind(r.created_by.map(|c| *c.as_uuid()))
             .execute(executor)
             .await;
-        match result {
-            Ok(done) if done.rows_affected() == 0 => Err(StoreError::CreatorRevoked),
-            Ok(_) => Ok(()),
-            // The key table's only unique constraint is its primary key.
-            Err(e) if unique_violation(&e).is_some() => Err(StoreError::DuplicateId),
-            Err(e) => Err(failed("insert a key")(e)),
-        }
+        key_inserted(
+            inserted.map(|done| done.rows_affected()),
+            failed("insert a key"),
+        )
+    }
+
+    /// Revokes the owner's key `id` on `conn`: the pool's, or a cascade's transaction.
+    async fn revoke_one(
+        &self,
+        conn: &mut PgConnection,
+        owner: &OwnerId,
+        id: KeyId,
+        at: OffsetDateTime,
+    ) -> Result<RevokeOutcome, StoreError> {
+        let done = sqlx::query(self.sql.revoke.clone())
+            .bind(at)
+            .bind(id.as_uuid())
+            .bind(owner.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(failed("revoke a key"))?;
+        revoke_outcome(done.rows_affected(), async {
+            let row = sqlx::query(self.sql.key_exists.clone())
+                .bind(id.as_uuid())
+                .bind(owner.as_str())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(failed("read a key's state"))?;
+            Ok(row.is_some())
+        })
+        .await
     }
 }
 
@@ -510,15 +424,16 @@ impl KeyStore for PostgresStore {
     }
 
     async fn find(&self, id: KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query(sql(&self.sql.find_key))
+        let row = sqlx::query(self.sql.find_key.clone())
             .bind(id.as_uuid())
             .fetch_optional(&self.pool)
             .await
             .map_err(failed("find a key"))?;
         row.as_ref().map(decode_key).transpose()
     }
+
     async fn list(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
-        let rows = sqlx::query(sql(&self.sql.list_keys))
+        let rows = sqlx::query(self.sql.list_keys.clone())
             .bind(owner.as_str())
             .fetch_all(&self.pool)
             .await
@@ -532,7 +447,7 @@ impl KeyStore for PostgresStore {
         id: KeyId,
         rotation: &Rotation,
     ) -> Result<RotateOutcome, StoreError> {
-        let row = sqlx::query(sql(&self.sql.rotate))
+        let row = sqlx::query(self.sql.rotate.clone())
             .bind(rotation.grace_until)
             .bind(rotation.digest.digest.as_bytes().as_slice())
             .bind(i64::from(rotation.digest.pepper_version))
@@ -549,16 +464,14 @@ impl KeyStore for PostgresStore {
         // Nothing rotated: say why. Revocation and expiry never undo themselves, so the state
         // read now explains the refused update.
         let state: Option<(Option<OffsetDateTime>, Option<OffsetDateTime>)> =
-            sqlx::query_as(sql(&self.sql.key_state))
+            sqlx::query_as(self.sql.key_state.clone())
                 .bind(id.as_uuid())
                 .bind(owner.as_str())
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(failed("read a key's state"))?;
-        RotateOutcome::refusal(state.map(|(revoked_at, expires_at)| KeyState {
-            revoked: revoked_at.is_some(),
-            // Compared at the database's (microsecond) precision, as the UPDATE did.
-            expired: expires_at.is_some_and(|expires| expires <= truncate_to_micros(rotation.now)),
+        RotateOutcome::refusal(state.map(|(revoked_at, expires_at)| {
+            key_state(revoked_at.is_some(), expires_at, rotation.now)
         }))
     }
 
@@ -568,27 +481,8 @@ impl KeyStore for PostgresStore {
         id: KeyId,
         at: OffsetDateTime,
     ) -> Result<RevokeOutcome, StoreError> {
-        let done = sqlx::query(sql(&self.sql.revoke))
-            .bind(at)
-            .bind(id.as_uuid())
-            .bind(owner.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(failed("revoke a key"))?;
-        if done.rows_affected() > 0 {
-            return Ok(RevokeOutcome::Revoked);
-        }
-        let exists = sqlx::query(sql(&self.sql.key_exists))
-            .bind(id.as_uuid())
-            .bind(owner.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(failed("read a key's state"))?;
-        Ok(if exists.is_some() {
-            RevokeOutcome::AlreadyRevoked
-        } else {
-            RevokeOutcome::NotFound
-        })
+        let mut conn = self.pool.acquire().await.map_err(failed("revoke a key"))?;
+        self.revoke_one(&mut conn, owner, id, at).await
     }
 
     async fn revoke_tree(
@@ -605,28 +499,11 @@ impl KeyStore for PostgresStore {
         // Every statement after the lock sees every child committed before it, and an insert
         // under this tree waits for the commit, then finds its creator revoked.
         self.lock_lineage(&mut tx, owner).await?;
-        let root = sqlx::query(sql(&self.sql.revoke))
-            .bind(at)
-            .bind(id.as_uuid())
-            .bind(owner.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(failed("revoke a key"))?;
-        let root = if root.rows_affected() > 0 {
-            RevokeOutcome::Revoked
-        } else {
-            let exists = sqlx::query(sql(&self.sql.key_exists))
-                .bind(id.as_uuid())
-                .bind(owner.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(failed("read a key's state"))?;
-            if exists.is_none() {
-                return Ok(CascadeOutcome::new(RevokeOutcome::NotFound, Vec::new()));
-            }
-            RevokeOutcome::AlreadyRevoked
-        };
-        let descendants: Vec<Uuid> = sqlx::query_scalar(sql(&self.sql.revoke_descendants))
+        let root = self.revoke_one(&mut tx, owner, id, at).await?;
+        if root == RevokeOutcome::NotFound {
+            return Ok(CascadeOutcome::new(root, Vec::new()));
+        }
+        let descendants: Vec<Uuid> = sqlx::query_scalar(self.sql.revoke_descendants.clone())
             .bind(at)
             .bind(id.as_uuid())
             .bind(owner.as_str())
@@ -648,7 +525,7 @@ impl KeyStore for PostgresStore {
         }
         let ids: Vec<Uuid> = batch.iter().map(|u| *u.id.as_uuid()).collect();
         let times: Vec<OffsetDateTime> = batch.iter().map(|u| u.at).collect();
-        sqlx::query(sql(&self.sql.last_used))
+        sqlx::query(self.sql.last_used.clone())
             .bind(ids)
             .bind(times)
             .execute(&self.pool)
@@ -658,16 +535,10 @@ impl KeyStore for PostgresStore {
     }
 }
 
-fn truncate_to_micros(t: OffsetDateTime) -> OffsetDateTime {
-    // nanosecond() < 1e9, and so is the rounded-down value.
-    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
-        .unwrap_or(t)
-}
-
 #[async_trait]
 impl UserStore for PostgresStore {
     async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
-        let result = sqlx::query(sql(&self.sql.insert_user))
+        let result = sqlx::query(self.sql.insert_user.clone())
             .bind(user.id.as_str())
             .bind(user.email.as_str())
             .bind(user.password_hash.as_str())
@@ -676,20 +547,15 @@ impl UserStore for PostgresStore {
             .bind(user.disabled)
             .execute(&self.pool)
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) => match unique_violation(&e) {
-                Some(d) if d.constraint() == Some(self.sql.users_email_key.as_str()) => {
-                    Err(StoreError::DuplicateEmail)
-                }
-                Some(_) => Err(StoreError::DuplicateId),
-                None => Err(failed("insert a user")(e)),
-            },
-        }
+        user_inserted(
+            result.map(drop),
+            |d| d.constraint() == Some(self.sql.users_email_key.as_str()),
+            failed("insert a user"),
+        )
     }
 
     async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
-        let row = sqlx::query(sql(&self.sql.user_by_email))
+        let row = sqlx::query(self.sql.user_by_email.clone())
             .bind(email)
             .fetch_optional(&self.pool)
             .await
@@ -698,7 +564,7 @@ impl UserStore for PostgresStore {
     }
 
     async fn find_user(&self, id: &OwnerId) -> Result<Option<UserRecord>, StoreError> {
-        let row = sqlx::query(sql(&self.sql.user_by_id))
+        let row = sqlx::query(self.sql.user_by_id.clone())
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await
@@ -707,7 +573,7 @@ impl UserStore for PostgresStore {
     }
 
     async fn update_password_hash(&self, id: &OwnerId, phc: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(sql(&self.sql.update_password))
+        let done = sqlx::query(self.sql.update_password.clone())
             .bind(phc)
             .bind(id.as_str())
             .execute(&self.pool)
@@ -717,7 +583,7 @@ impl UserStore for PostgresStore {
     }
 
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        let rows = sqlx::query(sql(&self.sql.list_users))
+        let rows = sqlx::query(self.sql.list_users.clone())
             .fetch_all(&self.pool)
             .await
             .map_err(failed("list users"))?;
@@ -725,7 +591,7 @@ impl UserStore for PostgresStore {
     }
 
     async fn set_user_disabled(&self, id: &OwnerId, disabled: bool) -> Result<bool, StoreError> {
-        let done = sqlx::query(sql(&self.sql.set_disabled))
+        let done = sqlx::query(self.sql.set_disabled.clone())
             .bind(disabled)
             .bind(id.as_str())
             .execute(&self.pool)
@@ -735,7 +601,7 @@ impl UserStore for PostgresStore {
     }
 
     async fn set_user_scopes(&self, id: &OwnerId, scopes: &Scopes) -> Result<bool, StoreError> {
-        let done = sqlx::query(sql(&self.sql.set_scopes))
+        let done = sqlx::query(self.sql.set_scopes.clone())
             .bind(scope_list(scopes))
             .bind(id.as_str())
             .execute(&self.pool)
@@ -745,7 +611,7 @@ impl UserStore for PostgresStore {
     }
 
     async fn delete_user(&self, id: &OwnerId) -> Result<bool, StoreError> {
-        let done = sqlx::query(sql(&self.sql.delete_user))
+        let done = sqlx::query(self.sql.delete_user.clone())
             .bind(id.as_str())
             .execute(&self.pool)
             .await

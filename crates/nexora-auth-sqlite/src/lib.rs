@@ -55,7 +55,9 @@
 //! `nexora_`: `nexora_api_keys`, `nexora_users` and `nexora_auth_migrations`, which records the
 //! schema versions applied. They never touch sqlx's `_sqlx_migrations`, so the host's own
 //! `sqlx::migrate!` runs in the same database undisturbed. Change the prefix with
-//! [`SqliteStore::builder`].
+//! [`SqliteStore::builder`]. The builder, [`SetupError`], the migration runner and the rules
+//! this store shares with `nexora-auth-postgres` live in `nexora-auth-sql`; this crate keeps
+//! SQLite's SQL and row decoding.
 //!
 //! * Key ids are 16-byte `BLOB` primary keys (`WITHOUT ROWID`): the authenticate lookup is one
 //!   primary-key search.
@@ -87,52 +89,30 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use nexora_auth::{
-    KeyDigest, KeyId, KeyStore, OwnerId, Scopes, StoreError, StoredDigest, UserRecord, UserStore,
-    store::{
-        CascadeOutcome, KeyRecord, KeyState, LastUsed, PreviousDigest, RevokeOutcome,
-        RotateOutcome, Rotation, is_valid_table_prefix,
-    },
+    KeyId, KeyStore, OwnerId, Scopes, StoreError, UserRecord, UserStore,
+    store::{CascadeOutcome, KeyRecord, LastUsed, RevokeOutcome, RotateOutcome, Rotation},
+};
+pub use nexora_auth_sql::{DEFAULT_TABLE_PREFIX, SetupError};
+use nexora_auth_sql::{
+    KEY_COLUMNS, Migrations, SqlStore, StoreBuilder, USER_COLUMNS, corrupt, digest,
+    from_unix_micros, key_inserted, key_state, previous_digest, revoke_outcome, trusted_sql,
+    unix_micros, user_inserted,
 };
 use sqlx::{
-    AssertSqlSafe, Row, SqlitePool,
+    Row, SqlStr, SqliteConnection, SqlitePool,
     sqlite::{
         SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
     },
 };
 use time::OffsetDateTime;
 
-/// The table prefix used unless [`SqliteStoreBuilder::table_prefix`] says otherwise.
-pub const DEFAULT_TABLE_PREFIX: &str = "nexora_";
 /// The busy timeout [`connect_options`] sets: 5 seconds.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The schema version this crate writes and reads.
 pub const SCHEMA_VERSION: i64 = 2;
 
-/// Failure to set the store up (at startup; the store's own methods return [`StoreError`]).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SetupError {
-    /// The table prefix is not 0 to 32 of `a-z`, `0-9`, `_`, starting with a letter or `_`.
-    #[error("invalid table prefix {0:?}: use 0 to 32 of a-z 0-9 _, not starting with a digit")]
-    InvalidTablePrefix(String),
-    /// The database holds a newer schema than this crate knows (a newer version migrated it).
-    #[error("the database schema is version {found}, newer than this crate's {known}")]
-    SchemaTooNew {
-        /// The version found.
-        found: i64,
-        /// The newest version this crate knows.
-        known: i64,
-    },
-    /// Connecting or migrating failed.
-    #[error("SQLite setup failed: {context}")]
-    Database {
-        /// What was being done.
-        context: &'static str,
-        /// The database error.
-        #[source]
-        source: sqlx::Error,
-    },
-}
+/// Options for [`SqliteStore`]; start with [`SqliteStore::builder`].
+pub type SqliteStoreBuilder = StoreBuilder<SqliteStore>;
 
 /// Connection options for `path` as this store needs them: created if missing, WAL journal,
 /// `synchronous = NORMAL` (durable across application crashes; WAL's recommended setting) and
@@ -152,10 +132,7 @@ pub async fn connect(path: impl AsRef<Path>) -> Result<SqlitePool, SetupError> {
     SqlitePoolOptions::new()
         .connect_with(connect_options(path))
         .await
-        .map_err(|source| SetupError::Database {
-            context: "connect",
-            source,
-        })
+        .map_err(SetupError::database("connect"))
 }
 
 /// A [`KeyStore`] and [`UserStore`] on SQLite. Cheap to clone (the pool is shared).
@@ -165,43 +142,18 @@ pub struct SqliteStore {
     sql: Arc<Queries>,
 }
 
-/// Options for [`SqliteStore`]; start with [`SqliteStore::builder`].
-#[derive(Debug)]
-#[must_use]
-pub struct SqliteStoreBuilder {
-    pool: SqlitePool,
-    prefix: String,
-    migrate: bool,
-}
+impl SqlStore for SqliteStore {
+    type Pool = SqlitePool;
 
-impl SqliteStoreBuilder {
-    /// The prefix of the store's tables. Defaults to [`DEFAULT_TABLE_PREFIX`] (`nexora_`).
-    pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
+    fn with_prefix(pool: SqlitePool, prefix: &str) -> Self {
+        Self {
+            pool,
+            sql: Arc::new(Queries::new(prefix)),
+        }
     }
 
-    /// Whether [`build`](Self::build) runs the migrations. Defaults to `true`; turn it off when
-    /// a deployment step runs [`SqliteStore::migrate`] instead.
-    pub fn run_migrations(mut self, migrate: bool) -> Self {
-        self.migrate = migrate;
-        self
-    }
-
-    /// Validates the options and, unless told otherwise, migrates.
-    pub async fn build(self) -> Result<SqliteStore, SetupError> {
-        let prefix = self.prefix;
-        if !is_valid_table_prefix(&prefix) {
-            return Err(SetupError::InvalidTablePrefix(prefix));
-        }
-        let store = SqliteStore {
-            pool: self.pool,
-            sql: Arc::new(Queries::new(&prefix)),
-        };
-        if self.migrate {
-            store.migrate().await?;
-        }
-        Ok(store)
+    async fn migrate(&self) -> Result<(), SetupError> {
+        SqliteStore::migrate(self).await
     }
 }
 
@@ -213,11 +165,7 @@ impl SqliteStore {
 
     /// Options for a store over `pool`.
     pub fn builder(pool: SqlitePool) -> SqliteStoreBuilder {
-        SqliteStoreBuilder {
-            pool,
-            prefix: DEFAULT_TABLE_PREFIX.to_owned(),
-            migrate: true,
-        }
+        StoreBuilder::new(pool)
     }
 
     /// The pool.
@@ -228,74 +176,38 @@ impl SqliteStore {
     /// Creates or upgrades the store's tables; running it again does nothing. Concurrent runs
     /// serialise on SQLite's write lock (`BEGIN IMMEDIATE`).
     pub async fn migrate(&self) -> Result<(), SetupError> {
-        let db = |context| move |source| SetupError::Database { context, source };
-        let mut tx = self
+        let tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
-            .map_err(db("begin migration"))?;
-        sqlx::raw_sql(AssertSqlSafe(self.sql.migrations_table.clone()))
-            .execute(&mut *tx)
-            .await
-            .map_err(db("create the migrations table"))?;
-        let applied: Option<i64> =
-            sqlx::query_scalar(AssertSqlSafe(self.sql.schema_version.clone()))
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db("read the schema version"))?;
-        let applied = applied.unwrap_or(0);
-        if applied > SCHEMA_VERSION {
-            return Err(SetupError::SchemaTooNew {
-                found: applied,
-                known: SCHEMA_VERSION,
-            });
-        }
-        for (version, description, ddl) in self.sql.migrations.iter().filter(|m| m.0 > applied) {
-            sqlx::raw_sql(AssertSqlSafe(ddl.clone()))
-                .execute(&mut *tx)
-                .await
-                .map_err(db("apply a migration"))?;
-            sqlx::query(AssertSqlSafe(self.sql.record_migration.clone()))
-                .bind(version)
-                .bind(description)
-                .bind(micros(OffsetDateTime::now_utc()))
-                .execute(&mut *tx)
-                .await
-                .map_err(db("record a migration"))?;
-        }
-        tx.commit().await.map_err(db("commit the migration"))
+            .map_err(SetupError::database("begin migration"))?;
+        let now = unix_micros(OffsetDateTime::now_utc());
+        self.sql.migrations.run(tx, now).await
     }
 }
 
 /// Every statement, with the table prefix spliced in once at construction.
 #[derive(Debug)]
 struct Queries {
-    migrations_table: String,
-    schema_version: String,
-    record_migration: String,
-    migrations: Vec<(i64, &'static str, String)>,
-    insert_key: String,
-    find_key: String,
-    list_keys: String,
-    rotate: String,
-    key_state: String,
-    revoke: String,
-    revoke_descendants: String,
-    key_exists: String,
-    last_used: String,
-    insert_user: String,
-    user_by_email: String,
-    user_by_id: String,
-    update_password: String,
-    list_users: String,
-    set_disabled: String,
-    set_scopes: String,
-    delete_user: String,
+    migrations: Migrations,
+    insert_key: SqlStr,
+    find_key: SqlStr,
+    list_keys: SqlStr,
+    rotate: SqlStr,
+    key_state: SqlStr,
+    revoke: SqlStr,
+    revoke_descendants: SqlStr,
+    key_exists: SqlStr,
+    last_used: SqlStr,
+    insert_user: SqlStr,
+    user_by_email: SqlStr,
+    user_by_id: SqlStr,
+    update_password: SqlStr,
+    list_users: SqlStr,
+    set_disabled: SqlStr,
+    set_scopes: SqlStr,
+    delete_user: SqlStr,
 }
-
-const KEY_COLUMNS: &str = "id, owner, name, scopes, created_at, last_used_at, expires_at, revoked_at, display, \
-     pepper_version, digest, previous_pepper_version, previous_digest, previous_valid_until, created_by";
-const USER_COLUMNS: &str = "id, email, password_hash, scopes, created_at, disabled";
 
 impl Queries {
     fn new(p: &str) -> Self {
@@ -334,37 +246,39 @@ impl Queries {
                 WHERE created_by IS NOT NULL;
             ALTER TABLE {users} ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;"
         );
+        // Our own text around the prefix the builder validated.
+        let q = trusted_sql;
         Self {
-            migrations_table: format!(
-                "CREATE TABLE IF NOT EXISTS {p}auth_migrations (
-                    version INTEGER NOT NULL PRIMARY KEY,
-                    description TEXT NOT NULL,
-                    applied_at INTEGER NOT NULL
-                )"
-            ),
-            schema_version: format!("SELECT max(version) FROM {p}auth_migrations"),
-            record_migration: format!(
-                "INSERT INTO {p}auth_migrations (version, description, applied_at) VALUES (?, ?, ?)"
-            ),
-            migrations: vec![
-                (1, "api keys and users", v1),
-                (2, "key lineage and disabled users", v2),
-            ],
+            migrations: Migrations::new(
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {p}auth_migrations (
+                        version INTEGER NOT NULL PRIMARY KEY,
+                        description TEXT NOT NULL,
+                        applied_at INTEGER NOT NULL
+                    )"
+                ),
+                format!("SELECT max(version) FROM {p}auth_migrations"),
+                format!(
+                    "INSERT INTO {p}auth_migrations (version, description, applied_at) VALUES (?, ?, ?)"
+                ),
+            )
+            .step(1, "api keys and users", v1)
+            .step(2, "key lineage and disabled users", v2),
             // One statement: the creator check and the insert are atomic (SQLite has one
             // writer at a time), so a cascade never misses a child.
-            insert_key: format!(
+            insert_key: q(format!(
                 "INSERT INTO {keys} ({KEY_COLUMNS})
                  SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15
                  WHERE ?15 IS NULL
                     OR EXISTS (SELECT 1 FROM {keys} WHERE id = ?15 AND owner = ?2 AND revoked_at IS NULL)"
-            ),
-            find_key: format!("SELECT {KEY_COLUMNS} FROM {keys} WHERE id = ?"),
-            list_keys: format!(
+            )),
+            find_key: q(format!("SELECT {KEY_COLUMNS} FROM {keys} WHERE id = ?")),
+            list_keys: q(format!(
                 "SELECT {KEY_COLUMNS} FROM {keys} WHERE owner = ? AND revoked_at IS NULL ORDER BY created_at, id"
-            ),
+            )),
             // SET expressions read the row as it was before the update: `digest` on the right
             // is the old digest, which becomes the previous one when there is a grace period.
-            rotate: format!(
+            rotate: q(format!(
                 "UPDATE {keys} SET
                     previous_digest = CASE WHEN ?1 IS NULL THEN NULL ELSE digest END,
                     previous_pepper_version = CASE WHEN ?1 IS NULL THEN NULL ELSE pepper_version END,
@@ -372,14 +286,14 @@ impl Queries {
                     digest = ?2, pepper_version = ?3, display = ?4
                  WHERE id = ?5 AND owner = ?6 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?7)
                  RETURNING {KEY_COLUMNS}"
-            ),
-            key_state: format!("SELECT revoked_at, expires_at FROM {keys} WHERE id = ? AND owner = ?"),
-            revoke: format!(
+            )),
+            key_state: q(format!("SELECT revoked_at, expires_at FROM {keys} WHERE id = ? AND owner = ?")),
+            revoke: q(format!(
                 "UPDATE {keys} SET revoked_at = ?, previous_digest = NULL, previous_pepper_version = NULL,
                     previous_valid_until = NULL
                  WHERE id = ? AND owner = ? AND revoked_at IS NULL"
-            ),
-            revoke_descendants: format!(
+            )),
+            revoke_descendants: q(format!(
                 "WITH RECURSIVE tree(id) AS (
                     SELECT id FROM {keys} WHERE created_by = ?2 AND owner = ?3
                     UNION
@@ -389,56 +303,42 @@ impl Queries {
                     previous_pepper_version = NULL, previous_valid_until = NULL
                  WHERE id IN (SELECT id FROM tree) AND revoked_at IS NULL
                  RETURNING id"
-            ),
-            key_exists: format!("SELECT 1 FROM {keys} WHERE id = ? AND owner = ?"),
+            )),
+            key_exists: q(format!("SELECT 1 FROM {keys} WHERE id = ? AND owner = ?")),
             // One statement for the whole batch: the batch is a JSON array of [hex id, micros];
             // the latest time per id wins and never replaces a later stored one.
-            last_used: format!(
+            last_used: q(format!(
                 "UPDATE {keys} SET last_used_at = batch.at
                  FROM (SELECT unhex(json_extract(value, '$[0]')) AS id, max(json_extract(value, '$[1]')) AS at
                        FROM json_each(?) GROUP BY 1) AS batch
                  WHERE {keys}.id = batch.id AND ({keys}.last_used_at IS NULL OR {keys}.last_used_at < batch.at)"
-            ),
-            insert_user: format!("INSERT INTO {users} ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"),
-            user_by_email: format!("SELECT {USER_COLUMNS} FROM {users} WHERE email = ?"),
-            user_by_id: format!("SELECT {USER_COLUMNS} FROM {users} WHERE id = ?"),
-            update_password: format!("UPDATE {users} SET password_hash = ? WHERE id = ?"),
-            list_users: format!("SELECT {USER_COLUMNS} FROM {users} ORDER BY created_at, id"),
-            set_disabled: format!("UPDATE {users} SET disabled = ? WHERE id = ?"),
-            set_scopes: format!("UPDATE {users} SET scopes = ? WHERE id = ?"),
-            delete_user: format!("DELETE FROM {users} WHERE id = ?"),
+            )),
+            insert_user: q(format!("INSERT INTO {users} ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)")),
+            user_by_email: q(format!("SELECT {USER_COLUMNS} FROM {users} WHERE email = ?")),
+            user_by_id: q(format!("SELECT {USER_COLUMNS} FROM {users} WHERE id = ?")),
+            update_password: q(format!("UPDATE {users} SET password_hash = ? WHERE id = ?")),
+            list_users: q(format!("SELECT {USER_COLUMNS} FROM {users} ORDER BY created_at, id")),
+            set_disabled: q(format!("UPDATE {users} SET disabled = ? WHERE id = ?")),
+            set_scopes: q(format!("UPDATE {users} SET scopes = ? WHERE id = ?")),
+            delete_user: q(format!("DELETE FROM {users} WHERE id = ?")),
         }
     }
 }
 
-fn sql(text: &str) -> AssertSqlSafe<String> {
-    // Only our own statements reach here: the table prefix was validated as [a-z0-9_]*.
-    AssertSqlSafe(text.to_owned())
-}
-
 // ----- conversions ---------------------------------------------------------------------------
 
-fn micros(t: OffsetDateTime) -> i64 {
-    let m = t.unix_timestamp_nanos().div_euclid(1_000);
-    // OffsetDateTime spans ±9999 years: ±3.2e17 µs, well inside i64.
-    i64::try_from(m).unwrap_or(if m < 0 { i64::MIN } else { i64::MAX })
-}
-
-fn from_micros(m: i64) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(m) * 1_000)
-        .map_err(|e| StoreError::backend("corrupt row: timestamp out of range", e))
+fn failed(op: &'static str) -> impl Fn(sqlx::Error) -> StoreError + Copy {
+    nexora_auth_sql::failed("sqlite", op)
 }
 
 fn opt_micros(m: Option<i64>) -> Result<Option<OffsetDateTime>, StoreError> {
-    m.map(from_micros).transpose()
+    m.map(from_unix_micros).transpose()
 }
 
-fn failed(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |e| StoreError::backend(format!("sqlite: {op} failed"), e)
-}
-
-fn corrupt(what: &'static str) -> StoreError {
-    StoreError::unavailable(format!("corrupt row: {what}"))
+fn key_id(bytes: &[u8]) -> Result<KeyId, StoreError> {
+    uuid::Uuid::from_slice(bytes)
+        .map(KeyId::from_uuid)
+        .map_err(|_| corrupt("key id"))
 }
 
 fn scopes_json(scopes: &Scopes) -> String {
@@ -449,121 +349,111 @@ fn scopes_json(scopes: &Scopes) -> String {
 fn parse_scopes(text: &str) -> Result<Scopes, StoreError> {
     let list: Vec<String> =
         serde_json::from_str(text).map_err(|e| StoreError::backend("corrupt row: scopes", e))?;
-    Scopes::new(list).map_err(|e| StoreError::backend("corrupt row: scopes", e))
-}
-
-fn digest(version: i64, bytes: &[u8]) -> Result<StoredDigest, StoreError> {
-    Ok(StoredDigest {
-        pepper_version: u32::try_from(version).map_err(|_| corrupt("pepper version"))?,
-        digest: KeyDigest::try_from(bytes).map_err(|_| corrupt("digest length"))?,
-    })
+    nexora_auth_sql::scopes(list)
 }
 
 fn decode_key(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
-    let id: Vec<u8> = row.try_get("id").map_err(failed("decode a key row"))?;
-    let id = uuid::Uuid::from_slice(&id).map_err(|_| corrupt("key id"))?;
-    let previous = match (
-        row.try_get::<Option<i64>, _>("previous_pepper_version")
-            .map_err(failed("decode"))?,
-        row.try_get::<Option<Vec<u8>>, _>("previous_digest")
-            .map_err(failed("decode"))?,
-        row.try_get::<Option<i64>, _>("previous_valid_until")
-            .map_err(failed("decode"))?,
-    ) {
-        (Some(version), Some(bytes), Some(until)) => Some(PreviousDigest {
-            digest: digest(version, &bytes)?,
-            valid_until: from_micros(until)?,
-        }),
-        _ => None,
-    };
-    let scopes: String = row.try_get("scopes").map_err(failed("decode"))?;
-    let record = KeyRecord {
-        id: KeyId::from_uuid(id),
-        owner: OwnerId::new(
-            row.try_get::<String, _>("owner")
-                .map_err(failed("decode"))?,
-        ),
-        name: row.try_get("name").map_err(failed("decode"))?,
+    let e = failed("decode a key row");
+    let scopes: String = row.try_get("scopes").map_err(e)?;
+    Ok(KeyRecord {
+        id: key_id(&row.try_get::<Vec<u8>, _>("id").map_err(e)?)?,
+        owner: OwnerId::new(row.try_get::<String, _>("owner").map_err(e)?),
+        name: row.try_get("name").map_err(e)?,
         scopes: parse_scopes(&scopes)?,
-        created_at: from_micros(row.try_get("created_at").map_err(failed("decode"))?)?,
-        last_used_at: opt_micros(row.try_get("last_used_at").map_err(failed("decode"))?)?,
-        expires_at: opt_micros(row.try_get("expires_at").map_err(failed("decode"))?)?,
-        revoked_at: opt_micros(row.try_get("revoked_at").map_err(failed("decode"))?)?,
-        display: row.try_get("display").map_err(failed("decode"))?,
+        created_at: from_unix_micros(row.try_get("created_at").map_err(e)?)?,
+        last_used_at: opt_micros(row.try_get("last_used_at").map_err(e)?)?,
+        expires_at: opt_micros(row.try_get("expires_at").map_err(e)?)?,
+        revoked_at: opt_micros(row.try_get("revoked_at").map_err(e)?)?,
+        display: row.try_get("display").map_err(e)?,
         digest: digest(
-            row.try_get("pepper_version").map_err(failed("decode"))?,
-            &row.try_get::<Vec<u8>, _>("digest")
-                .map_err(failed("decode"))?,
+            row.try_get("pepper_version").map_err(e)?,
+            &row.try_get::<Vec<u8>, _>("digest").map_err(e)?,
         )?,
-        previous,
+        previous: previous_digest(
+            row.try_get("previous_pepper_version").map_err(e)?,
+            row.try_get("previous_digest").map_err(e)?,
+            opt_micros(row.try_get("previous_valid_until").map_err(e)?)?,
+        )?,
         created_by: row
             .try_get::<Option<Vec<u8>>, _>("created_by")
-            .map_err(failed("decode"))?
-            .map(|bytes| uuid::Uuid::from_slice(&bytes).map(KeyId::from_uuid))
-            .transpose()
-            .map_err(|_| corrupt("created_by"))?,
-    };
-    Ok(record)
-}
-
-fn decode_user(row: &SqliteRow) -> Result<UserRecord, StoreError> {
-    let scopes: String = row.try_get("scopes").map_err(failed("decode a user row"))?;
-    Ok(UserRecord {
-        id: OwnerId::new(
-            row.try_get::<String, _>("id")
-                .map_err(failed("decode a user row"))?,
-        ),
-        email: row.try_get("email").map_err(failed("decode a user row"))?,
-        password_hash: row
-            .try_get("password_hash")
-            .map_err(failed("decode a user row"))?,
-        scopes: parse_scopes(&scopes)?,
-        created_at: from_micros(
-            row.try_get("created_at")
-                .map_err(failed("decode a user row"))?,
-        )?,
-        disabled: row
-            .try_get("disabled")
-            .map_err(failed("decode a user row"))?,
+            .map_err(e)?
+            .map(|bytes| key_id(&bytes))
+            .transpose()?,
     })
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> Option<&dyn sqlx::error::DatabaseError> {
-    e.as_database_error().filter(|d| d.is_unique_violation())
+fn decode_user(row: &SqliteRow) -> Result<UserRecord, StoreError> {
+    let e = failed("decode a user row");
+    let scopes: String = row.try_get("scopes").map_err(e)?;
+    Ok(UserRecord {
+        id: OwnerId::new(row.try_get::<String, _>("id").map_err(e)?),
+        email: row.try_get("email").map_err(e)?,
+        password_hash: row.try_get("password_hash").map_err(e)?,
+        scopes: parse_scopes(&scopes)?,
+        created_at: from_unix_micros(row.try_get("created_at").map_err(e)?)?,
+        disabled: row.try_get("disabled").map_err(e)?,
+    })
+}
+
+impl SqliteStore {
+    /// Revokes the owner's key `id` on `conn`: the pool's, or a cascade's transaction.
+    async fn revoke_one(
+        &self,
+        conn: &mut SqliteConnection,
+        owner: &OwnerId,
+        id: KeyId,
+        at: OffsetDateTime,
+    ) -> Result<RevokeOutcome, StoreError> {
+        let id = id.as_uuid().as_bytes().as_slice();
+        let done = sqlx::query(self.sql.revoke.clone())
+            .bind(unix_micros(at))
+            .bind(id)
+            .bind(owner.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(failed("revoke a key"))?;
+        revoke_outcome(done.rows_affected(), async {
+            let row = sqlx::query(self.sql.key_exists.clone())
+                .bind(id)
+                .bind(owner.as_str())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(failed("read a key's state"))?;
+            Ok(row.is_some())
+        })
+        .await
+    }
 }
 
 #[async_trait]
 impl KeyStore for SqliteStore {
     async fn insert(&self, r: &KeyRecord) -> Result<(), StoreError> {
-        let result = sqlx::query(sql(&self.sql.insert_key))
+        let inserted = sqlx::query(self.sql.insert_key.clone())
             .bind(r.id.as_uuid().as_bytes().as_slice())
             .bind(r.owner.as_str())
             .bind(r.name.as_str())
             .bind(scopes_json(&r.scopes))
-            .bind(micros(r.created_at))
-            .bind(r.last_used_at.map(micros))
-            .bind(r.expires_at.map(micros))
-            .bind(r.revoked_at.map(micros))
+            .bind(unix_micros(r.created_at))
+            .bind(r.last_used_at.map(unix_micros))
+            .bind(r.expires_at.map(unix_micros))
+            .bind(r.revoked_at.map(unix_micros))
             .bind(r.display.as_str())
             .bind(i64::from(r.digest.pepper_version))
             .bind(r.digest.digest.as_bytes().as_slice())
             .bind(r.previous.map(|p| i64::from(p.digest.pepper_version)))
             .bind(r.previous.map(|p| p.digest.digest.as_bytes().to_vec()))
-            .bind(r.previous.map(|p| micros(p.valid_until)))
+            .bind(r.previous.map(|p| unix_micros(p.valid_until)))
             .bind(r.created_by.map(|c| c.as_uuid().as_bytes().to_vec()))
             .execute(&self.pool)
             .await;
-        match result {
-            Ok(done) if done.rows_affected() == 0 => Err(StoreError::CreatorRevoked),
-            Ok(_) => Ok(()),
-            // The key table's only unique constraint is its primary key.
-            Err(e) if is_unique_violation(&e).is_some() => Err(StoreError::DuplicateId),
-            Err(e) => Err(failed("insert a key")(e)),
-        }
+        key_inserted(
+            inserted.map(|done| done.rows_affected()),
+            failed("insert a key"),
+        )
     }
 
     async fn find(&self, id: KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query(sql(&self.sql.find_key))
+        let row = sqlx::query(self.sql.find_key.clone())
             .bind(id.as_uuid().as_bytes().as_slice())
             .fetch_optional(&self.pool)
             .await
@@ -572,7 +462,7 @@ impl KeyStore for SqliteStore {
     }
 
     async fn list(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
-        let rows = sqlx::query(sql(&self.sql.list_keys))
+        let rows = sqlx::query(self.sql.list_keys.clone())
             .bind(owner.as_str())
             .fetch_all(&self.pool)
             .await
@@ -586,14 +476,14 @@ impl KeyStore for SqliteStore {
         id: KeyId,
         rotation: &Rotation,
     ) -> Result<RotateOutcome, StoreError> {
-        let row = sqlx::query(sql(&self.sql.rotate))
-            .bind(rotation.grace_until.map(micros))
+        let row = sqlx::query(self.sql.rotate.clone())
+            .bind(rotation.grace_until.map(unix_micros))
             .bind(rotation.digest.digest.as_bytes().as_slice())
             .bind(i64::from(rotation.digest.pepper_version))
             .bind(rotation.display.as_str())
             .bind(id.as_uuid().as_bytes().as_slice())
             .bind(owner.as_str())
-            .bind(micros(rotation.now))
+            .bind(unix_micros(rotation.now))
             .fetch_optional(&self.pool)
             .await
             .map_err(failed("rotate a key"))?;
@@ -602,17 +492,21 @@ impl KeyStore for SqliteStore {
         }
         // Nothing rotated: say why. Revocation and expiry never undo themselves, so the state
         // read now explains the refused update.
-        let state: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(sql(&self.sql.key_state))
+        let state: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(self.sql.key_state.clone())
             .bind(id.as_uuid().as_bytes().as_slice())
             .bind(owner.as_str())
             .fetch_optional(&self.pool)
             .await
             .map_err(failed("read a key's state"))?;
-        RotateOutcome::refusal(state.map(|(revoked_at, expires_at)| KeyState {
-            revoked: revoked_at.is_some(),
-            // Compared at the database's (microsecond) precision, as the UPDATE did.
-            expired: expires_at.is_some_and(|expires| expires <= micros(rotation.now)),
-        }))
+        let state = match state {
+            Some((revoked_at, expires_at)) => Some(key_state(
+                revoked_at.is_some(),
+                opt_micros(expires_at)?,
+                rotation.now,
+            )),
+            None => None,
+        };
+        RotateOutcome::refusal(state)
     }
 
     async fn revoke(
@@ -621,28 +515,8 @@ impl KeyStore for SqliteStore {
         id: KeyId,
         at: OffsetDateTime,
     ) -> Result<RevokeOutcome, StoreError> {
-        let id_bytes = id.as_uuid().as_bytes().as_slice();
-        let done = sqlx::query(sql(&self.sql.revoke))
-            .bind(micros(at))
-            .bind(id_bytes)
-            .bind(owner.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(failed("revoke a key"))?;
-        if done.rows_affected() > 0 {
-            return Ok(RevokeOutcome::Revoked);
-        }
-        let exists = sqlx::query(sql(&self.sql.key_exists))
-            .bind(id_bytes)
-            .bind(owner.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(failed("read a key's state"))?;
-        Ok(if exists.is_some() {
-            RevokeOutcome::AlreadyRevoked
-        } else {
-            RevokeOutcome::NotFound
-        })
+        let mut conn = self.pool.acquire().await.map_err(failed("revoke a key"))?;
+        self.revoke_one(&mut conn, owner, id, at).await
     }
 
     async fn revoke_tree(
@@ -651,7 +525,6 @@ impl KeyStore for SqliteStore {
         id: KeyId,
         at: OffsetDateTime,
     ) -> Result<CascadeOutcome, StoreError> {
-        let id_bytes = id.as_uuid().as_bytes().as_slice();
         // The write lock from the first statement on: no insert can slip between the root's
         // revocation and the walk of its tree.
         let mut tx = self
@@ -659,42 +532,20 @@ impl KeyStore for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(failed("begin a cascading revoke"))?;
-        let root = sqlx::query(sql(&self.sql.revoke))
-            .bind(micros(at))
-            .bind(id_bytes)
-            .bind(owner.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(failed("revoke a key"))?;
-        let root = if root.rows_affected() > 0 {
-            RevokeOutcome::Revoked
-        } else {
-            let exists = sqlx::query(sql(&self.sql.key_exists))
-                .bind(id_bytes)
-                .bind(owner.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(failed("read a key's state"))?;
-            if exists.is_none() {
-                return Ok(CascadeOutcome::new(RevokeOutcome::NotFound, Vec::new()));
-            }
-            RevokeOutcome::AlreadyRevoked
-        };
-        let rows = sqlx::query(sql(&self.sql.revoke_descendants))
-            .bind(micros(at))
-            .bind(id_bytes)
+        let root = self.revoke_one(&mut tx, owner, id, at).await?;
+        if root == RevokeOutcome::NotFound {
+            return Ok(CascadeOutcome::new(root, Vec::new()));
+        }
+        let rows = sqlx::query(self.sql.revoke_descendants.clone())
+            .bind(unix_micros(at))
+            .bind(id.as_uuid().as_bytes().as_slice())
             .bind(owner.as_str())
             .fetch_all(&mut *tx)
             .await
             .map_err(failed("revoke a key's descendants"))?;
         let descendants = rows
             .iter()
-            .map(|row| {
-                let bytes: Vec<u8> = row.try_get("id").map_err(failed("decode"))?;
-                uuid::Uuid::from_slice(&bytes)
-                    .map(KeyId::from_uuid)
-                    .map_err(|_| corrupt("key id"))
-            })
+            .map(|row| key_id(&row.try_get::<Vec<u8>, _>("id").map_err(failed("decode"))?))
             .collect::<Result<Vec<_>, _>>()?;
         tx.commit()
             .await
@@ -708,10 +559,10 @@ impl KeyStore for SqliteStore {
         }
         let entries: Vec<String> = batch
             .iter()
-            .map(|u| format!("[\"{}\",{}]", u.id.as_uuid().simple(), micros(u.at)))
+            .map(|u| format!("[\"{}\",{}]", u.id.as_uuid().simple(), unix_micros(u.at)))
             .collect();
         let json = format!("[{}]", entries.join(","));
-        sqlx::query(sql(&self.sql.last_used))
+        sqlx::query(self.sql.last_used.clone())
             .bind(json)
             .execute(&self.pool)
             .await
@@ -723,28 +574,25 @@ impl KeyStore for SqliteStore {
 #[async_trait]
 impl UserStore for SqliteStore {
     async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
-        let result = sqlx::query(sql(&self.sql.insert_user))
+        let result = sqlx::query(self.sql.insert_user.clone())
             .bind(user.id.as_str())
             .bind(user.email.as_str())
             .bind(user.password_hash.as_str())
             .bind(scopes_json(&user.scopes))
-            .bind(micros(user.created_at))
+            .bind(unix_micros(user.created_at))
             .bind(user.disabled)
             .execute(&self.pool)
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) => match is_unique_violation(&e) {
-                // SQLite names the column, not the constraint: "UNIQUE constraint failed: t.email".
-                Some(d) if d.message().ends_with("users.email") => Err(StoreError::DuplicateEmail),
-                Some(_) => Err(StoreError::DuplicateId),
-                None => Err(failed("insert a user")(e)),
-            },
-        }
+        user_inserted(
+            result.map(drop),
+            // SQLite names the column, not the constraint: "UNIQUE constraint failed: t.email".
+            |d| d.message().ends_with("users.email"),
+            failed("insert a user"),
+        )
     }
 
     async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
-        let row = sqlx::query(sql(&self.sql.user_by_email))
+        let row = sqlx::query(self.sql.user_by_email.clone())
             .bind(email)
             .fetch_optional(&self.pool)
             .await
@@ -753,7 +601,7 @@ impl UserStore for SqliteStore {
     }
 
     async fn find_user(&self, id: &OwnerId) -> Result<Option<UserRecord>, StoreError> {
-        let row = sqlx::query(sql(&self.sql.user_by_id))
+        let row = sqlx::query(self.sql.user_by_id.clone())
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await
@@ -762,7 +610,7 @@ impl UserStore for SqliteStore {
     }
 
     async fn update_password_hash(&self, id: &OwnerId, phc: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(sql(&self.sql.update_password))
+        let done = sqlx::query(self.sql.update_password.clone())
             .bind(phc)
             .bind(id.as_str())
             .execute(&self.pool)
@@ -772,7 +620,7 @@ impl UserStore for SqliteStore {
     }
 
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        let rows = sqlx::query(sql(&self.sql.list_users))
+        let rows = sqlx::query(self.sql.list_users.clone())
             .fetch_all(&self.pool)
             .await
             .map_err(failed("list users"))?;
@@ -780,7 +628,7 @@ impl UserStore for SqliteStore {
     }
 
     async fn set_user_disabled(&self, id: &OwnerId, disabled: bool) -> Result<bool, StoreError> {
-        let done = sqlx::query(sql(&self.sql.set_disabled))
+        let done = sqlx::query(self.sql.set_disabled.clone())
             .bind(disabled)
             .bind(id.as_str())
             .execute(&self.pool)
@@ -790,7 +638,7 @@ impl UserStore for SqliteStore {
     }
 
     async fn set_user_scopes(&self, id: &OwnerId, scopes: &Scopes) -> Result<bool, StoreError> {
-        let done = sqlx::query(sql(&self.sql.set_scopes))
+        let done = sqlx::query(self.sql.set_scopes.clone())
             .bind(scopes_json(scopes))
             .bind(id.as_str())
             .execute(&self.pool)
@@ -800,7 +648,7 @@ impl UserStore for SqliteStore {
     }
 
     async fn delete_user(&self, id: &OwnerId) -> Result<bool, StoreError> {
-        let done = sqlx::query(sql(&self.sql.delete_user))
+        let done = sqlx::query(self.sql.delete_user.clone())
             .bind(id.as_str())
             .execute(&self.pool)
             .await
