@@ -158,7 +158,7 @@ pub enum Problem {
     Scope(ScopeError),
 }
 
-/// What made a request [`AuthError::Unavailable`] (503): one variant per cause, so tests and
+/// What made an operation [`AuthError::Unavailable`]: one variant per cause, so tests and
 /// logs can tell them apart.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -6,7 +6,7 @@
 //!
 //! * [`within_reach`]: a principal acts only on its owner's live keys whose scopes are within
 //!   its own and whose lifetime does not exceed its own. A key out of reach is treated exactly
-//!   like an unknown key (not listed; 404 on rotate and revoke), so nothing reveals it exists.
+//!   like an unknown key (not listed; [`AuthError::KeyNotFound`] on rotate and revoke), so nothing reveals it exists.
 //!   A key principal can therefore never take over a broader or longer-lived sibling by rotating
 //!   it, nor lock its holder out by revoking it.
 //! * [`grant`]: a key that comes into being never has scopes beyond its creator's, and a key
@@ -77,7 +77,7 @@ pub struct Grant {
 }
 
 /// Decides what a key created by `creator` with the requested scopes and expiry holds.
-/// Requested scopes beyond the creator's are [`AuthError::ScopeNotHeld`] (403); `None` means
+/// Requested scopes beyond the creator's are [`AuthError::ScopeNotHeld`]; `None` means
 /// all of the creator's. The expiry is capped at the creator's own, if it has one.
 pub fn grant(
     creator: &Principal,

@@ -1,0 +1,395 @@
+//! API key management: create, list, rotate, revoke, under [`crate::policy`].
+
+use std::time::Duration;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::{Authenticator, Credential, Principal};
+use crate::Unavailable;
+use crate::{
+    ApiKey, AuthError, Field, InvalidInput, InvalidReason, KeyId, Problem, Scopes, policy,
+    store::{KeyRecord, OwnerId, RevokeOutcome, RotateOutcome, Rotation, StoreError},
+};
+
+/// Longest key name accepted, in characters.
+pub const MAX_KEY_NAME_LEN: usize = 100;
+/// A request to create a key.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[non_exhaustive]
+pub struct NewKey {
+    /// The key's label. 1 to [`MAX_KEY_NAME_LEN`] characters after trimming.
+    pub name: String,
+    /// Requested scopes; `None` means "all of the creator's". Must be a subset of the
+    /// creator's scopes.
+    #[serde(default)]
+    pub scopes: Option<Scopes>,
+    /// Optional expiry; must be in the future. A key created by a key gets at most its
+    /// creator's expiry (see [`crate::policy::grant`]).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl NewKey {
+    /// A request with just a name (scopes inherited, no expiry).
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            scopes: None,
+            expires_at: None,
+        }
+    }
+
+    /// Sets the requested scopes.
+    pub fn with_scopes(mut self, scopes: Scopes) -> Self {
+        self.scopes = Some(scopes);
+        self
+    }
+
+    /// Sets an expiry.
+    pub fn expiring_at(mut self, at: OffsetDateTime) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+}
+
+/// The public view of a key: what list endpoints return. Never the key, its secret or digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct KeyInfo {
+    /// The key id.
+    pub id: KeyId,
+    /// The label.
+    pub name: String,
+    /// Non-secret fragment, e.g. `nxr_4fGh2k…Xy3Q`.
+    pub display: String,
+    /// Granted scopes.
+    pub scopes: Scopes,
+    /// Creation time (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Last use, recorded at most once per interval (RFC 3339 or `null`).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+    /// Expiry (RFC 3339 or `null`).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    /// What created the key: `{"kind": "user"}` (a login session or the application) or
+    /// `{"kind": "key", "key_id": "…"}` (another key, which a cascading revoke follows).
+    #[serde(serialize_with = "serialize_created_by")]
+    pub created_by: Option<KeyId>,
+}
+
+fn serialize_created_by<S: serde::Serializer>(
+    created_by: &Option<KeyId>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    #[serde(tag = "kind", rename_all = "snake_case")]
+    enum CreatedBy {
+        User,
+        Key { key_id: KeyId },
+    }
+    match *created_by {
+        None => CreatedBy::User,
+        Some(key_id) => CreatedBy::Key { key_id },
+    }
+    .serialize(serializer)
+}
+
+impl From<&KeyRecord> for KeyInfo {
+    fn from(r: &KeyRecord) -> Self {
+        Self {
+            id: r.id,
+            name: r.name.clone(),
+            display: r.display.clone(),
+            scopes: r.scopes.clone(),
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+            expires_at: r.expires_at,
+            created_by: r.created_by,
+        }
+    }
+}
+
+/// A key just created or rotated: the only time its full text is available.
+///
+/// Serialises as `{id, name, key, display, scopes, created_at, last_used_at, expires_at,
+/// created_by}`.
+#[derive(Debug, Clone)]
+pub struct CreatedKey {
+    /// The public view.
+    pub info: KeyInfo,
+    /// The full key. Shown once.
+    pub key: ApiKey,
+}
+
+impl Serialize for CreatedKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Shown<'a> {
+            id: KeyId,
+            name: &'a str,
+            key: &'a str,
+            display: &'a str,
+            scopes: &'a Scopes,
+            #[serde(with = "time::serde::rfc3339")]
+            created_at: OffsetDateTime,
+            #[serde(with = "time::serde::rfc3339::option")]
+            last_used_at: Option<OffsetDateTime>,
+            #[serde(with = "time::serde::rfc3339::option")]
+            expires_at: Option<OffsetDateTime>,
+            #[serde(serialize_with = "serialize_created_by")]
+            created_by: Option<KeyId>,
+        }
+        Shown {
+            id: self.info.id,
+            name: &self.info.name,
+            key: self.key.expose(),
+            display: &self.info.display,
+            scopes: &self.info.scopes,
+            created_at: self.info.created_at,
+            last_used_at: self.info.last_used_at,
+            expires_at: self.info.expires_at,
+            created_by: self.info.created_by,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// Options for [`Authenticator::rotate_key`].
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct RotateOptions {
+    /// Keep the old secret working for this long. Defaults to `None`: the old key stops
+    /// working the moment the rotation returns, as the product's API documents.
+    pub grace: Option<Duration>,
+}
+
+impl RotateOptions {
+    /// Immediate rotation (the default).
+    pub fn immediate() -> Self {
+        Self::default()
+    }
+
+    /// Rotation with a grace period for the old secret.
+    pub fn with_grace(grace: Duration) -> Self {
+        Self { grace: Some(grace) }
+    }
+}
+
+/// Options for [`Authenticator::revoke_key`].
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct RevokeOptions {
+    /// Also revoke, in the same atomic step, every key this key created, transitively: the
+    /// answer to "a key leaked and minted others". Defaults to `false`.
+    pub cascade: bool,
+}
+
+impl RevokeOptions {
+    /// Revoke the key only (the default).
+    pub fn key_only() -> Self {
+        Self::default()
+    }
+
+    /// Revoke the key and every key it created, transitively.
+    pub fn cascade() -> Self {
+        Self { cascade: true }
+    }
+}
+
+impl Authenticator {
+    /// Creates a key for the principal's owner, as the key-management policy allows (see
+    /// [`crate::policy::grant`]): scopes default to (and may not exceed) the principal's; a key
+    /// created by a key expires no later than it and records it as its creator.
+    pub async fn create_key(
+        &self,
+        creator: &Principal,
+        request: NewKey,
+    ) -> Result<CreatedKey, AuthError> {
+        let name = request.name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > MAX_KEY_NAME_LEN {
+            return Err(InvalidInput::new(
+                Field::Name,
+                Problem::Length {
+                    min: 1,
+                    max: MAX_KEY_NAME_LEN,
+                },
+            )
+            .into());
+        }
+        if name.chars().any(char::is_control) {
+            return Err(InvalidInput::new(Field::Name, Problem::ControlCharacter).into());
+        }
+        let now = self.inner.clock.now();
+        if request.expires_at.is_some_and(|at| at <= now) {
+            return Err(InvalidInput::new(Field::ExpiresAt, Problem::NotInFuture).into());
+        }
+        let grant = policy::grant(creator, request.scopes, request.expires_at)?;
+        // A fresh random id colliding is astronomically unlikely, but the store's duplicate
+        // check is the truth: retry once with a new id rather than fail the request.
+        for _ in 0..2 {
+            let key = ApiKey::generate().map_err(Unavailable::Randomness)?;
+            let record = KeyRecord {
+                id: key.id(),
+                owner: creator.owner().clone(),
+                name: name.clone(),
+                scopes: grant.scopes.clone(),
+                created_at: now,
+                last_used_at: None,
+                expires_at: grant.expires_at,
+                revoked_at: None,
+                display: key.display_fragment(),
+                digest: self.inner.peppers.digest(&key),
+                previous: None,
+                created_by: grant.created_by,
+            };
+            match self.inner.keys.insert(&record).await {
+                Ok(()) => {
+                    return Ok(CreatedKey {
+                        info: KeyInfo::from(&record),
+                        key,
+                    });
+                }
+                Err(StoreError::DuplicateId) => continue,
+                // The creating key was revoked while this request was in flight.
+                Err(StoreError::CreatorRevoked) => {
+                    return Err(AuthError::InvalidToken(InvalidReason::Revoked));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Unavailable::KeyIdCollision.into())
+    }
+
+    /// Creates a key for `owner`, who holds `allowed` scopes (for admin tools that act without
+    /// a request): [`Authenticator::create_key`] for an internal principal.
+    pub async fn create_key_for(
+        &self,
+        owner: &OwnerId,
+        allowed: &Scopes,
+        request: NewKey,
+    ) -> Result<CreatedKey, AuthError> {
+        let creator = Principal::new(owner.clone(), Credential::Internal, allowed.clone());
+        self.create_key(&creator, request).await
+    }
+
+    /// The keys of the principal's owner that it may reach ([`crate::policy::within_reach`]):
+    /// never revoked ones, never broader or longer-lived ones; oldest first.
+    pub async fn list_keys(&self, principal: &Principal) -> Result<Vec<KeyInfo>, AuthError> {
+        let owner_scopes = self.owner_scopes(principal).await?;
+        Ok(self
+            .inner
+            .keys
+            .list(principal.owner())
+            .await?
+            .iter()
+            .filter(|r| policy::within_reach(principal, r, owner_scopes.as_ref()))
+            .map(KeyInfo::from)
+            .collect())
+    }
+
+    /// The owner's current scopes, for [`policy::within_reach`]: read only for principals
+    /// without a key, and only with a user store (`None` otherwise, or for an unknown owner).
+    async fn owner_scopes(&self, principal: &Principal) -> Result<Option<Scopes>, AuthError> {
+        match &self.inner.users {
+            Some(users) if principal.key_id().is_none() => Ok(users
+                .find_user(principal.owner())
+                .await?
+                .map(|user| user.scopes)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The key `id` if the principal may act on it; [`AuthError::KeyNotFound`] otherwise,
+    /// exactly as for an unknown id.
+    /// `to_rotate`: judged by [`policy::may_rotate`] (the caller receives the new secret),
+    /// otherwise by [`policy::within_reach`].
+    async fn reachable_key(
+        &self,
+        principal: &Principal,
+        id: KeyId,
+        to_rotate: bool,
+    ) -> Result<KeyRecord, AuthError> {
+        let owner_scopes = if to_rotate {
+            None
+        } else {
+            self.owner_scopes(principal).await?
+        };
+        match self.inner.keys.find(id).await? {
+            Some(record) if to_rotate && policy::may_rotate(principal, &record) => Ok(record),
+            Some(record)
+                if !to_rotate
+                    && policy::within_reach(principal, &record, owner_scopes.as_ref()) =>
+            {
+                Ok(record)
+            }
+            _ => Err(AuthError::KeyNotFound),
+        }
+    }
+
+    /// Issues a new secret for a key within the principal's reach, keeping its id, name,
+    /// scopes and expiry. With the default options the old key fails from the moment this
+    /// returns. Unknown, revoked, out-of-reach or another owner's key →
+    /// [`AuthError::KeyNotFound`]; expired → [`AuthError::KeyExpired`].
+    pub async fn rotate_key(
+        &self,
+        principal: &Principal,
+        id: KeyId,
+        options: RotateOptions,
+    ) -> Result<CreatedKey, AuthError> {
+        self.reachable_key(principal, id, true).await?;
+        let key = ApiKey::generate_for(id).map_err(Unavailable::Randomness)?;
+        let now = self.inner.clock.now();
+        let rotation = Rotation {
+            digest: self.inner.peppers.digest(&key),
+            display: key.display_fragment(),
+            grace_until: options.grace.map(|g| now + g),
+            now,
+        };
+        match self
+            .inner
+            .keys
+            .rotate(principal.owner(), id, &rotation)
+            .await?
+        {
+            RotateOutcome::Rotated(record) => Ok(CreatedKey {
+                info: KeyInfo::from(&record),
+                key,
+            }),
+            RotateOutcome::Expired => Err(AuthError::KeyExpired),
+            _ => Err(AuthError::KeyNotFound),
+        }
+    }
+
+    /// Revokes a key within the principal's reach and, with [`RevokeOptions::cascade`], every
+    /// key it created, transitively, in one atomic step. A revoked key is gone from the owner's
+    /// view: revoking it again is [`AuthError::KeyNotFound`], like an unknown, out-of-reach or
+    /// another owner's key. Returns the ids revoked (the key first).
+    pub async fn revoke_key(
+        &self,
+        principal: &Principal,
+        id: KeyId,
+        options: RevokeOptions,
+    ) -> Result<Vec<KeyId>, AuthError> {
+        self.reachable_key(principal, id, false).await?;
+        let owner = principal.owner();
+        let at = self.inner.clock.now();
+        let (root, descendants) = if options.cascade {
+            let outcome = self.inner.keys.revoke_tree(owner, id, at).await?;
+            (outcome.root, outcome.descendants)
+        } else {
+            (self.inner.keys.revoke(owner, id, at).await?, Vec::new())
+        };
+        // A concurrent revoke of the same key won: it is gone all the same.
+        if root != RevokeOutcome::Revoked && descendants.is_empty() {
+            return Err(AuthError::KeyNotFound);
+        }
+        let revoked: Vec<KeyId> = std::iter::once(id).chain(descendants).collect();
+        for id in &revoked {
+            self.inner.last_used.forget(*id);
+        }
+        Ok(revoked)
+    }
+}

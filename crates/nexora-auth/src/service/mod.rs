@@ -1,0 +1,333 @@
+//! [`Authenticator`]: the service server code calls.
+
+mod clock;
+mod keys;
+mod login;
+mod principal;
+mod users;
+
+pub use clock::{Clock, SystemClock};
+pub use keys::{CreatedKey, KeyInfo, MAX_KEY_NAME_LEN, NewKey, RevokeOptions, RotateOptions};
+pub use login::LoginResponse;
+pub use principal::{Credential, Principal};
+pub use users::{MAX_EMAIL_LEN, UserInfo, normalize_email};
+
+use std::{
+    fmt,
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use crate::{
+    ApiKey, AuthError, ConfigError, InvalidReason, PasswordHasher, PasswordPolicy, PepperRing,
+    Scopes, TokenAuthority,
+    key::{KEY_LEN, has_key_prefix},
+    last_used::LastUsedTracker,
+    store::{KeyStore, OwnerId, UserStore},
+    throttle::{LoginThrottle, ThrottlePolicy},
+};
+
+/// Builder for [`Authenticator`]. Every default is on its setter.
+pub struct AuthenticatorBuilder {
+    keys: Arc<dyn KeyStore>,
+    peppers: PepperRing,
+    users: Option<Arc<dyn UserStore>>,
+    tokens: Option<TokenAuthority>,
+    password_policy: PasswordPolicy,
+    throttle_policy: ThrottlePolicy,
+    last_used_interval: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl AuthenticatorBuilder {
+    /// Failed-login throttling. Defaults to [`ThrottlePolicy::default`]: 5 failures per email
+    /// or 20 per client address within 15 minutes lock it for 15 minutes.
+    pub fn login_throttle(mut self, policy: ThrottlePolicy) -> Self {
+        self.throttle_policy = policy;
+        self
+    }
+
+    /// The user store for password login. Defaults to none: [`Authenticator::login`] and
+    /// [`Authenticator::register_user`] then answer [`Unavailable::NoUserStore`](crate::Unavailable::NoUserStore), and API keys and JWTs work alone
+    /// (for applications with their own user system).
+    pub fn users(mut self, users: Arc<dyn UserStore>) -> Self {
+        self.users = Some(users);
+        self
+    }
+
+    /// JWT issuing and verification. Defaults to none: only API keys authenticate.
+    pub fn tokens(mut self, tokens: TokenAuthority) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
+    /// Password rules. Defaults to [`PasswordPolicy::default`] (argon2id m=19456, t=2, p=1).
+    pub fn password_policy(mut self, policy: PasswordPolicy) -> Self {
+        self.password_policy = policy;
+        self
+    }
+
+    /// At most one `last_used_at` write per key per this interval. Defaults to 5 seconds.
+    pub fn last_used_interval(mut self, interval: Duration) -> Self {
+        self.last_used_interval = interval;
+        self
+    }
+
+    /// The time source for everything time-dependent: key expiry, JWT issuance and `exp` /
+    /// `nbf` / `iat` checks (the token authority is given this clock), the login throttle and
+    /// the last-used batches. Defaults to [`SystemClock`].
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Builds the service (computes the password hasher's dummy hash: one argon2 run).
+    pub fn build(self) -> Result<Authenticator, ConfigError> {
+        let passwords = PasswordHasher::new(self.password_policy)?;
+        Ok(Authenticator {
+            inner: Arc::new(Inner {
+                keys: self.keys,
+                users: self.users,
+                peppers: self.peppers,
+                tokens: self.tokens.map(|t| t.with_clock(Arc::clone(&self.clock))),
+                passwords,
+                throttle: LoginThrottle::new(self.throttle_policy)?,
+                last_used: LastUsedTracker::new(self.last_used_interval),
+                clock: self.clock,
+            }),
+        })
+    }
+}
+
+struct Inner {
+    keys: Arc<dyn KeyStore>,
+    users: Option<Arc<dyn UserStore>>,
+    peppers: PepperRing,
+    tokens: Option<TokenAuthority>,
+    passwords: PasswordHasher,
+    throttle: LoginThrottle,
+    last_used: LastUsedTracker,
+    clock: Arc<dyn Clock>,
+}
+
+/// The authentication service: keys, tokens, passwords, over pluggable stores.
+///
+/// Cheap to clone (shared). See the crate docs for an example.
+#[derive(Clone)]
+pub struct Authenticator {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("peppers", &self.inner.peppers)
+            .field("tokens", &self.inner.tokens)
+            .field("users", &self.inner.users.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// Starts a builder over a key store and the server's peppers.
+    pub fn builder(keys: Arc<dyn KeyStore>, peppers: PepperRing) -> AuthenticatorBuilder {
+        AuthenticatorBuilder {
+            keys,
+            peppers,
+            users: None,
+            tokens: None,
+            password_policy: PasswordPolicy::default(),
+            throttle_policy: ThrottlePolicy::default(),
+            last_used_interval: Duration::from_secs(5),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The JWT authority, if configured (for `/.well-known/jwks.json`).
+    pub fn tokens(&self) -> Option<&TokenAuthority> {
+        self.inner.tokens.as_ref()
+    }
+
+    /// The password hasher.
+    pub fn passwords(&self) -> &PasswordHasher {
+        &self.inner.passwords
+    }
+
+    /// Whether a [`UserStore`] is configured ([`AuthenticatorBuilder::users`]): without one,
+    /// owners are the application's opaque ids and [`Authenticator::user`] has nothing to
+    /// read.
+    pub fn has_users(&self) -> bool {
+        self.inner.users.is_some()
+    }
+
+    /// The longest credential [`Authenticator::authenticate`] can accept, in bytes: the JWT
+    /// size cap ([`JwtConfig::max_token_len`](crate::JwtConfig::max_token_len), 8 KiB by
+    /// default) with a token authority, else the length of an `nxr_` key. A transport can
+    /// refuse anything longer before reading it further; this is the one setting it follows.
+    pub fn max_credential_len(&self) -> usize {
+        self.inner
+            .tokens
+            .as_ref()
+            .map_or(0, |tokens| tokens.config().max_token_len_bytes())
+            .max(KEY_LEN)
+    }
+
+    /// Authenticates a bearer token: an `nxr_` API key or a JWT access token.
+    ///
+    /// Anything starting with `nxr_` is treated as a key (and malformed keys are refused
+    /// without a store call); anything else as a JWT.
+    ///
+    /// With a user store configured, every credential is checked against its user on every
+    /// request: a token whose `sub` (or a key whose owner) names no user, or a disabled one, is
+    /// [`InvalidReason::UnknownUser`] / [`InvalidReason::UserDisabled`] (as bad as any bad
+    /// token). The principal's scopes are then capped at the user's current scopes: a JWT
+    /// without a `scope` claim carries all of them, one with a claim the intersection, and a
+    /// key its own scopes intersected with them.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+        if has_key_prefix(token) {
+            let key = ApiKey::parse(token)
+                .map_err(|e| AuthError::InvalidToken(InvalidReason::MalformedKey(e)))?;
+            return self.authenticate_key(&key).await;
+        }
+        match &self.inner.tokens {
+            Some(tokens) => {
+                let verified = tokens.verify(token).map_err(AuthError::InvalidToken)?;
+                let scopes = match (
+                    self.live_user_scopes(&verified.subject).await?,
+                    verified.scopes,
+                ) {
+                    (None, claimed) => claimed.unwrap_or_else(Scopes::empty),
+                    (Some(current), None) => current,
+                    (Some(current), Some(claimed)) => claimed.intersection(&current),
+                };
+                Ok(Principal::new(
+                    verified.subject,
+                    Credential::AccessToken { jti: verified.jti },
+                    scopes,
+                ))
+            }
+            None => Err(AuthError::InvalidToken(InvalidReason::UnrecognisedFormat)),
+        }
+    }
+
+    /// Authenticates a parsed API key (see [`Authenticator::authenticate`]).
+    pub async fn authenticate_key(&self, key: &ApiKey) -> Result<Principal, AuthError> {
+        let record = self
+            .inner
+            .keys
+            .find_credentials(key.id())
+            .await?
+            .ok_or(AuthError::InvalidToken(InvalidReason::UnknownKey))?;
+        let now = self.inner.clock.now();
+        let peppers = &self.inner.peppers;
+        // Compare first, judge state second: an unauthenticated caller learns nothing about
+        // whether a key id is revoked or expired.
+        let current = peppers.verify(key, &record.digest);
+        let previous = !current
+            && record
+                .previous
+                .is_some_and(|p| p.valid_until > now && peppers.verify(key, &p.digest));
+        if !current && !previous {
+            return Err(AuthError::InvalidToken(InvalidReason::SecretMismatch));
+        }
+        if record.revoked_at.is_some() {
+            return Err(AuthError::InvalidToken(InvalidReason::Revoked));
+        }
+        if record.expires_at.is_some_and(|at| at <= now) {
+            return Err(AuthError::InvalidToken(InvalidReason::Expired));
+        }
+        let scopes = match self.live_user_scopes(&record.owner).await? {
+            Some(current) => record.scopes.intersection(&current),
+            None => record.scopes,
+        };
+        self.inner.last_used.note(record.id, now);
+        Ok(
+            Principal::new(record.owner, Credential::ApiKey(record.id), scopes)
+                .with_expiry(record.expires_at),
+        )
+    }
+
+    /// The live-user rule: `Ok(None)` without a user store; the user's current scopes when the
+    /// user exists and is enabled; a bad credential otherwise.
+    async fn live_user_scopes(&self, owner: &OwnerId) -> Result<Option<Scopes>, AuthError> {
+        let Some(users) = &self.inner.users else {
+            return Ok(None);
+        };
+        match users.find_user(owner).await? {
+            Some(user) if !user.disabled => Ok(Some(user.scopes)),
+            Some(_) => Err(AuthError::InvalidToken(InvalidReason::UserDisabled)),
+            None => Err(AuthError::InvalidToken(InvalidReason::UnknownUser)),
+        }
+    }
+
+    /// Writes the queued `last_used_at` times to the store in one batch. Returns how many.
+    /// On failure the batch is kept for the next flush.
+    pub async fn flush_last_used(&self) -> Result<usize, AuthError> {
+        let batch = self.inner.last_used.take();
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        match self.inner.keys.record_last_used(&batch).await {
+            Ok(()) => Ok(batch.len()),
+            Err(e) => {
+                self.inner.last_used.requeue(batch);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Starts a background task (on the current Tokio runtime) that flushes `last_used_at`
+    /// every `every`. Call [`LastUsedFlusher::shutdown`] on the way out for a final flush.
+    pub fn spawn_last_used_flusher(&self, every: Duration) -> LastUsedFlusher {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = &mut stop_rx => break,
+                }
+                let Some(inner) = weak.upgrade() else { break };
+                if let Err(e) = (Authenticator { inner }).flush_last_used().await {
+                    tracing::warn!(error = %e, "last_used flush failed; will retry");
+                }
+            }
+        });
+        LastUsedFlusher {
+            authenticator: self.clone(),
+            stop: Some(stop_tx),
+            task: Some(task),
+        }
+    }
+}
+
+/// Handle of the background `last_used_at` flusher.
+#[derive(Debug)]
+pub struct LastUsedFlusher {
+    authenticator: Authenticator,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl LastUsedFlusher {
+    /// Stops the task and flushes what is left.
+    pub async fn shutdown(mut self) -> Result<usize, AuthError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        self.authenticator.flush_last_used().await
+    }
+}
+
+impl Drop for LastUsedFlusher {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

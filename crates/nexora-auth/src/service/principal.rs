@@ -1,0 +1,97 @@
+//! Who is calling: [`Principal`] and the [`Credential`] behind it.
+
+use time::OffsetDateTime;
+
+use crate::{AuthError, KeyId, Scopes, store::OwnerId};
+
+/// Which credential authenticated a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Credential {
+    /// An `nxr_` API key.
+    ApiKey(KeyId),
+    /// A JWT access token, with its `jti` if it had one.
+    AccessToken {
+        /// The token id.
+        jti: Option<String>,
+    },
+    /// Built by the application itself (an admin command, a test), not from a request.
+    Internal,
+}
+
+/// Who is calling: the owner, the credential used, what it may do and how long it lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    owner: OwnerId,
+    credential: Credential,
+    scopes: Scopes,
+    expires_at: Option<OffsetDateTime>,
+}
+
+impl Principal {
+    /// Builds a principal (for admin code and tests; requests get theirs from
+    /// [`Authenticator::authenticate`](crate::Authenticator::authenticate)).
+    /// The principal has no lifetime of its own ([`Principal::expires_at`] is `None`).
+    pub fn new(owner: OwnerId, credential: Credential, scopes: Scopes) -> Self {
+        Self {
+            owner,
+            credential,
+            scopes,
+            expires_at: None,
+        }
+    }
+
+    /// Sets the lifetime that bounds what this principal may reach and create (see
+    /// [`Principal::expires_at`]).
+    #[must_use]
+    pub fn with_expiry(mut self, expires_at: Option<OffsetDateTime>) -> Self {
+        self.expires_at = expires_at;
+        self
+    }
+
+    /// When the credential behind this principal stops working, as far as it bounds what the
+    /// principal may reach and create: an API key's expiry. `None` for keys without expiry and
+    /// for user sessions (a session's keys are meant to outlive it).
+    pub fn expires_at(&self) -> Option<OffsetDateTime> {
+        self.expires_at
+    }
+
+    /// The API key behind this principal, if a key authenticated it.
+    pub fn key_id(&self) -> Option<KeyId> {
+        match self.credential {
+            Credential::ApiKey(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The owner (user id, or the application's opaque id).
+    pub fn owner(&self) -> &OwnerId {
+        &self.owner
+    }
+
+    /// The credential presented.
+    pub fn credential(&self) -> &Credential {
+        &self.credential
+    }
+
+    /// The granted scopes.
+    pub fn scopes(&self) -> &Scopes {
+        &self.scopes
+    }
+
+    /// Whether the principal holds `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.contains(scope)
+    }
+
+    /// `Ok` if the principal holds `scope`, else [`AuthError::InsufficientScope`].
+    pub fn require_scope(&self, scope: &str) -> Result<(), AuthError> {
+        if self.has_scope(scope) {
+            Ok(())
+        } else {
+            Err(AuthError::InsufficientScope {
+                required: scope.to_owned(),
+            })
+        }
+    }
+}
