@@ -6,9 +6,16 @@
 //! * authenticate (valid key, in-memory store) ÷ (bare HMAC-SHA256 over a key-sized input +
 //!   one `HashMap` lookup) — target ≤ 1.5;
 //! * malformed key rejection — target ≤ 100 ns, zero store calls (counted in the core's tests);
-//! * `TokenAuthority::verify` ÷ bare `jsonwebtoken::decode` of the same token — target ≤ 1.15.
+//! * `TokenAuthority::verify` ÷ bare `jsonwebtoken::decode` of the same token — target ≤ 1.15;
+//!   also as the median of interleaved rounds, so that drift of a shared machine affects both
+//!   sides alike.
+//!
+//! Instruction counts, which do not move with the machine's load: the same binary, given
+//! `count <verify|decode> <N>` instead of criterion's arguments, verifies or decodes the bench
+//! token `N` times for `valgrind --tool=callgrind`; `benches/callgrind_jwt_verify.sh` prints the
+//! instructions per call of both and their ratio.
 
-use std::{collections::HashMap, hint::black_box, path::PathBuf, sync::Arc};
+use std::{collections::HashMap, hint::black_box, path::PathBuf, sync::Arc, time::Instant};
 
 use criterion::Criterion;
 use hmac::{Hmac, KeyInit, Mac};
@@ -126,8 +133,16 @@ struct Claims {
     scope: Option<String>,
 }
 
-fn jwt(c: &mut Criterion) {
-    let authority = authority();
+/// The token, the uncached authority and the baseline's key and validation, shared by the
+/// criterion bench and the `count` mode.
+struct JwtCase {
+    token: String,
+    uncached: TokenAuthority,
+    key: jsonwebtoken::DecodingKey,
+    validation: jsonwebtoken::Validation,
+}
+
+fn jwt_case(authority: &TokenAuthority) -> JwtCase {
     let owner = OwnerId::new("bench-user");
     let scopes = Scopes::new(["agents:read", "keys:manage"]).unwrap();
     let token = authority
@@ -136,11 +151,37 @@ fn jwt(c: &mut Criterion) {
         .token
         .expose()
         .to_owned();
+    // The same validation `TokenAuthority` asks for: the one pinned algorithm, the four
+    // required claims, one issuer and one audience (and `exp` checked against the time).
     let key = jsonwebtoken::DecodingKey::from_secret(JWT_SECRET).unwrap();
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     validation.set_issuer(&["nexora"]);
     validation.set_audience(&["nexora-api"]);
+    // The cache off: every call checks the signature and parses the claims.
+    let uncached = TokenAuthority::new(
+        JwtKeys::hs256(&SecretBytes::new(JWT_SECRET.to_vec())).expect("valid secret"),
+        JwtConfig::default().verified_cache(0),
+    )
+    .expect("valid config");
+    JwtCase {
+        token,
+        uncached,
+        key,
+        validation,
+    }
+}
+
+fn jwt(c: &mut Criterion) {
+    let authority = authority();
+    let owner = OwnerId::new("bench-user");
+    let scopes = Scopes::new(["agents:read", "keys:manage"]).unwrap();
+    let JwtCase {
+        token,
+        uncached,
+        key,
+        validation,
+    } = jwt_case(&authority);
 
     let mut g = c.benchmark_group("jwt");
     g.bench_function("issue", |b| {
@@ -149,12 +190,6 @@ fn jwt(c: &mut Criterion) {
     g.bench_function("baseline_jsonwebtoken_decode", |b| {
         b.iter(|| jsonwebtoken::decode::<Claims>(black_box(&token), &key, &validation).unwrap())
     });
-    // The cache off: every call checks the signature and parses the claims.
-    let uncached = TokenAuthority::new(
-        JwtKeys::hs256(&SecretBytes::new(JWT_SECRET.to_vec())).expect("valid secret"),
-        JwtConfig::default().verified_cache(0),
-    )
-    .expect("valid config");
     g.bench_function("verify", |b| {
         b.iter(|| uncached.verify(black_box(&token)).unwrap())
     });
@@ -215,7 +250,78 @@ fn print_ratios() {
     }
 }
 
+/// Medians of time per call over rounds that alternate uncached `verify` and the bare
+/// `jsonwebtoken::decode`, and their ratio.
+#[allow(clippy::print_stdout, reason = "a benchmark report is printed output")]
+fn interleaved_jwt_ratio() {
+    const ROUNDS: usize = 21;
+    const CALLS: u32 = 5_000;
+    let case = jwt_case(&authority());
+    let mut samples: [Vec<f64>; 2] = Default::default();
+    for _ in 0..ROUNDS {
+        let start = Instant::now();
+        for _ in 0..CALLS {
+            black_box(case.uncached.verify(black_box(&case.token)).expect("valid"));
+        }
+        samples[0].push(start.elapsed().as_secs_f64() * 1e9 / f64::from(CALLS));
+        let start = Instant::now();
+        for _ in 0..CALLS {
+            black_box(
+                jsonwebtoken::decode::<Claims>(black_box(&case.token), &case.key, &case.validation)
+                    .expect("valid"),
+            );
+        }
+        samples[1].push(start.elapsed().as_secs_f64() * 1e9 / f64::from(CALLS));
+    }
+    let [verify, decode] = samples.map(|mut v| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    });
+    println!(
+        "{:<46} {verify:>9.1} ns / {decode:>9.1} ns = {:.3}x  (target <= 1.15x)",
+        "jwt verify / decode, interleaved medians",
+        verify / decode
+    );
+}
+
+/// `count <verify|decode> <N>`: `N` uncached verifications of the bench token, or `N` bare
+/// `jsonwebtoken::decode`s of it, for `valgrind --tool=callgrind`
+/// (`benches/callgrind_jwt_verify.sh`).
+fn count(args: &[String]) {
+    let usage = "usage: key_path count <verify|decode> <N>";
+    let [what, n] = args else {
+        panic!("{usage}");
+    };
+    let n: u64 = n.parse().expect(usage);
+    let case = jwt_case(&authority());
+    match what.as_str() {
+        "verify" => {
+            for _ in 0..n {
+                black_box(case.uncached.verify(black_box(&case.token)).expect("valid"));
+            }
+        }
+        "decode" => {
+            for _ in 0..n {
+                black_box(
+                    jsonwebtoken::decode::<Claims>(
+                        black_box(&case.token),
+                        &case.key,
+                        &case.validation,
+                    )
+                    .expect("valid"),
+                );
+            }
+        }
+        _ => panic!("{usage}"),
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "count") {
+        count(&args[1..]);
+        return;
+    }
     let mut c = Criterion::default()
         .output_directory(&output_dir())
         .configure_from_args();
@@ -223,4 +329,8 @@ fn main() {
     jwt(&mut c);
     c.final_summary();
     print_ratios();
+    // Not in criterion's test or list modes, which measure nothing.
+    if !std::env::args().any(|a| a == "--test" || a == "--list") {
+        interleaved_jwt_ratio();
+    }
 }
