@@ -273,8 +273,8 @@ pub enum JwtRejection {
     /// `typ` is present and not `JWT` or `at+jwt`.
     #[error("not an access token (typ)")]
     Typ,
-    /// The claims nest deeper than the limit.
-    #[error("claims nested too deeply")]
+    /// The header or the claims nest deeper than the limit.
+    #[error("token nested too deeply")]
     TooDeep,
     /// `sub` is empty.
     #[error("empty sub")]

@@ -1,36 +1,24 @@
-//! How deeply a JWT's claims nest.
+//! How deeply a JWT's header and claims nest.
 //!
-//! `jsonwebtoken` and serde skip claims this crate does not read with an iterative scanner
-//! that has no depth limit, so a token whose claims nest hundreds of levels deep was accepted
+//! serde skips the fields this crate does not read with serde_json's iterative scanner, which
+//! has no depth limit, so a token whose claims nest hundreds of levels deep would be accepted
 //! as long as its signature held. Nothing a real issuer sends nests like that; a verifier that
 //! accepts it lets the token through to every downstream consumer that parses its claims
 //! recursively (and may overflow its stack). [`MAX_CLAIMS_DEPTH`] bounds it.
 
-use base64::Engine;
-
-/// Deepest nesting of objects and arrays accepted in a JWT's claims: the claims object itself
-/// is depth 1, so `{"aud": ["x"]}` is 2. Generous for real claims (Keycloak's
+/// Deepest nesting of objects and arrays accepted in a JWT's header or claims: the object
+/// itself is depth 1, so `{"aud": ["x"]}` is 2. Generous for real claims (Keycloak's
 /// `resource_access.<client>.roles[]` is 4).
 pub(crate) const MAX_CLAIMS_DEPTH: usize = 32;
 
-/// Whether the claims (second segment) of a compact JWT nest deeper than
-/// [`MAX_CLAIMS_DEPTH`]. Called only for tokens that already verified, so the payload is
-/// base64url and JSON; an undecodable payload counts as too deep (refused).
-pub(crate) fn claims_too_deep(token: &str) -> bool {
-    let Some(payload) = token.split('.').nth(1) else {
-        return true;
-    };
-    // Decoded on the stack: tokens are capped at a few KiB before they get here, and this
-    // runs on every uncached verification.
-    let mut buf = [0u8; 6 * 1024];
-    match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode_slice(payload, &mut buf) {
-        Ok(len) => exceeds_depth(&buf[..len], MAX_CLAIMS_DEPTH),
-        // Larger than the buffer (only with a raised size cap) or not base64: decode on the heap.
-        Err(_) => match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload) {
-            Ok(json) => exceeds_depth(&json, MAX_CLAIMS_DEPTH),
-            Err(_) => true,
-        },
-    }
+/// Whether the decoded JSON of a header or payload nests deeper than [`MAX_CLAIMS_DEPTH`].
+///
+/// Text with at most that many `{` and `[` bytes in all cannot nest deeper, whatever their
+/// order and whether some sit inside strings; counting them is one branch-free pass that the
+/// compiler vectorises, so ordinary tokens never reach the exact scan.
+pub(crate) fn too_deep(json: &[u8]) -> bool {
+    let openers = json.iter().filter(|&&b| b == b'{' || b == b'[').count();
+    openers > MAX_CLAIMS_DEPTH && exceeds_depth(json, MAX_CLAIMS_DEPTH)
 }
 
 /// One pass, no recursion: counts `{`/`[` against `}`/`]` outside strings.
@@ -75,5 +63,17 @@ mod tests {
         assert!(exceeds_depth(deep.as_bytes(), MAX_CLAIMS_DEPTH));
         let fine = format!("{{\"x\":{}{}}}", "[".repeat(31), "]".repeat(31));
         assert!(!exceeds_depth(fine.as_bytes(), MAX_CLAIMS_DEPTH));
+    }
+
+    #[test]
+    fn the_count_shortcut_agrees_with_the_scan() {
+        let deep = format!("{{\"x\":{}{}}}", "[".repeat(32), "]".repeat(32));
+        assert!(too_deep(deep.as_bytes()));
+        // Many brackets, none deep: the count exceeds the limit, the scan decides.
+        let wide = format!("{{\"x\":[{}[]]}}", "[],".repeat(100));
+        assert!(!too_deep(wide.as_bytes()));
+        let in_strings = format!("{{\"x\":\"{}\"}}", "[".repeat(100));
+        assert!(!too_deep(in_strings.as_bytes()));
+        assert!(!too_deep(br#"{"sub":"u","aud":["a","b"],"x":{"y":[1]}}"#));
     }
 }
