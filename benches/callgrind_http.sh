@@ -40,10 +40,10 @@ total() { # framework path token count
   case "$3" in key|jwt) token=$(awk -v k="$3" '$1 == k {print $2}' "$out") ;; *) token=- ;; esac
   if [ "$4" -gt 0 ]; then send "$base" "$2" "$4" "$token"; fi
   # Dump the counters now (to "$cg.1"), then stop the server.
-  callgrind_control --dump "$pid" >/dev/null
+  callgrind_control --dump "$pid" >/dev/null 2>&1
   for _ in $(seq 1 100); do [ -s "$cg.1" ] && break; sleep 0.2; done
   kill -9 "$pid"; wait "$pid" 2>/dev/null || true
-  callgrind_annotate "$cg.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}'
+  callgrind_annotate "$cg.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'
 }
 
 printf '%-6s %-12s %12s\n' framework request 'Ir/request'
