@@ -1,0 +1,485 @@
+//! The fixture every suite runs on: an authenticator over any stores and JWT ring, with users,
+//! keys and tokens in every state.
+
+use std::{sync::Arc, time::Duration};
+
+use nexora_auth::{
+    Authenticator, Clock, Credential, JwtAlgorithm, JwtConfig, JwtKeys, MemoryKeyStore,
+    MemoryUserStore, NewKey, OwnerId, PasswordPolicy, PepperRing, Principal, RevokeOptions, Scopes,
+    SecretBytes, SecretString, TokenAuthority, UserStore, store::KeyStore,
+};
+use nexora_auth_http::scopes::{AGENTS_READ, KEYS_MANAGE};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::{
+    instrument::{CountingUserStore, InstrumentedKeyStore, ShiftedClock, StoreCalls},
+    test_keys,
+};
+
+/// The stores a [`Fixture`] runs on: any [`KeyStore`] and [`UserStore`] (in-memory, SQLite,
+/// Postgres…), plus whatever must live as long as they do (a temporary directory, a test
+/// schema).
+pub struct Stores {
+    name: &'static str,
+    keys: Arc<dyn KeyStore>,
+    users: Arc<dyn UserStore>,
+    guard: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stores {
+    /// Stores named `name` (for messages).
+    pub fn new(name: &'static str, keys: Arc<dyn KeyStore>, users: Arc<dyn UserStore>) -> Self {
+        Self {
+            name,
+            keys,
+            users,
+            guard: None,
+        }
+    }
+
+    /// The in-memory stores of the core.
+    pub fn memory() -> Self {
+        Self::new(
+            "memory",
+            Arc::new(MemoryKeyStore::new()),
+            Arc::new(MemoryUserStore::new()),
+        )
+    }
+
+    /// Keeps `guard` alive as long as the fixture (e.g. the SQLite file's directory).
+    pub fn with_guard(mut self, guard: impl std::any::Any + Send + Sync) -> Self {
+        self.guard = Some(Box::new(guard));
+        self
+    }
+
+    /// The name given to [`Stores::new`].
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+/// The `kid` of the signing key of the asymmetric rings (the server's default, `k1`).
+pub const SIGNING_KID: &str = "k1";
+
+/// The JWT key ring a [`Fixture`]'s authenticator uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signing {
+    /// HS256 with [`JWT_SECRET`], no `kid`.
+    Hs256,
+    /// The test key of this algorithm signs (kid [`SIGNING_KID`]), and HS256 tokens of
+    /// [`JWT_SECRET`] still verify — as `nexora-server` configures an asymmetric key.
+    Asymmetric(JwtAlgorithm),
+}
+
+impl Signing {
+    /// Every ring: HS256, then ES256, EdDSA and RS256 as signing key.
+    pub const ALL: [Self; 4] = [
+        Self::Hs256,
+        Self::Asymmetric(JwtAlgorithm::Es256),
+        Self::Asymmetric(JwtAlgorithm::EdDsa),
+        Self::Asymmetric(JwtAlgorithm::Rs256),
+    ];
+
+    /// `HS256`, `ES256`, `EdDSA` or `RS256`: the `alg` of the tokens the ring issues.
+    pub fn alg_name(self) -> &'static str {
+        match self {
+            Self::Asymmetric(JwtAlgorithm::Es256) => "ES256",
+            Self::Asymmetric(JwtAlgorithm::EdDsa) => "EdDSA",
+            Self::Asymmetric(JwtAlgorithm::Rs256) => "RS256",
+            _ => "HS256",
+        }
+    }
+
+    /// The private key (PEM) of an asymmetric ring.
+    pub fn private_pem(self) -> Option<&'static [u8]> {
+        match self {
+            Self::Asymmetric(JwtAlgorithm::Es256) => Some(test_keys::ES256_PRIVATE),
+            Self::Asymmetric(JwtAlgorithm::EdDsa) => Some(test_keys::ED25519_PRIVATE),
+            Self::Asymmetric(JwtAlgorithm::Rs256) => Some(test_keys::RS256_PRIVATE),
+            _ => None,
+        }
+    }
+
+    fn keys(self) -> JwtKeys {
+        let secret = SecretBytes::new(JWT_SECRET.to_vec());
+        match (self, self.private_pem()) {
+            (Self::Asymmetric(alg), Some(pem)) => JwtKeys::from_private_pem(alg, SIGNING_KID, pem)
+                .and_then(|keys| keys.with_hs256_verification(&secret))
+                .expect("the test keys load"),
+            _ => JwtKeys::hs256(&secret).expect("the test secret is long enough"),
+        }
+    }
+}
+
+/// Email of the test user who holds `keys:manage` and `agents:read`.
+pub const ALICE_EMAIL: &str = "alice@example.com";
+/// Alice's password.
+pub const ALICE_PASSWORD: &str = "correct horse battery staple";
+
+const PEPPER: &[u8] = b"http-tests pepper: 32+ random bytes, not a real one";
+/// The HS256 secret of every fixture's ring (signing for [`Signing::Hs256`], verification
+/// only for the asymmetric rings).
+pub const JWT_SECRET: &[u8] = b"http-tests jwt secret: 32+ bytes, not a real one";
+
+/// Keeps a fixture's store guard alive (and out of `Debug`).
+struct Guard(
+    #[allow(dead_code, reason = "held for its Drop only")] Box<dyn std::any::Any + Send + Sync>,
+);
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Guard")
+    }
+}
+
+/// Everything the table needs: the authenticator a server is built over, and credentials in
+/// every state.
+#[derive(Debug)]
+pub struct Fixture {
+    /// The authenticator to build the server with.
+    pub auth: Authenticator,
+    /// The name of the stores (`memory`, `sqlite`, `postgres`).
+    pub stores: &'static str,
+    /// The JWT key ring.
+    pub signing: Signing,
+    /// The key store as the authenticator sees it (counting, failing for one key).
+    pub keys: Arc<InstrumentedKeyStore>,
+    /// Calls to the key and user stores so far.
+    pub store_calls: Arc<StoreCalls>,
+    /// Alice's user id.
+    pub alice_id: String,
+    /// Alice's API key (all her scopes).
+    pub alice_key: String,
+    /// A JWT access token for Alice, from a real login (signed by the ring's signing key).
+    pub alice_jwt: String,
+    /// Alice's key with only `agents:read` (no `keys:manage`).
+    pub reader_key: String,
+    /// Alice's key with only `keys:manage` (no `agents:read`).
+    pub manager_only_key: String,
+    /// A revoked key, and its id.
+    pub revoked_key: String,
+    /// The id of [`Fixture::revoked_key`].
+    pub revoked_key_id: String,
+    /// A key past its expiry.
+    pub expired_key: String,
+    /// A JWT past its expiry (same signing secret).
+    pub expired_jwt: String,
+    /// A JWT signed with another secret.
+    pub foreign_jwt: String,
+    /// A key whose store lookup fails (503).
+    pub unavailable_key: String,
+    /// A key the table rotates, and its id.
+    pub rotate_me: (String, String),
+    /// A key the table revokes, and its id.
+    pub revoke_me: (String, String),
+    /// Bob's user id.
+    pub bob_id: String,
+    /// Bob's key (another user's).
+    pub bob_key: String,
+    /// The id of Bob's key.
+    pub bob_key_id: String,
+    /// Alice's key (all her scopes) that expires in an hour.
+    pub short_lived_key: String,
+    /// Its id.
+    pub short_lived_key_id: String,
+    /// Its `expires_at` as the API writes it (RFC 3339).
+    pub short_lived_expires_at: String,
+    /// A key of Alice's that created [`Fixture::child_key`], and its id.
+    pub parent_key: (String, String),
+    /// A key created by [`Fixture::parent_key`] (authenticated as that key), and its id.
+    pub child_key: (String, String),
+    /// A JWT signed by the ring whose `sub` names no user.
+    pub ghost_jwt: String,
+    /// A standard library's HS256 token for Alice: `{sub, exp, iat, iss, aud}`, no `scope`.
+    pub standard_jwt: String,
+    /// A key and a login JWT of Carol, a user disabled after they were issued.
+    pub disabled_user_credentials: [String; 2],
+    /// A key and a login JWT of Dave, a user whose scopes were narrowed to `keys:manage`
+    /// after they were issued (both had `agents:read` too).
+    pub narrowed_user_credentials: [String; 2],
+    /// The id of Dave's key (the first of [`Fixture::narrowed_user_credentials`]).
+    pub narrowed_user_key_id: String,
+    /// Every key text the fixture created, for leak checks.
+    pub all_keys: Vec<String>,
+    /// The authenticator's clock (two minutes ahead of the system clock once built, so that
+    /// tokens issued on the system clock with a short lifetime are already expired).
+    pub clock: Arc<ShiftedClock>,
+    _guard: Option<Guard>,
+}
+
+fn jwt_authority(keys: JwtKeys, config: JwtConfig) -> TokenAuthority {
+    TokenAuthority::new(keys, config).expect("a valid test JWT configuration")
+}
+
+fn hs256(secret: &[u8]) -> JwtKeys {
+    JwtKeys::hs256(&SecretBytes::new(secret.to_vec())).expect("the test secret is long enough")
+}
+
+impl Fixture {
+    /// Builds a fresh authenticator and credentials over in-memory stores with an HS256 ring.
+    /// Builds in well under a second: no test waits for time to pass (the clock is moved).
+    pub async fn new() -> Self {
+        Self::with(Stores::memory(), Signing::Hs256).await
+    }
+
+    /// Builds a fresh authenticator and credentials over `stores` with the `signing` ring.
+    /// Builds in well under a second: no test waits for time to pass (the clock is moved).
+    pub async fn with(stores: Stores, signing: Signing) -> Self {
+        let Stores {
+            name,
+            keys,
+            users,
+            guard,
+        } = stores;
+        let store_calls = Arc::new(StoreCalls::default());
+        let store = Arc::new(InstrumentedKeyStore::new(keys, store_calls.clone()));
+        let users = Arc::new(CountingUserStore {
+            inner: users,
+            calls: store_calls.clone(),
+        });
+        let clock = Arc::new(ShiftedClock::default());
+        let pepper =
+            PepperRing::new(1, SecretBytes::new(PEPPER.to_vec())).expect("a long enough pepper");
+        let auth = Authenticator::builder(store.clone(), pepper)
+            .users(users)
+            .tokens(jwt_authority(
+                signing.keys(),
+                JwtConfig::default().leeway(Duration::ZERO),
+            ))
+            .password_policy(PasswordPolicy::default().argon2_params(256, 1, 1))
+            .clock(clock.clone())
+            .build()
+            .expect("a valid authenticator");
+
+        let all = Scopes::new([KEYS_MANAGE, AGENTS_READ]).expect("valid scopes");
+        let alice = auth
+            .register_user(
+                ALICE_EMAIL,
+                &SecretString::from(ALICE_PASSWORD),
+                all.clone(),
+            )
+            .await
+            .expect("register alice");
+        let bob = auth
+            .register_user(
+                "bob@example.com",
+                &SecretString::from("bob's own password"),
+                all.clone(),
+            )
+            .await
+            .expect("register bob");
+        let alice_jwt = auth
+            .login(ALICE_EMAIL, &SecretString::from(ALICE_PASSWORD))
+            .await
+            .expect("alice logs in")
+            .token
+            .token
+            .expose()
+            .to_owned();
+
+        let key = |owner: OwnerId, scopes: &[&str], name: &str| {
+            let auth = auth.clone();
+            let scopes = Scopes::new(scopes.iter().copied()).expect("valid scopes");
+            let name = name.to_owned();
+            async move {
+                auth.create_key_for(&owner, &scopes, NewKey::named(name))
+                    .await
+                    .expect("create key")
+            }
+        };
+        let alice_all = [KEYS_MANAGE, AGENTS_READ];
+        let alice_key = key(alice.id.clone(), &alice_all, "main").await;
+        let reader = key(alice.id.clone(), &[AGENTS_READ], "reader").await;
+        let manager_only = key(alice.id.clone(), &[KEYS_MANAGE], "manager").await;
+        let revoked = key(alice.id.clone(), &alice_all, "revoked").await;
+        let alice_session = Principal::new(alice.id.clone(), Credential::Internal, all.clone());
+        auth.revoke_key(&alice_session, revoked.info.id, RevokeOptions::key_only())
+            .await
+            .expect("revoke");
+        let unavailable = key(alice.id.clone(), &alice_all, "unavailable").await;
+        store.fail_for(unavailable.info.id);
+        let rotate_me = key(alice.id.clone(), &alice_all, "rotate me").await;
+        let revoke_me = key(alice.id.clone(), &alice_all, "revoke me").await;
+        let bob_key = key(bob.id.clone(), &alice_all, "bob's").await;
+        let expired = auth
+            .create_key_for(
+                &alice.id,
+                &all,
+                NewKey::named("expiring")
+                    .expiring_at(OffsetDateTime::now_utc() + Duration::from_secs(60)),
+            )
+            .await
+            .expect("create expiring key");
+        clock.advance(Duration::from_secs(120));
+
+        let short = jwt_authority(
+            hs256(JWT_SECRET),
+            JwtConfig::default().access_token_ttl(Duration::from_secs(1)),
+        );
+        let expired_jwt = short
+            .issue(&alice.id, &all)
+            .expect("issue")
+            .token
+            .expose()
+            .to_owned();
+        let foreign = jwt_authority(
+            hs256(b"another service's secret, also 32+ bytes long"),
+            JwtConfig::default(),
+        );
+        let foreign_jwt = foreign
+            .issue(&alice.id, &all)
+            .expect("issue")
+            .token
+            .expose()
+            .to_owned();
+        // Lifetime and lineage: a key with an expiry, and a key created by another key.
+        // Whole seconds, so that every store keeps the expiry exactly.
+        let in_an_hour = (clock.now() + Duration::from_secs(3600))
+            .replace_nanosecond(0)
+            .expect("0 is a valid nanosecond");
+        let short_lived = auth
+            .create_key_for(
+                &alice.id,
+                &all,
+                NewKey::named("short-lived").expiring_at(in_an_hour),
+            )
+            .await
+            .expect("create short-lived key");
+        let short_lived_expires_at = serde_json::to_value(&short_lived.info)
+            .expect("key info serialises")["expires_at"]
+            .as_str()
+            .expect("an expiry")
+            .to_owned();
+        let parent = key(alice.id.clone(), &alice_all, "parent").await;
+        let as_parent = auth
+            .authenticate(parent.key.expose())
+            .await
+            .expect("the parent key authenticates");
+        let child = auth
+            .create_key(&as_parent, NewKey::named("child"))
+            .await
+            .expect("a key creates a key");
+
+        // Live users: a token for nobody, a standard token without `scope`, a disabled user
+        // and a user whose scopes were narrowed after their credentials were issued.
+        let ghost_jwt = auth
+            .issue_token(&OwnerId::new("ghost-user"), &all)
+            .expect("issue")
+            .token
+            .expose()
+            .to_owned();
+        let standard_jwt = standard_token(&alice.id, clock.now());
+        let mut live_rule_credentials = Vec::new();
+        for email in ["carol@example.com", "dave@example.com"] {
+            let password = SecretString::from("a password for the live-user rows");
+            let user = auth
+                .register_user(email, &password, all.clone())
+                .await
+                .expect("register");
+            let jwt = auth
+                .login(email, &password)
+                .await
+                .expect("login")
+                .token
+                .token
+                .expose()
+                .to_owned();
+            let user_key = key(user.id.clone(), &alice_all, "live rule").await;
+            live_rule_credentials.push((user.id, user_key.info.id, [text_of(&user_key), jwt]));
+        }
+        let (carol, _, disabled_user_credentials) = live_rule_credentials.remove(0);
+        let (dave, narrowed_user_key_id, narrowed_user_credentials) =
+            live_rule_credentials.remove(0);
+        auth.disable_user(&carol).await.expect("disable carol");
+        auth.set_user_scopes(&dave, &Scopes::new([KEYS_MANAGE]).expect("valid scopes"))
+            .await
+            .expect("narrow dave");
+
+        let text = text_of;
+        let all_keys = [
+            &short_lived,
+            &parent,
+            &child,
+            &alice_key,
+            &reader,
+            &manager_only,
+            &revoked,
+            &unavailable,
+            &rotate_me,
+            &revoke_me,
+            &bob_key,
+            &expired,
+        ]
+        .into_iter()
+        .map(text)
+        .collect();
+        Self {
+            stores: name,
+            signing,
+            keys: store,
+            store_calls,
+            alice_id: alice.id.as_str().to_owned(),
+            alice_key: text(&alice_key),
+            alice_jwt,
+            reader_key: text(&reader),
+            manager_only_key: text(&manager_only),
+            revoked_key: text(&revoked),
+            revoked_key_id: revoked.info.id.to_string(),
+            expired_key: text(&expired),
+            expired_jwt,
+            foreign_jwt,
+            unavailable_key: text(&unavailable),
+            rotate_me: (text(&rotate_me), rotate_me.info.id.to_string()),
+            revoke_me: (text(&revoke_me), revoke_me.info.id.to_string()),
+            bob_id: bob.id.as_str().to_owned(),
+            bob_key: text(&bob_key),
+            bob_key_id: bob_key.info.id.to_string(),
+            short_lived_key: text(&short_lived),
+            short_lived_key_id: short_lived.info.id.to_string(),
+            short_lived_expires_at,
+            parent_key: (text(&parent), parent.info.id.to_string()),
+            child_key: (text(&child), child.info.id.to_string()),
+            ghost_jwt,
+            standard_jwt,
+            disabled_user_credentials,
+            narrowed_user_credentials,
+            narrowed_user_key_id: narrowed_user_key_id.to_string(),
+            all_keys,
+            clock,
+            auth,
+            _guard: guard.map(Guard),
+        }
+    }
+}
+
+fn text_of(key: &nexora_auth::CreatedKey) -> String {
+    key.key.expose().to_owned()
+}
+
+/// What a standard JWT library issues for `sub` with the fixture's HS256 secret and the
+/// default issuer and audience: no `scope`, no `kid`, no `jti`.
+fn standard_token(subject: &OwnerId, at: OffsetDateTime) -> String {
+    let now = at.unix_timestamp();
+    let claims = json!({
+        "sub": subject.as_str(),
+        "iat": now,
+        "exp": now + 600,
+        "iss": "nexora",
+        "aud": "nexora-api",
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET).expect("an HMAC key of any length"),
+    )
+    .expect("HS256 signs")
+}
