@@ -21,11 +21,11 @@ use std::{hint::black_box, io::Write, sync::Arc, time::Instant};
 use criterion::{Criterion, criterion_group};
 use nexora_auth::{
     Authenticator, JwtConfig, JwtKeys, KeyStore, MemoryKeyStore, MemoryUserStore, NewKey, OwnerId,
-    PasswordPolicy, SecretBytes, TokenAuthority, UserRecord, UserStore,
+    SecretBytes, TokenAuthority, UserRecord, UserStore,
 };
 use nexora_auth_postgres::PostgresStore;
 use nexora_auth_sqlite::SqliteStore;
-use nexora_auth_testkit::{MicrosClock, now, peppers, postgres::TestSchema, scopes};
+use nexora_auth_testkit::{authenticator_builder, now, postgres::TestSchema, scopes};
 use tokio::runtime::Runtime;
 
 const JWT_SECRET: &[u8] = b"benchmark-jwt-secret-benchmark-jwt-secret";
@@ -50,10 +50,7 @@ fn authenticator(keys: Arc<dyn KeyStore>, users: Option<Arc<dyn UserStore>>) -> 
         JwtConfig::default(),
     )
     .expect("valid JWT config");
-    let mut builder = Authenticator::builder(keys, peppers())
-        .password_policy(PasswordPolicy::default().argon2_params(256, 1, 1))
-        .clock(Arc::new(MicrosClock))
-        .tokens(tokens);
+    let mut builder = authenticator_builder(keys).tokens(tokens);
     if let Some(users) = users {
         builder = builder.users(users);
     }

@@ -15,10 +15,7 @@ use dudect_bencher::{
     BenchRng, Class, CtRunner,
     ctbench::{BenchMetadata, BenchName, BenchOpts, run_benches_console},
 };
-use nexora_auth::{
-    Authenticator, Credential, KeyDigest, MemoryKeyStore, NewKey, OwnerId, PasswordPolicy,
-    PepperRing, Principal, Scopes, SecretBytes,
-};
+use nexora_auth::{Credential, KeyDigest, MemoryKeyStore, NewKey, OwnerId, Principal, Scopes};
 use rand::RngExt;
 
 const SAMPLES: usize = 100_000;
@@ -68,13 +65,9 @@ fn authenticate_secret_position(runner: &mut CtRunner, rng: &mut BenchRng) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    let auth = Authenticator::builder(
-        Arc::new(MemoryKeyStore::new()),
-        PepperRing::new(1, SecretBytes::new(vec![7; 32])).expect("pepper"),
-    )
-    .password_policy(PasswordPolicy::default().argon2_params(256, 1, 1))
-    .build()
-    .expect("authenticator");
+    let auth = nexora_auth_testkit::authenticator_builder(Arc::new(MemoryKeyStore::new()))
+        .build()
+        .expect("authenticator");
     let owner = Principal::new(OwnerId::new("o"), Credential::Internal, Scopes::empty());
     let key = rt
         .block_on(auth.create_key(&owner, NewKey::named("k")))

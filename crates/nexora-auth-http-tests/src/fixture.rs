@@ -5,17 +5,17 @@ use std::{sync::Arc, time::Duration};
 
 use nexora_auth::{
     Authenticator, Clock, Credential, JwtAlgorithm, JwtConfig, JwtKeys, MemoryKeyStore,
-    MemoryUserStore, NewKey, OwnerId, PasswordPolicy, PepperRing, Principal, RevokeOptions, Scopes,
-    SecretBytes, SecretString, TokenAuthority, UserStore, store::KeyStore,
+    MemoryUserStore, NewKey, OwnerId, Principal, RevokeOptions, Scopes, SecretBytes, SecretString,
+    TokenAuthority, UserStore, store::KeyStore,
 };
 use nexora_auth_http::scopes::{AGENTS_READ, KEYS_MANAGE};
+use nexora_auth_testkit::{
+    ManualClock, authenticator_builder,
+    failure::{FlakyStore, StoreCalls},
+    keys,
+};
 use serde_json::json;
 use time::OffsetDateTime;
-
-use crate::{
-    instrument::{CountingUserStore, InstrumentedKeyStore, ShiftedClock, StoreCalls},
-    test_keys,
-};
 
 /// The stores a [`Fixture`] runs on: any [`KeyStore`] and [`UserStore`] (in-memory, SQLite,
 /// Postgres…), plus whatever must live as long as they do (a temporary directory, a test
@@ -102,9 +102,9 @@ impl Signing {
     /// The private key (PEM) of an asymmetric ring.
     pub fn private_pem(self) -> Option<&'static [u8]> {
         match self {
-            Self::Asymmetric(JwtAlgorithm::Es256) => Some(test_keys::ES256_PRIVATE),
-            Self::Asymmetric(JwtAlgorithm::EdDsa) => Some(test_keys::ED25519_PRIVATE),
-            Self::Asymmetric(JwtAlgorithm::Rs256) => Some(test_keys::RS256_PRIVATE),
+            Self::Asymmetric(JwtAlgorithm::Es256) => Some(keys::ES256_A),
+            Self::Asymmetric(JwtAlgorithm::EdDsa) => Some(keys::ED25519),
+            Self::Asymmetric(JwtAlgorithm::Rs256) => Some(keys::RS256),
             _ => None,
         }
     }
@@ -125,7 +125,6 @@ pub const ALICE_EMAIL: &str = "alice@example.com";
 /// Alice's password.
 pub const ALICE_PASSWORD: &str = "correct horse battery staple";
 
-const PEPPER: &[u8] = b"http-tests pepper: 32+ random bytes, not a real one";
 /// The HS256 secret of every fixture's ring (signing for [`Signing::Hs256`], verification
 /// only for the asymmetric rings).
 pub const JWT_SECRET: &[u8] = b"http-tests jwt secret: 32+ bytes, not a real one";
@@ -152,7 +151,7 @@ pub struct Fixture {
     /// The JWT key ring.
     pub signing: Signing,
     /// The key store as the authenticator sees it (counting, failing for one key).
-    pub keys: Arc<InstrumentedKeyStore>,
+    pub keys: Arc<FlakyStore<dyn KeyStore>>,
     /// Calls to the key and user stores so far.
     pub store_calls: Arc<StoreCalls>,
     /// Alice's user id.
@@ -210,9 +209,9 @@ pub struct Fixture {
     pub narrowed_user_key_id: String,
     /// Every key text the fixture created, for leak checks.
     pub all_keys: Vec<String>,
-    /// The authenticator's clock (two minutes ahead of the system clock once built, so that
-    /// tokens issued on the system clock with a short lifetime are already expired).
-    pub clock: Arc<ShiftedClock>,
+    /// The authenticator's clock: stopped, and moved two minutes forward while the fixture is
+    /// built (so that the expiring key and the short-lived token have expired).
+    pub clock: Arc<ManualClock>,
     _guard: Option<Guard>,
 }
 
@@ -240,22 +239,16 @@ impl Fixture {
             users,
             guard,
         } = stores;
-        let store_calls = Arc::new(StoreCalls::default());
-        let store = Arc::new(InstrumentedKeyStore::new(keys, store_calls.clone()));
-        let users = Arc::new(CountingUserStore {
-            inner: users,
-            calls: store_calls.clone(),
-        });
-        let clock = Arc::new(ShiftedClock::default());
-        let pepper =
-            PepperRing::new(1, SecretBytes::new(PEPPER.to_vec())).expect("a long enough pepper");
-        let auth = Authenticator::builder(store.clone(), pepper)
-            .users(users)
+        let store = Arc::new(FlakyStore::from_arc(keys));
+        let store_calls = store.calls().clone();
+        let users = FlakyStore::from_arc(users).counting_into(store_calls.clone());
+        let clock = Arc::new(ManualClock::starting_now());
+        let auth = authenticator_builder(store.clone())
+            .users(Arc::new(users))
             .tokens(jwt_authority(
                 signing.keys(),
                 JwtConfig::default().leeway(Duration::ZERO),
             ))
-            .password_policy(PasswordPolicy::default().argon2_params(256, 1, 1))
             .clock(clock.clone())
             .build()
             .expect("a valid authenticator");
@@ -314,12 +307,11 @@ impl Fixture {
             .create_key_for(
                 &alice.id,
                 &all,
-                NewKey::named("expiring")
-                    .expiring_at(OffsetDateTime::now_utc() + Duration::from_secs(60)),
+                NewKey::named("expiring").expiring_at(clock.now() + Duration::from_secs(60)),
             )
             .await
             .expect("create expiring key");
-        clock.advance(Duration::from_secs(120));
+        clock.advance(time::Duration::minutes(2));
 
         let short = jwt_authority(
             hs256(JWT_SECRET),

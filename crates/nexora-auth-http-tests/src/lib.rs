@@ -2,9 +2,9 @@
 //!
 //! * [`Fixture::new`] builds an [`Authenticator`](nexora_auth::Authenticator) over in-memory stores with users, keys and
 //!   tokens in every state; [`Fixture::with`] takes any [`Stores`] (SQLite, Postgres…) and any
-//!   [`Signing`] ring (HS256, or ES256/EdDSA/RS256 signing beside HS256 verification). The key
-//!   store is wrapped in an [`InstrumentedKeyStore`]: it counts every store call
-//!   ([`StoreCalls`]) and fails for one key (the 503 row).
+//!   [`Signing`] ring (HS256, or ES256/EdDSA/RS256 signing beside HS256 verification). Both
+//!   stores are wrapped in the testkit's `FlakyStore`: it counts every store call (one
+//!   `StoreCalls` for both) and fails for one key (the 503 row).
 //! * [`servers`] starts the same test application on either framework on `127.0.0.1:0`: the
 //!   product's endpoints under `/api`, a WebSocket route `/ws/{chat_id}` that accepts
 //!   `?token=`, and small routes that exercise the layer and the extractors.
@@ -20,12 +20,9 @@
 
 mod behaviour;
 mod fixture;
-mod instrument;
 
 pub mod attacks;
 pub mod servers;
-pub mod test_keys;
 
 pub use behaviour::{ANY_SECONDS, BodyCheck, BodyPredicate, Expect, Probe, Row, run_table, table};
 pub use fixture::{ALICE_EMAIL, ALICE_PASSWORD, Fixture, JWT_SECRET, SIGNING_KID, Signing, Stores};
-pub use instrument::{InstrumentedKeyStore, ShiftedClock, StoreCalls};

@@ -3,17 +3,22 @@
 //!
 //! Run [`key_store_backend_down`] and [`user_store_backend_down`] on a store whose backend you
 //! have broken (a closed pool, a server that is not listening). [`FlakyStore`] breaks any
-//! store on demand, for stores without a backend to break.
+//! store on demand, for stores without a backend to break — every call, or only the calls
+//! naming some keys — and counts every call it receives ([`StoreCalls`]), so a test can also
+//! assert that a request reached no store at all.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
 };
 
 use async_trait::async_trait;
 use nexora_auth::{
-    AuthError, CascadeOutcome, KeyId, KeyStore, MemoryKeyStore, OwnerId, Scopes, SecretString,
-    StoreError, UserRecord, UserStore,
+    AuthError, CascadeOutcome, KeyCredentials, KeyId, KeyStore, MemoryKeyStore, OwnerId, Scopes,
+    SecretString, StoreError, UserRecord, UserStore,
     store::{KeyRecord, LastUsed, RevokeOutcome, RotateOutcome, Rotation},
 };
 use time::OffsetDateTime;
@@ -166,50 +171,207 @@ pub async fn user_store_backend_down(store: Arc<dyn UserStore>) {
     );
 }
 
-/// Wraps a store and fails every call while [`FlakyStore::set_failing`] is on (it starts off).
+/// A method of [`KeyStore`] or [`UserStore`], as [`StoreCalls`] counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreMethod {
+    /// [`KeyStore::insert`].
+    Insert,
+    /// [`KeyStore::find`].
+    Find,
+    /// [`KeyStore::find_credentials`] (the authentication hot path).
+    FindCredentials,
+    /// [`KeyStore::list`].
+    List,
+    /// [`KeyStore::rotate`].
+    Rotate,
+    /// [`KeyStore::revoke`].
+    Revoke,
+    /// [`KeyStore::revoke_tree`].
+    RevokeTree,
+    /// [`KeyStore::record_last_used`].
+    RecordLastUsed,
+    /// [`UserStore::insert_user`].
+    InsertUser,
+    /// [`UserStore::find_user_by_email`].
+    FindUserByEmail,
+    /// [`UserStore::find_user`].
+    FindUser,
+    /// [`UserStore::update_password_hash`].
+    UpdatePasswordHash,
+    /// [`UserStore::list_users`].
+    ListUsers,
+    /// [`UserStore::set_user_disabled`].
+    SetUserDisabled,
+    /// [`UserStore::set_user_scopes`].
+    SetUserScopes,
+    /// [`UserStore::delete_user`].
+    DeleteUser,
+}
+
+impl StoreMethod {
+    /// Every method of both traits, key store first.
+    pub const ALL: [Self; 16] = [
+        Self::Insert,
+        Self::Find,
+        Self::FindCredentials,
+        Self::List,
+        Self::Rotate,
+        Self::Revoke,
+        Self::RevokeTree,
+        Self::RecordLastUsed,
+        Self::InsertUser,
+        Self::FindUserByEmail,
+        Self::FindUser,
+        Self::UpdatePasswordHash,
+        Self::ListUsers,
+        Self::SetUserDisabled,
+        Self::SetUserScopes,
+        Self::DeleteUser,
+    ];
+}
+
+/// Calls counted by one or more [`FlakyStore`]s (give a key store and a user store the same
+/// counter with [`FlakyStore::counting_into`] to count both together).
 #[derive(Debug, Default)]
-pub struct FlakyStore<S> {
-    inner: S,
+pub struct StoreCalls {
+    /// Per method: calls received, failed or not.
+    received: [AtomicU64; StoreMethod::ALL.len()],
+    /// Per method: calls passed on to the wrapped store (received and not failed).
+    forwarded: [AtomicU64; StoreMethod::ALL.len()],
+}
+
+impl StoreCalls {
+    /// Every call received so far, of any method, failed or not.
+    pub fn total(&self) -> u64 {
+        self.received.iter().map(|n| n.load(Ordering::SeqCst)).sum()
+    }
+
+    /// Calls of `method` received so far, failed or not.
+    pub fn of(&self, method: StoreMethod) -> u64 {
+        self.received[method as usize].load(Ordering::SeqCst)
+    }
+
+    /// Calls of `method` passed on to the wrapped store (the ones that did not fail on purpose).
+    pub fn forwarded(&self, method: StoreMethod) -> u64 {
+        self.forwarded[method as usize].load(Ordering::SeqCst)
+    }
+}
+
+/// Wraps a store: counts every call into [`StoreCalls`], fails every call while
+/// [`FlakyStore::set_failing`] is on (it starts off) and the calls naming a key given to
+/// [`FlakyStore::fail_for`], with `Err(StoreError::Unavailable)` as a database that refuses
+/// connections would, and passes every other call on to the wrapped store — every method of
+/// [`KeyStore`] and [`UserStore`], `find_credentials` included, so the wrapped store's own
+/// hot path is the one under test.
+///
+/// `S` may be unsized: [`FlakyStore::from_arc`] wraps an `Arc<dyn KeyStore>`.
+pub struct FlakyStore<S: ?Sized> {
+    calls: Arc<StoreCalls>,
     failing: AtomicBool,
+    failing_keys: Mutex<HashSet<KeyId>>,
+    inner: Arc<S>,
 }
 
 impl<S> FlakyStore<S> {
-    /// Wraps `inner`, passing calls through.
+    /// Wraps `inner`, passing calls through, with a counter of its own.
     pub fn new(inner: S) -> Self {
+        Self::from_arc(Arc::new(inner))
+    }
+}
+
+impl<S: Default> Default for FlakyStore<S> {
+    fn default() -> Self {
+        Self::new(S::default())
+    }
+}
+
+impl<S: ?Sized> FlakyStore<S> {
+    /// Wraps a shared store (an `Arc<dyn KeyStore>`, say), with a counter of its own.
+    pub fn from_arc(inner: Arc<S>) -> Self {
         Self {
-            inner,
+            calls: Arc::default(),
             failing: AtomicBool::new(false),
+            failing_keys: Mutex::new(HashSet::new()),
+            inner,
         }
     }
 
-    /// Turns failures on or off.
+    /// Counts into `calls` instead (shared with other wrappers).
+    pub fn counting_into(mut self, calls: Arc<StoreCalls>) -> Self {
+        self.calls = calls;
+        self
+    }
+
+    /// The calls counted so far.
+    pub fn calls(&self) -> &Arc<StoreCalls> {
+        &self.calls
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &Arc<S> {
+        &self.inner
+    }
+
+    /// Turns failures of every call on or off.
     pub fn set_failing(&self, failing: bool) {
         self.failing.store(failing, Ordering::SeqCst);
     }
 
-    fn check(&self) -> Result<(), StoreError> {
-        if self.failing.load(Ordering::SeqCst) {
-            Err(StoreError::unavailable("FlakyStore: failing on purpose"))
-        } else {
-            Ok(())
+    /// Makes every call naming `id` fail from now on (`insert` of a record with that id,
+    /// `find`, `find_credentials`, `rotate`, `revoke`, `revoke_tree`).
+    pub fn fail_for(&self, id: KeyId) {
+        self.failing_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id);
+    }
+
+    /// Counts a call of `method` (naming `key`, if any), then fails it or lets it through.
+    fn enter(&self, method: StoreMethod, key: Option<KeyId>) -> Result<(), StoreError> {
+        self.calls.received[method as usize].fetch_add(1, Ordering::SeqCst);
+        let failing_key = key.is_some_and(|id| {
+            self.failing_keys
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&id)
+        });
+        if self.failing.load(Ordering::SeqCst) || failing_key {
+            return Err(StoreError::unavailable("FlakyStore: failing on purpose"));
         }
+        self.calls.forwarded[method as usize].fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl<S: ?Sized> std::fmt::Debug for FlakyStore<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlakyStore")
+            .field("calls", &self.calls.total())
+            .field("failing", &self.failing.load(Ordering::SeqCst))
+            .finish_non_exhaustive()
     }
 }
 
 #[async_trait]
-impl<S: KeyStore> KeyStore for FlakyStore<S> {
+impl<S: KeyStore + ?Sized> KeyStore for FlakyStore<S> {
     async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
-        self.check()?;
+        self.enter(StoreMethod::Insert, Some(record.id))?;
         self.inner.insert(record).await
     }
 
     async fn find(&self, id: KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        self.check()?;
+        self.enter(StoreMethod::Find, Some(id))?;
         self.inner.find(id).await
     }
 
+    async fn find_credentials(&self, id: KeyId) -> Result<Option<KeyCredentials>, StoreError> {
+        self.enter(StoreMethod::FindCredentials, Some(id))?;
+        self.inner.find_credentials(id).await
+    }
+
     async fn list(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
-        self.check()?;
+        self.enter(StoreMethod::List, None)?;
         self.inner.list(owner).await
     }
 
@@ -219,7 +381,7 @@ impl<S: KeyStore> KeyStore for FlakyStore<S> {
         id: KeyId,
         rotation: &Rotation,
     ) -> Result<RotateOutcome, StoreError> {
-        self.check()?;
+        self.enter(StoreMethod::Rotate, Some(id))?;
         self.inner.rotate(owner, id, rotation).await
     }
 
@@ -229,7 +391,7 @@ impl<S: KeyStore> KeyStore for FlakyStore<S> {
         id: KeyId,
         at: OffsetDateTime,
     ) -> Result<RevokeOutcome, StoreError> {
-        self.check()?;
+        self.enter(StoreMethod::Revoke, Some(id))?;
         self.inner.revoke(owner, id, at).await
     }
 
@@ -239,55 +401,55 @@ impl<S: KeyStore> KeyStore for FlakyStore<S> {
         id: KeyId,
         at: OffsetDateTime,
     ) -> Result<CascadeOutcome, StoreError> {
-        self.check()?;
+        self.enter(StoreMethod::RevokeTree, Some(id))?;
         self.inner.revoke_tree(owner, id, at).await
     }
 
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
-        self.check()?;
+        self.enter(StoreMethod::RecordLastUsed, None)?;
         self.inner.record_last_used(batch).await
     }
 }
 
 #[async_trait]
-impl<S: UserStore> UserStore for FlakyStore<S> {
+impl<S: UserStore + ?Sized> UserStore for FlakyStore<S> {
     async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
-        self.check()?;
+        self.enter(StoreMethod::InsertUser, None)?;
         self.inner.insert_user(user).await
     }
 
     async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
-        self.check()?;
+        self.enter(StoreMethod::FindUserByEmail, None)?;
         self.inner.find_user_by_email(email).await
     }
 
     async fn find_user(&self, id: &OwnerId) -> Result<Option<UserRecord>, StoreError> {
-        self.check()?;
+        self.enter(StoreMethod::FindUser, None)?;
         self.inner.find_user(id).await
     }
 
     async fn update_password_hash(&self, id: &OwnerId, phc: &str) -> Result<bool, StoreError> {
-        self.check()?;
+        self.enter(StoreMethod::UpdatePasswordHash, None)?;
         self.inner.update_password_hash(id, phc).await
     }
 
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        self.check()?;
+        self.enter(StoreMethod::ListUsers, None)?;
         self.inner.list_users().await
     }
 
     async fn set_user_disabled(&self, id: &OwnerId, disabled: bool) -> Result<bool, StoreError> {
-        self.check()?;
+        self.enter(StoreMethod::SetUserDisabled, None)?;
         self.inner.set_user_disabled(id, disabled).await
     }
 
     async fn set_user_scopes(&self, id: &OwnerId, scopes: &Scopes) -> Result<bool, StoreError> {
-        self.check()?;
+        self.enter(StoreMethod::SetUserScopes, None)?;
         self.inner.set_user_scopes(id, scopes).await
     }
 
     async fn delete_user(&self, id: &OwnerId) -> Result<bool, StoreError> {
-        self.check()?;
+        self.enter(StoreMethod::DeleteUser, None)?;
         self.inner.delete_user(id).await
     }
 }

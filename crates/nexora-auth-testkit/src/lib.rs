@@ -68,6 +68,20 @@
 //! `Ok(None)`; a `list` that includes revoked keys; a rotate that ignores the owner; a store
 //! that is not empty — and requires each to fail a named contract, on every run.
 //!
+//! # Test support
+//!
+//! Besides the suite, the kit holds, once, what the workspace's own tests share: a clock that
+//! moves only when told ([`ManualClock`]), a store wrapper that counts every call and fails on
+//! demand while forwarding every method ([`failure::FlakyStore`], [`failure::StoreCalls`]), an
+//! authenticator builder with cheap argon2 ([`authenticator_builder`], [`fast_passwords`]) and,
+//! with the `jwt` feature, a byte-level JWT forger (`jwt`) and embedded throwaway signing keys
+//! (`keys`). They live in this published crate rather than in an unpublished support crate
+//! because published crates run them from their tests (the SQLite and Postgres stores, the
+//! conformance suite itself); the forger and the keys sit behind a feature because a store
+//! author needs neither. `nexora-auth`'s own integration tests use the kit from the workspace
+//! and stay out of its package: a crate cannot dev-depend on one that depends on it before both
+//! are published.
+//!
 //! # Timestamps
 //!
 //! The precision rule is part of the [`KeyStore`] contract: a store keeps at least microsecond
@@ -83,13 +97,18 @@ use std::{
 };
 
 use nexora_auth::{
-    ApiKey, Authenticator, Clock, Credential, JwtConfig, JwtKeys, KeyId, KeyRecord, KeyStore,
-    OwnerId, PasswordPolicy, PepperRing, Principal, Scopes, SecretBytes, TokenAuthority, UserStore,
+    ApiKey, Authenticator, AuthenticatorBuilder, Clock, Credential, JwtConfig, JwtKeys, KeyId,
+    KeyRecord, KeyStore, OwnerId, PasswordPolicy, PepperRing, Principal, Scopes, SecretBytes,
+    TokenAuthority, UserStore,
 };
 use time::OffsetDateTime;
 
 pub mod failure;
+#[cfg(feature = "jwt")]
+pub mod jwt;
 pub mod key_store;
+#[cfg(feature = "jwt")]
+pub mod keys;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod user_store;
@@ -478,6 +497,14 @@ impl ManualClock {
         Self(Mutex::new(truncate_to_micros(at)))
     }
 
+    /// A clock stopped at the current time, truncated to the whole second: JWT times are whole
+    /// seconds, so a token issued now expires exactly `ttl` after this clock's reading.
+    pub fn starting_now() -> Self {
+        let now = OffsetDateTime::now_utc();
+        // 0 is a valid nanosecond.
+        Self::new(now.replace_nanosecond(0).expect("valid nanosecond"))
+    }
+
     /// Moves the clock forward.
     pub fn advance(&self, by: time::Duration) {
         let mut at = self.0.lock().unwrap_or_else(PoisonError::into_inner);
@@ -497,8 +524,23 @@ pub fn scopes(list: &[&str]) -> Scopes {
     Scopes::new(list.iter().copied()).expect("valid test scopes")
 }
 
+/// The kit's password policy: argon2id at m=256 KiB, t=1, p=1 — cheap enough that tests hash
+/// and verify passwords by the hundred (within argon2's limits, so hashes are real ones).
+pub fn fast_passwords() -> PasswordPolicy {
+    PasswordPolicy::default().argon2_params(256, 1, 1)
+}
+
+/// [`Authenticator::builder`] over `keys` with the kit's [`peppers`], [`fast_passwords`] and a
+/// [`MicrosClock`]: what a test changes from there (a user store, tokens, its own clock) it
+/// sets on the builder.
+pub fn authenticator_builder(keys: Arc<dyn KeyStore>) -> AuthenticatorBuilder {
+    Authenticator::builder(keys, peppers())
+        .password_policy(fast_passwords())
+        .clock(Arc::new(MicrosClock))
+}
+
 /// An [`Authenticator`] over `keys` with the kit's peppers, a [`MicrosClock`] and cheap argon2
-/// parameters (m=256 KiB, t=1, p=1).
+/// parameters ([`authenticator_builder`]).
 pub fn authenticator(keys: Arc<dyn KeyStore>) -> Authenticator {
     authenticator_with(keys, None, Arc::new(MicrosClock))
 }
@@ -510,9 +552,7 @@ pub fn authenticator_with(
     users: Option<Arc<dyn UserStore>>,
     clock: Arc<dyn Clock>,
 ) -> Authenticator {
-    let mut builder = Authenticator::builder(keys, peppers())
-        .password_policy(PasswordPolicy::default().argon2_params(256, 1, 1))
-        .clock(clock);
+    let mut builder = authenticator_builder(keys).clock(clock);
     if let Some(users) = users {
         let secret = SecretBytes::new(b"nexora-auth-testkit jwt secret, test only".to_vec());
         // A 40-byte HS256 secret and the default config are valid.

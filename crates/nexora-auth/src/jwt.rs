@@ -917,6 +917,8 @@ mod tests {
         .unwrap()
     }
 
+    /// HS256 over the exact texts. A signer of its own rather than the testkit's forger: these
+    /// unit tests ship in the package, which cannot depend on the kit (the kit depends on it).
     fn sign(header: serde_json::Value, claims: serde_json::Value, secret: &[u8]) -> String {
         use hmac::{Hmac, KeyInit, Mac};
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -1,120 +1,19 @@
 //! Behaviour of `Authenticator` over the in-memory stores.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicI64, AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
-use async_trait::async_trait;
 use nexora_auth::{
-    AuthError, Authenticator, CascadeOutcome, Clock, Credential, Field, InvalidInput,
-    InvalidReason, JwtConfig, JwtKeys, KeyId, KeyRecord, KeyStore, MemoryKeyStore, MemoryUserStore,
-    NewKey, OwnerId, PasswordPolicy, PepperRing, Principal, Problem, RevokeOptions, RotateOptions,
-    Scopes, SecretBytes, SecretString, StoreError, TokenAuthority, UserRecord, UserStore,
-    store::{LastUsed, RevokeOutcome, RotateOutcome, Rotation},
+    AuthError, Authenticator, Clock, Credential, Field, InvalidInput, InvalidReason, JwtConfig,
+    JwtKeys, MemoryKeyStore, MemoryUserStore, NewKey, OwnerId, Principal, Problem, RevokeOptions,
+    RotateOptions, Scopes, SecretBytes, SecretString, TokenAuthority, UserRecord, UserStore,
+};
+use nexora_auth_testkit::{
+    ManualClock, authenticator_builder,
+    failure::{FlakyStore, StoreMethod},
 };
 use time::OffsetDateTime;
 
-/// A controllable clock.
-struct TestClock(AtomicI64);
-
-impl TestClock {
-    fn new() -> Arc<Self> {
-        Arc::new(Self(AtomicI64::new(
-            OffsetDateTime::now_utc().unix_timestamp(),
-        )))
-    }
-    fn advance(&self, secs: i64) {
-        self.0.fetch_add(secs, Ordering::SeqCst);
-    }
-}
-
-impl Clock for TestClock {
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp(self.0.load(Ordering::SeqCst)).unwrap()
-    }
-}
-
-/// Wraps a store, counting calls, and failing every call while `down` is set.
-#[derive(Default)]
-struct ProbeStore {
-    inner: MemoryKeyStore,
-    calls: AtomicUsize,
-    last_used_batches: AtomicUsize,
-    down: std::sync::atomic::AtomicBool,
-}
-
-impl ProbeStore {
-    fn enter(&self) -> Result<(), StoreError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::unavailable("connection refused"))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-#[async_trait]
-impl KeyStore for ProbeStore {
-    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
-        self.enter()?;
-        self.inner.insert(record).await
-    }
-    async fn find(&self, id: KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        self.enter()?;
-        self.inner.find(id).await
-    }
-    async fn list(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
-        self.enter()?;
-        self.inner.list(owner).await
-    }
-    async fn rotate(
-        &self,
-        owner: &OwnerId,
-        id: KeyId,
-        r: &Rotation,
-    ) -> Result<RotateOutcome, StoreError> {
-        self.enter()?;
-        self.inner.rotate(owner, id, r).await
-    }
-    async fn revoke(
-        &self,
-        owner: &OwnerId,
-        id: KeyId,
-        at: OffsetDateTime,
-    ) -> Result<RevokeOutcome, StoreError> {
-        self.enter()?;
-        self.inner.revoke(owner, id, at).await
-    }
-    async fn revoke_tree(
-        &self,
-        owner: &OwnerId,
-        id: KeyId,
-        at: OffsetDateTime,
-    ) -> Result<CascadeOutcome, StoreError> {
-        self.enter()?;
-        self.inner.revoke_tree(owner, id, at).await
-    }
-    async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
-        self.enter()?;
-        self.last_used_batches.fetch_add(1, Ordering::SeqCst);
-        self.inner.record_last_used(batch).await
-    }
-}
-
 const JWT_SECRET: &[u8] = b"test-jwt-secret-test-jwt-secret-0123456789";
-
-fn pepper() -> PepperRing {
-    PepperRing::new(
-        1,
-        SecretBytes::new(b"test-pepper-test-pepper-test-pepper!".to_vec()),
-    )
-    .unwrap()
-}
 
 fn tokens() -> TokenAuthority {
     TokenAuthority::new(
@@ -126,8 +25,8 @@ fn tokens() -> TokenAuthority {
 
 struct Fixture {
     auth: Authenticator,
-    store: Arc<ProbeStore>,
-    clock: Arc<TestClock>,
+    store: Arc<FlakyStore<MemoryKeyStore>>,
+    clock: Arc<ManualClock>,
 }
 
 /// The owners the tests act for, as users holding every scope the tests use: with a user store
@@ -135,8 +34,8 @@ struct Fixture {
 const OWNERS: [&str; 4] = ["a", "alice", "bob", "svc"];
 
 async fn fixture() -> Fixture {
-    let store = Arc::new(ProbeStore::default());
-    let clock = TestClock::new();
+    let store = Arc::new(FlakyStore::new(MemoryKeyStore::new()));
+    let clock = Arc::new(ManualClock::starting_now());
     let users = Arc::new(MemoryUserStore::new());
     for owner in OWNERS {
         users
@@ -151,10 +50,9 @@ async fn fixture() -> Fixture {
             .await
             .unwrap();
     }
-    let auth = Authenticator::builder(store.clone(), pepper())
+    let auth = authenticator_builder(store.clone())
         .users(users)
         .tokens(tokens())
-        .password_policy(PasswordPolicy::default().argon2_params(256, 1, 1))
         .clock(clock.clone())
         .last_used_interval(Duration::from_secs(5))
         .build()
@@ -207,7 +105,7 @@ async fn malformed_keys_never_reach_the_store() {
         .await
         .unwrap();
     let good = created.key.expose().to_owned();
-    let before = f.store.calls.load(Ordering::SeqCst);
+    let before = f.store.calls().total();
     let mut bad_checksum = good.clone().into_bytes();
     bad_checksum[40] = if bad_checksum[40] == b'a' { b'b' } else { b'a' };
     let bad_checksum = String::from_utf8(bad_checksum).unwrap();
@@ -229,7 +127,7 @@ async fn malformed_keys_never_reach_the_store() {
         );
     }
     assert_eq!(
-        f.store.calls.load(Ordering::SeqCst),
+        f.store.calls().total(),
         before,
         "no store call for malformed keys"
     );
@@ -251,7 +149,7 @@ async fn unknown_revoked_expired_and_foreign_keys_answer_the_same() {
         .await
         .unwrap();
     assert!(f.auth.authenticate(expiring.key.expose()).await.is_ok());
-    f.clock.advance(61);
+    f.clock.advance(time::Duration::seconds(61));
     let unknown = nexora_auth::ApiKey::generate().unwrap();
 
     let mut bodies = Vec::new();
@@ -309,7 +207,7 @@ async fn store_failure_is_503_never_401() {
         .create_key(&user("a", &[]), NewKey::named("k"))
         .await
         .unwrap();
-    f.store.down.store(true, Ordering::SeqCst);
+    f.store.set_failing(true);
     let err = f.auth.authenticate(created.key.expose()).await.unwrap_err();
     assert!(matches!(err, AuthError::StoreUnavailable(_)));
     let err = f
@@ -318,7 +216,7 @@ async fn store_failure_is_503_never_401() {
         .await
         .unwrap_err();
     assert!(matches!(err, AuthError::StoreUnavailable(_)), "{err:?}");
-    f.store.down.store(false, Ordering::SeqCst);
+    f.store.set_failing(false);
     assert!(f.auth.authenticate(created.key.expose()).await.is_ok());
 }
 
@@ -366,7 +264,7 @@ async fn rotation_grace_period_keeps_the_old_key_for_a_while() {
         .unwrap();
     assert!(f.auth.authenticate(created.key.expose()).await.is_ok());
     assert!(f.auth.authenticate(rotated.key.expose()).await.is_ok());
-    f.clock.advance(31);
+    f.clock.advance(time::Duration::seconds(31));
     assert!(f.auth.authenticate(created.key.expose()).await.is_err());
     assert!(f.auth.authenticate(rotated.key.expose()).await.is_ok());
 }
@@ -381,7 +279,7 @@ async fn rotating_expired_or_revoked_keys_is_refused() {
         .create_key(&alice, NewKey::named("e").expiring_at(soon))
         .await
         .unwrap();
-    f.clock.advance(11);
+    f.clock.advance(time::Duration::seconds(11));
     let err = f
         .auth
         .rotate_key(&alice, expiring.info.id, RotateOptions::default())
@@ -479,26 +377,26 @@ async fn last_used_is_batched_at_most_once_per_interval() {
     let a = user("a", &[]);
     let k1 = f.auth.create_key(&a, NewKey::named("1")).await.unwrap();
     let k2 = f.auth.create_key(&a, NewKey::named("2")).await.unwrap();
-    let calls_before = f.store.calls.load(Ordering::SeqCst);
+    let calls_before = f.store.calls().total();
     for _ in 0..50 {
         f.auth.authenticate(k1.key.expose()).await.unwrap();
         f.auth.authenticate(k2.key.expose()).await.unwrap();
     }
     // 100 authentications: 100 finds and not a single write.
-    assert_eq!(f.store.calls.load(Ordering::SeqCst) - calls_before, 100);
+    assert_eq!(f.store.calls().total() - calls_before, 100);
     assert_eq!(f.auth.flush_last_used().await.unwrap(), 2);
     assert_eq!(
-        f.store.last_used_batches.load(Ordering::SeqCst),
+        f.store.calls().forwarded(StoreMethod::RecordLastUsed),
         1,
         "one batch for both keys"
     );
     let listed = f.auth.list_keys(&a).await.unwrap();
     assert!(listed.iter().all(|k| k.last_used_at == Some(f.clock.now())));
     // Within the interval: nothing new to write.
-    f.clock.advance(4);
+    f.clock.advance(time::Duration::seconds(4));
     f.auth.authenticate(k1.key.expose()).await.unwrap();
     assert_eq!(f.auth.flush_last_used().await.unwrap(), 0);
-    f.clock.advance(1);
+    f.clock.advance(time::Duration::seconds(1));
     f.auth.authenticate(k1.key.expose()).await.unwrap();
     assert_eq!(f.auth.flush_last_used().await.unwrap(), 1);
 }
@@ -509,14 +407,14 @@ async fn failed_flush_is_retried_and_shutdown_flushes() {
     let a = user("a", &[]);
     let k = f.auth.create_key(&a, NewKey::named("1")).await.unwrap();
     f.auth.authenticate(k.key.expose()).await.unwrap();
-    f.store.down.store(true, Ordering::SeqCst);
+    f.store.set_failing(true);
     assert!(f.auth.flush_last_used().await.is_err());
-    f.store.down.store(false, Ordering::SeqCst);
+    f.store.set_failing(false);
     let flusher = f.auth.spawn_last_used_flusher(Duration::from_secs(3600));
     // The failed batch was kept: it is written exactly once, either by the flusher's first
     // (immediate) tick or by the final flush on shutdown, and never twice.
     let flushed_at_shutdown = flusher.shutdown().await.unwrap();
-    let batches = f.store.last_used_batches.load(Ordering::SeqCst);
+    let batches = f.store.calls().forwarded(StoreMethod::RecordLastUsed);
     assert_eq!(batches, 1, "one successful batch write");
     assert!(flushed_at_shutdown <= 1);
     assert!(
@@ -620,12 +518,12 @@ async fn jwt_lifetimes_follow_the_injected_clock() {
         .unwrap();
     let text = token.token.expose().to_owned();
     f.auth.authenticate(&text).await.expect("fresh token");
-    f.clock.advance(900 + 30);
+    f.clock.advance(time::Duration::seconds(900 + 30));
     f.auth
         .authenticate(&text)
         .await
         .expect("valid until exp + leeway");
-    f.clock.advance(1);
+    f.clock.advance(time::Duration::seconds(1));
     assert_eq!(
         reason(f.auth.authenticate(&text).await),
         InvalidReason::Expired
@@ -685,12 +583,11 @@ async fn concurrent_rotation_never_has_both_or_neither() {
 #[tokio::test]
 async fn failed_logins_are_throttled_per_email_and_client() {
     let store = Arc::new(MemoryKeyStore::new());
-    let clock = TestClock::new();
-    let auth = Authenticator::builder(store, pepper())
+    let clock = Arc::new(ManualClock::starting_now());
+    let auth = authenticator_builder(store)
         .clock(clock.clone())
         .users(Arc::new(MemoryUserStore::new()))
         .tokens(tokens())
-        .password_policy(PasswordPolicy::default().argon2_params(256, 1, 1))
         .login_throttle(
             nexora_auth::ThrottlePolicy::default()
                 .per_email(3)
@@ -745,7 +642,7 @@ async fn failed_logins_are_throttled_per_email_and_client() {
         Err(AuthError::RateLimited { .. })
     ));
     // And it expires, on the injected clock.
-    clock.advance(61);
+    clock.advance(time::Duration::seconds(61));
     assert!(
         auth.login_from("bob@example.com", &password, Some(ip))
             .await

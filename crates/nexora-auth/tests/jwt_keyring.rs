@@ -2,17 +2,12 @@
 //! algorithm-confusion attacks they must refuse.
 
 use base64::Engine;
-use hmac::{Hmac, KeyInit, Mac};
 use nexora_auth::{JwtAlgorithm, JwtConfig, JwtKeys, OwnerId, Scopes, SecretBytes, TokenAuthority};
+use nexora_auth_testkit::{
+    jwt::{Signer, forge},
+    keys::{ED25519, ED25519_PUBLIC, ES256_A, ES256_A_PUBLIC, ES256_B, RS256, RS256_PUBLIC},
+};
 use serde_json::json;
-
-const ES_A: &[u8] = include_bytes!("keys/es256-a.pem");
-const ES_A_PUB: &[u8] = include_bytes!("keys/es256-a.pub.pem");
-const ES_B: &[u8] = include_bytes!("keys/es256-b.pem");
-const ED: &[u8] = include_bytes!("keys/ed25519.pem");
-const ED_PUB: &[u8] = include_bytes!("keys/ed25519.pub.pem");
-const RS: &[u8] = include_bytes!("keys/rs256.pem");
-const RS_PUB: &[u8] = include_bytes!("keys/rs256.pub.pem");
 
 fn authority(keys: JwtKeys) -> TokenAuthority {
     TokenAuthority::new(keys, JwtConfig::default()).unwrap()
@@ -23,25 +18,21 @@ fn scopes() -> Scopes {
 }
 
 fn hs_sign(header: serde_json::Value, secret: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let now = jsonwebtoken::get_current_timestamp();
     let claims = json!({"sub": "mallory", "iat": now, "exp": now + 600, "iss": "nexora", "aud": "nexora-api"});
-    let msg = format!(
-        "{}.{}",
-        b64.encode(header.to_string()),
-        b64.encode(claims.to_string())
-    );
-    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).unwrap();
-    mac.update(msg.as_bytes());
-    format!("{msg}.{}", b64.encode(mac.finalize().into_bytes()))
+    forge(
+        &header.to_string(),
+        &claims.to_string(),
+        &Signer::hs256(secret),
+    )
 }
 
 #[test]
 fn each_algorithm_signs_and_verifies_and_publishes_its_public_key() {
     for (alg, pem, kid) in [
-        (JwtAlgorithm::Es256, ES_A, "es-a"),
-        (JwtAlgorithm::EdDsa, ED, "ed"),
-        (JwtAlgorithm::Rs256, RS, "rs"),
+        (JwtAlgorithm::Es256, ES256_A, "es-a"),
+        (JwtAlgorithm::EdDsa, ED25519, "ed"),
+        (JwtAlgorithm::Rs256, RS256, "rs"),
     ] {
         let a = authority(JwtKeys::from_private_pem(alg, kid, pem).unwrap());
         let token = a.issue(&OwnerId::new("u1"), &scopes()).unwrap();
@@ -65,12 +56,12 @@ fn hs256_ring_publishes_nothing() {
 
 #[test]
 fn signing_key_rotation_without_downtime() {
-    let old = authority(JwtKeys::from_private_pem(JwtAlgorithm::Es256, "a", ES_A).unwrap());
+    let old = authority(JwtKeys::from_private_pem(JwtAlgorithm::Es256, "a", ES256_A).unwrap());
     let old_token = old.issue(&OwnerId::new("u1"), &scopes()).unwrap();
     let new = authority(
-        JwtKeys::from_private_pem(JwtAlgorithm::Es256, "b", ES_B)
+        JwtKeys::from_private_pem(JwtAlgorithm::Es256, "b", ES256_B)
             .unwrap()
-            .with_verification_pem(JwtAlgorithm::Es256, "a", ES_A_PUB)
+            .with_verification_pem(JwtAlgorithm::Es256, "a", ES256_A_PUBLIC)
             .unwrap(),
     );
     let new_token = new.issue(&OwnerId::new("u2"), &scopes()).unwrap();
@@ -88,9 +79,9 @@ fn signing_key_rotation_without_downtime() {
     );
     assert_eq!(new.jwks().keys.len(), 2);
     assert!(
-        JwtKeys::from_private_pem(JwtAlgorithm::Es256, "b", ES_B)
+        JwtKeys::from_private_pem(JwtAlgorithm::Es256, "b", ES256_B)
             .unwrap()
-            .with_verification_pem(JwtAlgorithm::Es256, "b", ES_A_PUB)
+            .with_verification_pem(JwtAlgorithm::Es256, "b", ES256_A_PUBLIC)
             .is_err(),
         "duplicate kid"
     );
@@ -100,9 +91,9 @@ fn signing_key_rotation_without_downtime() {
 fn hs256_signed_with_the_public_key_is_refused() {
     // The classic RS/HS confusion: an attacker HMACs a token with the server's *public* key.
     for (alg, pem, public, kid) in [
-        (JwtAlgorithm::Es256, ES_A, ES_A_PUB, "es"),
-        (JwtAlgorithm::EdDsa, ED, ED_PUB, "ed"),
-        (JwtAlgorithm::Rs256, RS, RS_PUB, "rs"),
+        (JwtAlgorithm::Es256, ES256_A, ES256_A_PUBLIC, "es"),
+        (JwtAlgorithm::EdDsa, ED25519, ED25519_PUBLIC, "ed"),
+        (JwtAlgorithm::Rs256, RS256, RS256_PUBLIC, "rs"),
     ] {
         let a = authority(JwtKeys::from_private_pem(alg, kid, pem).unwrap());
         for header in [json!({"alg": "HS256", "kid": kid}), json!({"alg": "HS256"})] {
@@ -118,9 +109,9 @@ fn hs256_signed_with_the_public_key_is_refused() {
 #[test]
 fn unknown_kid_and_wrong_alg_for_kid_are_refused() {
     let a = authority(
-        JwtKeys::from_private_pem(JwtAlgorithm::Es256, "b", ES_B)
+        JwtKeys::from_private_pem(JwtAlgorithm::Es256, "b", ES256_B)
             .unwrap()
-            .with_verification_pem(JwtAlgorithm::Rs256, "r", RS_PUB)
+            .with_verification_pem(JwtAlgorithm::Rs256, "r", RS256_PUBLIC)
             .unwrap(),
     );
     let es = a.issue(&OwnerId::new("u"), &scopes()).unwrap();
@@ -146,7 +137,7 @@ fn migration_from_hs256_secret_to_asymmetric() {
     let legacy = authority(JwtKeys::hs256(&secret).unwrap());
     let legacy_token = legacy.issue(&OwnerId::new("u"), &scopes()).unwrap();
     let a = authority(
-        JwtKeys::from_private_pem(JwtAlgorithm::EdDsa, "ed", ED)
+        JwtKeys::from_private_pem(JwtAlgorithm::EdDsa, "ed", ED25519)
             .unwrap()
             .with_hs256_verification(&secret)
             .unwrap(),

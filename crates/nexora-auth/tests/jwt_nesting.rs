@@ -1,24 +1,16 @@
 //! A correctly signed JWT whose claims nest deeper than 32 levels is refused (the claims this
 //! crate does not read are skipped, and skipping is depth-limited); ordinary nesting verifies.
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use hmac::{Hmac, KeyInit, Mac};
 use nexora_auth::{InvalidReason, JwtConfig, JwtKeys, SecretBytes, TokenAuthority};
+use nexora_auth_testkit::jwt::{Signer, forge};
 
 const SECRET: &[u8] = b"jwt-nesting regression secret, 32+ bytes";
 
 fn signed(claims: &str) -> String {
-    let message = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#),
-        URL_SAFE_NO_PAD.encode(claims)
-    );
-    // HMAC takes keys of any length.
-    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(SECRET).expect("any length");
-    mac.update(message.as_bytes());
-    format!(
-        "{message}.{}",
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    forge(
+        r#"{"alg":"HS256","typ":"JWT"}"#,
+        claims,
+        &Signer::hs256(SECRET),
     )
 }
 

@@ -3,115 +3,46 @@
 
 use std::{
     net::IpAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicI64, AtomicUsize, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-use async_trait::async_trait;
 use nexora_auth::{
-    AuthError, Authenticator, Clock, Field, InvalidInput, JwtConfig, JwtKeys, MemoryKeyStore,
-    MemoryUserStore, OwnerId, PasswordPolicy, PepperRing, Scopes, SecretBytes, SecretString,
-    StoreError, ThrottlePolicy, TokenAuthority, UserRecord, UserStore,
+    AuthError, Authenticator, Field, InvalidInput, JwtConfig, JwtKeys, MemoryKeyStore,
+    MemoryUserStore, PasswordPolicy, Scopes, SecretBytes, SecretString, ThrottlePolicy,
+    TokenAuthority,
 };
-use time::OffsetDateTime;
-
-/// A clock that only moves when told to.
-struct TestClock(AtomicI64);
-
-impl TestClock {
-    fn new() -> Arc<Self> {
-        Arc::new(Self(AtomicI64::new(
-            OffsetDateTime::now_utc().unix_timestamp(),
-        )))
-    }
-
-    fn advance(&self, by: Duration) {
-        let secs = i64::try_from(by.as_secs()).expect("a short test duration");
-        self.0.fetch_add(secs, Ordering::SeqCst);
-    }
-}
-
-impl Clock for TestClock {
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp(self.0.load(Ordering::SeqCst))
-            .expect("a valid timestamp")
-    }
-}
-
-/// A user store that counts lookups by email.
-#[derive(Default)]
-struct CountingUsers {
-    inner: MemoryUserStore,
-    lookups: AtomicUsize,
-}
-
-#[async_trait]
-impl UserStore for CountingUsers {
-    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
-        self.inner.insert_user(user).await
-    }
-
-    async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
-        self.lookups.fetch_add(1, Ordering::SeqCst);
-        self.inner.find_user_by_email(email).await
-    }
-
-    async fn find_user(&self, id: &OwnerId) -> Result<Option<UserRecord>, StoreError> {
-        self.inner.find_user(id).await
-    }
-
-    async fn update_password_hash(&self, id: &OwnerId, phc: &str) -> Result<bool, StoreError> {
-        self.inner.update_password_hash(id, phc).await
-    }
-
-    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        self.inner.list_users().await
-    }
-
-    async fn set_user_disabled(&self, id: &OwnerId, disabled: bool) -> Result<bool, StoreError> {
-        self.inner.set_user_disabled(id, disabled).await
-    }
-
-    async fn set_user_scopes(&self, id: &OwnerId, scopes: &Scopes) -> Result<bool, StoreError> {
-        self.inner.set_user_scopes(id, scopes).await
-    }
-
-    async fn delete_user(&self, id: &OwnerId) -> Result<bool, StoreError> {
-        self.inner.delete_user(id).await
-    }
-}
+use nexora_auth_testkit::{
+    ManualClock, authenticator_builder,
+    failure::{FlakyStore, StoreMethod},
+    fast_passwords,
+};
 
 struct Fixture {
     auth: Authenticator,
-    users: Arc<CountingUsers>,
-    clock: Arc<TestClock>,
+    users: Arc<FlakyStore<MemoryUserStore>>,
+    clock: Arc<ManualClock>,
 }
 
 const PASSWORD: &str = "correct horse battery staple";
 
 async fn fixture(passwords: PasswordPolicy, throttle: ThrottlePolicy) -> Fixture {
-    let users = Arc::new(CountingUsers::default());
-    let clock = TestClock::new();
-    let auth = Authenticator::builder(
-        Arc::new(MemoryKeyStore::new()),
-        PepperRing::new(1, SecretBytes::new(vec![7; 32])).expect("a long enough pepper"),
-    )
-    .users(users.clone())
-    .tokens(
-        TokenAuthority::new(
-            JwtKeys::hs256(&SecretBytes::new(vec![8; 32])).expect("a long enough secret"),
-            JwtConfig::default(),
+    let users = Arc::new(FlakyStore::new(MemoryUserStore::new()));
+    let clock = Arc::new(ManualClock::starting_now());
+    let auth = authenticator_builder(Arc::new(MemoryKeyStore::new()))
+        .users(users.clone())
+        .tokens(
+            TokenAuthority::new(
+                JwtKeys::hs256(&SecretBytes::new(vec![8; 32])).expect("a long enough secret"),
+                JwtConfig::default(),
+            )
+            .expect("a valid JWT configuration"),
         )
-        .expect("a valid JWT configuration"),
-    )
-    .password_policy(passwords)
-    .login_throttle(throttle)
-    .clock(clock.clone())
-    .build()
-    .expect("a valid authenticator");
+        .password_policy(passwords)
+        .login_throttle(throttle)
+        .clock(clock.clone())
+        .build()
+        .expect("a valid authenticator");
     auth.register_user(
         "alice@example.com",
         &SecretString::from(PASSWORD),
@@ -123,9 +54,7 @@ async fn fixture(passwords: PasswordPolicy, throttle: ThrottlePolicy) -> Fixture
 }
 
 fn fast() -> PasswordPolicy {
-    PasswordPolicy::default()
-        .argon2_params(256, 1, 1)
-        .max_queued_hashes(1_000)
+    fast_passwords().max_queued_hashes(1_000)
 }
 
 /// Slow enough (several milliseconds a verification) that many logins are in flight at once.
@@ -220,7 +149,7 @@ async fn the_lockout_ends_on_the_injected_clock() {
         }
         other => panic!("want 429, got {other:?}"),
     }
-    f.clock.advance(Duration::from_secs(61));
+    f.clock.advance(time::Duration::seconds(61));
     assert!(f.auth.login("alice@example.com", &password).await.is_ok());
 }
 
@@ -260,7 +189,11 @@ async fn unstorable_emails_are_422_before_the_throttle_and_the_store() {
             "{shown:?}…: {refused:?}"
         );
     }
-    assert_eq!(f.users.lookups.load(Ordering::SeqCst), 0, "no store lookup");
+    assert_eq!(
+        f.users.calls().of(StoreMethod::FindUserByEmail),
+        0,
+        "no store lookup"
+    );
     // None of them counted against the client (whose limit is 2).
     assert!(matches!(
         f.auth.login_from(&at_limit, &wrong, ip(9)).await,

@@ -3,9 +3,10 @@
 use std::{collections::HashMap, sync::Arc};
 
 use nexora_auth::{
-    ApiKey, AuthError, Authenticator, Credential, KeyId, MemoryKeyStore, NewKey, OwnerId,
-    PasswordPolicy, PepperRing, Principal, RevokeOptions, RotateOptions, Scopes, SecretBytes,
+    ApiKey, AuthError, Credential, KeyId, MemoryKeyStore, NewKey, OwnerId, Principal,
+    RevokeOptions, RotateOptions, Scopes,
 };
+use nexora_auth_testkit::authenticator_builder;
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -54,13 +55,9 @@ proptest! {
     fn operations_agree_with_the_model(ops in proptest::collection::vec(op(), 1..40)) {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         rt.block_on(async {
-            let auth = Authenticator::builder(
-                Arc::new(MemoryKeyStore::new()),
-                PepperRing::new(1, SecretBytes::new(vec![7; 32])).unwrap(),
-            )
-            .password_policy(PasswordPolicy::default().argon2_params(256, 1, 1))
-            .build()
-            .unwrap();
+            let auth = authenticator_builder(Arc::new(MemoryKeyStore::new()))
+                .build()
+                .unwrap();
             let mut keys: Vec<ModelKey> = Vec::new();
             for op in ops {
                 match op {
@@ -132,13 +129,9 @@ proptest! {
     fn any_single_character_change_fails_authenticate(pos in 4usize..64, c in "[0-9A-Za-z]") {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         rt.block_on(async {
-            let auth = Authenticator::builder(
-                Arc::new(MemoryKeyStore::new()),
-                PepperRing::new(1, SecretBytes::new(vec![7; 32])).unwrap(),
-            )
-            .password_policy(PasswordPolicy::default().argon2_params(256, 1, 1))
-            .build()
-            .unwrap();
+            let auth = authenticator_builder(Arc::new(MemoryKeyStore::new()))
+                .build()
+                .unwrap();
             let p = Principal::new(owner_id(0), Credential::Internal, Scopes::empty());
             let created = auth.create_key(&p, NewKey::named("k")).await.unwrap();
             let mut text = created.key.expose().as_bytes().to_vec();

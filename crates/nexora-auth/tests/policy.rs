@@ -6,33 +6,19 @@
 //! its own; no key outside its reach is listed, rotated or revoked; a cascade revokes exactly the
 //! descendants; a key authenticates exactly while it is neither revoked nor expired.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicI64, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use nexora_auth::{
     ApiKey, AuthError, Authenticator, Clock, Credential, InvalidReason, KeyId, MemoryKeyStore,
-    MemoryUserStore, NewKey, OwnerId, PasswordPolicy, PepperRing, Principal, RevokeOptions,
-    RotateOptions, Scopes, SecretBytes, UserRecord, UserStore,
+    MemoryUserStore, NewKey, OwnerId, Principal, RevokeOptions, RotateOptions, Scopes, UserRecord,
+    UserStore,
 };
+use nexora_auth_testkit::{ManualClock, authenticator_builder};
 use proptest::prelude::*;
 use time::OffsetDateTime;
 
 const SCOPE_NAMES: [&str; 3] = ["a", "b", "keys:manage"];
 const OWNERS: [&str; 2] = ["alice", "bob"];
-
-/// A clock moved only by the test, in whole seconds.
-struct TestClock(AtomicI64);
-
-impl Clock for TestClock {
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp(self.0.load(Ordering::SeqCst)).unwrap()
-    }
-}
 
 fn scopes(bits: u8) -> Scopes {
     Scopes::new(
@@ -133,7 +119,7 @@ struct Power {
 
 struct World {
     auth: Authenticator,
-    clock: Arc<TestClock>,
+    clock: Arc<ManualClock>,
     user_ids: Vec<OwnerId>,
     user_scopes: u8,
     keys: Vec<ModelKey>,
@@ -141,7 +127,9 @@ struct World {
 
 impl World {
     async fn new() -> Self {
-        let clock = Arc::new(TestClock(AtomicI64::new(1_900_000_000)));
+        let clock = Arc::new(ManualClock::new(
+            OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap(),
+        ));
         let users = Arc::new(MemoryUserStore::new());
         let user_scopes = 0b111;
         let mut user_ids = Vec::new();
@@ -160,15 +148,11 @@ impl World {
                 .unwrap();
             user_ids.push(id);
         }
-        let auth = Authenticator::builder(
-            Arc::new(MemoryKeyStore::new()),
-            PepperRing::new(1, SecretBytes::new(vec![7; 32])).unwrap(),
-        )
-        .users(users)
-        .clock(clock.clone())
-        .password_policy(PasswordPolicy::default().argon2_params(256, 1, 1))
-        .build()
-        .unwrap();
+        let auth = authenticator_builder(Arc::new(MemoryKeyStore::new()))
+            .users(users)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
         Self {
             auth,
             clock,
@@ -179,7 +163,7 @@ impl World {
     }
 
     fn now(&self) -> i64 {
-        self.clock.0.load(Ordering::SeqCst)
+        self.clock.now().unix_timestamp()
     }
 
     fn alive(&self, k: &ModelKey) -> bool {
@@ -288,7 +272,7 @@ impl World {
     async fn apply(&mut self, op: Op) -> Result<(), TestCaseError> {
         match op {
             Op::Wait { secs } => {
-                self.clock.0.fetch_add(secs, Ordering::SeqCst);
+                self.clock.advance(time::Duration::seconds(secs));
             }
             Op::SetUserScopes { bits } => {
                 for id in &self.user_ids {

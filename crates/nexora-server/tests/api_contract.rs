@@ -497,11 +497,7 @@ async fn unknown_routes_methods_and_oversized_bodies_answer_json() {
 async fn asymmetric_signing_key_publishes_jwks() {
     let dir = tempfile::tempdir().unwrap();
     let pem = dir.path().join("signing.pem");
-    std::fs::write(
-        &pem,
-        include_bytes!("../../nexora-auth/tests/keys/es256-a.pem"),
-    )
-    .unwrap();
+    std::fs::write(&pem, nexora_auth_testkit::keys::ES256_A).unwrap();
     let mut env = secrets();
     let pem_path = pem.display().to_string();
     env.push(("NEXORA_JWT_PRIVATE_KEY_FILE", &pem_path));

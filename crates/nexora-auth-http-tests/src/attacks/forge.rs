@@ -1,17 +1,12 @@
-//! Tokens forged byte by byte: exact header and claims texts, signed with any HMAC key or test
-//! key, and the edits an attacker makes to a valid token.
+//! The JSON texts tokens are forged from (the testkit's `jwt` module signs them), and the
+//! edits an attacker makes to a valid token.
 
 use base64::{
     Engine,
     engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
 };
-use hmac::{Hmac, KeyInit, Mac};
-use jsonwebtoken::{Algorithm, EncodingKey};
+use nexora_auth_testkit::jwt::{Signer, b64};
 use serde_json::Value;
-
-pub(super) fn b64(data: impl AsRef<[u8]>) -> String {
-    URL_SAFE_NO_PAD.encode(data)
-}
 
 /// JSON text of a string.
 pub(super) fn q(text: &str) -> String {
@@ -25,63 +20,6 @@ pub(super) fn object(fields: &[(&str, String)]) -> String {
         .map(|(name, value)| format!("{}:{value}", q(name)))
         .collect();
     format!("{{{}}}", body.join(","))
-}
-
-/// How a token is signed.
-#[derive(Debug, Clone)]
-pub(super) enum Signer {
-    /// HMAC with this alg (`HS256`, `HS384`, `HS512`) and key.
-    Hmac(&'static str, Vec<u8>),
-    /// An asymmetric private key (PEM) with its algorithm.
-    Pem(Algorithm, &'static [u8]),
-}
-
-impl Signer {
-    pub(super) fn alg(&self) -> &'static str {
-        match self {
-            Self::Hmac(alg, _) => alg,
-            Self::Pem(Algorithm::ES256, _) => "ES256",
-            Self::Pem(Algorithm::EdDSA, _) => "EdDSA",
-            Self::Pem(_, _) => "RS256",
-        }
-    }
-
-    pub(super) fn signature(&self, message: &[u8]) -> Vec<u8> {
-        // HMAC takes keys of any length: `new_from_slice` cannot fail.
-        macro_rules! mac {
-            ($hash:ty, $key:expr) => {{
-                let mut mac = <Hmac<$hash> as KeyInit>::new_from_slice($key)
-                    .expect("HMAC takes any key length");
-                mac.update(message);
-                mac.finalize().into_bytes().to_vec()
-            }};
-        }
-        match self {
-            Self::Hmac("HS384", key) => mac!(sha2::Sha384, key),
-            Self::Hmac("HS512", key) => mac!(sha2::Sha512, key),
-            Self::Hmac(_, key) => mac!(sha2::Sha256, key),
-            Self::Pem(alg, pem) => {
-                let key = match alg {
-                    Algorithm::ES256 => EncodingKey::from_ec_pem(pem),
-                    Algorithm::EdDSA => EncodingKey::from_ed_pem(pem),
-                    _ => EncodingKey::from_rsa_pem(pem),
-                }
-                .expect("the test keys parse");
-                let signature =
-                    jsonwebtoken::crypto::sign(message, &key, *alg).expect("the test keys sign");
-                URL_SAFE_NO_PAD
-                    .decode(signature)
-                    .expect("jsonwebtoken returns base64url")
-            }
-        }
-    }
-}
-
-/// `b64(header).b64(claims).b64(signature)` over the exact texts given.
-pub(super) fn token(header: &str, claims: &str, signer: &Signer) -> String {
-    let message = format!("{}.{}", b64(header), b64(claims));
-    let signature = signer.signature(message.as_bytes());
-    format!("{message}.{}", b64(signature))
 }
 
 /// The three segments of a compact token.

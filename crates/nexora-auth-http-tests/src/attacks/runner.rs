@@ -9,7 +9,7 @@ use super::{
     Attack, Outcome,
     wire::{RawResponse, find, send_raw},
 };
-use crate::StoreCalls;
+use nexora_auth_testkit::failure::StoreCalls;
 
 /// Longest time a row may take, request to full answer — also for 1 MB inputs. A row over it
 /// is sent up to twice more and judged on its fastest answer, so a busy test machine does
@@ -117,11 +117,11 @@ pub(super) async fn run_one(
     row: &Attack,
     calls: &StoreCalls,
 ) -> Result<(), String> {
-    let before = calls.get();
+    let before = calls.total();
     let started = Instant::now();
     let answer = send_raw(base_url, &row.request).await;
     let mut fastest = started.elapsed();
-    let used = calls.get() - before;
+    let used = calls.total() - before;
     check_answer(row, &answer)?;
     if let Some(want) = row.store_calls
         && used != want

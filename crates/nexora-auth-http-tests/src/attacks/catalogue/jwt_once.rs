@@ -3,13 +3,17 @@
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey};
+use nexora_auth::JwtAlgorithm;
+use nexora_auth_testkit::{
+    jwt::{Signer, b64, forge},
+    keys,
+};
 use serde_json::{Value, json};
 
 use super::{Catalogue, Cred, Want};
 use crate::{
     JWT_SECRET, SIGNING_KID,
-    attacks::forge::{Signer, b64, flip_signature_byte, object, pem_to_der, q, segments, token},
-    test_keys,
+    attacks::forge::{flip_signature_byte, object, pem_to_der, q, segments},
 };
 
 impl Catalogue<'_> {
@@ -18,7 +22,7 @@ impl Catalogue<'_> {
         let shared = Signer::Hmac("HS256", JWT_SECRET.to_vec());
         let attacker_secret = b"attacker-secret-attacker-secret-32bytes".to_vec();
         let attacker_hs = Signer::Hmac("HS256", attacker_secret.clone());
-        let attacker_es = Signer::Pem(Algorithm::ES256, test_keys::ES256_ATTACKER);
+        let attacker_es = Signer::Pem(JwtAlgorithm::Es256, keys::ES256_B);
         let mut bad: Vec<(String, String)> = Vec::new();
 
         // alg none, in every spelling, with no, a valid-HMAC and a junk signature.
@@ -43,14 +47,14 @@ impl Catalogue<'_> {
             let signer = Signer::Hmac(alg, JWT_SECRET.to_vec());
             bad.push((
                 format!("{alg} with the shared secret"),
-                token(&header, &base, &signer),
+                forge(&header, &base, &signer),
             ));
         }
         // HS256 keyed with a public key (PEM bytes, PEM without newline, DER), kid or not.
         for (key_name, pem) in [
-            ("ES256", test_keys::ES256_PUBLIC),
-            ("Ed25519", test_keys::ED25519_PUBLIC),
-            ("RSA", test_keys::RS256_PUBLIC),
+            ("ES256", keys::ES256_A_PUBLIC),
+            ("Ed25519", keys::ED25519_PUBLIC),
+            ("RSA", keys::RS256_PUBLIC),
         ] {
             let trimmed = String::from_utf8_lossy(pem).trim_end().as_bytes().to_vec();
             for (form, secret) in [
@@ -69,7 +73,7 @@ impl Catalogue<'_> {
                             "HS256 keyed with the {key_name} public key ({form}){}",
                             if kid.is_some() { ", kid k1" } else { "" }
                         ),
-                        token(&object(&fields), &base, &signer),
+                        forge(&object(&fields), &base, &signer),
                     ));
                 }
             }
@@ -94,18 +98,9 @@ impl Catalogue<'_> {
         // The other test keys under their own algorithm, naming the ring's kid: only the
         // ring's own key may sign for k1.
         for (alg, signer) in [
-            (
-                "ES256",
-                Signer::Pem(Algorithm::ES256, test_keys::ES256_PRIVATE),
-            ),
-            (
-                "EdDSA",
-                Signer::Pem(Algorithm::EdDSA, test_keys::ED25519_PRIVATE),
-            ),
-            (
-                "RS256",
-                Signer::Pem(Algorithm::RS256, test_keys::RS256_PRIVATE),
-            ),
+            ("ES256", Signer::Pem(JwtAlgorithm::Es256, keys::ES256_A)),
+            ("EdDSA", Signer::Pem(JwtAlgorithm::EdDsa, keys::ED25519)),
+            ("RS256", Signer::Pem(JwtAlgorithm::Rs256, keys::RS256)),
         ] {
             if alg == self.f.signing.alg_name() {
                 continue;
@@ -113,12 +108,12 @@ impl Catalogue<'_> {
             let header = object(&[("alg", q(alg)), ("kid", q(SIGNING_KID)), ("typ", q("JWT"))]);
             bad.push((
                 format!("{alg} test key not in this ring, kid k1"),
-                token(&header, &base, &signer),
+                forge(&header, &base, &signer),
             ));
         }
         // The attacker's own EC key: plain, with kid k1, and embedded as `jwk`.
         let attacker_jwk = {
-            let key = EncodingKey::from_ec_pem(test_keys::ES256_ATTACKER).expect("test key");
+            let key = EncodingKey::from_ec_pem(keys::ES256_B).expect("test key");
             serde_json::to_string(
                 &jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::ES256)
                     .expect("an EC JWK"),
@@ -160,7 +155,7 @@ impl Catalogue<'_> {
                 ]),
             ),
         ] {
-            bad.push((what.into(), token(&header, &base, &attacker_es)));
+            bad.push((what.into(), forge(&header, &base, &attacker_es)));
         }
         let oct_jwk = format!(r#"{{"kty":"oct","k":{}}}"#, q(&b64(&attacker_secret)));
         for (what, header) in [
@@ -183,7 +178,7 @@ impl Catalogue<'_> {
                 ]),
             ),
         ] {
-            bad.push((what.into(), token(&header, &base, &attacker_hs)));
+            bad.push((what.into(), forge(&header, &base, &attacker_hs)));
         }
         // `kid` as a file path or SQL: signed with what such a lookup would return.
         for (what, kid, secret) in [
@@ -208,7 +203,7 @@ impl Catalogue<'_> {
             let header = object(&[("alg", q("HS256")), ("kid", q(kid)), ("typ", q("JWT"))]);
             bad.push((
                 what.into(),
-                token(&header, &base, &Signer::Hmac("HS256", secret.to_vec())),
+                forge(&header, &base, &Signer::Hmac("HS256", secret.to_vec())),
             ));
         }
         // Old tokens: expired, foreign, and an old (expired) signature over a fresh payload.
@@ -254,13 +249,13 @@ impl Catalogue<'_> {
         fields.push(("pad", q(&"p".repeat(9 * 1024))));
         bad.push((
             "9 KiB JWT (over the size cap), correctly signed".into(),
-            token(&object(&[("alg", q("HS256"))]), &object(&fields), &shared),
+            forge(&object(&[("alg", q("HS256"))]), &object(&fields), &shared),
         ));
         // kid of 10 KiB junk (the token is then over the cap too).
         let junk_kid = object(&[("alg", q("HS256")), ("kid", q(&"J".repeat(10 * 1024)))]);
         bad.push((
             "kid of 10 KiB junk".into(),
-            token(&junk_kid, &base, &shared),
+            forge(&junk_kid, &base, &shared),
         ));
 
         for (what, t) in bad {

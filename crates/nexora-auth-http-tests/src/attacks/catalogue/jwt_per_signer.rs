@@ -7,14 +7,16 @@ use base64::{
 };
 
 use super::{Catalogue, Cred, Want};
-use crate::attacks::forge::{b64, flip_signature_byte, object, q, segments, token};
+use nexora_auth_testkit::jwt::{b64, forge};
+
+use crate::attacks::forge::{flip_signature_byte, object, q, segments};
 
 impl Catalogue<'_> {
     pub(super) fn jwt_rows_per_signer(&mut self) {
         let now = self.now;
         for legit in self.legit_signers() {
             let l = legit.label;
-            let sign = |header: &str, claims: &str| token(header, claims, &legit.signer);
+            let sign = |header: &str, claims: &str| forge(header, claims, &legit.signer);
             let base = object(&self.base_claims());
             let typ = |t: &str| legit.header(&[("typ", q(t))]);
 

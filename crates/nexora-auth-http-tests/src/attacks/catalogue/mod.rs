@@ -7,12 +7,12 @@ mod jwt_per_signer;
 mod keys;
 mod login;
 
-use jsonwebtoken::Algorithm;
+use nexora_auth_testkit::jwt::Signer;
 use serde_json::json;
 
 use super::{
     Attack, Outcome,
-    forge::{Legit, Signer, object, q},
+    forge::{Legit, object, q},
     vocabulary::*,
     wire::RawRequest,
 };
@@ -147,12 +147,7 @@ impl Catalogue<'_> {
             signer: Signer::Hmac("HS256", JWT_SECRET.to_vec()),
             kid: None,
         }];
-        if let Signing::Asymmetric(_) = self.f.signing {
-            let alg = match self.f.signing.alg_name() {
-                "ES256" => Algorithm::ES256,
-                "EdDSA" => Algorithm::EdDSA,
-                _ => Algorithm::RS256,
-            };
+        if let Signing::Asymmetric(alg) = self.f.signing {
             signers.push(Legit {
                 label: "ring signing key",
                 signer: Signer::Pem(
