@@ -4,6 +4,10 @@
 //! owner the contracts use, `find` of every fixed id they insert), and panics with a message
 //! naming the broken contract (`KeyStore contract `…` failed: …`), the method, and what was
 //! expected.
+//!
+//! Every `pub async fn` here is a contract: `build.rs` lists it for the conformance macro and
+//! [`contracts`], so writing the function is all it takes to run it on every store. Helpers
+//! stay private or `pub(crate)`.
 
 use std::{
     sync::{
@@ -1928,5 +1932,5 @@ pub async fn concurrent_revokes_report_exactly_one_revoked(store: Arc<dyn KeySto
 /// [`crate::key_store_conformance!`] generates them: for running the kit by hand (on a store
 /// built per call) or checking which contract a broken store fails.
 pub fn contracts() -> Vec<(&'static str, crate::Contract<dyn KeyStore>)> {
-    crate::__key_store_contracts!(list key_store ())
+    __key_store_contracts!(list key_store ())
 }

@@ -56,6 +56,11 @@
 //! write the tests by hand. With the `postgres` feature, `postgres::TestSchema` gives each test
 //! a fresh schema on a real server, or a loud skip.
 //!
+//! Every `pub async fn` of [`key_store`] and [`user_store`] is a contract: the build script
+//! lists them for the macros and for `contracts()`, so adding a contract is writing its
+//! function, and it runs on every store from then on (`tests/contract_list.rs` checks the
+//! lists against the sources, and that each contract names itself in its messages).
+//!
 //! A complete custom store written from the trait docs alone, and passing this kit, is in
 //! `examples/custom_store.rs` (run it with `cargo run -p nexora-auth-testkit --example custom_store`;
 //! `cargo test` runs its conformance tests).
@@ -102,6 +107,11 @@ use nexora_auth::{
     TokenAuthority, UserStore,
 };
 use time::OffsetDateTime;
+
+// The contract lists (`__key_store_contracts!`, `__user_store_contracts!`), which build.rs
+// writes from the `pub async fn`s of key_store.rs and user_store.rs. Included before the
+// modules, whose `contracts()` expand them by textual scope.
+include!(concat!(env!("OUT_DIR"), "/contracts.rs"));
 
 pub mod failure;
 #[cfg(feature = "jwt")]
@@ -285,66 +295,6 @@ pub const NO_FAILING_BACKEND: &str = "backend-down check: the fixture supplies n
     backend. Give the `fixture:` form a store of the same type whose backend is down with \
     `Fixture::with_failing(store)` (a closed pool, a server that is not listening): the kit \
     checks that it answers Err(StoreError::Unavailable), never \"not found\"";
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __key_store_contracts {
-    ($mode:ident $module:ident $args:tt) => {
-        $crate::__contracts! {$mode $module $args;
-            insert_then_find_round_trips_every_field,
-            find_unknown_id_is_none,
-            duplicate_id_is_a_typed_error_and_keeps_the_original,
-            find_returns_revoked_and_expired_records,
-            find_credentials_agrees_with_find,
-            list_is_owner_scoped_ordered_and_excludes_revoked,
-            many_keys_per_owner,
-            names_round_trip_exactly,
-            scopes_round_trip_exactly,
-            timestamps_round_trip_to_the_microsecond,
-            rotate_replaces_the_digest_and_clears_previous,
-            rotate_with_grace_keeps_the_previous_digest,
-            rotate_is_owner_scoped,
-            rotate_unknown_is_not_found,
-            rotate_revoked_is_revoked,
-            rotate_expired_is_expired_and_uses_the_given_now,
-            revoke_is_idempotent_and_keeps_the_first_timestamp,
-            revoke_is_owner_scoped,
-            revoke_unknown_is_not_found,
-            record_last_used_never_moves_backwards_and_ignores_unknown_ids,
-            authenticator_key_lifecycle,
-            authenticator_expiry_follows_its_clock,
-            rotation_is_atomic_under_concurrency,
-            concurrent_rotations_hand_back_working_keys,
-            concurrent_rotations_with_grace_form_one_chain,
-            rotation_racing_revoke_ends_revoked,
-            concurrent_revokes_report_exactly_one_revoked,
-            created_by_round_trips,
-            insert_refuses_a_revoked_missing_or_foreign_creator,
-            revoke_tree_revokes_every_descendant_and_nothing_else,
-            revoke_tree_and_child_inserts_never_interleave,
-        }
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __user_store_contracts {
-    ($mode:ident $module:ident $args:tt) => {
-        $crate::__contracts! {$mode $module $args;
-            user_insert_then_find_by_email_and_id,
-            user_find_unknown_is_none,
-            user_duplicate_email_is_a_typed_error,
-            user_duplicate_id_is_a_typed_error,
-            user_update_password_hash,
-            user_list_is_ordered_by_creation_then_id,
-            user_register_and_login_through_the_authenticator,
-            user_disable_and_enable,
-            user_set_scopes,
-            user_delete,
-            user_live_rule_through_the_authenticator,
-        }
-    };
-}
 
 #[doc(hidden)]
 #[macro_export]

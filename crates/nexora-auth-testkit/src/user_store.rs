@@ -1,4 +1,8 @@
 //! The [`UserStore`] contracts, one function each (what [`crate::user_store_conformance!`] runs).
+//!
+//! Every `pub async fn` here is a contract: `build.rs` lists it for the conformance macro and
+//! [`contracts`], so writing the function is all it takes to run it on every store. Helpers
+//! stay private or `pub(crate)`.
 
 use std::sync::Arc;
 
@@ -561,5 +565,5 @@ pub async fn user_live_rule_through_the_authenticator(store: Arc<dyn UserStore>)
 /// Every [`UserStore`] contract of this module with its name, in the order
 /// [`crate::user_store_conformance!`] generates them.
 pub fn contracts() -> Vec<(&'static str, crate::Contract<dyn UserStore>)> {
-    crate::__user_store_contracts!(list user_store ())
+    __user_store_contracts!(list user_store ())
 }
