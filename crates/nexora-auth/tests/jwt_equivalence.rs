@@ -10,11 +10,13 @@
 
 use std::sync::Arc;
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use hmac::{Hmac, KeyInit, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use nexora_auth::{
-    Clock, JwtConfig, JwtKeys, OwnerId, Scopes, SecretBytes, TokenAuthority, VerifiedToken,
+    JwtConfig, JwtKeys, OwnerId, Scopes, SecretBytes, TokenAuthority, VerifiedToken,
+};
+use nexora_auth_testkit::{
+    ManualClock,
+    jwt::{Signer, forge},
 };
 use proptest::{prelude::*, sample::select};
 use serde::Deserialize;
@@ -26,21 +28,15 @@ const NOW: u64 = 1_900_000_000;
 const LEEWAY: u64 = 30;
 const MAX_LIFETIME: u64 = 24 * 3600;
 
-struct Fixed;
-
-impl Clock for Fixed {
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp(NOW as i64).expect("a valid time")
-    }
-}
-
 fn authority() -> TokenAuthority {
     TokenAuthority::new(
         JwtKeys::hs256(&SecretBytes::new(SECRET.to_vec())).expect("long enough"),
         JwtConfig::default().verified_cache(0),
     )
     .expect("valid config")
-    .with_clock(Arc::new(Fixed))
+    .with_clock(Arc::new(ManualClock::new(
+        OffsetDateTime::from_unix_timestamp(NOW as i64).expect("a valid time"),
+    )))
 }
 
 /// The claims the reference reads, typed as `jsonwebtoken` users type them.
@@ -117,17 +113,7 @@ fn object(members: &[(&str, String)]) -> String {
 }
 
 fn sign(header: &str, claims: &str, secret: &[u8]) -> String {
-    let message = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header),
-        URL_SAFE_NO_PAD.encode(claims)
-    );
-    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).expect("any length");
-    mac.update(message.as_bytes());
-    format!(
-        "{message}.{}",
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-    )
+    forge(header, claims, &Signer::hs256(secret))
 }
 
 /// One member of a header or of the claims: its name, its value in a good token (`None`:
