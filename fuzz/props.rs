@@ -50,7 +50,7 @@ fn world() -> &'static World {
             .expect("runtime");
         let tokens = TokenAuthority::new(
             JwtKeys::hs256(&SecretBytes::new(JWT_SECRET.to_vec())).expect("secret"),
-            JwtConfig::default(),
+            JwtConfig::new("nexora", "nexora-api"),
         )
         .expect("authority");
         let auth = Authenticator::builder(

@@ -44,7 +44,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn authority() -> TokenAuthority {
     TokenAuthority::new(
         JwtKeys::hs256(&SecretBytes::new(JWT_SECRET.to_vec())).expect("valid secret"),
-        JwtConfig::default(),
+        JwtConfig::new("nexora", "nexora-api"),
     )
     .expect("valid config")
 }
@@ -161,7 +161,7 @@ fn jwt_case(authority: &TokenAuthority) -> JwtCase {
     // The cache off: every call checks the signature and parses the claims.
     let uncached = TokenAuthority::new(
         JwtKeys::hs256(&SecretBytes::new(JWT_SECRET.to_vec())).expect("valid secret"),
-        JwtConfig::default().verified_cache(0),
+        JwtConfig::new("nexora", "nexora-api").verified_cache(0),
     )
     .expect("valid config");
     JwtCase {

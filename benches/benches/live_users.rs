@@ -47,7 +47,7 @@ struct Cases {
 fn authenticator(keys: Arc<dyn KeyStore>, users: Option<Arc<dyn UserStore>>) -> Authenticator {
     let tokens = TokenAuthority::new(
         JwtKeys::hs256(&SecretBytes::new(JWT_SECRET.to_vec())).expect("valid secret"),
-        JwtConfig::default(),
+        JwtConfig::new("nexora", "nexora-api"),
     )
     .expect("valid JWT config");
     let mut builder = authenticator_builder(keys).tokens(tokens);

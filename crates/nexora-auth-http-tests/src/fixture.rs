@@ -247,7 +247,7 @@ impl Fixture {
             .users(Arc::new(users))
             .tokens(jwt_authority(
                 signing.keys(),
-                JwtConfig::default().leeway(Duration::ZERO),
+                JwtConfig::new("nexora", "nexora-api").leeway(Duration::ZERO),
             ))
             .clock(clock.clone())
             .build()
@@ -315,7 +315,7 @@ impl Fixture {
 
         let short = jwt_authority(
             hs256(JWT_SECRET),
-            JwtConfig::default().access_token_ttl(Duration::from_secs(1)),
+            JwtConfig::new("nexora", "nexora-api").access_token_ttl(Duration::from_secs(1)),
         );
         let expired_jwt = short
             .issue(&alice.id, &all)
@@ -325,7 +325,7 @@ impl Fixture {
             .to_owned();
         let foreign = jwt_authority(
             hs256(b"another service's secret, also 32+ bytes long"),
-            JwtConfig::default(),
+            JwtConfig::new("nexora", "nexora-api"),
         );
         let foreign_jwt = foreign
             .issue(&alice.id, &all)

@@ -33,7 +33,7 @@ async fn behind(proxies: TrustedProxies) -> Api {
     .tokens(
         TokenAuthority::new(
             JwtKeys::hs256(&SecretBytes::new(vec![4; 32])).expect("a long enough secret"),
-            JwtConfig::default(),
+            JwtConfig::new("nexora", "nexora-api"),
         )
         .expect("a valid JWT configuration"),
     )

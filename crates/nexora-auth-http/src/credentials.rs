@@ -158,7 +158,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The default cap (the JWT size cap of `JwtConfig::default()`).
+    /// The default cap (the JWT size cap of `JwtConfig::new("nexora", "nexora-api")`).
     const MAX: usize = 8 * 1024;
 
     fn header(values: &[&[u8]]) -> Result<String, u16> {

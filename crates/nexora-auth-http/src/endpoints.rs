@@ -531,7 +531,11 @@ mod tests {
             PepperRing::new(1, pepper).unwrap(),
         )
         .tokens(
-            TokenAuthority::new(JwtKeys::hs256(&secret).unwrap(), JwtConfig::default()).unwrap(),
+            TokenAuthority::new(
+                JwtKeys::hs256(&secret).unwrap(),
+                JwtConfig::new("nexora", "nexora-api"),
+            )
+            .unwrap(),
         )
         .password_policy(PasswordPolicy::default().argon2_params(256, 1, 1));
         if with_users {

@@ -21,7 +21,7 @@
 //! # use nexora_auth::{JwtConfig, JwtKeys, PasswordPolicy, TokenAuthority};
 //! # let auth = Authenticator::builder(Arc::new(MemoryKeyStore::new()), PepperRing::new(1, pepper)?)
 //! #     .users(Arc::new(MemoryUserStore::new()))
-//! #     .tokens(TokenAuthority::new(JwtKeys::hs256(&jwt)?, JwtConfig::default())?)
+//! #     .tokens(TokenAuthority::new(JwtKeys::hs256(&jwt)?, JwtConfig::new("nexora", "nexora-api"))?)
 //! #     .password_policy(PasswordPolicy::default().argon2_params(256, 1, 1))
 //! #     .build()?;
 //! auth.register_user("ada@example.com", &SecretString::from("a long passphrase"),

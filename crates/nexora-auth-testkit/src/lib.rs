@@ -508,7 +508,8 @@ pub fn authenticator_with(
         // A 40-byte HS256 secret and the default config are valid.
         let keys = JwtKeys::hs256(&secret).expect("valid test JWT secret");
         builder = builder.users(users).tokens(
-            TokenAuthority::new(keys, JwtConfig::default()).expect("valid test JWT config"),
+            TokenAuthority::new(keys, JwtConfig::new("nexora", "nexora-api"))
+                .expect("valid test JWT config"),
         );
     }
     // Cheap argon2 parameters within argon2's limits.

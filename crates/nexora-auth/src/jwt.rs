@@ -134,11 +134,14 @@ pub struct JwtConfig {
     verified_cache: usize,
 }
 
-impl Default for JwtConfig {
-    fn default() -> Self {
+impl JwtConfig {
+    /// A policy issuing and requiring these `iss` and `aud` claims, with every other setting
+    /// at the default written on its setter. There is no default issuer or audience: they
+    /// name your service, and a token minted for one service must not pass at another.
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
         Self {
-            issuer: "nexora".into(),
-            audience: "nexora-api".into(),
+            issuer: issuer.into(),
+            audience: audience.into(),
             access_token_ttl: Duration::from_secs(15 * 60),
             max_lifetime: Duration::from_secs(24 * 60 * 60),
             leeway: Duration::from_secs(30),
@@ -146,16 +149,14 @@ impl Default for JwtConfig {
             verified_cache: 10_000,
         }
     }
-}
 
-impl JwtConfig {
-    /// The `iss` claim issued and required. Defaults to `nexora`.
+    /// The `iss` claim issued and required (set by [`JwtConfig::new`]).
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = issuer.into();
         self
     }
 
-    /// The `aud` claim issued and required. Defaults to `nexora-api`.
+    /// The `aud` claim issued and required (set by [`JwtConfig::new`]).
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audience = audience.into();
         self
@@ -912,7 +913,7 @@ mod tests {
     fn authority() -> TokenAuthority {
         TokenAuthority::new(
             JwtKeys::hs256(&SecretBytes::new(SECRET.to_vec())).unwrap(),
-            JwtConfig::default(),
+            JwtConfig::new("nexora", "nexora-api"),
         )
         .unwrap()
     }
@@ -1162,7 +1163,7 @@ mod tests {
     fn verified_cache_is_bounded_and_can_be_disabled() {
         let a = TokenAuthority::new(
             JwtKeys::hs256(&SecretBytes::new(SECRET.to_vec())).unwrap(),
-            JwtConfig::default().verified_cache(3),
+            JwtConfig::new("nexora", "nexora-api").verified_cache(3),
         )
         .unwrap();
         for i in 0..10 {
@@ -1174,7 +1175,7 @@ mod tests {
         }
         let off = TokenAuthority::new(
             JwtKeys::hs256(&SecretBytes::new(SECRET.to_vec())).unwrap(),
-            JwtConfig::default().verified_cache(0),
+            JwtConfig::new("nexora", "nexora-api").verified_cache(0),
         )
         .unwrap();
         off.verify(&sign(json!({"alg": "HS256"}), base_claims(), SECRET))

@@ -15,7 +15,7 @@
 //! let jwt_secret = SecretBytes::new(b"jwt secret: 32+ random bytes, keep it safe".to_vec());
 //!
 //! let auth = Authenticator::builder(Arc::new(MemoryKeyStore::new()), PepperRing::new(1, pepper)?)
-//!     .tokens(TokenAuthority::new(JwtKeys::hs256(&jwt_secret)?, JwtConfig::default())?)
+//!     .tokens(TokenAuthority::new(JwtKeys::hs256(&jwt_secret)?, JwtConfig::new("nexora", "nexora-api"))?)
 //!     .build()?;
 //!
 //! // A user (from your own user system, or ours) creates a key; it is shown exactly once.

@@ -18,7 +18,7 @@ const JWT_SECRET: &[u8] = b"test-jwt-secret-test-jwt-secret-0123456789";
 fn tokens() -> TokenAuthority {
     TokenAuthority::new(
         JwtKeys::hs256(&SecretBytes::new(JWT_SECRET.to_vec())).unwrap(),
-        JwtConfig::default(),
+        JwtConfig::new("nexora", "nexora-api"),
     )
     .unwrap()
 }

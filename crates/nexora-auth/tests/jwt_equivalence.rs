@@ -31,7 +31,7 @@ const MAX_LIFETIME: u64 = 24 * 3600;
 fn authority() -> TokenAuthority {
     TokenAuthority::new(
         JwtKeys::hs256(&SecretBytes::new(SECRET.to_vec())).expect("long enough"),
-        JwtConfig::default().verified_cache(0),
+        JwtConfig::new("nexora", "nexora-api").verified_cache(0),
     )
     .expect("valid config")
     .with_clock(Arc::new(ManualClock::new(

@@ -10,7 +10,7 @@ use nexora_auth_testkit::{
 use serde_json::json;
 
 fn authority(keys: JwtKeys) -> TokenAuthority {
-    TokenAuthority::new(keys, JwtConfig::default()).unwrap()
+    TokenAuthority::new(keys, JwtConfig::new("nexora", "nexora-api")).unwrap()
 }
 
 fn scopes() -> Scopes {
@@ -148,5 +148,5 @@ fn migration_from_hs256_secret_to_asymmetric() {
         1,
         "the shared secret is never published"
     );
-    let _ = JwtConfig::default();
+    let _ = JwtConfig::new("nexora", "nexora-api");
 }

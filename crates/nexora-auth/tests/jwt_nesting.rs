@@ -37,7 +37,7 @@ fn nested(depth: usize) -> String {
 fn deeply_nested_claims_are_refused_ordinary_ones_verify() {
     let authority = TokenAuthority::new(
         JwtKeys::hs256(&SecretBytes::new(SECRET.to_vec())).expect("long enough"),
-        JwtConfig::default(),
+        JwtConfig::new("nexora", "nexora-api"),
     )
     .expect("valid config");
     // 200 deep: refused.

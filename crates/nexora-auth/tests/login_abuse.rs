@@ -34,7 +34,7 @@ async fn fixture(passwords: PasswordPolicy, throttle: ThrottlePolicy) -> Fixture
         .tokens(
             TokenAuthority::new(
                 JwtKeys::hs256(&SecretBytes::new(vec![8; 32])).expect("a long enough secret"),
-                JwtConfig::default(),
+                JwtConfig::new("nexora", "nexora-api"),
             )
             .expect("a valid JWT configuration"),
         )

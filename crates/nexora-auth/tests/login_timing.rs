@@ -22,7 +22,7 @@ async fn unknown_and_known_emails_cost_the_same() {
     .tokens(
         TokenAuthority::new(
             JwtKeys::hs256(&SecretBytes::new(vec![6; 32])).unwrap(),
-            JwtConfig::default(),
+            JwtConfig::new("nexora", "nexora-api"),
         )
         .unwrap(),
     )

@@ -270,9 +270,7 @@ pub(crate) fn token_authority(
                 .or_else(|e| fail(format!("{}: {e}", path.display())))?
         }
     };
-    let config = JwtConfig::default()
-        .issuer(args.jwt_issuer.clone())
-        .audience(args.jwt_audience.clone())
+    let config = JwtConfig::new(args.jwt_issuer.clone(), args.jwt_audience.clone())
         .access_token_ttl(Duration::from_secs(args.access_token_ttl_secs));
     TokenAuthority::new(keys, config).or_else(|e| fail(format!("JWT configuration: {e}")))
 }

@@ -45,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let auth = Authenticator::builder(Arc::new(MemoryKeyStore::new()), pepper)
             .tokens(TokenAuthority::new(
                 jwt,
-                JwtConfig::default().access_token_ttl(Duration::from_secs(3600)),
+                JwtConfig::new("nexora", "nexora-api").access_token_ttl(Duration::from_secs(3600)),
             )?)
             .build()?;
         let owner = OwnerId::new("bench-user");
