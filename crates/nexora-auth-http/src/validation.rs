@@ -118,6 +118,10 @@ pub fn input_issue(error: &InvalidInput) -> ValidationIssue {
         ),
         Problem::NotAnEmail => ("Invalid email address".to_owned(), "value_error"),
         Problem::NotInFuture => (format!("{label} must be in the future"), "value_error"),
+        Problem::OutOfRange => (
+            format!("{label} must be no later than the year 9999 in UTC"),
+            "value_error",
+        ),
         Problem::Scope(scope) => (scope.to_string(), "value_error"),
         other => (format!("{label} {other}"), "value_error"),
     };
@@ -678,5 +682,13 @@ mod tests {
         let issue = input_issue(&InvalidInput::new(Field::ExpiresAt, Problem::NotInFuture));
         assert_eq!(issue.msg, "Expiry must be in the future");
         assert_eq!(issue.loc, vec!["body".into(), "expires_at".into()]);
+        let issue = input_issue(&InvalidInput::new(Field::ExpiresAt, Problem::OutOfRange));
+        assert_eq!(
+            (issue.msg.as_str(), issue.kind),
+            (
+                "Expiry must be no later than the year 9999 in UTC",
+                "value_error"
+            )
+        );
     }
 }

@@ -451,6 +451,57 @@ async fn every_documented_route_answers_as_documented() {
     assert_eq!((s, jwks), (StatusCode::OK, json!({"keys": []})));
 }
 
+/// An expiry whose offset carries it past the last instant a store can read back (year 9999
+/// in UTC) is a 422 at `expires_at`, not a key that breaks every later listing with a 503.
+#[tokio::test]
+async fn an_expiry_beyond_the_years_a_store_keeps_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[], &secrets());
+    let (code, _, err) = cli(
+        dir.path(),
+        &[
+            "user",
+            "create",
+            "--email",
+            "far@example.com",
+            "--password-stdin",
+        ],
+        &secrets(),
+        PASSWORD,
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, key, err) = cli(
+        dir.path(),
+        &[
+            "key",
+            "create",
+            "--email",
+            "far@example.com",
+            "--name",
+            "admin",
+        ],
+        &secrets(),
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let key = key.trim();
+    let client = Client::new();
+    let keys = server.url("/api/users/me/api-keys");
+    let created = client
+        .post(&keys)
+        .bearer_auth(key)
+        .json(&json!({"name": "far", "expires_at": "9999-12-31T23:59:59-23:59"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = created.json().await.unwrap();
+    assert_eq!(body["detail"][0]["loc"], json!(["body", "expires_at"]));
+    assert_eq!(body["detail"][0]["type"], "value_error");
+    let listed = client.get(&keys).bearer_auth(key).send().await.unwrap();
+    assert_eq!(listed.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn unknown_routes_methods_and_oversized_bodies_answer_json() {
     let dir = tempfile::tempdir().unwrap();
