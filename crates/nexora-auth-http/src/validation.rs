@@ -30,6 +30,7 @@ use nexora_auth::AuthError;
 /// One entry of a 422 `detail` array, in the shape FastAPI clients already parse:
 /// `{"loc": ["body", "name"], "msg": "Field required", "type": "missing"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ValidationIssue {
     /// Where the problem is: `["body", "name"]`, `["path", "key_id"]`, `["body"]`.
     pub loc: Vec<LocPart>,
@@ -53,6 +54,7 @@ impl ValidationIssue {
 
 /// A segment of a validation location: a field name or an array index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum LocPart {
     /// A field name (or `body`, `path`, `query`).

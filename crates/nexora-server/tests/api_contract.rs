@@ -502,6 +502,38 @@ async fn an_expiry_beyond_the_years_a_store_keeps_is_refused() {
     assert_eq!(listed.status(), StatusCode::OK);
 }
 
+/// The document served at `/api/openapi.json` is the one `nexora-server openapi` prints, the
+/// generated one: JSON, with every row of the auth route table under `/api`.
+#[tokio::test]
+async fn the_served_document_is_the_generated_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[], &secrets());
+    let response = Client::new()
+        .get(server.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let served: Value =
+        serde_json::from_str(&response.text().await.unwrap()).expect("the served document is JSON");
+    let (code, printed, err) = cli(dir.path(), &["openapi"], &[], "");
+    assert_eq!(code, 0, "{err}");
+    let printed: Value = serde_json::from_str(&printed).expect("the printed document is JSON");
+    assert_eq!(served, printed);
+    assert_eq!(served["openapi"], "3.1.0");
+    for route in &nexora_auth_http::routes::ROUTES {
+        let method = route.method.as_str().to_ascii_lowercase();
+        let operation = &served["paths"][format!("/api{}", route.path)][&method];
+        assert!(
+            operation.is_object(),
+            "{method} {} is not served",
+            route.path
+        );
+        assert_eq!(operation["summary"], route.summary);
+    }
+}
+
 #[tokio::test]
 async fn unknown_routes_methods_and_oversized_bodies_answer_json() {
     let dir = tempfile::tempdir().unwrap();
