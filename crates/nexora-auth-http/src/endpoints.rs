@@ -444,15 +444,26 @@ fn parse_key_id(raw: &str) -> Result<KeyId, ApiError> {
     })
 }
 
+/// The body of `POST /auth/login`.
 #[derive(serde::Deserialize)]
-struct LoginRequest {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub(crate) struct LoginRequest {
+    /// The account's email (its schema and rules: `openapi::login_email`).
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::login_email))]
     email: String,
+    /// The password.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Password))]
     password: SecretString,
 }
 
+/// The body of `GET /users/me`.
 #[derive(Serialize)]
-struct Me<'a> {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = User))]
+pub(crate) struct Me<'a> {
+    /// The owner id: the user id (the JWT `sub`), or the application's own id for its keys.
     id: &'a str,
+    /// The user's email; `null` when the owner has no user record.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     email: Option<String>,
 }
 

@@ -59,6 +59,25 @@
 //!   [`InvalidInput`](nexora_auth::InvalidInput).
 //! * [`proxy`]: the client address behind trusted reverse proxies, for the login throttle.
 //! * [`scopes`]: the product's scope names.
+//! * `openapi` (feature `openapi`, off by default): the OpenAPI 3.1 document of the endpoints,
+//!   generated from [`routes::ROUTES`] and the wire types with utoipa, every route with every
+//!   status it can answer; hosts add their own routes to it.
+//!
+//! # What the OpenAPI document cannot express
+//!
+//! A JSON Schema states the shape of a request, not every rule; the document says these in its
+//! descriptions, and schemathesis runs against `nexora-server` allow for them:
+//!
+//! * an `expires_at` must be in the future by the server's clock (else 422), and no later than
+//!   the year 9999 in UTC; a key created with a key expires no later than that key;
+//! * requested `scopes` must be ones the caller holds (else 403);
+//! * a key out of the caller's reach (another user's, revoked, broader or longer-lived than the
+//!   credential) answers 404 like an unknown id;
+//! * a name is 1 to 100 characters *after trimming*, a login email at most 254 *bytes*;
+//! * repeated login failures answer 429 whatever the body;
+//! * a WebSocket route behind the auth layer (the server's `/api/ws/{chat_id}`) answers a plain
+//!   `GET`, one that asks for no upgrade, with 400 (or 426 when the connection cannot be
+//!   upgraded) after the credential check.
 //!
 //! The framework crates (`nexora-auth-axum`, `nexora-auth-actix`) convert requests and
 //! responses and implement their framework's traits; no rule lives in them.
@@ -72,6 +91,8 @@
 pub mod credentials;
 pub mod endpoints;
 mod error;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod proxy;
 pub mod routes;
 pub mod scopes;

@@ -30,6 +30,7 @@ use nexora_auth::AuthError;
 /// One entry of a 422 `detail` array, in the shape FastAPI clients already parse:
 /// `{"loc": ["body", "name"], "msg": "Field required", "type": "missing"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ValidationIssue {
     /// Where the problem is: `["body", "name"]`, `["path", "key_id"]`, `["body"]`.
     pub loc: Vec<LocPart>,
@@ -53,6 +54,7 @@ impl ValidationIssue {
 
 /// A segment of a validation location: a field name or an array index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum LocPart {
     /// A field name (or `body`, `path`, `query`).
@@ -118,6 +120,10 @@ pub fn input_issue(error: &InvalidInput) -> ValidationIssue {
         ),
         Problem::NotAnEmail => ("Invalid email address".to_owned(), "value_error"),
         Problem::NotInFuture => (format!("{label} must be in the future"), "value_error"),
+        Problem::OutOfRange => (
+            format!("{label} must be no later than the year 9999 in UTC"),
+            "value_error",
+        ),
         Problem::Scope(scope) => (scope.to_string(), "value_error"),
         other => (format!("{label} {other}"), "value_error"),
     };
@@ -678,5 +684,13 @@ mod tests {
         let issue = input_issue(&InvalidInput::new(Field::ExpiresAt, Problem::NotInFuture));
         assert_eq!(issue.msg, "Expiry must be in the future");
         assert_eq!(issue.loc, vec!["body".into(), "expires_at".into()]);
+        let issue = input_issue(&InvalidInput::new(Field::ExpiresAt, Problem::OutOfRange));
+        assert_eq!(
+            (issue.msg.as_str(), issue.kind),
+            (
+                "Expiry must be no later than the year 9999 in UTC",
+                "value_error"
+            )
+        );
     }
 }

@@ -153,6 +153,10 @@ pub enum Problem {
     /// A time that must lie ahead of the clock does not.
     #[error("must be in the future")]
     NotInFuture,
+    /// A time past the last instant stores keep: the end of the year 9999 in UTC (a local
+    /// time with a negative offset can reach it).
+    #[error("must be no later than the year 9999 in UTC")]
+    OutOfRange,
     /// A scope list that does not parse.
     #[error("{0}")]
     Scope(ScopeError),

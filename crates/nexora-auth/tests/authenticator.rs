@@ -322,6 +322,50 @@ async fn rotating_expired_or_revoked_keys_is_refused() {
     );
 }
 
+/// A store keeps an expiry as its UTC instant, and `time` (like every store) reads back years
+/// up to 9999: an offset that carries a valid-looking local time past that is refused, and
+/// any other offset is kept as its UTC instant, so the key reads the same when created and
+/// when listed.
+#[tokio::test]
+async fn an_expiry_is_a_utc_instant_within_the_years_stores_keep() {
+    use time::{UtcOffset, macros::datetime};
+    let f = fixture().await;
+    let alice = user("alice", &["agents:read"]);
+    let beyond = datetime!(9999-12-31 23:59:59 -23:59);
+    let err = f
+        .auth
+        .create_key(&alice, NewKey::named("far").expiring_at(beyond))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AuthError::InvalidInput(InvalidInput {
+                field: Field::ExpiresAt,
+                problem: Problem::OutOfRange
+            })
+        ),
+        "{err:?}"
+    );
+    let last = datetime!(9999-12-31 23:59:59.999999999 UTC);
+    let kept = f
+        .auth
+        .create_key(&alice, NewKey::named("last").expiring_at(last))
+        .await
+        .unwrap();
+    assert_eq!(kept.info.expires_at, Some(last));
+    let local = datetime!(2400-01-01 02:00 +02:00);
+    let created = f
+        .auth
+        .create_key(&alice, NewKey::named("local").expiring_at(local))
+        .await
+        .unwrap();
+    let expires_at = created.info.expires_at.unwrap();
+    assert_eq!((expires_at, expires_at.offset()), (local, UtcOffset::UTC));
+    let listed = f.auth.list_keys(&alice).await.unwrap();
+    assert!(listed.iter().any(|k| k.expires_at == Some(expires_at)));
+}
+
 #[tokio::test]
 async fn scopes_can_only_narrow() {
     let f = fixture().await;

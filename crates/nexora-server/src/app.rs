@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use axum::{
     Json, Router,
-    body::Body,
+    body::{Body, Bytes},
     extract::{
         Request, State,
         ws::{Message, WebSocket, WebSocketUpgrade},
@@ -18,13 +18,13 @@ use nexora_auth_axum::{
     Api, AuthLayer, Authenticated, RequireScope, api_router, error_response,
     nexora_auth_http::ApiError, scopes::AgentsRead,
 };
-use serde::Serialize;
 use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
 
-use crate::{config::ServeArgs, db::Database};
-
-/// The OpenAPI document of everything this server answers.
-pub(crate) const OPENAPI: &str = include_str!("openapi.json");
+use crate::{
+    config::ServeArgs,
+    db::Database,
+    openapi::{self, Agent, Health},
+};
 
 /// Shared state of the server's own routes.
 #[derive(Clone)]
@@ -37,12 +37,6 @@ impl AppState {
     pub(crate) fn new(api: Api, db: Database) -> Self {
         Self { api, db }
     }
-}
-
-#[derive(Serialize)]
-struct Agent {
-    id: &'static str,
-    name: &'static str,
 }
 
 /// `GET /api/agents`: a sample protected resource (scope `agents:read`).
@@ -83,10 +77,6 @@ async fn echo(mut socket: WebSocket) {
     }
 }
 
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
-}
-
 async fn jwks(State(state): State<AppState>) -> Response {
     let body = match state.api.authenticator().tokens() {
         Some(tokens) => {
@@ -97,13 +87,13 @@ async fn jwks(State(state): State<AppState>) -> Response {
     Json(body).into_response()
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.db.ping().await {
-        Json(serde_json::json!({"status": "ready"})).into_response()
+        Json(Health { status: "ready" }).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -172,6 +162,17 @@ async fn access_log(request: Request, next: Next) -> Response {
 pub(crate) fn router(state: AppState, args: &ServeArgs) -> Router {
     let auth = state.api.authenticator().clone();
     let body_limit = state.api.body_limit();
+    // Serialising utoipa's document types cannot fail: they hold strings, numbers and maps
+    // with string keys only.
+    let openapi_json = Bytes::from(
+        openapi::document()
+            .to_json()
+            .expect("the OpenAPI document serialises"),
+    );
+    let openapi = move || {
+        let body = openapi_json.clone();
+        async move { ([(header::CONTENT_TYPE, "application/json")], body).into_response() }
+    };
     let own_api = Router::new()
         .route(
             "/agents",

@@ -24,6 +24,7 @@ mod app;
 mod config;
 mod database_url;
 mod db;
+mod openapi;
 mod private_files;
 
 use std::{
@@ -70,6 +71,9 @@ enum Command {
     /// Manage API keys from the command line (for automation).
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Print the OpenAPI document the server serves at `/api/openapi.json` (for client
+    /// generators; needs no database).
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,6 +194,13 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
         Some(Command::User(cmd)) => user_command(&cli.common, &cli.auth, cmd).await,
         Some(Command::Key(KeyCommand::Check)) => check_key(),
         Some(Command::Key(cmd)) => key_command(&cli.common, &cli.auth, cmd).await,
+        Some(Command::Openapi) => {
+            let json = openapi::document()
+                .to_pretty_json()
+                .or_else(|e| fail(format!("cannot write the OpenAPI document: {e}")))?;
+            println!("{json}");
+            Ok(())
+        }
     }
 }
 

@@ -451,6 +451,89 @@ async fn every_documented_route_answers_as_documented() {
     assert_eq!((s, jwks), (StatusCode::OK, json!({"keys": []})));
 }
 
+/// An expiry whose offset carries it past the last instant a store can read back (year 9999
+/// in UTC) is a 422 at `expires_at`, not a key that breaks every later listing with a 503.
+#[tokio::test]
+async fn an_expiry_beyond_the_years_a_store_keeps_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[], &secrets());
+    let (code, _, err) = cli(
+        dir.path(),
+        &[
+            "user",
+            "create",
+            "--email",
+            "far@example.com",
+            "--password-stdin",
+        ],
+        &secrets(),
+        PASSWORD,
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, key, err) = cli(
+        dir.path(),
+        &[
+            "key",
+            "create",
+            "--email",
+            "far@example.com",
+            "--name",
+            "admin",
+        ],
+        &secrets(),
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let key = key.trim();
+    let client = Client::new();
+    let keys = server.url("/api/users/me/api-keys");
+    let created = client
+        .post(&keys)
+        .bearer_auth(key)
+        .json(&json!({"name": "far", "expires_at": "9999-12-31T23:59:59-23:59"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = created.json().await.unwrap();
+    assert_eq!(body["detail"][0]["loc"], json!(["body", "expires_at"]));
+    assert_eq!(body["detail"][0]["type"], "value_error");
+    let listed = client.get(&keys).bearer_auth(key).send().await.unwrap();
+    assert_eq!(listed.status(), StatusCode::OK);
+}
+
+/// The document served at `/api/openapi.json` is the one `nexora-server openapi` prints, the
+/// generated one: JSON, with every row of the auth route table under `/api`.
+#[tokio::test]
+async fn the_served_document_is_the_generated_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[], &secrets());
+    let response = Client::new()
+        .get(server.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let served: Value =
+        serde_json::from_str(&response.text().await.unwrap()).expect("the served document is JSON");
+    let (code, printed, err) = cli(dir.path(), &["openapi"], &[], "");
+    assert_eq!(code, 0, "{err}");
+    let printed: Value = serde_json::from_str(&printed).expect("the printed document is JSON");
+    assert_eq!(served, printed);
+    assert_eq!(served["openapi"], "3.1.0");
+    for route in &nexora_auth_http::routes::ROUTES {
+        let method = route.method.as_str().to_ascii_lowercase();
+        let operation = &served["paths"][format!("/api{}", route.path)][&method];
+        assert!(
+            operation.is_object(),
+            "{method} {} is not served",
+            route.path
+        );
+        assert_eq!(operation["summary"], route.summary);
+    }
+}
+
 #[tokio::test]
 async fn unknown_routes_methods_and_oversized_bodies_answer_json() {
     let dir = tempfile::tempdir().unwrap();

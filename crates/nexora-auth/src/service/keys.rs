@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use time::OffsetDateTime;
+use time::{OffsetDateTime, UtcOffset};
 
 use super::{Authenticator, Credential, Principal};
 use crate::Unavailable;
@@ -11,6 +11,15 @@ use crate::{
     ApiKey, AuthError, Field, InvalidInput, InvalidReason, KeyId, Problem, Scopes, policy,
     store::{KeyRecord, OwnerId, RevokeOutcome, RotateOutcome, Rotation, StoreError},
 };
+
+/// A requested expiry as the UTC instant stores keep. An offset can carry a local time that
+/// reads as valid past the last instant `time` (and so every store) represents, the end of
+/// the year 9999 in UTC: refused as [`Problem::OutOfRange`], where it would otherwise be
+/// written and then fail every read of the owner's keys.
+fn utc_expiry(at: OffsetDateTime) -> Result<OffsetDateTime, InvalidInput> {
+    at.checked_to_offset(UtcOffset::UTC)
+        .ok_or(InvalidInput::new(Field::ExpiresAt, Problem::OutOfRange))
+}
 
 /// Longest key name accepted, in characters.
 pub const MAX_KEY_NAME_LEN: usize = 100;
@@ -24,8 +33,9 @@ pub struct NewKey {
     /// creator's scopes.
     #[serde(default)]
     pub scopes: Option<Scopes>,
-    /// Optional expiry; must be in the future. A key created by a key gets at most its
-    /// creator's expiry (see [`crate::policy::grant`]).
+    /// Optional expiry; must be in the future, and no later than the year 9999 in UTC. Kept
+    /// as its UTC instant. A key created by a key gets at most its creator's expiry (see
+    /// [`crate::policy::grant`]).
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
 }
@@ -222,11 +232,12 @@ impl Authenticator {
         if name.chars().any(char::is_control) {
             return Err(InvalidInput::new(Field::Name, Problem::ControlCharacter).into());
         }
+        let expires_at = request.expires_at.map(utc_expiry).transpose()?;
         let now = self.inner.clock.now();
-        if request.expires_at.is_some_and(|at| at <= now) {
+        if expires_at.is_some_and(|at| at <= now) {
             return Err(InvalidInput::new(Field::ExpiresAt, Problem::NotInFuture).into());
         }
-        let grant = policy::grant(creator, request.scopes, request.expires_at)?;
+        let grant = policy::grant(creator, request.scopes, expires_at)?;
         // A fresh random id colliding is astronomically unlikely, but the store's duplicate
         // check is the truth: retry once with a new id rather than fail the request.
         for _ in 0..2 {
