@@ -1042,8 +1042,11 @@ mod tests {
     #[test]
     fn the_login_mirror_serialises_as_the_core_type() {
         let secret = SecretBytes::new(b"test jwt secret of at least thirty-two bytes".to_vec());
-        let tokens =
-            TokenAuthority::new(JwtKeys::hs256(&secret).unwrap(), JwtConfig::default()).unwrap();
+        let tokens = TokenAuthority::new(
+            JwtKeys::hs256(&secret).unwrap(),
+            JwtConfig::new("nexora", "nexora-api"),
+        )
+        .unwrap();
         let token = tokens
             .issue(
                 &OwnerId::new("alice"),
