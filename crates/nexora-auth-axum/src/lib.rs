@@ -162,16 +162,16 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let guard = self.guard.clone();
         // Header values and the URI are reference-counted: cheap to take into the future,
-        // which must not borrow the (non-`Sync`) request across an await.
-        let authorization: Vec<HeaderValue> = request
+        // which must not borrow the (non-`Sync`) request across an await. Two values are
+        // enough (the parser refuses a second `Authorization` header), and need no allocation.
+        let mut headers = request
             .headers()
             .get_all(http::header::AUTHORIZATION)
-            .iter()
-            .cloned()
-            .collect();
+            .iter();
+        let authorization = [headers.next().cloned(), headers.next().cloned()];
         let uri = request.uri().clone();
         Box::pin(async move {
-            let values = authorization.iter().map(HeaderValue::as_bytes);
+            let values = authorization.iter().flatten().map(HeaderValue::as_bytes);
             match guard.check(values, uri.query()).await {
                 Ok(principal) => {
                     if let Some(principal) = principal {

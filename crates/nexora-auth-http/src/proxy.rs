@@ -209,50 +209,6 @@ impl TrustedProxies {
     }
 }
 
-/// Where a request came from, as the framework saw it: the TCP peer (when known) and the raw
-/// values of the forwarding headers. Framework crates build it; [`TrustedProxies`] decides.
-#[derive(Debug, Clone, Default)]
-pub struct RequestOrigin<'a> {
-    peer: Option<IpAddr>,
-    forwarded: Vec<&'a [u8]>,
-    x_forwarded_for: Vec<&'a [u8]>,
-}
-
-impl<'a> RequestOrigin<'a> {
-    /// A request from `peer` (`None` when the server does not say: headers are then ignored,
-    /// since nobody can tell whether the peer is trusted).
-    pub fn new(peer: Option<IpAddr>) -> Self {
-        Self {
-            peer,
-            forwarded: Vec::new(),
-            x_forwarded_for: Vec::new(),
-        }
-    }
-
-    /// The values of every [`FORWARDED`] header line, in order.
-    pub fn forwarded(mut self, values: impl IntoIterator<Item = &'a [u8]>) -> Self {
-        self.forwarded.extend(values);
-        self
-    }
-
-    /// The values of every [`X_FORWARDED_FOR`] header line, in order.
-    pub fn x_forwarded_for(mut self, values: impl IntoIterator<Item = &'a [u8]>) -> Self {
-        self.x_forwarded_for.extend(values);
-        self
-    }
-
-    /// The client address under `proxies`, if the peer is known.
-    pub fn client(&self, proxies: &TrustedProxies) -> Option<IpAddr> {
-        self.peer.map(|peer| {
-            proxies.client_address(
-                peer,
-                self.forwarded.iter().copied(),
-                self.x_forwarded_for.iter().copied(),
-            )
-        })
-    }
-}
-
 /// One hop of a forwarding header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Node {

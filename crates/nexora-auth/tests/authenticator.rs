@@ -152,7 +152,8 @@ async fn unknown_revoked_expired_and_foreign_keys_answer_the_same() {
     f.clock.advance(time::Duration::seconds(61));
     let unknown = nexora_auth::ApiKey::generate().unwrap();
 
-    let mut bodies = Vec::new();
+    // One bad-credential error with the reason for logs; that every reason reads the same to a
+    // client is `nexora-auth-http`'s test (`every_bad_credential_reads_the_same`).
     for (token, want) in [
         (revoked.key.expose(), InvalidReason::Revoked),
         (expiring.key.expose(), InvalidReason::Expired),
@@ -163,12 +164,7 @@ async fn unknown_revoked_expired_and_foreign_keys_answer_the_same() {
             matches!(&err, AuthError::InvalidToken(r) if *r == want),
             "{err:?}"
         );
-        bodies.push(err.to_string().starts_with("invalid token: "));
     }
-    assert!(
-        bodies.iter().all(|&bad_credential| bad_credential),
-        "every refusal must be the one bad-credential error"
-    );
     // Another owner cannot rotate or revoke it: not found, never forbidden.
     let bob = Principal::new(
         OwnerId::new("bob"),
