@@ -17,7 +17,7 @@ use std::{
 
 use async_trait::async_trait;
 use nexora_auth::{
-    AuthError, CascadeOutcome, KeyCredentials, KeyId, KeyStore, MemoryKeyStore, OwnerId, Scopes,
+    AuthError, CascadeOutcome, ChangeFeed, Freshness, KeyCredentials, KeyId, KeyStore, MemoryKeyStore, OwnerId, Scopes,
     SecretString, StoreError, UserRecord, UserStore,
     store::{KeyRecord, LastUsed, RevokeOutcome, RotateOutcome, Rotation},
 };
@@ -271,6 +271,7 @@ pub struct FlakyStore<S: ?Sized> {
     failing: AtomicBool,
     failing_keys: Mutex<HashSet<KeyId>>,
     inner: Arc<S>,
+    forward_changes: bool,
 }
 
 impl<S> FlakyStore<S> {
@@ -294,12 +295,22 @@ impl<S: ?Sized> FlakyStore<S> {
             failing: AtomicBool::new(false),
             failing_keys: Mutex::new(HashSet::new()),
             inner,
+            forward_changes: false,
         }
     }
 
     /// Counts into `calls` instead (shared with other wrappers).
     pub fn counting_into(mut self, calls: Arc<StoreCalls>) -> Self {
         self.calls = calls;
+        self
+    }
+
+    /// Connects the wrapped store's change feed to the authenticator (`watch_changes` and
+    /// `watch_user_changes` are passed on), so the verification cache serves what the wrapped
+    /// store vouches for. Off by default: the wrapper reports no changes, so every
+    /// authentication reaches it (and its failures).
+    pub fn forwarding_changes(mut self) -> Self {
+        self.forward_changes = true;
         self
     }
 
@@ -409,6 +420,14 @@ impl<S: KeyStore + ?Sized> KeyStore for FlakyStore<S> {
         self.enter(StoreMethod::RecordLastUsed, None)?;
         self.inner.record_last_used(batch).await
     }
+
+    fn watch_changes(&self, feed: ChangeFeed) -> Freshness {
+        if self.forward_changes {
+            self.inner.watch_changes(feed)
+        } else {
+            Freshness::Unwatched
+        }
+    }
 }
 
 #[async_trait]
@@ -451,5 +470,13 @@ impl<S: UserStore + ?Sized> UserStore for FlakyStore<S> {
     async fn delete_user(&self, id: &OwnerId) -> Result<bool, StoreError> {
         self.enter(StoreMethod::DeleteUser, None)?;
         self.inner.delete_user(id).await
+    }
+
+    fn watch_user_changes(&self, feed: ChangeFeed) -> Freshness {
+        if self.forward_changes {
+            self.inner.watch_user_changes(feed)
+        } else {
+            Freshness::Unwatched
+        }
     }
 }

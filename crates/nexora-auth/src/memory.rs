@@ -2,6 +2,9 @@
 //!
 //! Both are sharded concurrent maps ([`dashmap`]): reads of different keys do not contend on
 //! one lock, and no lock is ever held across an `.await` (no method awaits while holding one).
+//!
+//! Both report every change to the verification cache before the write returns
+//! ([`Freshness::Synchronous`]): a revoked key is refused by the next request.
 
 use std::sync::{Mutex, PoisonError};
 
@@ -11,6 +14,7 @@ use time::OffsetDateTime;
 
 use crate::{
     KeyId, Scopes,
+    cache::{ChangeFeed, ChangeFeeds, Freshness},
     store::{
         CascadeOutcome, KeyCredentials, KeyRecord, KeyStore, LastUsed, OwnerId, PreviousDigest,
         RevokeOutcome, RotateOutcome, Rotation, StoreError, UserRecord, UserStore,
@@ -25,6 +29,7 @@ pub struct MemoryKeyStore {
     /// Held by inserts of keys created by a key and by `revoke_tree`, so that a cascade and a
     /// child's insert never interleave. Never held across an `.await`.
     lineage: Mutex<()>,
+    feeds: ChangeFeeds,
 }
 
 impl MemoryKeyStore {
@@ -73,6 +78,8 @@ impl KeyStore for MemoryKeyStore {
             .entry(record.owner.clone())
             .or_default()
             .push(record.id);
+        // A cached "no such key" for this id is now wrong.
+        self.feeds.key_changed(record.id);
         Ok(())
     }
 
@@ -114,6 +121,68 @@ impl KeyStore for MemoryKeyStore {
         id: KeyId,
         rotation: &Rotation,
     ) -> Result<RotateOutcome, StoreError> {
+        let outcome = self.rotate_now(owner, id, rotation);
+        if let Ok(RotateOutcome::Rotated(_)) = &outcome {
+            self.feeds.key_changed(id);
+        }
+        outcome
+    }
+
+    async fn revoke(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        at: OffsetDateTime,
+    ) -> Result<RevokeOutcome, StoreError> {
+        let outcome = self.revoke_now(owner, id, at);
+        if outcome == RevokeOutcome::Revoked {
+            self.feeds.key_changed(id);
+        }
+        Ok(outcome)
+    }
+
+    async fn revoke_tree(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        at: OffsetDateTime,
+    ) -> Result<CascadeOutcome, StoreError> {
+        let outcome = self.revoke_tree_now(owner, id, at);
+        if outcome.root == RevokeOutcome::Revoked {
+            self.feeds.key_changed(id);
+        }
+        for descendant in &outcome.descendants {
+            self.feeds.key_changed(*descendant);
+        }
+        Ok(outcome)
+    }
+
+    async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
+        for entry in batch {
+            if let Some(mut record) = self.keys.get_mut(&entry.id)
+                && record.last_used_at.is_none_or(|prev| prev < entry.at)
+            {
+                record.last_used_at = Some(entry.at);
+            }
+        }
+        Ok(())
+    }
+
+    fn watch_changes(&self, feed: ChangeFeed) -> Freshness {
+        self.feeds.add(feed);
+        Freshness::Synchronous
+    }
+}
+
+/// The writes, under the map's locks; the trait methods report them after the locks are
+/// released.
+impl MemoryKeyStore {
+    fn rotate_now(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        rotation: &Rotation,
+    ) -> Result<RotateOutcome, StoreError> {
         // The shard write lock makes the check and the update one atomic step.
         let Some(mut record) = self.keys.get_mut(&id) else {
             return Ok(RotateOutcome::NotFound);
@@ -136,32 +205,22 @@ impl KeyStore for MemoryKeyStore {
         Ok(RotateOutcome::Rotated(record.clone()))
     }
 
-    async fn revoke(
-        &self,
-        owner: &OwnerId,
-        id: KeyId,
-        at: OffsetDateTime,
-    ) -> Result<RevokeOutcome, StoreError> {
+    fn revoke_now(&self, owner: &OwnerId, id: KeyId, at: OffsetDateTime) -> RevokeOutcome {
         let Some(mut record) = self.keys.get_mut(&id) else {
-            return Ok(RevokeOutcome::NotFound);
+            return RevokeOutcome::NotFound;
         };
         if &record.owner != owner {
-            return Ok(RevokeOutcome::NotFound);
+            return RevokeOutcome::NotFound;
         }
         if record.revoked_at.is_some() {
-            return Ok(RevokeOutcome::AlreadyRevoked);
+            return RevokeOutcome::AlreadyRevoked;
         }
         record.revoked_at = Some(at);
         record.previous = None;
-        Ok(RevokeOutcome::Revoked)
+        RevokeOutcome::Revoked
     }
 
-    async fn revoke_tree(
-        &self,
-        owner: &OwnerId,
-        id: KeyId,
-        at: OffsetDateTime,
-    ) -> Result<CascadeOutcome, StoreError> {
+    fn revoke_tree_now(&self, owner: &OwnerId, id: KeyId, at: OffsetDateTime) -> CascadeOutcome {
         let _lineage = self.lineage.lock().unwrap_or_else(PoisonError::into_inner);
         let root = match self.keys.get_mut(&id) {
             Some(record) if &record.owner == owner => {
@@ -174,7 +233,7 @@ impl KeyStore for MemoryKeyStore {
                     RevokeOutcome::Revoked
                 }
             }
-            _ => return Ok(CascadeOutcome::new(RevokeOutcome::NotFound, Vec::new())),
+            _ => return CascadeOutcome::new(RevokeOutcome::NotFound, Vec::new()),
         };
         let ids = self
             .by_owner
@@ -205,18 +264,7 @@ impl KeyStore for MemoryKeyStore {
             }
             frontier = next;
         }
-        Ok(CascadeOutcome::new(root, revoked))
-    }
-
-    async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
-        for entry in batch {
-            if let Some(mut record) = self.keys.get_mut(&entry.id)
-                && record.last_used_at.is_none_or(|prev| prev < entry.at)
-            {
-                record.last_used_at = Some(entry.at);
-            }
-        }
-        Ok(())
+        CascadeOutcome::new(root, revoked)
     }
 }
 
@@ -225,6 +273,7 @@ impl KeyStore for MemoryKeyStore {
 pub struct MemoryUserStore {
     by_email: DashMap<String, UserRecord>,
     email_of: DashMap<OwnerId, String>,
+    feeds: ChangeFeeds,
 }
 
 impl MemoryUserStore {
@@ -247,6 +296,7 @@ impl UserStore for MemoryUserStore {
                 }
             },
         }
+        self.feeds.user_changed(&user.id);
         Ok(())
     }
 
@@ -272,11 +322,15 @@ impl UserStore for MemoryUserStore {
     }
 
     async fn set_user_disabled(&self, id: &OwnerId, disabled: bool) -> Result<bool, StoreError> {
-        Ok(self.update_user(id, |user| user.disabled = disabled))
+        let changed = self.update_user(id, |user| user.disabled = disabled);
+        self.feeds.user_changed(id);
+        Ok(changed)
     }
 
     async fn set_user_scopes(&self, id: &OwnerId, scopes: &Scopes) -> Result<bool, StoreError> {
-        Ok(self.update_user(id, |user| user.scopes = scopes.clone()))
+        let changed = self.update_user(id, |user| user.scopes = scopes.clone());
+        self.feeds.user_changed(id);
+        Ok(changed)
     }
 
     async fn delete_user(&self, id: &OwnerId) -> Result<bool, StoreError> {
@@ -284,7 +338,13 @@ impl UserStore for MemoryUserStore {
             return Ok(false);
         };
         self.by_email.remove(&email);
+        self.feeds.user_changed(id);
         Ok(true)
+    }
+
+    fn watch_user_changes(&self, feed: ChangeFeed) -> Freshness {
+        self.feeds.add(feed);
+        Freshness::Synchronous
     }
 }
 

@@ -10,7 +10,10 @@ use std::{fmt, sync::Arc};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::{KeyId, Scopes, StoredDigest};
+use crate::{
+    KeyId, Scopes, StoredDigest,
+    cache::{ChangeFeed, Freshness},
+};
 
 /// The owner of a credential: an opaque id from the host application (a user id, a tenant id,
 /// a service name). This crate never interprets it.
@@ -554,6 +557,21 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// Applies a batch of last-used times (never moving one backwards).
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError>;
+
+    /// Connects the store to an authenticator's verification cache (see [`crate::cache`]):
+    /// called once by [`crate::AuthenticatorBuilder::build`]. A store that reports its changes
+    /// keeps `feed` and answers how ([`Freshness::Synchronous`] or [`Freshness::Watched`]);
+    /// it then reports, through [`ChangeFeed::key_changed`], every change to a key that
+    /// `find_credentials` would show (insert, rotate, revoke, a cascade's every key, any
+    /// change made outside this trait), and never reports in sync beyond what it has seen.
+    /// One store value may be connected to several authenticators.
+    ///
+    /// The default answers [`Freshness::Unwatched`]: the authenticator then reads this store
+    /// on every request (or caches for a time-to-live the host sets explicitly).
+    fn watch_changes(&self, feed: ChangeFeed) -> Freshness {
+        drop(feed);
+        Freshness::Unwatched
+    }
 }
 
 /// A password user. With the `serde` feature it is `Serialize`/`Deserialize` (the PHC string
@@ -629,6 +647,15 @@ pub trait UserStore: Send + Sync + 'static {
 
     /// Deletes a user. `Ok(false)`: no such user.
     async fn delete_user(&self, id: &OwnerId) -> Result<bool, StoreError>;
+
+    /// Connects the store to an authenticator's verification cache, as
+    /// [`KeyStore::watch_changes`] does for keys: a store that keeps `feed` reports, through
+    /// [`ChangeFeed::user_changed`], every change to a user's existence, `disabled` flag or
+    /// scopes. The default answers [`Freshness::Unwatched`] (users are read on every request).
+    fn watch_user_changes(&self, feed: ChangeFeed) -> Freshness {
+        drop(feed);
+        Freshness::Unwatched
+    }
 }
 
 #[cfg(test)]

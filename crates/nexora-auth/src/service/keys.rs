@@ -258,6 +258,7 @@ impl Authenticator {
             };
             match self.inner.keys.insert(&record).await {
                 Ok(()) => {
+                    self.inner.cache.forget_key(record.id);
                     return Ok(CreatedKey {
                         info: KeyInfo::from(&record),
                         key,
@@ -365,10 +366,13 @@ impl Authenticator {
             .rotate(principal.owner(), id, &rotation)
             .await?
         {
-            RotateOutcome::Rotated(record) => Ok(CreatedKey {
-                info: KeyInfo::from(&record),
-                key,
-            }),
+            RotateOutcome::Rotated(record) => {
+                self.inner.cache.forget_key(id);
+                Ok(CreatedKey {
+                    info: KeyInfo::from(&record),
+                    key,
+                })
+            }
             RotateOutcome::Expired => Err(AuthError::KeyExpired),
             _ => Err(AuthError::KeyNotFound),
         }
@@ -399,6 +403,7 @@ impl Authenticator {
         }
         let revoked: Vec<KeyId> = std::iter::once(id).chain(descendants).collect();
         for id in &revoked {
+            self.inner.cache.forget_key(*id);
             self.inner.last_used.forget(*id);
         }
         Ok(revoked)

@@ -5,6 +5,7 @@ mod keys;
 mod login;
 mod principal;
 mod users;
+mod watch;
 
 pub use clock::{Clock, SystemClock};
 pub use keys::{CreatedKey, KeyInfo, MAX_KEY_NAME_LEN, NewKey, RevokeOptions, RotateOptions};
@@ -19,8 +20,9 @@ use std::{
 };
 
 use crate::{
-    ApiKey, AuthError, ConfigError, InvalidReason, PasswordHasher, PasswordPolicy, PepperRing,
-    Scopes, TokenAuthority,
+    ApiKey, AuthError, ConfigError, InvalidReason, KeyCredentials, KeyId, PasswordHasher,
+    PasswordPolicy, PepperRing, Scopes, TokenAuthority,
+    cache::{CacheConfig, Lookup, UserStatus, VerificationCache},
     key::{KEY_LEN, has_key_prefix},
     last_used::LastUsedTracker,
     store::{KeyStore, OwnerId, UserStore},
@@ -37,9 +39,18 @@ pub struct AuthenticatorBuilder {
     throttle_policy: ThrottlePolicy,
     last_used_interval: Duration,
     clock: Arc<dyn Clock>,
+    cache: CacheConfig,
 }
 
 impl AuthenticatorBuilder {
+    /// The verification cache (see [`crate::cache`] for what it keeps and the bound it holds).
+    /// Defaults to [`CacheConfig::default`]: on, with a 5-second ceiling; a store without a
+    /// change feed is still read on every request.
+    pub fn verification_cache(mut self, config: CacheConfig) -> Self {
+        self.cache = config;
+        self
+    }
+
     /// Failed-login throttling. Defaults to [`ThrottlePolicy::default`]: 5 failures per email
     /// or 20 per client address within 15 minutes lock it for 15 minutes.
     pub fn login_throttle(mut self, policy: ThrottlePolicy) -> Self {
@@ -84,6 +95,11 @@ impl AuthenticatorBuilder {
     /// Builds the service (computes the password hasher's dummy hash: one argon2 run).
     pub fn build(self) -> Result<Authenticator, ConfigError> {
         let passwords = PasswordHasher::new(self.password_policy)?;
+        let cache = VerificationCache::new(self.cache);
+        cache.set_key_freshness(self.keys.watch_changes(cache.key_feed()));
+        if let Some(users) = &self.users {
+            cache.set_user_freshness(users.watch_user_changes(cache.user_feed()));
+        }
         Ok(Authenticator {
             inner: Arc::new(Inner {
                 keys: self.keys,
@@ -94,6 +110,7 @@ impl AuthenticatorBuilder {
                 throttle: LoginThrottle::new(self.throttle_policy)?,
                 last_used: LastUsedTracker::new(self.last_used_interval),
                 clock: self.clock,
+                cache,
             }),
         })
     }
@@ -108,6 +125,7 @@ struct Inner {
     throttle: LoginThrottle,
     last_used: LastUsedTracker,
     clock: Arc<dyn Clock>,
+    cache: VerificationCache,
 }
 
 /// The authentication service: keys, tokens, passwords, over pluggable stores.
@@ -140,6 +158,7 @@ impl Authenticator {
             throttle_policy: ThrottlePolicy::default(),
             last_used_interval: Duration::from_secs(5),
             clock: Arc::new(SystemClock),
+            cache: CacheConfig::default(),
         }
     }
 
@@ -204,6 +223,11 @@ impl Authenticator {
                     verified.subject,
                     Credential::AccessToken { jti: verified.jti },
                     scopes,
+                )
+                .with_credential_expiry(
+                    i64::try_from(verified.expires_at)
+                        .ok()
+                        .and_then(|exp| time::OffsetDateTime::from_unix_timestamp(exp).ok()),
                 ))
             }
             None => Err(AuthError::InvalidToken(InvalidReason::UnrecognisedFormat)),
@@ -213,23 +237,35 @@ impl Authenticator {
     /// Authenticates a parsed API key (see [`Authenticator::authenticate`]).
     pub async fn authenticate_key(&self, key: &ApiKey) -> Result<Principal, AuthError> {
         let record = self
-            .inner
-            .keys
-            .find_credentials(key.id())
+            .key_credentials(key.id())
             .await?
             .ok_or(AuthError::InvalidToken(InvalidReason::UnknownKey))?;
         let now = self.inner.clock.now();
         let peppers = &self.inner.peppers;
         // Compare first, judge state second: an unauthenticated caller learns nothing about
         // whether a key id is revoked or expired.
-        let current = peppers.verify(key, &record.digest);
-        let previous = !current
-            && record
-                .previous
-                .is_some_and(|p| p.valid_until > now && peppers.verify(key, &p.digest));
-        if !current && !previous {
-            return Err(AuthError::InvalidToken(InvalidReason::SecretMismatch));
-        }
+        let matched = if peppers.verify(key, &record.digest) {
+            record.digest
+        } else {
+            match record.previous {
+                Some(p) if p.valid_until > now && peppers.verify(key, &p.digest) => p.digest,
+                _ => return Err(AuthError::InvalidToken(InvalidReason::SecretMismatch)),
+            }
+        };
+        let principal = self.key_principal(&record, matched, now).await?;
+        self.inner.last_used.note(record.id, now);
+        Ok(principal)
+    }
+
+    /// The principal of a key whose secret matched `matched` (the current digest, or the
+    /// previous one in its grace period), judged at `now`: revocation, expiry, the live-user
+    /// rule.
+    async fn key_principal(
+        &self,
+        record: &KeyCredentials,
+        matched: crate::StoredDigest,
+        now: time::OffsetDateTime,
+    ) -> Result<Principal, AuthError> {
         if record.revoked_at.is_some() {
             return Err(AuthError::InvalidToken(InvalidReason::Revoked));
         }
@@ -238,13 +274,34 @@ impl Authenticator {
         }
         let scopes = match self.live_user_scopes(&record.owner).await? {
             Some(current) => record.scopes.intersection(&current),
-            None => record.scopes,
+            None => record.scopes.clone(),
         };
-        self.inner.last_used.note(record.id, now);
+        let valid_until = match record.previous {
+            Some(p) if p.digest == matched && p.digest != record.digest => Some(
+                record
+                    .expires_at
+                    .map_or(p.valid_until, |at| at.min(p.valid_until)),
+            ),
+            _ => record.expires_at,
+        };
         Ok(
-            Principal::new(record.owner, Credential::ApiKey(record.id), scopes)
-                .with_expiry(record.expires_at),
+            Principal::new(record.owner.clone(), Credential::ApiKey(record.id), scopes)
+                .with_expiry(record.expires_at)
+                .with_credential_expiry(valid_until)
+                .with_digest(matched),
         )
+    }
+
+    /// A key's record, from the verification cache or the store.
+    async fn key_credentials(&self, id: KeyId) -> Result<Option<Arc<KeyCredentials>>, AuthError> {
+        let cache = &self.inner.cache;
+        let ticket = match cache.key(id) {
+            Lookup::Hit(found) => return Ok(found),
+            Lookup::Miss(ticket) => ticket,
+        };
+        let found = self.inner.keys.find_credentials(id).await?.map(Arc::new);
+        cache.fill_key(ticket, id, found.clone());
+        Ok(found)
     }
 
     /// The live-user rule: `Ok(None)` without a user store; the user's current scopes when the
@@ -253,7 +310,19 @@ impl Authenticator {
         let Some(users) = &self.inner.users else {
             return Ok(None);
         };
-        match users.find_user(owner).await? {
+        let cache = &self.inner.cache;
+        let status = match cache.user(owner) {
+            Lookup::Hit(status) => status,
+            Lookup::Miss(ticket) => {
+                let status = users.find_user(owner).await?.map(|user| UserStatus {
+                    disabled: user.disabled,
+                    scopes: user.scopes,
+                });
+                cache.fill_user(ticket, owner, status.clone());
+                status
+            }
+        };
+        match status {
             Some(user) if !user.disabled => Ok(Some(user.scopes)),
             Some(_) => Err(AuthError::InvalidToken(InvalidReason::UserDisabled)),
             None => Err(AuthError::InvalidToken(InvalidReason::UnknownUser)),

@@ -2,7 +2,7 @@
 
 use time::OffsetDateTime;
 
-use crate::{AuthError, KeyId, Scopes, store::OwnerId};
+use crate::{AuthError, KeyId, Scopes, StoredDigest, store::OwnerId};
 
 /// Which credential authenticated a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +26,8 @@ pub struct Principal {
     credential: Credential,
     scopes: Scopes,
     expires_at: Option<OffsetDateTime>,
+    valid_until: Option<OffsetDateTime>,
+    digest: Option<StoredDigest>,
 }
 
 impl Principal {
@@ -38,7 +40,38 @@ impl Principal {
             credential,
             scopes,
             expires_at: None,
+            valid_until: None,
+            digest: None,
         }
+    }
+
+    /// Sets when the credential itself stops working (see [`Principal::credential_expires_at`]).
+    #[must_use]
+    pub fn with_credential_expiry(mut self, until: Option<OffsetDateTime>) -> Self {
+        self.valid_until = until;
+        self
+    }
+
+    /// Records which stored digest the presented key matched, so that
+    /// [`Authenticator::revalidate`](crate::Authenticator::revalidate) can tell a rotation
+    /// apart without holding the key.
+    #[must_use]
+    pub(crate) fn with_digest(mut self, digest: StoredDigest) -> Self {
+        self.digest = Some(digest);
+        self
+    }
+
+    /// When the credential presented stops working by itself: an API key's expiry (or the end
+    /// of the grace period, for a rotated-out secret), a JWT's `exp`. `None` when it does not
+    /// expire. A long-lived connection (a WebSocket) opened with it ends then, if not before
+    /// (see [`Authenticator::watch`](crate::Authenticator::watch)).
+    pub fn credential_expires_at(&self) -> Option<OffsetDateTime> {
+        self.valid_until
+    }
+
+    /// The stored digest the presented key matched.
+    pub(crate) fn matched_digest(&self) -> Option<StoredDigest> {
+        self.digest
     }
 
     /// Sets the lifetime that bounds what this principal may reach and create (see

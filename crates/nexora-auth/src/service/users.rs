@@ -113,7 +113,11 @@ impl Authenticator {
             disabled: false,
         };
         match users.insert_user(&user).await {
-            Ok(()) => Ok(UserInfo::from(&user)),
+            Ok(()) => {
+                // A cached "no such user" for this id is now wrong.
+                self.inner.cache.forget_user(&user.id);
+                Ok(UserInfo::from(&user))
+            }
             Err(StoreError::DuplicateEmail) => Err(AuthError::EmailTaken),
             Err(e) => Err(e.into()),
         }
