@@ -17,8 +17,8 @@ use std::{
 
 use async_trait::async_trait;
 use nexora_auth::{
-    AuthError, CascadeOutcome, ChangeFeed, Freshness, KeyCredentials, KeyId, KeyStore, MemoryKeyStore, OwnerId, Scopes,
-    SecretString, StoreError, UserRecord, UserStore,
+    AuthError, CascadeOutcome, ChangeFeed, Freshness, KeyCredentials, KeyId, KeyStore,
+    MemoryKeyStore, OwnerId, Scopes, SecretString, StoreError, UserRecord, UserStore,
     store::{KeyRecord, LastUsed, RevokeOutcome, RotateOutcome, Rotation},
 };
 use time::OffsetDateTime;

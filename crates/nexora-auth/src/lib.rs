@@ -62,6 +62,18 @@
 //! user behind the credential exists and is enabled, and caps its scopes at the user's current
 //! ones.
 //!
+//! # Memory speed on any store: the verification cache
+//!
+//! What `authenticate` needs from the stores — a key's record, its user's status and scopes —
+//! is cached in the [`Authenticator`] ([`cache`]), so a hot key costs one HMAC and no store
+//! round trip, whatever the store. The cache never holds a secret and never trusts an entry
+//! beyond a stated bound: each store tells it how it learns of changes ([`Freshness`]): the
+//! in-memory stores report every change before the write returns (bound 0); the SQL stores
+//! follow their database (Postgres: an event log with `NOTIFY`; SQLite: `data_version`), and a
+//! positive is trusted for at most [`CacheConfig::ceiling`] (5 seconds by default) after the
+//! feed last proved itself in sync; a custom store without a feed is read on every request.
+//! [`Authenticator::watch`] ends a long-lived connection within the same bound.
+//!
 //! # Threat model
 //!
 //! * **A leaked database** gives key ids, names, scopes, display fragments (the last 4 secret
