@@ -275,6 +275,30 @@ async fn this_process_writes_are_honoured_by_the_next_request() {
     drop(bob);
 }
 
+/// A second authenticator over a store whose poller is already running (and asleep: it polls
+/// once a minute here) is trusted from the next poll, which its arrival brings forward.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_authenticator_is_trusted_without_waiting_for_the_next_poll() {
+    let f = fixture(CacheConfig::default(), Duration::from_secs(60)).await;
+    let alice = f.add_user("alice").await;
+    let (_, key) = f.add_key(&session(&alice), "ci").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = authenticator_builder(f.keys.clone())
+        .users(f.users.clone())
+        .verification_cache(CacheConfig::default())
+        .build()
+        .expect("authenticator");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    second.authenticate(key.expose()).await.expect("accepted");
+    let before = f.lookups();
+    second.authenticate(key.expose()).await.expect("accepted");
+    assert_eq!(
+        f.lookups(),
+        before,
+        "the second authenticator's cache is trusted"
+    );
+}
+
 /// Waits until `refused` holds for the authenticator's answer to `key`; returns how long that
 /// took. Fails the test past the ceiling.
 async fn time_until(
