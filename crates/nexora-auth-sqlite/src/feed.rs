@@ -371,7 +371,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_poller_stops_with_its_last_authenticator_and_starts_again() {
+    async fn the_poller_stops_with_its_last_authenticator_or_the_pool_and_starts_again() {
         let interval = Duration::from_millis(20);
         let dir = tempfile::tempdir().expect("temporary directory");
         let pool = crate::connect(dir.path().join("auth.db"))
@@ -402,5 +402,11 @@ mod tests {
         let _third = cached_authenticator(keys, Duration::from_secs(5));
         tokio::time::sleep(interval * 5).await;
         assert!(polling() && connected().await);
+
+        // A closed pool is a store shut down: the poller stops though an authenticator lives.
+        store.pool().close().await;
+        tokio::time::sleep(interval * 5).await;
+        assert!(!polling(), "the pool is closed");
+        assert!(!connected().await, "the poller's connection is closed");
     }
 }
