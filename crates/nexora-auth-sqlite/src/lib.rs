@@ -76,6 +76,58 @@
 //! single writer makes the two atomic with respect to each other. Users have a `disabled` flag.
 //! A version-1 database is upgraded in place (`ALTER TABLE … ADD COLUMN`).
 //!
+//! # Change feed
+//!
+//! An [`Authenticator`](nexora_auth::Authenticator) keeps key records and user status in its
+//! verification cache (see [`nexora_auth::cache`]) and connects to this store's change feed
+//! ([`KeyStore::watch_changes`], [`UserStore::watch_user_changes`]); the store answers
+//! [`Freshness::Watched`]. How long a cached record can miss a change:
+//!
+//! * **Writes through this store value and its clones** — `insert`, `rotate`, `revoke`,
+//!   `revoke_tree` (the key and every descendant it revoked), `insert_user`,
+//!   `set_user_disabled`, `set_user_scopes`, `delete_user` — are reported once the statement
+//!   has returned, before the method does. **Bound: 0.** Once `revoke` returns, no request in
+//!   this process accepts the key. A write reports whatever it returns (an error may follow a
+//!   commit; a needless report costs one store read). A write whose caller drops it before it
+//!   returns is left to the poller.
+//! * **Writes by anyone else on the file** — another process (`nexora-server user disable …`
+//!   run while the server runs, a second server), or another pool or `SqliteStore` value in
+//!   this process — are noticed by a poller. At the first watch, the store starts a task on the
+//!   current Tokio runtime. It keeps one connection outside the pool (opened with the pool's
+//!   connect options, except that it never creates the file) and reads `PRAGMA data_version`
+//!   on it every [`DEFAULT_CHANGE_POLL_INTERVAL`], 250 milliseconds (set it with
+//!   [`SqliteStore::change_poll_interval`]). SQLite changes that value when any *other*
+//!   connection commits, whether in this process or another, and never for the connection's
+//!   own commits. The value says that something changed, not what, so when it moves the poller
+//!   drops the whole cache. **Bound: one poll interval plus one poll's time** (a `PRAGMA` on a
+//!   local file takes microseconds). In the crate's tests, a second pool's revoke, scope
+//!   change and user disable reach the cache in 6 to 260 ms. A new authenticator's feed
+//!   brings the next poll forward, so its cache is trusted from the start.
+//! * **The price of a whole-cache drop.** The pool's connections are "other connections" to
+//!   the poller too. So every write of this process also moves `data_version`, including the
+//!   authenticator's `last_used_at` batches. The poll after any write drops the cache, and each
+//!   hot key then costs one store read. That happens at most once per poll interval, however
+//!   many writes there were.
+//! * **When the poller cannot vouch.** A failed poll (the file unreachable, the connection
+//!   lost) reports the feed out of sync at once. Cached records are not served again until a
+//!   poll succeeds, on a new connection, and that poll first drops the cache. A poller that
+//!   stalls instead (a poll waiting out the busy timeout, a starved runtime) stops renewing the
+//!   cache's trust. The cache then serves nothing older than its ceiling
+//!   ([`CacheConfig::ceiling`](nexora_auth::CacheConfig::ceiling), 5 seconds by default).
+//!   Either way requests go to the store: an outage is a 503, never a stale yes.
+//! * The poller stops when every authenticator it serves has been dropped, or when the pool is
+//!   closed, and a later watch starts it again. Without a Tokio runtime at
+//!   [`build`](nexora_auth::AuthenticatorBuilder::build) no poller can run. The store then
+//!   answers [`Freshness::Unwatched`] and logs a warning, and the cache reads this store on
+//!   every request.
+//!
+//! **Two processes on one file** (two servers, or a server and its CLI) each hold one extra
+//! connection. Each honours its own writes at once and the other's within its own poll
+//! interval. With the defaults, a `user disable` from the CLI reaches a running server's cache
+//! within about a quarter of a second. Neither can see a *different* file: a database replaced
+//! on disk (a backup renamed over it) goes unnoticed by processes that still have the old file
+//! open, their pools included.
+//!
 //! # Errors
 //!
 //! Every failure of the database (a closed pool, a timeout, I/O, a corrupt row) is
@@ -85,11 +137,15 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod feed;
+
 use std::{path::Path, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
+pub use feed::DEFAULT_CHANGE_POLL_INTERVAL;
+use feed::Watch;
 use nexora_auth::{
-    KeyId, KeyStore, OwnerId, Scopes, StoreError, UserRecord, UserStore,
+    ChangeFeed, Freshness, KeyId, KeyStore, OwnerId, Scopes, StoreError, UserRecord, UserStore,
     store::{CascadeOutcome, KeyRecord, LastUsed, RevokeOutcome, RotateOutcome, Rotation},
 };
 pub use nexora_auth_sql::{DEFAULT_TABLE_PREFIX, SetupError};
@@ -135,11 +191,13 @@ pub async fn connect(path: impl AsRef<Path>) -> Result<SqlitePool, SetupError> {
         .map_err(SetupError::database("connect"))
 }
 
-/// A [`KeyStore`] and [`UserStore`] on SQLite. Cheap to clone (the pool is shared).
+/// A [`KeyStore`] and [`UserStore`] on SQLite. Cheap to clone: clones share the pool and the
+/// change feed (see the [crate docs](crate#change-feed)).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
     sql: Arc<Queries>,
+    watch: Arc<Watch>,
 }
 
 impl SqlStore for SqliteStore {
@@ -149,6 +207,7 @@ impl SqlStore for SqliteStore {
         Self {
             pool,
             sql: Arc::new(Queries::new(prefix)),
+            watch: Arc::new(Watch::new()),
         }
     }
 
@@ -171,6 +230,17 @@ impl SqliteStore {
     /// The pool.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// How often the change feed reads `PRAGMA data_version` to notice other processes'
+    /// writes, and so how late this process may honour them (see the
+    /// [crate docs](crate#change-feed)). Defaults to [`DEFAULT_CHANGE_POLL_INTERVAL`],
+    /// 250 milliseconds; values below 1 millisecond are raised to it. It applies to this store
+    /// and its clones, from the next poll on.
+    #[must_use]
+    pub fn change_poll_interval(self, interval: Duration) -> Self {
+        self.watch.set_interval(interval);
+        self
     }
 
     /// Creates or upgrades the store's tables; running it again does nothing. Concurrent runs
@@ -396,6 +466,81 @@ fn decode_user(row: &SqliteRow) -> Result<UserRecord, StoreError> {
 }
 
 impl SqliteStore {
+    /// Rotates the owner's key; the trait method reports the change.
+    async fn rotate_now(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        rotation: &Rotation,
+    ) -> Result<RotateOutcome, StoreError> {
+        let row = sqlx::query(self.sql.rotate.clone())
+            .bind(rotation.grace_until.map(unix_micros))
+            .bind(rotation.digest.digest.as_bytes().as_slice())
+            .bind(i64::from(rotation.digest.pepper_version))
+            .bind(rotation.display.as_str())
+            .bind(id.as_uuid().as_bytes().as_slice())
+            .bind(owner.as_str())
+            .bind(unix_micros(rotation.now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("rotate a key"))?;
+        if let Some(row) = row {
+            return Ok(RotateOutcome::Rotated(decode_key(&row)?));
+        }
+        // Nothing rotated: say why. Revocation and expiry never undo themselves, so the state
+        // read now explains the refused update.
+        let state: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(self.sql.key_state.clone())
+            .bind(id.as_uuid().as_bytes().as_slice())
+            .bind(owner.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("read a key's state"))?;
+        let state = match state {
+            Some((revoked_at, expires_at)) => Some(key_state(
+                revoked_at.is_some(),
+                opt_micros(expires_at)?,
+                rotation.now,
+            )),
+            None => None,
+        };
+        RotateOutcome::refusal(state)
+    }
+
+    /// Revokes the owner's key and its descendants; the trait method reports the changes.
+    async fn revoke_tree_now(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        at: OffsetDateTime,
+    ) -> Result<CascadeOutcome, StoreError> {
+        // The write lock from the first statement on: no insert can slip between the root's
+        // revocation and the walk of its tree.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(failed("begin a cascading revoke"))?;
+        let root = self.revoke_one(&mut tx, owner, id, at).await?;
+        if root == RevokeOutcome::NotFound {
+            return Ok(CascadeOutcome::new(root, Vec::new()));
+        }
+        let rows = sqlx::query(self.sql.revoke_descendants.clone())
+            .bind(unix_micros(at))
+            .bind(id.as_uuid().as_bytes().as_slice())
+            .bind(owner.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(failed("revoke a key's descendants"))?;
+        let descendants = rows
+            .iter()
+            .map(|row| key_id(&row.try_get::<Vec<u8>, _>("id").map_err(failed("decode"))?))
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit()
+            .await
+            .map_err(failed("commit a cascading revoke"))?;
+        Ok(CascadeOutcome::new(root, descendants))
+    }
+
     /// Revokes the owner's key `id` on `conn`: the pool's, or a cascade's transaction.
     async fn revoke_one(
         &self,
@@ -446,6 +591,8 @@ impl KeyStore for SqliteStore {
             .bind(r.created_by.map(|c| c.as_uuid().as_bytes().to_vec()))
             .execute(&self.pool)
             .await;
+        // A cached "no such key" for this id is now wrong.
+        self.watch.key_changed(r.id);
         key_inserted(
             inserted.map(|done| done.rows_affected()),
             failed("insert a key"),
@@ -476,37 +623,11 @@ impl KeyStore for SqliteStore {
         id: KeyId,
         rotation: &Rotation,
     ) -> Result<RotateOutcome, StoreError> {
-        let row = sqlx::query(self.sql.rotate.clone())
-            .bind(rotation.grace_until.map(unix_micros))
-            .bind(rotation.digest.digest.as_bytes().as_slice())
-            .bind(i64::from(rotation.digest.pepper_version))
-            .bind(rotation.display.as_str())
-            .bind(id.as_uuid().as_bytes().as_slice())
-            .bind(owner.as_str())
-            .bind(unix_micros(rotation.now))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(failed("rotate a key"))?;
-        if let Some(row) = row {
-            return Ok(RotateOutcome::Rotated(decode_key(&row)?));
-        }
-        // Nothing rotated: say why. Revocation and expiry never undo themselves, so the state
-        // read now explains the refused update.
-        let state: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(self.sql.key_state.clone())
-            .bind(id.as_uuid().as_bytes().as_slice())
-            .bind(owner.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(failed("read a key's state"))?;
-        let state = match state {
-            Some((revoked_at, expires_at)) => Some(key_state(
-                revoked_at.is_some(),
-                opt_micros(expires_at)?,
-                rotation.now,
-            )),
-            None => None,
-        };
-        RotateOutcome::refusal(state)
+        let outcome = self.rotate_now(owner, id, rotation).await;
+        // Whatever the outcome, as every write here: an error may follow a committed update,
+        // and reporting an unchanged key costs one store read.
+        self.watch.key_changed(id);
+        outcome
     }
 
     async fn revoke(
@@ -515,8 +636,13 @@ impl KeyStore for SqliteStore {
         id: KeyId,
         at: OffsetDateTime,
     ) -> Result<RevokeOutcome, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(failed("revoke a key"))?;
-        self.revoke_one(&mut conn, owner, id, at).await
+        let outcome = async {
+            let mut conn = self.pool.acquire().await.map_err(failed("revoke a key"))?;
+            self.revoke_one(&mut conn, owner, id, at).await
+        }
+        .await;
+        self.watch.key_changed(id);
+        outcome
     }
 
     async fn revoke_tree(
@@ -525,32 +651,18 @@ impl KeyStore for SqliteStore {
         id: KeyId,
         at: OffsetDateTime,
     ) -> Result<CascadeOutcome, StoreError> {
-        // The write lock from the first statement on: no insert can slip between the root's
-        // revocation and the walk of its tree.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(failed("begin a cascading revoke"))?;
-        let root = self.revoke_one(&mut tx, owner, id, at).await?;
-        if root == RevokeOutcome::NotFound {
-            return Ok(CascadeOutcome::new(root, Vec::new()));
+        let outcome = self.revoke_tree_now(owner, id, at).await;
+        match &outcome {
+            Ok(cascade) => {
+                self.watch.key_changed(id);
+                for descendant in &cascade.descendants {
+                    self.watch.key_changed(*descendant);
+                }
+            }
+            // The commit may have happened, and which keys it revoked is unknown.
+            Err(_) => self.watch.everything_changed(),
         }
-        let rows = sqlx::query(self.sql.revoke_descendants.clone())
-            .bind(unix_micros(at))
-            .bind(id.as_uuid().as_bytes().as_slice())
-            .bind(owner.as_str())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(failed("revoke a key's descendants"))?;
-        let descendants = rows
-            .iter()
-            .map(|row| key_id(&row.try_get::<Vec<u8>, _>("id").map_err(failed("decode"))?))
-            .collect::<Result<Vec<_>, _>>()?;
-        tx.commit()
-            .await
-            .map_err(failed("commit a cascading revoke"))?;
-        Ok(CascadeOutcome::new(root, descendants))
+        outcome
     }
 
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
@@ -569,6 +681,10 @@ impl KeyStore for SqliteStore {
             .map_err(failed("record last-used times"))?;
         Ok(())
     }
+
+    fn watch_changes(&self, feed: ChangeFeed) -> Freshness {
+        self.watch.watch(feed, &self.pool)
+    }
 }
 
 #[async_trait]
@@ -583,6 +699,8 @@ impl UserStore for SqliteStore {
             .bind(user.disabled)
             .execute(&self.pool)
             .await;
+        // A cached "no such user" for this id is now wrong.
+        self.watch.user_changed(&user.id);
         user_inserted(
             result.map(drop),
             // SQLite names the column, not the constraint: "UNIQUE constraint failed: t.email".
@@ -609,6 +727,7 @@ impl UserStore for SqliteStore {
         row.as_ref().map(decode_user).transpose()
     }
 
+    // Not reported: the verification cache keeps no password hashes.
     async fn update_password_hash(&self, id: &OwnerId, phc: &str) -> Result<bool, StoreError> {
         let done = sqlx::query(self.sql.update_password.clone())
             .bind(phc)
@@ -633,8 +752,9 @@ impl UserStore for SqliteStore {
             .bind(id.as_str())
             .execute(&self.pool)
             .await
-            .map_err(failed("disable or enable a user"))?;
-        Ok(done.rows_affected() > 0)
+            .map_err(failed("disable or enable a user"));
+        self.watch.user_changed(id);
+        Ok(done?.rows_affected() > 0)
     }
 
     async fn set_user_scopes(&self, id: &OwnerId, scopes: &Scopes) -> Result<bool, StoreError> {
@@ -643,8 +763,9 @@ impl UserStore for SqliteStore {
             .bind(id.as_str())
             .execute(&self.pool)
             .await
-            .map_err(failed("set a user's scopes"))?;
-        Ok(done.rows_affected() > 0)
+            .map_err(failed("set a user's scopes"));
+        self.watch.user_changed(id);
+        Ok(done?.rows_affected() > 0)
     }
 
     async fn delete_user(&self, id: &OwnerId) -> Result<bool, StoreError> {
@@ -652,7 +773,12 @@ impl UserStore for SqliteStore {
             .bind(id.as_str())
             .execute(&self.pool)
             .await
-            .map_err(failed("delete a user"))?;
-        Ok(done.rows_affected() > 0)
+            .map_err(failed("delete a user"));
+        self.watch.user_changed(id);
+        Ok(done?.rows_affected() > 0)
+    }
+
+    fn watch_user_changes(&self, feed: ChangeFeed) -> Freshness {
+        self.watch.watch(feed, &self.pool)
     }
 }
