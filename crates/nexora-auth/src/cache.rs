@@ -13,8 +13,8 @@
 //!   either limit, the request goes to the store and waits for it; if the store is down the
 //!   answer is [`AuthError::StoreUnavailable`](crate::AuthError::StoreUnavailable), never a
 //!   stale "yes".
-//! * **Negative entries** (no key with this id, no user with this id) are kept
-//!   [`CacheConfig::negative_ttl`] (1 second by default), at most
+//! * **Negative entries** (no key with this id, no user with this id) of a store with a
+//!   change feed are kept [`CacheConfig::negative_ttl`] (1 second by default), at most
 //!   [`CacheConfig::max_negative_entries`] of them (10,000): a client retrying one unknown or
 //!   deleted id costs one store query per second. (A flood of *different* random ids reaches the
 //!   store once each; bounding that is the job of a per-client rate limit.)
@@ -791,7 +791,13 @@ fn lookup<K: Hash + Eq + Clone, V: Clone>(
             Some(_) => shared
                 .positive_age_limit(source, now)
                 .is_some_and(|limit| age <= limit),
-            None => age <= nanos(shared.config.negative_ttl),
+            // Negatives only ever refuse, so the feed's health does not matter; but a store
+            // without a feed is read on every request, unless the host chose a time-to-live.
+            None => {
+                age <= nanos(shared.config.negative_ttl)
+                    && (source.mode.load(Ordering::Acquire) != UNWATCHED
+                        || shared.config.unwatched_ttl.is_some())
+            }
         };
         if served {
             return Lookup::Hit(entry.value.clone());
@@ -949,6 +955,10 @@ mod tests {
         let id = KeyId::new_random();
         let t = miss(&cache, id);
         cache.fill_key(t, id, Some(credentials(id)));
+        miss(&cache, id);
+        // Nor its negatives.
+        let t = miss(&cache, id);
+        cache.fill_key(t, id, None);
         miss(&cache, id);
         let (cache, _) = cache_ttl();
         let t = miss(&cache, id);
