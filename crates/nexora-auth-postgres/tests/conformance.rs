@@ -83,9 +83,13 @@ fn migrations_are_idempotent_concurrent_prefixed_and_leave_sqlx_migrations_alone
             [
                 "_sqlx_migrations",
                 "auth2_api_keys",
+                "auth2_auth_changes",
+                "auth2_auth_changes_head",
                 "auth2_auth_migrations",
                 "auth2_users",
                 "nexora_api_keys",
+                "nexora_auth_changes",
+                "nexora_auth_changes_head",
                 "nexora_auth_migrations",
                 "nexora_users",
             ]
