@@ -26,9 +26,11 @@
 //!
 //! # Schema
 //!
-//! [`PostgresStore::new`] creates (idempotently) three tables in the first schema of the
+//! [`PostgresStore::new`] creates (idempotently) its tables in the first schema of the
 //! connection's `search_path`, named with a prefix, by default `nexora_`: `nexora_api_keys`,
-//! `nexora_users` and `nexora_auth_migrations`, which records the schema versions applied.
+//! `nexora_users`, the change log `nexora_auth_changes` with its head `nexora_auth_changes_head`
+//! (see [Change feed](#change-feed)), and `nexora_auth_migrations`, which records the schema
+//! versions applied.
 //! They never touch sqlx's `_sqlx_migrations`, so the host's own `sqlx::migrate!` runs in the
 //! same database undisturbed. Concurrent migrations (several instances starting at once)
 //! serialise on a transaction-scoped advisory lock. Change the prefix with
@@ -51,6 +53,64 @@
 //! hashtext(owner))`), so a cascade never misses a child created at the same moment: the insert
 //! either commits first and is revoked, or waits and finds its creator revoked. Users have a
 //! `disabled` flag. A version-1 database is upgraded in place (`ALTER TABLE … ADD COLUMN`).
+//!
+//! # Change feed
+//!
+//! Several server instances on one database keep each other's verification caches fresh
+//! (`nexora_auth::cache`): a key revoked, rotated or created, a user disabled, narrowed,
+//! deleted or created through any instance — or by SQL typed by hand — is refused or accepted
+//! by every instance **within the cache's ceiling (5 seconds by default) at worst, whatever
+//! happens to the connections, and normally within milliseconds**; the instance that made the
+//! write honours it before the write returns (bound 0). The store answers
+//! [`Freshness::Watched`] to `watch_changes` and `watch_user_changes`.
+//!
+//! * **The log.** Schema version 3 adds triggers on the key and user tables that append a row
+//!   `(seq, kind, key_id, owner, at)` to `{prefix}auth_changes` for every inserted, updated or
+//!   deleted row (key updates that only move `last_used_at` excepted; `TRUNCATE` logs kind
+//!   `all`), in the same transaction as the change, and `NOTIFY {prefix}auth_changes` with the
+//!   `seq`. The `seq` comes from the one row of `{prefix}auth_changes_head`, updated under its
+//!   row lock until commit: writers commit in `seq` order and a reader that sees `seq = n` sees
+//!   every lower one, so replaying `seq > last` misses nothing, and a missing number can only
+//!   be a deleted row. The triggers are deferred to commit, so the head is locked only while a
+//!   transaction commits (a cascade and a concurrent revoke cannot deadlock on it); it still
+//!   serialises the commits of key and user writes across all instances, which are rare next
+//!   to authentications (those write nothing but batched `last_used_at`, which is not logged).
+//! * **The watcher.** The first authenticator attached to a store value (or a clone of it)
+//!   starts one task on the current Tokio runtime, shared by every authenticator attached
+//!   later; it stops when they are all dropped. Without a runtime the store answers
+//!   [`Freshness::Unwatched`] with a warning (positives are then not cached). The task holds a
+//!   dedicated connection ([`LISTENER_APPLICATION_NAME`] in `pg_stat_activity`) that `LISTEN`s,
+//!   then reads the log. On a notification, and at least every
+//!   [`poll interval`](FeedConfig::poll_interval) (**250 ms** by default), it takes a sync mark
+//!   of every cache, reads the log after the last `seq` it reported, reports each row, and marks
+//!   the caches in sync with the mark taken *before* the read. On start it reads the head and
+//!   drops what the caches held.
+//! * **Failures.** Any error — the connection lost, a failed read — makes every cache stop
+//!   trusting its positives at once; the task reconnects (at once, then with a backoff from
+//!   100 ms doubling to 5 s), `LISTEN`s again, and replays the log from the last `seq` before
+//!   it trusts anything. If the rows it needs were pruned (the log skips from its position),
+//!   every cache is dropped instead.
+//! * **Pruning.** Every minute the task deletes rows older than the
+//!   [`retention`](FeedConfig::retention) (**10 minutes** by default), never the newest row;
+//!   [`PostgresStore::prune_changes`] does the same on demand. Change the settings with
+//!   [`PostgresStore::with_change_feed`].
+//!
+//! `sqlx`'s `PgListener` has pitfalls this design steps around:
+//!
+//! * `recv()` reconnects silently and loses what was notified meanwhile: the task calls
+//!   `try_recv()`, whose `Ok(None)` says the connection was lost, and treats it as a failure.
+//! * A `ConnectionReset` surfaces from `try_recv()` as an error, without a reconnect: every
+//!   error drops the listener, and the task opens a new one.
+//! * The listener's notification buffer is unbounded: notifications only wake the task, and one
+//!   whose `seq` it has already read is dropped without a read, so a burst of writes costs one
+//!   read, and the log (not the notifications) is the truth.
+//! * A listener that stops reading holds back Postgres' notification queue, which every
+//!   notifying commit must append to; once it fills, those commits fail. The task keeps
+//!   draining: it waits for notifications between reads, never for long work.
+//!
+//! Notification channels are per database, not per schema: stores with the same prefix in
+//! different schemas of one database wake each other's watchers, which then read their own
+//! log and find nothing new — harmless, but a distinct prefix per schema avoids it.
 //!
 //! # Errors
 //!

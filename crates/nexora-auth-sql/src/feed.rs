@@ -1,6 +1,6 @@
 //! The change feed of a SQL store, without its dialect: the settings ([`FeedConfig`]), the
 //! feeds of one store value and its one watcher task ([`FeedHub`]), the replay of a change
-//! log ([`Replay`]) and the watcher loop ([`watch`]) over a [`ChangeLog`] that a store crate
+//! log ([`Replay`]) and the watcher loop (which [`FeedHub::attach`] starts) over a [`ChangeLog`] that a store crate
 //! implements with its database's SQL and wake-up mechanism (Postgres: `LISTEN`).
 //!
 //! # The log this expects
@@ -14,7 +14,7 @@
 //!
 //! # The loop
 //!
-//! [`watch`] opens a connection ([`ChangeLog::connect`]) — for Postgres one that `LISTEN`s
+//! The watcher opens a connection ([`ChangeLog::connect`]) — for Postgres one that `LISTEN`s
 //! before it reads, so a change committed after the read is notified and one committed before
 //! is in the read — then, on every wake-up and at least every
 //! [`poll interval`](FeedConfig::poll_interval):
@@ -258,7 +258,7 @@ pub enum Wake {
     TimedOut,
 }
 
-/// A store's change log, as [`watch`] uses it.
+/// A store's change log, as the watcher uses it.
 pub trait ChangeLog: Send + Sync + 'static {
     /// One connection to the log.
     type Connection: LogConnection;
@@ -408,7 +408,7 @@ enum Lost {
     Failed(StoreError),
 }
 
-/// The watcher loop (see the [module docs](self)): runs until every feed of the hub is closed.
+/// The watcher loop (see the module docs): runs until every feed of the hub is closed.
 async fn watch<L: ChangeLog>(mut guard: RunningGuard, log: L) {
     let hub = Arc::clone(&guard.hub);
     let config = hub.config.clone();
