@@ -10,7 +10,7 @@ use nexora_auth_sql::{
     feed::{ChangeLog, LogBatch, LogConnection, LogRow, LoggedChange, Wake},
 };
 use sqlx::{
-    Row,
+    PgPool, Row,
     postgres::{PgConnectOptions, PgListener, PgPoolOptions},
 };
 use tokio::time::Instant;
@@ -144,6 +144,8 @@ pub(crate) fn change_log_schema(p: &str, keys: &str, users: &str) -> String {
 /// The change log of one store, as the watcher opens it.
 #[derive(Debug)]
 pub(crate) struct PgChangeLog {
+    /// The store's pool: it names the schema the log is in.
+    pub(crate) pool: PgPool,
     /// The store pool's options, named [`LISTENER_APPLICATION_NAME`].
     pub(crate) options: PgConnectOptions,
     pub(crate) sql: Arc<Queries>,
@@ -162,6 +164,15 @@ impl ChangeLog for PgChangeLog {
     async fn connect(&self) -> Result<PgLogConnection, StoreError> {
         // A pool of one, only because PgListener is built from a pool; no reconnects happen
         // through it (a lost connection drops this listener, and the watcher opens another).
+        // The schema the store's own statements resolve to, which the pool may set in ways
+        // its options do not show (an `after_connect` hook): the listener reads that one.
+        let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()::text")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed("find the store's schema"))?;
+        let schema = schema.ok_or_else(|| {
+            StoreError::unavailable("postgres: the store's search_path names no existing schema")
+        })?;
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .min_connections(0)
@@ -174,6 +185,11 @@ impl ChangeLog for PgChangeLog {
             .map_err(failed("open the change listener"))?;
         // The pool is private to this listener and never closed.
         listener.ignore_pool_close_event(true);
+        sqlx::query("SELECT set_config('search_path', quote_ident($1), false)")
+            .bind(schema)
+            .execute(&mut listener)
+            .await
+            .map_err(failed("set the listener's schema"))?;
         listener
             .listen(&self.sql.channel)
             .await

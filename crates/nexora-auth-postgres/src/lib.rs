@@ -216,6 +216,7 @@ impl PostgresStore {
     /// Attaches `feed` to this store's watcher (started on first use).
     fn attach(&self, feed: ChangeFeed) -> Freshness {
         self.feed.attach(feed, || PgChangeLog {
+            pool: self.pool.clone(),
             options: (*self.pool.connect_options())
                 .clone()
                 .application_name(LISTENER_APPLICATION_NAME),

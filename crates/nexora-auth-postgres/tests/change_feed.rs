@@ -576,3 +576,36 @@ fn one_watcher_per_store_and_it_stops_with_its_authenticators() {
         }
     });
 }
+
+/// Without a Tokio runtime there is nothing to run the watcher on: the store says so
+/// (`Unwatched`), and the cache then reads it on every request rather than trust a feed that
+/// does not run.
+#[test]
+fn without_a_runtime_the_store_answers_unwatched() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let Some((store, schema)) = runtime.block_on(async {
+        let schema = TestSchema::create().await?;
+        let store = PostgresStore::new(schema.pool().clone())
+            .await
+            .expect("migrations");
+        Some((store, schema))
+    }) else {
+        return;
+    };
+    let store = Arc::new(FlakyStore::new(store).forwarding_changes());
+    let auth = authenticator_builder(store.clone())
+        .users(store.clone())
+        .build()
+        .expect("authenticator");
+    assert_eq!(
+        store.key_freshness(),
+        Some(nexora_auth::Freshness::Unwatched)
+    );
+    assert_eq!(
+        store.user_freshness(),
+        Some(nexora_auth::Freshness::Unwatched)
+    );
+    drop(auth);
+    drop(store);
+    runtime.block_on(async move { drop(schema) });
+}

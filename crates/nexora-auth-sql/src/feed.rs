@@ -467,7 +467,13 @@ async fn serve<C: LogConnection>(
             return Lost::Idle;
         }
         match conn.wait(deadline).await {
-            Ok(Wake::Notified(Some(seq))) if replay.is_some_and(|r| r.covers(seq)) => continue,
+            // Already read, and the poll is not due: no read. (A stream of such notifications
+            // cannot hold the poll off: past the deadline every wake-up reads.)
+            Ok(Wake::Notified(Some(seq)))
+                if replay.is_some_and(|r| r.covers(seq)) && Instant::now() < deadline =>
+            {
+                continue;
+            }
             Ok(_) => {}
             Err(e) => return Lost::Failed(e),
         }
