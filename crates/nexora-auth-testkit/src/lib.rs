@@ -61,6 +61,16 @@
 //! function, and it runs on every store from then on (`tests/contract_list.rs` checks the
 //! lists against the sources, and that each contract names itself in its messages).
 //!
+//! # Change feeds
+//!
+//! A store that keeps the verification cache fresh (its `watch_changes` /
+//! `watch_user_changes` answer `Freshness::Synchronous` or `Freshness::Watched`) also runs
+//! [`change_feed_conformance!`]: the contracts of [`key_feed`] and [`user_feed`] attach a real
+//! cache, make a key or user hot, write through the store — or, given
+//! [`Fixture::with_peer`], through a second instance on the same backend — and require the
+//! cached answer to change within 2 seconds; a `Watched` store must mark itself in sync within
+//! a second of being attached. `tests/feed_mutants.rs` checks that broken feeds fail them.
+//!
 //! A complete custom store written from the trait docs alone, and passing this kit, is in
 //! `examples/custom_store.rs` (run it with `cargo run -p nexora-auth-testkit --example custom_store`;
 //! `cargo test` runs its conformance tests).
