@@ -185,6 +185,10 @@ impl ChangeLog for PgChangeLog {
             .map_err(failed("open the change listener"))?;
         // The pool is private to this listener and never closed.
         listener.ignore_pool_close_event(true);
+        // A lost connection must come back from try_recv as Ok(None) at once, not after a
+        // reconnect that waits for the server (up to the connect timeout) while the caches
+        // still trust what they hold.
+        listener.eager_reconnect(false);
         sqlx::query("SELECT set_config('search_path', quote_ident($1), false)")
             .bind(schema)
             .execute(&mut listener)

@@ -85,7 +85,8 @@
 //!   of every cache, reads the log after the last `seq` it reported, reports each row, and marks
 //!   the caches in sync with the mark taken *before* the read. On start it reads the head and
 //!   drops what the caches held.
-//! * **Failures.** Any error — the connection lost, a failed read — makes every cache stop
+//! * **Failures.** Any error — the connection lost, a failed read, a read slower than
+//!   [`read_timeout`](FeedConfig::read_timeout) (**2 s**) — makes every cache stop
 //!   trusting its positives at once; the task reconnects (at once, then with a backoff from
 //!   100 ms doubling to 5 s), `LISTEN`s again, and replays the log from the last `seq` before
 //!   it trusts anything. If the rows it needs were pruned (the log skips from its position),

@@ -54,6 +54,7 @@ pub struct FeedConfig {
     retention: Duration,
     prune_interval: Duration,
     batch_size: u32,
+    read_timeout: Duration,
     min_backoff: Duration,
     max_backoff: Duration,
 }
@@ -65,6 +66,7 @@ impl Default for FeedConfig {
             retention: Duration::from_secs(600),
             prune_interval: Duration::from_secs(60),
             batch_size: 1_000,
+            read_timeout: Duration::from_secs(2),
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
         }
@@ -102,6 +104,15 @@ impl FeedConfig {
     #[must_use]
     pub fn batch_size(mut self, rows: u32) -> Self {
         self.batch_size = rows.max(1);
+        self
+    }
+
+    /// How long one read of the log may take before the watcher counts the connection as lost
+    /// (a server that stopped answering without closing it): the caches stop trusting their
+    /// positives then, rather than when the ceiling runs out. Defaults to 2 seconds.
+    #[must_use]
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
         self
     }
 
@@ -492,6 +503,17 @@ async fn serve<C: LogConnection>(
     }
 }
 
+/// One read of the log, failing past the read timeout.
+async fn read<C: LogConnection>(
+    conn: &mut C,
+    after: i64,
+    config: &FeedConfig,
+) -> Result<LogBatch, StoreError> {
+    tokio::time::timeout(config.read_timeout, conn.read(after, config.batch_size))
+        .await
+        .unwrap_or_else(|_| Err(StoreError::unavailable("reading the change log timed out")))
+}
+
 /// Reads the log until caught up, reports every row, then marks every feed in sync with the
 /// marks taken before the last read. The first call (no position yet) reads the head and
 /// drops every cache's entries instead.
@@ -505,12 +527,12 @@ async fn catch_up<C: LogConnection>(
         let marks = hub.marks();
         let more = match replay {
             Some(replay) => {
-                let batch = conn.read(replay.last(), config.batch_size).await?;
+                let batch = read(conn, replay.last(), config).await?;
                 replay.apply(&batch, config.batch_size, &hub.feeds)
             }
             None => {
                 // After the last possible seq: no rows, only the head.
-                let batch = conn.read(i64::MAX, config.batch_size).await?;
+                let batch = read(conn, i64::MAX, config).await?;
                 *replay = Some(Replay::from(batch.head));
                 // A cache filled before this read may predate a change at or below the head,
                 // which will never be reported: start every cache afresh.
