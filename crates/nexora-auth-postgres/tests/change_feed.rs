@@ -384,11 +384,19 @@ fn a_revoke_while_the_listener_is_down_is_refused_on_b() {
         let (key2, record) = new_record("alice", "k2", now());
         it.a.insert(&record).await.expect("insert a second key");
         it.hot(&key2).await;
-        let after = it.listener_pids().await;
-        assert!(
-            after.iter().any(|pid| !before.contains(pid)),
-            "no new listener connection: {before:?} -> {after:?}"
-        );
+        // A connection being set up shows the prefix only from its LISTEN on: poll briefly.
+        let since = Instant::now();
+        loop {
+            let after = it.listener_pids().await;
+            if after.iter().any(|pid| !before.contains(pid)) {
+                break;
+            }
+            assert!(
+                since.elapsed() < PROMPT,
+                "no new listener connection: {before:?} -> {after:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     });
 }
 
