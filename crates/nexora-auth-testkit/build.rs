@@ -1,8 +1,9 @@
-//! Lists the contracts. Every `pub async fn` at the top level of `src/key_store.rs` and
-//! `src/user_store.rs` is a contract, so writing the function is the one edit that runs it on
-//! every store: this script writes the lists that `key_store_conformance!`,
-//! `user_store_conformance!` and `key_store::contracts()` / `user_store::contracts()` expand
-//! (`tests/contract_list.rs` checks them against the sources with a scan of its own).
+//! Lists the contracts. Every `pub async fn` at the top level of `src/key_store.rs`,
+//! `src/user_store.rs`, `src/key_feed.rs` and `src/user_feed.rs` is a contract, so writing the
+//! function is the one edit that runs it on every store: this script writes the lists that
+//! `key_store_conformance!`, `user_store_conformance!`, `change_feed_conformance!` and the
+//! modules' `contracts()` expand (`tests/contract_list.rs` checks them against the sources
+//! with a scan of its own).
 
 use std::{env, fs, path::PathBuf};
 
@@ -21,6 +22,8 @@ fn main() {
     for (file, list) in [
         ("src/key_store.rs", "__key_store_contracts"),
         ("src/user_store.rs", "__user_store_contracts"),
+        ("src/key_feed.rs", "__key_feed_contracts"),
+        ("src/user_feed.rs", "__user_feed_contracts"),
     ] {
         println!("cargo::rerun-if-changed={file}");
         let source =

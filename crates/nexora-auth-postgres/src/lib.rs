@@ -26,9 +26,11 @@
 //!
 //! # Schema
 //!
-//! [`PostgresStore::new`] creates (idempotently) three tables in the first schema of the
+//! [`PostgresStore::new`] creates (idempotently) its tables in the first schema of the
 //! connection's `search_path`, named with a prefix, by default `nexora_`: `nexora_api_keys`,
-//! `nexora_users` and `nexora_auth_migrations`, which records the schema versions applied.
+//! `nexora_users`, the change log `nexora_auth_changes` with its head `nexora_auth_changes_head`
+//! (see [Change feed](#change-feed)), and `nexora_auth_migrations`, which records the schema
+//! versions applied.
 //! They never touch sqlx's `_sqlx_migrations`, so the host's own `sqlx::migrate!` runs in the
 //! same database undisturbed. Concurrent migrations (several instances starting at once)
 //! serialise on a transaction-scoped advisory lock. Change the prefix with
@@ -52,6 +54,65 @@
 //! either commits first and is revoked, or waits and finds its creator revoked. Users have a
 //! `disabled` flag. A version-1 database is upgraded in place (`ALTER TABLE … ADD COLUMN`).
 //!
+//! # Change feed
+//!
+//! Several server instances on one database keep each other's verification caches fresh
+//! (`nexora_auth::cache`): a key revoked, rotated or created, a user disabled, narrowed,
+//! deleted or created through any instance — or by SQL typed by hand — is refused or accepted
+//! by every instance **within the cache's ceiling (5 seconds by default) at worst, whatever
+//! happens to the connections, and normally within milliseconds**; the instance that made the
+//! write honours it before the write returns (bound 0). The store answers
+//! [`Freshness::Watched`] to `watch_changes` and `watch_user_changes`.
+//!
+//! * **The log.** Schema version 3 adds triggers on the key and user tables that append a row
+//!   `(seq, kind, key_id, owner, at)` to `{prefix}auth_changes` for every inserted, updated or
+//!   deleted row (key updates that only move `last_used_at` excepted; `TRUNCATE` logs kind
+//!   `all`), in the same transaction as the change, and `NOTIFY {prefix}auth_changes` with the
+//!   `seq`. The `seq` comes from the one row of `{prefix}auth_changes_head`, updated under its
+//!   row lock until commit: writers commit in `seq` order and a reader that sees `seq = n` sees
+//!   every lower one, so replaying `seq > last` misses nothing, and a missing number can only
+//!   be a deleted row. The triggers are deferred to commit, so the head is locked only while a
+//!   transaction commits (a cascade and a concurrent revoke cannot deadlock on it); it still
+//!   serialises the commits of key and user writes across all instances, which are rare next
+//!   to authentications (those write nothing but batched `last_used_at`, which is not logged).
+//! * **The watcher.** The first authenticator attached to a store value (or a clone of it)
+//!   starts one task on the current Tokio runtime, shared by every authenticator attached
+//!   later; it stops when they are all dropped. Without a runtime the store answers
+//!   [`Freshness::Unwatched`] with a warning (positives are then not cached). The task holds a
+//!   dedicated connection ([`LISTENER_APPLICATION_NAME`] in `pg_stat_activity`) that `LISTEN`s,
+//!   then reads the log. On a notification, and at least every
+//!   [`poll interval`](FeedConfig::poll_interval) (**250 ms** by default), it takes a sync mark
+//!   of every cache, reads the log after the last `seq` it reported, reports each row, and marks
+//!   the caches in sync with the mark taken *before* the read. On start it reads the head and
+//!   drops what the caches held.
+//! * **Failures.** Any error — the connection lost, a failed read, a read slower than
+//!   [`read_timeout`](FeedConfig::read_timeout) (**2 s**) — makes every cache stop
+//!   trusting its positives at once; the task reconnects (at once, then with a backoff from
+//!   100 ms doubling to 5 s), `LISTEN`s again, and replays the log from the last `seq` before
+//!   it trusts anything. If the rows it needs were pruned (the log skips from its position),
+//!   every cache is dropped instead.
+//! * **Pruning.** Every minute the task deletes rows older than the
+//!   [`retention`](FeedConfig::retention) (**10 minutes** by default), never the newest row;
+//!   [`PostgresStore::prune_changes`] does the same on demand. Change the settings with
+//!   [`PostgresStore::with_change_feed`].
+//!
+//! `sqlx`'s `PgListener` has pitfalls this design steps around:
+//!
+//! * `recv()` reconnects silently and loses what was notified meanwhile: the task calls
+//!   `try_recv()`, whose `Ok(None)` says the connection was lost, and treats it as a failure.
+//! * A `ConnectionReset` surfaces from `try_recv()` as an error, without a reconnect: every
+//!   error drops the listener, and the task opens a new one.
+//! * The listener's notification buffer is unbounded: notifications only wake the task, and one
+//!   whose `seq` it has already read is dropped without a read, so a burst of writes costs one
+//!   read, and the log (not the notifications) is the truth.
+//! * A listener that stops reading holds back Postgres' notification queue, which every
+//!   notifying commit must append to; once it fills, those commits fail. The task keeps
+//!   draining: it waits for notifications between reads, never for long work.
+//!
+//! Notification channels are per database, not per schema: stores with the same prefix in
+//! different schemas of one database wake each other's watchers, which then read their own
+//! log and find nothing new — harmless, but a distinct prefix per schema avoids it.
+//!
 //! # Errors
 //!
 //! Every failure of the database (connection refused, pool timeout, a corrupt row) is
@@ -62,35 +123,41 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod feed;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
+pub use feed::LISTENER_APPLICATION_NAME;
+use feed::{PgChangeLog, change_log_schema};
 use nexora_auth::{
-    KeyId, KeyStore, OwnerId, Scopes, StoreError, UserRecord, UserStore,
+    ChangeFeed, Freshness, KeyId, KeyStore, OwnerId, Scopes, StoreError, UserRecord, UserStore,
     store::{CascadeOutcome, KeyRecord, LastUsed, RevokeOutcome, RotateOutcome, Rotation},
 };
-pub use nexora_auth_sql::{DEFAULT_TABLE_PREFIX, SetupError};
+pub use nexora_auth_sql::{DEFAULT_TABLE_PREFIX, FeedConfig, SetupError};
 use nexora_auth_sql::{
-    KEY_COLUMNS, Migrations, SqlStore, StoreBuilder, USER_COLUMNS, digest, key_inserted, key_state,
-    previous_digest, revoke_outcome, trusted_sql, user_inserted,
+    FeedHub, KEY_COLUMNS, Migrations, SqlStore, StoreBuilder, USER_COLUMNS, digest, key_inserted,
+    key_state, previous_digest, revoke_outcome, trusted_sql, user_inserted,
 };
 use sqlx::{PgConnection, PgPool, Row, SqlStr, postgres::PgRow};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// The schema version this crate writes and reads.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 /// The advisory lock key migrations hold (`pg_advisory_xact_lock`): "nxr_auth" in ASCII.
 const MIGRATION_LOCK: i64 = 0x6e78_725f_6175_7468;
 
 /// Options for [`PostgresStore`]; start with [`PostgresStore::builder`].
 pub type PostgresStoreBuilder = StoreBuilder<PostgresStore>;
 
-/// A [`KeyStore`] and [`UserStore`] on PostgreSQL. Cheap to clone (the pool is shared).
+/// A [`KeyStore`] and [`UserStore`] on PostgreSQL. Cheap to clone: clones share the pool and
+/// the change feed (one watcher per store value and its clones; see the crate docs).
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
     sql: Arc<Queries>,
+    feed: Arc<FeedHub>,
 }
 
 impl SqlStore for PostgresStore {
@@ -100,6 +167,7 @@ impl SqlStore for PostgresStore {
         Self {
             pool,
             sql: Arc::new(Queries::new(prefix)),
+            feed: Arc::new(FeedHub::new(FeedConfig::default())),
         }
     }
 
@@ -122,6 +190,39 @@ impl PostgresStore {
     /// The pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The change feed's settings (see the crate docs, "Change feed"). Defaults to
+    /// [`FeedConfig::default`]: a poll every 250 milliseconds, rows kept 10 minutes, pruned
+    /// every minute. Set it before handing the store to an authenticator: a store value given
+    /// new settings starts a new feed, and the authenticators attached before keep the old.
+    #[must_use]
+    pub fn with_change_feed(mut self, config: FeedConfig) -> Self {
+        self.feed = Arc::new(FeedHub::new(config));
+        self
+    }
+
+    /// Deletes change-log rows older than the feed's retention (never the newest row), as the
+    /// watcher does every minute. Returns how many. For a deployment that runs no
+    /// authenticator for a long time (the log grows by one row per change).
+    pub async fn prune_changes(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(self.sql.prune_changes.clone())
+            .bind(self.feed.config().retention_duration().as_secs_f64())
+            .execute(&self.pool)
+            .await
+            .map_err(failed("prune the change log"))?;
+        Ok(done.rows_affected())
+    }
+
+    /// Attaches `feed` to this store's watcher (started on first use).
+    fn attach(&self, feed: ChangeFeed) -> Freshness {
+        self.feed.attach(feed, || PgChangeLog {
+            pool: self.pool.clone(),
+            options: (*self.pool.connect_options())
+                .clone()
+                .application_name(LISTENER_APPLICATION_NAME),
+            sql: Arc::clone(&self.sql),
+        })
     }
 
     /// Creates or upgrades the store's tables; running it again does nothing. Runs in one
@@ -164,6 +265,10 @@ struct Queries {
     set_disabled: SqlStr,
     set_scopes: SqlStr,
     delete_user: SqlStr,
+    read_changes: SqlStr,
+    prune_changes: SqlStr,
+    /// The `NOTIFY` channel of the change log: `{prefix}auth_changes`.
+    channel: String,
 }
 
 /// The first key of the two-key advisory lock taken per owner (the second is
@@ -211,6 +316,7 @@ impl Queries {
                 WHERE created_by IS NOT NULL;
             ALTER TABLE {users} ADD COLUMN IF NOT EXISTS disabled boolean NOT NULL DEFAULT false;"
         );
+        let v3 = change_log_schema(p, &keys, &users);
         // Our own text around the prefix the builder validated.
         let q = trusted_sql;
         Self {
@@ -229,7 +335,8 @@ impl Queries {
                 ),
             )
             .step(1, "api keys and users", v1)
-            .step(2, "key lineage and disabled users", v2),
+            .step(2, "key lineage and disabled users", v2)
+            .step(3, "change log for other instances' caches", v3),
             insert_key: q(format!(
                 "INSERT INTO {keys} ({KEY_COLUMNS})
                  SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15
@@ -285,6 +392,26 @@ impl Queries {
             set_disabled: q(format!("UPDATE {users} SET disabled = $1 WHERE id = $2")),
             set_scopes: q(format!("UPDATE {users} SET scopes = $1 WHERE id = $2")),
             delete_user: q(format!("DELETE FROM {users} WHERE id = $1")),
+            // The head and the rows after $1 in one snapshot: the head tells a reader whether
+            // rows it never saw were pruned (see nexora_auth_sql::feed::Replay).
+            read_changes: q(format!(
+                "SELECT h.seq AS head, c.seq, c.kind, c.key_id, c.owner
+                 FROM {p}auth_changes_head h
+                 LEFT JOIN LATERAL (
+                    SELECT seq, kind, key_id, owner FROM {p}auth_changes
+                    WHERE seq > $1 ORDER BY seq LIMIT $2
+                 ) c ON true
+                 ORDER BY c.seq"
+            )),
+            // Never the newest row: a reader that finds the log empty could not tell "nothing
+            // happened" from "pruned"; the head says so too, and this keeps the log readable
+            // by hand.
+            prune_changes: q(format!(
+                "DELETE FROM {p}auth_changes
+                 WHERE at < now() - make_interval(secs => $1)
+                   AND seq < (SELECT max(seq) FROM {p}auth_changes)"
+            )),
+            channel: format!("{p}auth_changes"),
         }
     }
 }
@@ -414,13 +541,17 @@ impl PostgresStore {
 #[async_trait]
 impl KeyStore for PostgresStore {
     async fn insert(&self, r: &KeyRecord) -> Result<(), StoreError> {
-        let Some(_) = r.created_by else {
-            return self.insert_key(r, &self.pool).await;
-        };
-        let mut tx = self.pool.begin().await.map_err(failed("begin an insert"))?;
-        self.lock_lineage(&mut tx, &r.owner).await?;
-        self.insert_key(r, &mut *tx).await?;
-        tx.commit().await.map_err(failed("commit an insert"))
+        if r.created_by.is_none() {
+            self.insert_key(r, &self.pool).await?;
+        } else {
+            let mut tx = self.pool.begin().await.map_err(failed("begin an insert"))?;
+            self.lock_lineage(&mut tx, &r.owner).await?;
+            self.insert_key(r, &mut *tx).await?;
+            tx.commit().await.map_err(failed("commit an insert"))?;
+        }
+        // A cached "no such key" for this id is now wrong.
+        self.feed.feeds().key_changed(r.id);
+        Ok(())
     }
 
     async fn find(&self, id: KeyId) -> Result<Option<KeyRecord>, StoreError> {
@@ -459,6 +590,7 @@ impl KeyStore for PostgresStore {
             .await
             .map_err(failed("rotate a key"))?;
         if let Some(row) = row {
+            self.feed.feeds().key_changed(id);
             return Ok(RotateOutcome::Rotated(decode_key(&row)?));
         }
         // Nothing rotated: say why. Revocation and expiry never undo themselves, so the state
@@ -482,7 +614,11 @@ impl KeyStore for PostgresStore {
         at: OffsetDateTime,
     ) -> Result<RevokeOutcome, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(failed("revoke a key"))?;
-        self.revoke_one(&mut conn, owner, id, at).await
+        let outcome = self.revoke_one(&mut conn, owner, id, at).await?;
+        if outcome == RevokeOutcome::Revoked {
+            self.feed.feeds().key_changed(id);
+        }
+        Ok(outcome)
     }
 
     async fn revoke_tree(
@@ -513,10 +649,15 @@ impl KeyStore for PostgresStore {
         tx.commit()
             .await
             .map_err(failed("commit a cascading revoke"))?;
-        Ok(CascadeOutcome::new(
-            root,
-            descendants.into_iter().map(KeyId::from_uuid).collect(),
-        ))
+        let descendants: Vec<KeyId> = descendants.into_iter().map(KeyId::from_uuid).collect();
+        let feeds = self.feed.feeds();
+        if root == RevokeOutcome::Revoked {
+            feeds.key_changed(id);
+        }
+        for descendant in &descendants {
+            feeds.key_changed(*descendant);
+        }
+        Ok(CascadeOutcome::new(root, descendants))
     }
 
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError> {
@@ -532,6 +673,11 @@ impl KeyStore for PostgresStore {
             .await
             .map_err(failed("record last-used times"))?;
         Ok(())
+    }
+
+    /// [`Freshness::Watched`]: see the crate docs, "Change feed".
+    fn watch_changes(&self, feed: ChangeFeed) -> Freshness {
+        self.attach(feed)
     }
 }
 
@@ -551,7 +697,10 @@ impl UserStore for PostgresStore {
             result.map(drop),
             |d| d.constraint() == Some(self.sql.users_email_key.as_str()),
             failed("insert a user"),
-        )
+        )?;
+        // A cached "no such user" for this id is now wrong.
+        self.feed.feeds().user_changed(&user.id);
+        Ok(())
     }
 
     async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
@@ -597,7 +746,7 @@ impl UserStore for PostgresStore {
             .execute(&self.pool)
             .await
             .map_err(failed("disable or enable a user"))?;
-        Ok(done.rows_affected() > 0)
+        self.user_written(id, done.rows_affected())
     }
 
     async fn set_user_scopes(&self, id: &OwnerId, scopes: &Scopes) -> Result<bool, StoreError> {
@@ -607,7 +756,7 @@ impl UserStore for PostgresStore {
             .execute(&self.pool)
             .await
             .map_err(failed("set a user's scopes"))?;
-        Ok(done.rows_affected() > 0)
+        self.user_written(id, done.rows_affected())
     }
 
     async fn delete_user(&self, id: &OwnerId) -> Result<bool, StoreError> {
@@ -616,6 +765,21 @@ impl UserStore for PostgresStore {
             .execute(&self.pool)
             .await
             .map_err(failed("delete a user"))?;
-        Ok(done.rows_affected() > 0)
+        self.user_written(id, done.rows_affected())
+    }
+
+    /// [`Freshness::Watched`]: see the crate docs, "Change feed".
+    fn watch_user_changes(&self, feed: ChangeFeed) -> Freshness {
+        self.attach(feed)
+    }
+}
+
+impl PostgresStore {
+    /// Reports a user update that committed (`rows` it changed) to this store's feeds.
+    fn user_written(&self, id: &OwnerId, rows: u64) -> Result<bool, StoreError> {
+        if rows > 0 {
+            self.feed.feeds().user_changed(id);
+        }
+        Ok(rows > 0)
     }
 }

@@ -42,6 +42,33 @@ async fn unreachable_server() -> PostgresStore {
 nexora_auth_testkit::key_store_conformance!(fixture: fresh());
 nexora_auth_testkit::user_store_conformance!(fixture: fresh());
 
+/// A fresh schema with two stores on separate pools (two server instances): the feed
+/// contracts write through the peer and observe through the store.
+async fn two_instances() -> Fixture<PostgresStore> {
+    let Some(schema) = TestSchema::create().await else {
+        return Fixture::skipped();
+    };
+    let store = PostgresStore::new(schema.pool().clone())
+        .await
+        .expect("migrations");
+    let peer_pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with((*schema.pool().connect_options()).clone())
+        .await
+        .expect("a second pool");
+    let peer = PostgresStore::new(peer_pool)
+        .await
+        .expect("second instance");
+    Fixture::new(store).with_peer(peer).with_guard(schema)
+}
+
+mod change_feed {
+    use super::two_instances;
+
+    nexora_auth_testkit::change_feed_conformance!(keys: fixture: two_instances());
+    nexora_auth_testkit::change_feed_conformance!(users: fixture: two_instances());
+}
+
 #[test]
 fn migrations_are_idempotent_concurrent_prefixed_and_leave_sqlx_migrations_alone() {
     nexora_auth_testkit::run(async {
@@ -83,9 +110,13 @@ fn migrations_are_idempotent_concurrent_prefixed_and_leave_sqlx_migrations_alone
             [
                 "_sqlx_migrations",
                 "auth2_api_keys",
+                "auth2_auth_changes",
+                "auth2_auth_changes_head",
                 "auth2_auth_migrations",
                 "auth2_users",
                 "nexora_api_keys",
+                "nexora_auth_changes",
+                "nexora_auth_changes_head",
                 "nexora_auth_migrations",
                 "nexora_users",
             ]

@@ -272,6 +272,8 @@ pub struct FlakyStore<S: ?Sized> {
     failing_keys: Mutex<HashSet<KeyId>>,
     inner: Arc<S>,
     forward_changes: bool,
+    /// What the wrapped store answered to `watch_changes` / `watch_user_changes`, last.
+    answered: Mutex<[Option<Freshness>; 2]>,
 }
 
 impl<S> FlakyStore<S> {
@@ -296,6 +298,7 @@ impl<S: ?Sized> FlakyStore<S> {
             failing_keys: Mutex::new(HashSet::new()),
             inner,
             forward_changes: false,
+            answered: Mutex::new([None, None]),
         }
     }
 
@@ -312,6 +315,23 @@ impl<S: ?Sized> FlakyStore<S> {
     pub fn forwarding_changes(mut self) -> Self {
         self.forward_changes = true;
         self
+    }
+
+    /// What the wrapped store answered to [`KeyStore::watch_changes`] when an authenticator
+    /// was last built on this wrapper: `None` when none was, or changes are not forwarded.
+    pub fn key_freshness(&self) -> Option<Freshness> {
+        self.answered.lock().unwrap_or_else(PoisonError::into_inner)[0]
+    }
+
+    /// What the wrapped store answered to [`UserStore::watch_user_changes`], as
+    /// [`key_freshness`](Self::key_freshness) does for keys.
+    pub fn user_freshness(&self) -> Option<Freshness> {
+        self.answered.lock().unwrap_or_else(PoisonError::into_inner)[1]
+    }
+
+    fn answered(&self, index: usize, freshness: Freshness) -> Freshness {
+        self.answered.lock().unwrap_or_else(PoisonError::into_inner)[index] = Some(freshness);
+        freshness
     }
 
     /// The calls counted so far.
@@ -423,7 +443,7 @@ impl<S: KeyStore + ?Sized> KeyStore for FlakyStore<S> {
 
     fn watch_changes(&self, feed: ChangeFeed) -> Freshness {
         if self.forward_changes {
-            self.inner.watch_changes(feed)
+            self.answered(0, self.inner.watch_changes(feed))
         } else {
             Freshness::Unwatched
         }
@@ -474,7 +494,7 @@ impl<S: UserStore + ?Sized> UserStore for FlakyStore<S> {
 
     fn watch_user_changes(&self, feed: ChangeFeed) -> Freshness {
         if self.forward_changes {
-            self.inner.watch_user_changes(feed)
+            self.answered(1, self.inner.watch_user_changes(feed))
         } else {
             Freshness::Unwatched
         }

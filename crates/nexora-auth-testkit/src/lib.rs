@@ -61,6 +61,16 @@
 //! function, and it runs on every store from then on (`tests/contract_list.rs` checks the
 //! lists against the sources, and that each contract names itself in its messages).
 //!
+//! # Change feeds
+//!
+//! A store that keeps the verification cache fresh (its `watch_changes` /
+//! `watch_user_changes` answer `Freshness::Synchronous` or `Freshness::Watched`) also runs
+//! [`change_feed_conformance!`]: the contracts of [`key_feed`] and [`user_feed`] attach a real
+//! cache, make a key or user hot, write through the store — or, given
+//! [`Fixture::with_peer`], through a second instance on the same backend — and require the
+//! cached answer to change within 2 seconds; a `Watched` store must mark itself in sync within
+//! a second of being attached. `tests/feed_mutants.rs` checks that broken feeds fail them.
+//!
 //! A complete custom store written from the trait docs alone, and passing this kit, is in
 //! `examples/custom_store.rs` (run it with `cargo run -p nexora-auth-testkit --example custom_store`;
 //! `cargo test` runs its conformance tests).
@@ -114,13 +124,16 @@ use time::OffsetDateTime;
 include!(concat!(env!("OUT_DIR"), "/contracts.rs"));
 
 pub mod failure;
+mod feed_support;
 #[cfg(feature = "jwt")]
 pub mod jwt;
+pub mod key_feed;
 pub mod key_store;
 #[cfg(feature = "jwt")]
 pub mod keys;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod user_feed;
 pub mod user_store;
 
 /// What a store factory hands the kit: the store under test, an optional guard dropped after
@@ -137,6 +150,7 @@ struct Parts<S> {
     store: S,
     guard: Option<Guard>,
     failing: Option<S>,
+    peer: Option<S>,
 }
 
 impl<S> Fixture<S> {
@@ -148,6 +162,7 @@ impl<S> Fixture<S> {
                 store,
                 guard: None,
                 failing: None,
+                peer: None,
             }),
         }
     }
@@ -169,6 +184,24 @@ impl<S> Fixture<S> {
             parts.failing = Some(failing);
         }
         self
+    }
+
+    /// Another store value over the same backend as the store under test — a second server
+    /// instance (its own pool, the same database). The change-feed contracts
+    /// ([`change_feed_conformance!`]) then write through it and observe through the store, so
+    /// every change must travel through the backend's feed; without one they write through
+    /// the store itself. The other suites ignore it.
+    pub fn with_peer(mut self, peer: S) -> Self {
+        if let Some(parts) = &mut self.inner {
+            parts.peer = Some(peer);
+        }
+        self
+    }
+
+    /// The store, its peer (if one was given) and the guard, or `None` when skipped.
+    pub fn into_feed_parts(self) -> Option<(S, Option<S>, Option<Guard>)> {
+        self.inner
+            .map(|parts| (parts.store, parts.peer, parts.guard))
     }
 
     /// Nothing to test: the test returns at once. Whoever decides to skip must say so loudly
@@ -195,6 +228,10 @@ impl<S> std::fmt::Debug for Fixture<S> {
             .field(
                 "failing",
                 &self.inner.as_ref().is_some_and(|p| p.failing.is_some()),
+            )
+            .field(
+                "peer",
+                &self.inner.as_ref().is_some_and(|p| p.peer.is_some()),
             )
             .finish_non_exhaustive()
     }
@@ -288,6 +325,38 @@ macro_rules! user_store_conformance {
     };
 }
 
+/// Generates one `#[test]` per change-feed contract, for a store that offers a feed
+/// ([`KeyStore::watch_changes`] / [`UserStore::watch_user_changes`] answering
+/// `Freshness::Synchronous` or `Freshness::Watched`): [`key_feed`] with `keys:`, [`user_feed`]
+/// with `users:`.
+///
+/// ```
+/// nexora_auth_testkit::change_feed_conformance!(keys: async { nexora_auth::MemoryKeyStore::new() });
+/// nexora_auth_testkit::change_feed_conformance!(users: async { nexora_auth::MemoryUserStore::new() });
+/// # fn main() {}
+/// ```
+///
+/// With `keys: fixture: …` / `users: fixture: …` the expression yields a [`Fixture`]; give it
+/// [`Fixture::with_peer`] (a second store value on the same backend) when changes can be made
+/// elsewhere than through one store value — the contracts then write through the peer, which
+/// is what a feed of a shared database is for. A store whose answer is `Unwatched` fails every
+/// contract: call this macro only for stores that promise a feed.
+#[macro_export]
+macro_rules! change_feed_conformance {
+    (keys: fixture: $factory:expr) => {
+        $crate::__key_feed_contracts!(feed_tests key_feed ($factory));
+    };
+    (keys: $factory:expr) => {
+        $crate::change_feed_conformance!(keys: fixture: async { $crate::Fixture::new(($factory).await) });
+    };
+    (users: fixture: $factory:expr) => {
+        $crate::__user_feed_contracts!(feed_tests user_feed ($factory));
+    };
+    (users: $factory:expr) => {
+        $crate::change_feed_conformance!(users: fixture: async { $crate::Fixture::new(($factory).await) });
+    };
+}
+
 /// Why a `fixture:` conformance run fails its backend-down test when the fixture has no
 /// failing store.
 #[doc(hidden)]
@@ -312,6 +381,34 @@ macro_rules! __contracts {
             }
         )*
     };
+    (feed_tests $module:ident ($factory:expr); $($contract:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $contract() {
+                $crate::run(async {
+                    let fixture: $crate::Fixture<_> = ($factory).await;
+                    let Some((store, peer, guard)) = fixture.into_feed_parts() else { return };
+                    let store = ::std::sync::Arc::new(store);
+                    let writer = match peer {
+                        Some(peer) => ::std::sync::Arc::new(peer),
+                        None => ::std::sync::Arc::clone(&store),
+                    };
+                    $crate::$module::$contract(store, writer).await;
+                    drop(guard);
+                });
+            }
+        )*
+    };
+    (feed_list $module:ident (); $($contract:ident),* $(,)?) => {
+        vec![$(
+            (
+                stringify!($contract),
+                (|store, writer| -> ::std::pin::Pin<Box<dyn ::std::future::Future<Output = ()>>> {
+                    Box::pin($crate::$module::$contract(store, writer))
+                }) as _,
+            )
+        ),*]
+    };
     (list $module:ident (); $($contract:ident),* $(,)?) => {
         vec![$(
             (
@@ -327,6 +424,11 @@ macro_rules! __contracts {
 /// A contract as a function pointer: called with a fresh, empty store, it panics with a message
 /// naming the contract when the store breaks it (see [`key_store::contracts`]).
 pub type Contract<S> = fn(Arc<S>) -> std::pin::Pin<Box<dyn Future<Output = ()>>>;
+
+/// A change-feed contract as a function pointer: called with the store under test and the
+/// store to write through (the same one, or a peer on the same backend); panics naming the
+/// contract when the feed breaks it (see [`key_feed::contracts`], [`user_feed::contracts`]).
+pub type FeedContract<S> = fn(Arc<S>, Arc<S>) -> std::pin::Pin<Box<dyn Future<Output = ()>>>;
 
 /// How the kit tells a store author that a contract was not given an empty store.
 pub(crate) const NOT_EMPTY_HINT: &str = "every contract needs its own empty store: give each test its \
@@ -395,6 +497,40 @@ where
             Err(e) => panic!("list_users failed before the contract started: {e:?}"),
         }
         body(store).await;
+    })
+    .await;
+}
+
+/// Runs the change-feed contract `name` of a [`KeyStore`]: checks the store is empty, attaches
+/// a cache to it, then runs `body` with it and the writer.
+async fn key_feed_contract<F, Fut>(
+    name: &str,
+    store: Arc<dyn KeyStore>,
+    writer: Arc<dyn KeyStore>,
+    body: F,
+) where
+    F: FnOnce(key_feed::Observed, Arc<dyn KeyStore>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    named_contract("KeyStore change feed", name, async move {
+        key_store::expect_empty(&store).await;
+        body(key_feed::Observed::attach(store), writer).await;
+    })
+    .await;
+}
+
+/// Runs the change-feed contract `name` of a [`UserStore`], as [`key_feed_contract`] does.
+async fn user_feed_contract<F, Fut>(
+    name: &str,
+    store: Arc<dyn UserStore>,
+    writer: Arc<dyn UserStore>,
+    body: F,
+) where
+    F: FnOnce(user_feed::Observed, Arc<dyn UserStore>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    user_store_contract(name, store, |store| async move {
+        body(user_feed::Observed::attach(store).await, writer).await;
     })
     .await;
 }

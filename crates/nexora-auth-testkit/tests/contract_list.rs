@@ -1,10 +1,11 @@
 //! The contract lists cannot drift from the contract functions: build.rs writes them from the
-//! `pub async fn`s of `src/key_store.rs` and `src/user_store.rs`, and this test checks the
+//! `pub async fn`s of `src/key_store.rs`, `src/user_store.rs`, `src/key_feed.rs` and
+//! `src/user_feed.rs`, and this test checks the
 //! result against the sources with a scan of its own — every public function listed (so a
 //! new contract runs on every store the moment it is written, and none is dropped), nothing
 //! else listed, and each contract naming itself in its failure messages.
 
-use nexora_auth_testkit::{Contract, key_store, user_store};
+use nexora_auth_testkit::{key_feed, key_store, user_feed, user_store};
 
 /// The public async functions of `source` with the text of each, in order of definition.
 fn public_functions(source: &str) -> Vec<(String, &str)> {
@@ -21,12 +22,7 @@ fn public_functions(source: &str) -> Vec<(String, &str)> {
     out
 }
 
-fn check<S: ?Sized>(
-    file: &str,
-    source: &str,
-    runner: &str,
-    listed: Vec<(&'static str, Contract<S>)>,
-) {
+fn check<F>(file: &str, source: &str, runner: &str, listed: Vec<(&'static str, F)>) {
     let defined = public_functions(source);
     let defined_names: Vec<&str> = defined.iter().map(|(name, _)| name.as_str()).collect();
     let listed_names: Vec<&str> = listed.iter().map(|(name, _)| *name).collect();
@@ -71,6 +67,24 @@ fn every_user_store_contract_is_listed_and_names_itself() {
         include_str!("../src/user_store.rs"),
         "user_store_contract",
         user_store::contracts(),
+    );
+}
+
+#[test]
+fn every_change_feed_contract_is_listed_and_names_itself() {
+    assert!(key_feed::contracts().len() >= 5, "contracts went missing");
+    assert!(user_feed::contracts().len() >= 5, "contracts went missing");
+    check(
+        "src/key_feed.rs",
+        include_str!("../src/key_feed.rs"),
+        "key_feed_contract",
+        key_feed::contracts(),
+    );
+    check(
+        "src/user_feed.rs",
+        include_str!("../src/user_feed.rs"),
+        "user_feed_contract",
+        user_feed::contracts(),
     );
 }
 

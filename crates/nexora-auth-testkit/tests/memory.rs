@@ -1,4 +1,5 @@
-//! The in-memory reference stores pass the kit, and the failure checks catch a failing store.
+//! The in-memory reference stores pass the kit (their change feeds included), and the failure
+//! checks catch a failing store.
 
 use std::sync::Arc;
 
@@ -7,6 +8,8 @@ use nexora_auth_testkit::failure::{FlakyStore, key_store_backend_down};
 
 nexora_auth_testkit::key_store_conformance!(async { MemoryKeyStore::new() });
 nexora_auth_testkit::user_store_conformance!(async { MemoryUserStore::new() });
+nexora_auth_testkit::change_feed_conformance!(keys: async { MemoryKeyStore::new() });
+nexora_auth_testkit::change_feed_conformance!(users: async { MemoryUserStore::new() });
 
 /// The failure check itself must fail on a healthy store (which answers "not found").
 #[test]
