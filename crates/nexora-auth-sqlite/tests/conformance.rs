@@ -26,6 +26,31 @@ async fn fresh() -> Fixture<SqliteStore> {
 nexora_auth_testkit::key_store_conformance!(fixture: fresh());
 nexora_auth_testkit::user_store_conformance!(fixture: fresh());
 
+/// A fresh database file with two stores on separate pools (another process, in effect): the
+/// feed contracts write through the peer and observe through the store.
+async fn two_processes() -> Fixture<SqliteStore> {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("auth.db");
+    let pool = nexora_auth_sqlite::connect(&path)
+        .await
+        .expect("open the database");
+    let store = SqliteStore::new(pool).await.expect("migrations");
+    let peer_pool = nexora_auth_sqlite::connect(&path)
+        .await
+        .expect("open the database again");
+    let peer = SqliteStore::new(peer_pool)
+        .await
+        .expect("migrations (a no-op)");
+    Fixture::new(store).with_peer(peer).with_guard(dir)
+}
+
+mod change_feed {
+    use super::two_processes;
+
+    nexora_auth_testkit::change_feed_conformance!(keys: fixture: two_processes());
+    nexora_auth_testkit::change_feed_conformance!(users: fixture: two_processes());
+}
+
 #[test]
 fn migrations_are_idempotent_prefixed_and_leave_sqlx_migrations_alone() {
     nexora_auth_testkit::run(async {
