@@ -15,18 +15,13 @@
 //! token `N` times for `valgrind --tool=callgrind`; `benches/callgrind_jwt_verify.sh` prints the
 //! instructions per call of both and their ratio.
 
-use std::{collections::HashMap, hint::black_box, path::PathBuf, sync::Arc, time::Instant};
+mod common;
 
+use std::{hint::black_box, path::PathBuf, time::Instant};
+
+use common::{HmacBaseline, authority, jwt_case, memory_authenticator, pepper_ring, runtime};
 use criterion::Criterion;
-use hmac::{Hmac, KeyInit, Mac};
-use nexora_auth::{
-    ApiKey, Authenticator, Credential, JwtConfig, JwtKeys, MemoryKeyStore, NewKey, OwnerId,
-    PepperRing, Principal, Scopes, SecretBytes, TokenAuthority,
-};
-use sha2::Sha256;
-
-const PEPPER: &[u8] = b"benchmark-pepper-benchmark-pepper-0123";
-const JWT_SECRET: &[u8] = b"benchmark-jwt-secret-benchmark-jwt-secret";
+use nexora_auth::{ApiKey, OwnerId, Scopes};
 
 fn output_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
@@ -35,45 +30,9 @@ fn output_dir() -> PathBuf {
         .join("criterion")
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("a current-thread runtime")
-}
-
-fn authority() -> TokenAuthority {
-    TokenAuthority::new(
-        JwtKeys::hs256(&SecretBytes::new(JWT_SECRET.to_vec())).expect("valid secret"),
-        JwtConfig::new("nexora", "nexora-api"),
-    )
-    .expect("valid config")
-}
-
 fn key_path(c: &mut Criterion) {
     let rt = runtime();
-    let auth = Authenticator::builder(
-        Arc::new(MemoryKeyStore::new()),
-        PepperRing::new(1, SecretBytes::new(PEPPER.to_vec())).expect("valid pepper"),
-    )
-    .build()
-    .expect("valid authenticator");
-    let owner = Principal::new(
-        OwnerId::new("bench"),
-        Credential::Internal,
-        Scopes::new(["agents:read"]).unwrap(),
-    );
-    // 10,000 keys in the store so the lookup is not into a one-entry map.
-    let mut valid = None;
-    rt.block_on(async {
-        for i in 0..10_000 {
-            let created = auth
-                .create_key(&owner, NewKey::named(format!("k{i}")))
-                .await
-                .unwrap();
-            valid = Some(created.key);
-        }
-    });
-    let valid = valid.expect("created keys");
+    let (auth, valid) = memory_authenticator(&rt);
     let valid_text = valid.expose().to_owned();
     let unknown = ApiKey::generate().unwrap().expose().to_owned();
     let mut malformed = valid_text.clone().into_bytes();
@@ -85,24 +44,12 @@ fn key_path(c: &mut Criterion) {
     g.bench_function("parse", |b| {
         b.iter(|| ApiKey::parse(black_box(&valid_text)).unwrap())
     });
-    let ring = PepperRing::new(1, SecretBytes::new(PEPPER.to_vec())).unwrap();
+    let ring = pepper_ring();
     g.bench_function("digest", |b| b.iter(|| ring.digest(black_box(&valid))));
 
-    // Baseline: one bare HMAC-SHA256 (keyed from scratch) over a key-sized input, plus one
-    // lookup in a HashMap of the same size as the store.
-    let mut map: HashMap<[u8; 16], [u8; 32]> = HashMap::new();
-    for i in 0..10_000u128 {
-        map.insert(i.to_le_bytes(), [0; 32]);
-    }
-    let lookup: [u8; 16] = 4_242u128.to_le_bytes();
+    let baseline = HmacBaseline::new();
     g.bench_function("baseline_hmac_plus_hashmap", |b| {
-        b.iter(|| {
-            let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(black_box(PEPPER)).unwrap();
-            mac.update(black_box(valid_text.as_bytes()));
-            let tag = mac.finalize().into_bytes();
-            let hit = map.get(black_box(&lookup));
-            (tag, hit.copied())
-        })
+        b.iter(|| baseline.run(&valid_text))
     });
     g.bench_function("authenticate_valid", |b| {
         b.to_async(&rt)
@@ -119,83 +66,26 @@ fn key_path(c: &mut Criterion) {
     g.finish();
 }
 
-/// Same claims type as the crate reads, for a like-for-like baseline.
-#[derive(serde::Deserialize)]
-#[allow(
-    dead_code,
-    reason = "fields are deserialised to measure the cost, not read"
-)]
-struct Claims {
-    sub: String,
-    exp: u64,
-    iat: Option<u64>,
-    jti: Option<String>,
-    scope: Option<String>,
-}
-
-/// The token, the uncached authority and the baseline's key and validation, shared by the
-/// criterion bench and the `count` mode.
-struct JwtCase {
-    token: String,
-    uncached: TokenAuthority,
-    key: jsonwebtoken::DecodingKey,
-    validation: jsonwebtoken::Validation,
-}
-
-fn jwt_case(authority: &TokenAuthority) -> JwtCase {
-    let owner = OwnerId::new("bench-user");
-    let scopes = Scopes::new(["agents:read", "keys:manage"]).unwrap();
-    let token = authority
-        .issue(&owner, &scopes)
-        .unwrap()
-        .token
-        .expose()
-        .to_owned();
-    // The same validation `TokenAuthority` asks for: the one pinned algorithm, the four
-    // required claims, one issuer and one audience (and `exp` checked against the time).
-    let key = jsonwebtoken::DecodingKey::from_secret(JWT_SECRET).unwrap();
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    validation.set_issuer(&["nexora"]);
-    validation.set_audience(&["nexora-api"]);
-    // The cache off: every call checks the signature and parses the claims.
-    let uncached = TokenAuthority::new(
-        JwtKeys::hs256(&SecretBytes::new(JWT_SECRET.to_vec())).expect("valid secret"),
-        JwtConfig::new("nexora", "nexora-api").verified_cache(0),
-    )
-    .expect("valid config");
-    JwtCase {
-        token,
-        uncached,
-        key,
-        validation,
-    }
-}
-
 fn jwt(c: &mut Criterion) {
     let authority = authority();
     let owner = OwnerId::new("bench-user");
     let scopes = Scopes::new(["agents:read", "keys:manage"]).unwrap();
-    let JwtCase {
-        token,
-        uncached,
-        key,
-        validation,
-    } = jwt_case(&authority);
+    let case = jwt_case(&authority);
+    let token = &case.token;
 
     let mut g = c.benchmark_group("jwt");
     g.bench_function("issue", |b| {
         b.iter(|| authority.issue(black_box(&owner), &scopes).unwrap())
     });
     g.bench_function("baseline_jsonwebtoken_decode", |b| {
-        b.iter(|| jsonwebtoken::decode::<Claims>(black_box(&token), &key, &validation).unwrap())
+        b.iter(|| case.decode(black_box(token)))
     });
     g.bench_function("verify", |b| {
-        b.iter(|| uncached.verify(black_box(&token)).unwrap())
+        b.iter(|| case.uncached.verify(black_box(token)).unwrap())
     });
     // The default: a token seen before is answered from the verified-token cache.
     g.bench_function("verify_cached", |b| {
-        b.iter(|| authority.verify(black_box(&token)).unwrap())
+        b.iter(|| authority.verify(black_box(token)).unwrap())
     });
     g.finish();
 }
@@ -266,10 +156,7 @@ fn interleaved_jwt_ratio() {
         samples[0].push(start.elapsed().as_secs_f64() * 1e9 / f64::from(CALLS));
         let start = Instant::now();
         for _ in 0..CALLS {
-            black_box(
-                jsonwebtoken::decode::<Claims>(black_box(&case.token), &case.key, &case.validation)
-                    .expect("valid"),
-            );
+            black_box(case.decode(black_box(&case.token)));
         }
         samples[1].push(start.elapsed().as_secs_f64() * 1e9 / f64::from(CALLS));
     }
@@ -302,14 +189,7 @@ fn count(args: &[String]) {
         }
         "decode" => {
             for _ in 0..n {
-                black_box(
-                    jsonwebtoken::decode::<Claims>(
-                        black_box(&case.token),
-                        &case.key,
-                        &case.validation,
-                    )
-                    .expect("valid"),
-                );
+                black_box(case.decode(black_box(&case.token)));
             }
         }
         _ => panic!("{usage}"),
