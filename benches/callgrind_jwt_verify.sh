@@ -20,11 +20,12 @@ instructions() { # verify|decode n
   valgrind --tool=callgrind --callgrind-out-file="$out/cg.out" "$bin" count "$@" 2>&1 |
     awk '/Collected :/{print $NF}'
 }
+declare -A per
 for what in decode verify; do
   a=$(instructions "$what" "$n1")
   b=$(instructions "$what" "$n2")
-  eval "per_$what=$(( (b - a) / (n2 - n1) ))"
+  per[$what]=$(( (b - a) / (n2 - n1) ))
 done
-awk -v v="$per_verify" -v d="$per_decode" 'BEGIN {
+awk -v v="${per[verify]}" -v d="${per[decode]}" 'BEGIN {
   printf "jsonwebtoken::decode %d instr/call | verify (uncached) %d instr/call | ratio %.3fx\n", d, v, v / d
 }'

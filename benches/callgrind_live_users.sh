@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 n1="${1:-2000}"; n2="${2:-12000}"
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install -y valgrind)" >&2; exit 1; }
 bin=$(cargo bench -p nexora-auth-benches --bench live_users --no-run 2>&1 |
-  grep -o 'target/[^ )]*/deps/live_users-[0-9a-f]*' | tail -1)
+  grep -o '[^ (]*/deps/live_users-[0-9a-f]*' | tail -1)
 [ -x "$bin" ] || { echo "bench binary not found" >&2; exit 1; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
@@ -19,17 +19,17 @@ instructions() { # store credential users n
   valgrind --tool=callgrind --callgrind-out-file="$out/cg.out" "$bin" count "$@" 2>&1 |
     awk '/Collected :/{print $NF}'
 }
+declare -A per
 for store in memory sqlite; do
   for credential in jwt key; do
     line="$store $credential:"
     for users in without with; do
       a=$(instructions "$store" "$credential" "$users" "$n1")
       b=$(instructions "$store" "$credential" "$users" "$n2")
-      per=$(( (b - a) / (n2 - n1) ))
-      eval "per_$users=$per"
-      line="$line $users users $per instr/call |"
+      per[$users]=$(( (b - a) / (n2 - n1) ))
+      line="$line $users users ${per[$users]} instr/call |"
     done
-    awk -v l="$line" -v a="$per_without" -v b="$per_with" \
+    awk -v l="$line" -v a="${per[without]}" -v b="${per[with]}" \
       'BEGIN { printf "%s ratio %.2fx (+%d instr)\n", l, b / a, b - a }'
   done
 done

@@ -12,14 +12,13 @@ target/release/bench-servers $((secs * 8 + 30)) > "$out" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -f "$out"' EXIT
 for _ in $(seq 1 50); do grep -q '^jwt ' "$out" && break; sleep 0.2; done
-axum=$(awk '/^axum /{print $2}' "$out"); actix=$(awk '/^actix /{print $2}' "$out")
+declare -A base=([axum]=$(awk '/^axum /{print $2}' "$out") [actix]=$(awk '/^actix /{print $2}' "$out"))
 key=$(awk '/^key /{print $2}' "$out"); jwt=$(awk '/^jwt /{print $2}' "$out")
 rps() { wrk -t1 -c16 -d"${secs}s" "$@" | awk '/Requests\/sec/{print $2}'; }
 for fw in axum actix; do
-  base=${!fw}
-  plain=$(rps "$base/plain")
-  with_key=$(rps -H "Authorization: Bearer $key" "$base/authed")
-  with_jwt=$(rps -H "Authorization: Bearer $jwt" "$base/authed")
+  plain=$(rps "${base[$fw]}/plain")
+  with_key=$(rps -H "Authorization: Bearer $key" "${base[$fw]}/authed")
+  with_jwt=$(rps -H "Authorization: Bearer $jwt" "${base[$fw]}/authed")
   awk -v fw="$fw" -v p="$plain" -v k="$with_key" -v j="$with_jwt" 'BEGIN {
     printf "%-6s plain %9.0f req/s | key %9.0f (%.3fx) | jwt %9.0f (%.3fx)\n", fw, p, k, k/p, j, j/p }'
 done
