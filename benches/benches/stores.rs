@@ -5,13 +5,17 @@
 //! Criterion measures each case; then an interleaved pass (baseline, valid, unknown, repeated)
 //! prints the ratios, so that drift of the machine affects all three alike.
 //!
+//! With the verification cache (on by default), a hot valid key is answered from memory on
+//! every store: the last line compares `authenticate` of a hot key on SQLite and Postgres with
+//! the in-memory store, interleaved. Target: Postgres ≤ 2× the in-memory store.
+//!
 //! `cargo bench -p nexora-auth-benches --bench stores -- --warm-up-time 1 --measurement-time 3`
 //! (Postgres from `NEXORA_TEST_POSTGRES_URL`, in a throwaway schema; skipped when unreachable.)
 
 use std::{hint::black_box, io::Write, sync::Arc, time::Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use nexora_auth::{Authenticator, KeyStore, NewKey, OwnerId};
+use nexora_auth::{Authenticator, KeyStore, MemoryKeyStore, NewKey, OwnerId};
 use nexora_auth_postgres::PostgresStore;
 use nexora_auth_sqlite::SqliteStore;
 use nexora_auth_testkit::{authenticator, new_record, now, postgres::TestSchema, scopes};
@@ -127,6 +131,58 @@ fn postgres_cases(rt: &Arc<Runtime>, schema: &TestSchema) -> Cases {
     }
 }
 
+/// `authenticate` of a hot valid key on the in-memory store (the other cases' yardstick).
+fn memory_valid(rt: &Arc<Runtime>) -> Box<dyn Fn()> {
+    let (auth, valid) = rt.block_on(async {
+        let auth = authenticator(Arc::new(MemoryKeyStore::new()) as Arc<dyn KeyStore>);
+        let (valid, _) = setup(&auth).await;
+        (auth, valid)
+    });
+    let rt = rt.clone();
+    Box::new(move || {
+        black_box(rt.block_on(auth.authenticate(&valid)).expect("valid"));
+    })
+}
+
+/// Median time per call, in microseconds, of each function over interleaved rounds.
+fn interleaved_medians(cases: &[&dyn Fn()]) -> Vec<f64> {
+    const ROUNDS: usize = 15;
+    const CALLS: u32 = 300;
+    let mut samples = vec![Vec::new(); cases.len()];
+    for _ in 0..ROUNDS {
+        for (i, case) in cases.iter().enumerate() {
+            let start = Instant::now();
+            for _ in 0..CALLS {
+                case();
+            }
+            samples[i].push(start.elapsed().as_secs_f64() * 1e6 / f64::from(CALLS));
+        }
+    }
+    samples
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect()
+}
+
+/// A hot key on each SQL store against the in-memory store, interleaved.
+fn hot_key_ratios(memory: &dyn Fn(), stores: &[&Cases]) {
+    let mut cases: Vec<&dyn Fn()> = vec![memory];
+    cases.extend(stores.iter().map(|c| &*c.valid));
+    let medians = interleaved_medians(&cases);
+    for (store, valid) in stores.iter().zip(&medians[1..]) {
+        let _ = writeln!(
+            std::io::stdout(),
+            "hot key: {} {valid:.2} µs / memory {:.2} µs = {:.2}x (target <= 2x)",
+            store.name,
+            medians[0],
+            valid / medians[0],
+        );
+    }
+}
+
 fn measure(cases: &Cases, c: &mut Criterion) {
     let mut group = c.benchmark_group(cases.name);
     group.bench_function("baseline_select_by_pk", |b| b.iter(|| (cases.baseline)()));
@@ -135,29 +191,10 @@ fn measure(cases: &Cases, c: &mut Criterion) {
     group.finish();
 }
 
-/// Median time per call, in microseconds, of each case over interleaved rounds.
+/// Each case against the bare SELECT, over interleaved rounds.
 fn ratios(cases: &Cases) {
-    const ROUNDS: usize = 15;
-    const CALLS: u32 = 300;
-    let mut samples = [Vec::new(), Vec::new(), Vec::new()];
-    for _ in 0..ROUNDS {
-        for (i, case) in [&cases.baseline, &cases.valid, &cases.unknown]
-            .into_iter()
-            .enumerate()
-        {
-            let start = Instant::now();
-            for _ in 0..CALLS {
-                case();
-            }
-            samples[i].push(start.elapsed().as_secs_f64() * 1e6 / f64::from(CALLS));
-        }
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let [mut base, mut valid, mut unknown] = samples;
-    let (base, valid, unknown) = (median(&mut base), median(&mut valid), median(&mut unknown));
+    let medians = interleaved_medians(&[&*cases.baseline, &*cases.valid, &*cases.unknown]);
+    let (base, valid, unknown) = (medians[0], medians[1], medians[2]);
     let _ = writeln!(
         std::io::stdout(),
         "{}: baseline SELECT by PK {base:.1} µs | authenticate valid {valid:.1} µs = {:.2}x | unknown {unknown:.1} µs = {:.2}x (target <= 1.20x)",
@@ -188,6 +225,10 @@ fn stores(c: &mut Criterion) {
     if let Some(postgres) = &postgres {
         ratios(postgres);
     }
+    let memory = memory_valid(&rt);
+    let mut sql: Vec<&Cases> = vec![&sqlite];
+    sql.extend(postgres.as_ref());
+    hot_key_ratios(&*memory, &sql);
     // The schema is dropped here, after the pools' last use.
     drop(postgres);
     drop(schema);
