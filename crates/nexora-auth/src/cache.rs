@@ -55,10 +55,10 @@
 
 use std::{
     collections::HashMap,
-    hash::{BuildHasher, Hash, RandomState},
+    hash::{BuildHasher, Hash},
     sync::{
         Arc, Mutex, PoisonError, Weak,
-        atomic::{AtomicU8, AtomicU64, Ordering},
+        atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -386,6 +386,42 @@ impl Source {
     }
 }
 
+/// A cached key record, with when this instance last queued a `last_used_at` write for it (so
+/// a hot key skips the tracker's own map).
+#[derive(Debug)]
+pub(crate) struct CachedKey {
+    credentials: KeyCredentials,
+    noted_secs: AtomicI64,
+}
+
+impl CachedKey {
+    pub(crate) fn new(credentials: KeyCredentials) -> Self {
+        Self {
+            credentials,
+            noted_secs: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// Whether a use at `now_secs` is due to be noted, at most once per `interval_secs`
+    /// (marking it noted when it is).
+    pub(crate) fn use_due(&self, now_secs: i64, interval_secs: i64) -> bool {
+        let last = self.noted_secs.load(Ordering::Relaxed);
+        if now_secs.saturating_sub(last) < interval_secs {
+            return false;
+        }
+        self.noted_secs.store(now_secs, Ordering::Relaxed);
+        true
+    }
+}
+
+impl std::ops::Deref for CachedKey {
+    type Target = KeyCredentials;
+
+    fn deref(&self) -> &KeyCredentials {
+        &self.credentials
+    }
+}
+
 /// A cached user: what the live-user rule needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct UserStatus {
@@ -416,7 +452,7 @@ struct Entry<V> {
 }
 
 struct Shard<K, V> {
-    map: HashMap<K, Entry<V>>,
+    map: ShardMap<K, V>,
     /// Changes reported to this shard: a fill whose ticket saw another count is dropped.
     epoch: u64,
     positives: usize,
@@ -427,7 +463,7 @@ struct Shard<K, V> {
 impl<K, V> Default for Shard<K, V> {
     fn default() -> Self {
         Self {
-            map: HashMap::new(),
+            map: ShardMap::default(),
             epoch: 0,
             positives: 0,
             negatives: 0,
@@ -438,11 +474,16 @@ impl<K, V> Default for Shard<K, V> {
 
 const SHARDS: usize = 16;
 
-/// A sharded map of entries with per-shard limits.
+/// A sharded map of entries with per-shard limits. Keys are hashed with foldhash, seeded at
+/// random per process: several times faster than SipHash on a 16-byte id, and without the
+/// seed an attacker choosing key ids cannot aim them at one bucket (each shard's map is also
+/// bounded in entries, so even a perfect collision costs a bounded scan).
 struct Table<K, V> {
-    hasher: RandomState,
+    hasher: foldhash::fast::RandomState,
     shards: Box<[Mutex<Shard<K, V>>]>,
 }
+
+type ShardMap<K, V> = HashMap<K, Entry<V>, foldhash::fast::RandomState>;
 
 struct Limits {
     positives: usize,
@@ -453,7 +494,7 @@ struct Limits {
 impl<K: Hash + Eq + Clone, V: Clone> Table<K, V> {
     fn new() -> Self {
         Self {
-            hasher: RandomState::new(),
+            hasher: foldhash::fast::RandomState::default(),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
         }
     }
@@ -561,7 +602,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 struct Shared {
     config: CacheConfig,
     clock: MonoClock,
-    keys: Table<KeyId, Arc<KeyCredentials>>,
+    keys: Table<KeyId, Arc<CachedKey>>,
     users: Table<OwnerId, UserStatus>,
     global_epoch: AtomicU64,
     key_source: Arc<Source>,
@@ -674,7 +715,7 @@ impl VerificationCache {
     }
 
     /// The key's cached record, or a ticket to fill it.
-    pub(crate) fn key(&self, id: KeyId) -> Lookup<Arc<KeyCredentials>> {
+    pub(crate) fn key(&self, id: KeyId) -> Lookup<Arc<CachedKey>> {
         match &self.shared {
             Some(shared) => lookup(shared, &shared.keys, &shared.key_source, &id),
             None => Lookup::Miss(Ticket {
@@ -686,7 +727,7 @@ impl VerificationCache {
     }
 
     /// Caches what the store answered for a key.
-    pub(crate) fn fill_key(&self, ticket: Ticket, id: KeyId, found: Option<Arc<KeyCredentials>>) {
+    pub(crate) fn fill_key(&self, ticket: Ticket, id: KeyId, found: Option<Arc<CachedKey>>) {
         if let Some(shared) = &self.shared {
             let bytes = found.as_deref().map_or(0, |c| {
                 size_of::<KeyCredentials>() + c.owner.as_str().len() + scope_bytes(&c.scopes)
@@ -863,8 +904,8 @@ mod tests {
     use super::*;
     use crate::{StoredDigest, store::OwnerId};
 
-    fn credentials(id: KeyId) -> Arc<KeyCredentials> {
-        Arc::new(KeyCredentials {
+    fn credentials(id: KeyId) -> Arc<CachedKey> {
+        Arc::new(CachedKey::new(KeyCredentials {
             id,
             owner: OwnerId::new("alice"),
             scopes: Scopes::new(["agents:read"]).unwrap(),
@@ -875,7 +916,7 @@ mod tests {
                 digest: crate::KeyDigest::try_from(&[7u8; 32][..]).unwrap(),
             },
             previous: None,
-        })
+        }))
     }
 
     fn new_cache(config: CacheConfig, freshness: Freshness) -> (VerificationCache, ChangeFeed) {
@@ -893,7 +934,7 @@ mod tests {
         }
     }
 
-    fn hit(cache: &VerificationCache, id: KeyId) -> Option<Arc<KeyCredentials>> {
+    fn hit(cache: &VerificationCache, id: KeyId) -> Option<Arc<CachedKey>> {
         match cache.key(id) {
             Lookup::Hit(v) => v,
             Lookup::Miss(_) => panic!("expected a hit"),

@@ -29,6 +29,11 @@ impl LastUsedTracker {
         }
     }
 
+    /// The interval, in whole seconds.
+    pub(crate) fn interval_secs(&self) -> i64 {
+        self.interval_secs
+    }
+
     /// Notes a use of `id` at `now`. The common case is one shard read.
     pub(crate) fn note(&self, id: KeyId, now: OffsetDateTime) {
         let now_secs = now.unix_timestamp();

@@ -22,7 +22,7 @@ use std::{
 use crate::{
     ApiKey, AuthError, ConfigError, InvalidReason, KeyCredentials, KeyId, PasswordHasher,
     PasswordPolicy, PepperRing, Scopes, TokenAuthority,
-    cache::{CacheConfig, Lookup, UserStatus, VerificationCache},
+    cache::{CacheConfig, CachedKey, Lookup, UserStatus, VerificationCache},
     key::{KEY_LEN, has_key_prefix},
     last_used::LastUsedTracker,
     store::{KeyStore, OwnerId, UserStore},
@@ -236,70 +236,86 @@ impl Authenticator {
 
     /// Authenticates a parsed API key (see [`Authenticator::authenticate`]).
     pub async fn authenticate_key(&self, key: &ApiKey) -> Result<Principal, AuthError> {
+        // The hot path — the key and its user in the cache — answers without an await; the
+        // store path is boxed, so the future every request builds and moves stays small.
+        if let Some(answer) = self.authenticate_key_cached(key) {
+            return answer;
+        }
+        Box::pin(self.authenticate_key_from_store(key)).await
+    }
+
+    /// [`Authenticator::authenticate_key`] from the cache alone: `None` when the key's record
+    /// or its user's status must be read from a store.
+    fn authenticate_key_cached(&self, key: &ApiKey) -> Option<Result<Principal, AuthError>> {
+        let record = match self.inner.cache.key(key.id()) {
+            Lookup::Hit(Some(record)) => record,
+            Lookup::Hit(None) => {
+                return Some(Err(AuthError::InvalidToken(InvalidReason::UnknownKey)));
+            }
+            Lookup::Miss(_) => return None,
+        };
+        let now = self.inner.clock.now();
+        let judged = self
+            .match_secret(key, &record, now)
+            .and_then(|matched| key_state(&record, now).map(|()| matched));
+        let matched = match judged {
+            Ok(matched) => matched,
+            Err(e) => return Some(Err(e)),
+        };
+        let user = self.cached_user_scopes(&record.owner)?;
+        Some(user.map(|user| {
+            if record.use_due(now.unix_timestamp(), self.inner.last_used.interval_secs()) {
+                self.inner.last_used.note(record.id, now);
+            }
+            key_principal(&record, matched, user)
+        }))
+    }
+
+    async fn authenticate_key_from_store(&self, key: &ApiKey) -> Result<Principal, AuthError> {
         let record = self
             .key_credentials(key.id())
             .await?
             .ok_or(AuthError::InvalidToken(InvalidReason::UnknownKey))?;
         let now = self.inner.clock.now();
-        let peppers = &self.inner.peppers;
-        // Compare first, judge state second: an unauthenticated caller learns nothing about
-        // whether a key id is revoked or expired.
-        let matched = if peppers.verify(key, &record.digest) {
-            record.digest
-        } else {
-            match record.previous {
-                Some(p) if p.valid_until > now && peppers.verify(key, &p.digest) => p.digest,
-                _ => return Err(AuthError::InvalidToken(InvalidReason::SecretMismatch)),
-            }
-        };
-        let principal = self.key_principal(&record, matched, now).await?;
+        let matched = self.match_secret(key, &record, now)?;
+        key_state(&record, now)?;
+        let user = self.live_user_scopes(&record.owner).await?;
         self.inner.last_used.note(record.id, now);
-        Ok(principal)
+        Ok(key_principal(&record, matched, user))
     }
 
-    /// The principal of a key whose secret matched `matched` (the current digest, or the
-    /// previous one in its grace period), judged at `now`: revocation, expiry, the live-user
-    /// rule.
-    async fn key_principal(
+    /// Which stored digest `key` matches: the current one, or the previous one in its grace
+    /// period. Compare first, judge state second: an unauthenticated caller learns nothing
+    /// about whether a key id is revoked or expired.
+    fn match_secret(
         &self,
+        key: &ApiKey,
         record: &KeyCredentials,
-        matched: crate::StoredDigest,
         now: time::OffsetDateTime,
-    ) -> Result<Principal, AuthError> {
-        if record.revoked_at.is_some() {
-            return Err(AuthError::InvalidToken(InvalidReason::Revoked));
+    ) -> Result<crate::StoredDigest, AuthError> {
+        let peppers = &self.inner.peppers;
+        if peppers.verify(key, &record.digest) {
+            return Ok(record.digest);
         }
-        if record.expires_at.is_some_and(|at| at <= now) {
-            return Err(AuthError::InvalidToken(InvalidReason::Expired));
+        match record.previous {
+            Some(p) if p.valid_until > now && peppers.verify(key, &p.digest) => Ok(p.digest),
+            _ => Err(AuthError::InvalidToken(InvalidReason::SecretMismatch)),
         }
-        let scopes = match self.live_user_scopes(&record.owner).await? {
-            Some(current) => record.scopes.intersection(&current),
-            None => record.scopes.clone(),
-        };
-        let valid_until = match record.previous {
-            Some(p) if p.digest == matched && p.digest != record.digest => Some(
-                record
-                    .expires_at
-                    .map_or(p.valid_until, |at| at.min(p.valid_until)),
-            ),
-            _ => record.expires_at,
-        };
-        Ok(
-            Principal::new(record.owner.clone(), Credential::ApiKey(record.id), scopes)
-                .with_expiry(record.expires_at)
-                .with_credential_expiry(valid_until)
-                .with_digest(matched),
-        )
     }
 
     /// A key's record, from the verification cache or the store.
-    async fn key_credentials(&self, id: KeyId) -> Result<Option<Arc<KeyCredentials>>, AuthError> {
+    async fn key_credentials(&self, id: KeyId) -> Result<Option<Arc<CachedKey>>, AuthError> {
         let cache = &self.inner.cache;
         let ticket = match cache.key(id) {
             Lookup::Hit(found) => return Ok(found),
             Lookup::Miss(ticket) => ticket,
         };
-        let found = self.inner.keys.find_credentials(id).await?.map(Arc::new);
+        let found = self
+            .inner
+            .keys
+            .find_credentials(id)
+            .await?
+            .map(|c| Arc::new(CachedKey::new(c)));
         cache.fill_key(ticket, id, found.clone());
         Ok(found)
     }
@@ -307,6 +323,24 @@ impl Authenticator {
     /// The live-user rule: `Ok(None)` without a user store; the user's current scopes when the
     /// user exists and is enabled; a bad credential otherwise.
     async fn live_user_scopes(&self, owner: &OwnerId) -> Result<Option<Scopes>, AuthError> {
+        if let Some(answer) = self.cached_user_scopes(owner) {
+            return answer;
+        }
+        Box::pin(self.user_scopes_from_store(owner)).await
+    }
+
+    /// The live-user rule from the cache alone: `None` when the user must be read.
+    fn cached_user_scopes(&self, owner: &OwnerId) -> Option<Result<Option<Scopes>, AuthError>> {
+        if self.inner.users.is_none() {
+            return Some(Ok(None));
+        }
+        match self.inner.cache.user(owner) {
+            Lookup::Hit(status) => Some(live_user(status)),
+            Lookup::Miss(_) => None,
+        }
+    }
+
+    async fn user_scopes_from_store(&self, owner: &OwnerId) -> Result<Option<Scopes>, AuthError> {
         let Some(users) = &self.inner.users else {
             return Ok(None);
         };
@@ -322,11 +356,7 @@ impl Authenticator {
                 status
             }
         };
-        match status {
-            Some(user) if !user.disabled => Ok(Some(user.scopes)),
-            Some(_) => Err(AuthError::InvalidToken(InvalidReason::UserDisabled)),
-            None => Err(AuthError::InvalidToken(InvalidReason::UnknownUser)),
-        }
+        live_user(status)
     }
 
     /// Writes the queued `last_used_at` times to the store in one batch. Returns how many.
@@ -369,6 +399,52 @@ impl Authenticator {
             stop: Some(stop_tx),
             task: Some(task),
         }
+    }
+}
+
+/// A key's own state at `now`: revoked or expired keys are bad credentials.
+fn key_state(record: &KeyCredentials, now: time::OffsetDateTime) -> Result<(), AuthError> {
+    if record.revoked_at.is_some() {
+        return Err(AuthError::InvalidToken(InvalidReason::Revoked));
+    }
+    if record.expires_at.is_some_and(|at| at <= now) {
+        return Err(AuthError::InvalidToken(InvalidReason::Expired));
+    }
+    Ok(())
+}
+
+/// The principal of a live key whose secret matched `matched` (the current digest, or the
+/// previous one in its grace period), capped at its user's current scopes (`None`: no user
+/// store).
+fn key_principal(
+    record: &KeyCredentials,
+    matched: crate::StoredDigest,
+    user_scopes: Option<Scopes>,
+) -> Principal {
+    let scopes = match user_scopes {
+        Some(current) => record.scopes.intersection(&current),
+        None => record.scopes.clone(),
+    };
+    let valid_until = match record.previous {
+        Some(p) if p.digest == matched && p.digest != record.digest => Some(
+            record
+                .expires_at
+                .map_or(p.valid_until, |at| at.min(p.valid_until)),
+        ),
+        _ => record.expires_at,
+    };
+    Principal::new(record.owner.clone(), Credential::ApiKey(record.id), scopes)
+        .with_expiry(record.expires_at)
+        .with_credential_expiry(valid_until)
+        .with_digest(matched)
+}
+
+/// The live-user rule over a user's status (`None`: no such user).
+fn live_user(status: Option<UserStatus>) -> Result<Option<Scopes>, AuthError> {
+    match status {
+        Some(user) if !user.disabled => Ok(Some(user.scopes)),
+        Some(_) => Err(AuthError::InvalidToken(InvalidReason::UserDisabled)),
+        None => Err(AuthError::InvalidToken(InvalidReason::UnknownUser)),
     }
 }
 

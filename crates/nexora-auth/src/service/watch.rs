@@ -45,7 +45,9 @@ impl Authenticator {
                 if !holds {
                     return Err(AuthError::InvalidToken(InvalidReason::SecretMismatch));
                 }
-                self.key_principal(&record, matched, now).await
+                super::key_state(&record, now)?;
+                let user = self.live_user_scopes(&record.owner).await?;
+                Ok(super::key_principal(&record, matched, user))
             }
             Credential::AccessToken { .. } => {
                 let scopes = match self.live_user_scopes(principal.owner()).await? {
