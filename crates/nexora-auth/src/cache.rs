@@ -179,10 +179,10 @@ pub enum Freshness {
     Watched,
 }
 
-/// A change reported through a [`ChangeFeed`], as [`ChangeFeed::subscribe`] delivers it.
+/// A change reported through a [`ChangeFeed`], as
+/// [`Authenticator::watch`](crate::Authenticator::watch) hears of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Change {
+pub(crate) enum Change {
     /// Something about this key changed (revoked, rotated, expiry or scopes changed, created,
     /// deleted).
     Key(KeyId),

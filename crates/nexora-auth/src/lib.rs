@@ -131,7 +131,7 @@ mod throttle;
 /// (`#[nexora_auth::async_trait]`), re-exported so a store crate needs no `async-trait`
 /// dependency of its own.
 pub use async_trait::async_trait;
-pub use cache::{CacheConfig, Change, ChangeFeed, ChangeFeeds, Freshness};
+pub use cache::{CacheConfig, ChangeFeed, ChangeFeeds, Freshness};
 pub use digest::{KeyDigest, MIN_PEPPER_LEN, PepperRing, StoredDigest};
 pub use error::{
     AuthError, ConfigError, Field, InvalidInput, InvalidReason, JwtRejection, Problem, Unavailable,
