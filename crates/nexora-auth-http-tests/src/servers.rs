@@ -9,11 +9,13 @@
 //! * `GET /optional` — behind the optional layer, extractor `Option<Authenticated>`;
 //! * `GET /limited` — returns the core's 429 through the crate's rejection type;
 //! * `GET /ws/{chat_id}` — WebSocket behind the layer with `?token=` accepted; on upgrade the
-//!   server sends `hello <owner> in <chat_id>`;
+//!   server sends `hello <owner> in <chat_id>`, then keeps the socket open until the client
+//!   leaves or the credential ends, when it sends the Close frame of
+//!   [`nexora_auth_http::websocket::until_credential_ends`] (4401 `credential revoked`, …);
 //! * `GET /plain` and `GET /authed` — a trivial handler without and with the layer (benchmarks).
 
-use nexora_auth::AuthError;
-use nexora_auth_http::{Api, scopes::AgentsRead};
+use nexora_auth::{AuthError, Authenticator};
+use nexora_auth_http::{Api, scopes::AgentsRead, websocket::until_credential_ends};
 use serde_json::json;
 
 /// Starts the axum application on the current Tokio runtime; returns its base URL.
@@ -66,7 +68,10 @@ pub fn spawn_actix(api: impl Into<Api>, workers: usize) -> std::io::Result<Strin
 mod axum_app {
     use axum::{
         Json, Router,
-        extract::{Path, WebSocketUpgrade, ws::Message},
+        extract::{
+            Path, WebSocketUpgrade,
+            ws::{CloseFrame, Message},
+        },
         response::Response,
         routing::get,
     };
@@ -90,14 +95,31 @@ mod axum_app {
     }
 
     async fn chat(
+        auth: Authenticator,
         Path(chat_id): Path<String>,
-        caller: Authenticated,
+        Authenticated(principal): Authenticated,
         upgrade: WebSocketUpgrade,
     ) -> Response {
-        let greeting = format!("hello {} in {chat_id}", caller.owner());
+        let greeting = format!("hello {} in {chat_id}", principal.owner());
         upgrade.on_upgrade(move |mut socket| async move {
             // The client may already be gone; nothing to do then.
-            let _ = socket.send(Message::Text(greeting.into())).await;
+            if socket.send(Message::Text(greeting.into())).await.is_err() {
+                return;
+            }
+            let client_leaves = async {
+                while let Some(Ok(message)) = socket.recv().await {
+                    if matches!(message, Message::Close(_)) {
+                        break;
+                    }
+                }
+            };
+            if let Err(close) = until_credential_ends(&auth, &principal, client_leaves).await {
+                let frame = CloseFrame {
+                    code: close.code,
+                    reason: close.reason.into(),
+                };
+                let _ = socket.send(Message::Close(Some(frame))).await;
+            }
         })
     }
 
@@ -119,7 +141,11 @@ mod axum_app {
             .route("/limited", get(limited))
             .route(
                 "/ws/{chat_id}",
-                get(chat).route_layer(AuthLayer::new(auth.clone()).accept_query_token()),
+                get({
+                    let auth = auth.clone();
+                    move |path, caller, upgrade| chat(auth, path, caller, upgrade)
+                })
+                .route_layer(AuthLayer::new(auth.clone()).accept_query_token()),
             )
             .route("/plain", get(ok))
             .route("/authed", get(ok).route_layer(AuthLayer::new(auth.clone())))
@@ -129,6 +155,7 @@ mod axum_app {
 
 mod actix_app {
     use actix_web::{HttpRequest, HttpResponse, web};
+    use futures_util::StreamExt;
     use nexora_auth_actix::{
         AuthMiddleware, AuthRejection, Authenticated, RequireScope, configure,
     };
@@ -151,17 +178,34 @@ mod actix_app {
     }
 
     async fn chat(
+        auth: web::Data<Authenticator>,
         request: HttpRequest,
         body: web::Payload,
         chat_id: web::Path<String>,
-        caller: Authenticated,
+        Authenticated(principal): Authenticated,
     ) -> actix_web::Result<HttpResponse> {
-        let (response, mut session, stream) = actix_ws::handle(&request, body)?;
-        let greeting = format!("hello {} in {chat_id}", caller.owner());
+        let (response, mut session, mut stream) = actix_ws::handle(&request, body)?;
+        let greeting = format!("hello {} in {chat_id}", principal.owner());
         actix_web::rt::spawn(async move {
             // The client may already be gone; nothing to do then.
-            let _ = session.text(greeting).await;
-            drop(stream);
+            if session.text(greeting).await.is_err() {
+                return;
+            }
+            let client_leaves = async {
+                while let Some(Ok(message)) = stream.next().await {
+                    if matches!(message, actix_ws::Message::Close(_)) {
+                        break;
+                    }
+                }
+            };
+            if let Err(close) = until_credential_ends(&auth, &principal, client_leaves).await {
+                let _ = session
+                    .close(Some(actix_ws::CloseReason {
+                        code: actix_ws::CloseCode::from(close.code),
+                        description: Some(close.reason.to_owned()),
+                    }))
+                    .await;
+            }
         });
         Ok(response)
     }
@@ -186,6 +230,7 @@ mod actix_app {
             .service(web::resource("/limited").route(web::get().to(limited)))
             .service(
                 web::resource("/ws/{chat_id}")
+                    .app_data(web::Data::new(auth.clone()))
                     .wrap(AuthMiddleware::new(auth.clone()).accept_query_token())
                     .route(web::get().to(chat)),
             )

@@ -59,6 +59,8 @@
 //!   [`InvalidInput`](nexora_auth::InvalidInput).
 //! * [`proxy`]: the client address behind trusted reverse proxies, for the login throttle.
 //! * [`scopes`]: the product's scope names.
+//! * [`websocket`]: the Close frame a WebSocket sends when its credential ends (revoked,
+//!   rotated, expired, user disabled) or cannot be checked, and the future that waits for it.
 //! * `openapi` (feature `openapi`, off by default): the OpenAPI 3.1 document of the endpoints,
 //!   generated from [`routes::ROUTES`] and the wire types with utoipa, every route with every
 //!   status it can answer; hosts add their own routes to it.
@@ -97,6 +99,7 @@ pub mod proxy;
 pub mod routes;
 pub mod scopes;
 pub mod validation;
+pub mod websocket;
 
 use serde::Serialize;
 

@@ -7,7 +7,7 @@ use axum::{
     body::{Body, Bytes},
     extract::{
         Request, State,
-        ws::{Message, WebSocket, WebSocketUpgrade},
+        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
     },
     http::{HeaderValue, StatusCode, header},
     middleware::{self, Next},
@@ -16,7 +16,11 @@ use axum::{
 };
 use nexora_auth_axum::{
     Api, AuthLayer, Authenticated, RequireScope, api_router, error_response,
-    nexora_auth_http::ApiError, scopes::AgentsRead,
+    nexora_auth_http::{
+        ApiError,
+        websocket::{SocketClose, until_credential_ends},
+    },
+    scopes::AgentsRead,
 };
 use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
 
@@ -54,17 +58,36 @@ async fn agents(_caller: RequireScope<AgentsRead>) -> Json<[Agent; 2]> {
 }
 
 /// `GET /api/ws/{chat_id}?token=…`: echoes text frames. Authentication (header or `?token=`)
-/// runs in the route layer, so a bad token is a 401 before any upgrade.
-async fn chat_socket(caller: Authenticated, upgrade: WebSocketUpgrade) -> Response {
-    let owner = caller.owner().clone();
-    upgrade.on_upgrade(move |socket| async move {
+/// runs in the route layer, so a bad token is a 401 before any upgrade. The socket lives no
+/// longer than its credential: when the key is revoked, rotated or expires, the token expires
+/// or the user is disabled, it is closed with 4401 (1011 when the database cannot tell),
+/// within the verification cache's bound (`--cache-ceiling-ms`).
+async fn chat_socket(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let authenticator = state.api.authenticator().clone();
+    upgrade.on_upgrade(move |mut socket| async move {
+        let owner = principal.owner().clone();
         tracing::debug!(owner = %owner, "websocket opened");
-        echo(socket).await;
-        tracing::debug!(owner = %owner, "websocket closed");
+        match until_credential_ends(&authenticator, &principal, echo(&mut socket)).await {
+            Ok(()) => tracing::debug!(owner = %owner, "websocket closed"),
+            Err(close) => {
+                tracing::info!(
+                    owner = %owner,
+                    code = close.code,
+                    reason = close.reason,
+                    "websocket closed: its credential ended"
+                );
+                send_close(socket, close).await;
+            }
+        }
     })
 }
 
-async fn echo(mut socket: WebSocket) {
+/// Echoes text frames until the client leaves.
+async fn echo(socket: &mut WebSocket) {
     while let Some(Ok(message)) = socket.recv().await {
         let keep_open = match message {
             Message::Text(text) => socket.send(Message::Text(text)).await.is_ok(),
@@ -74,6 +97,25 @@ async fn echo(mut socket: WebSocket) {
         if !keep_open {
             break;
         }
+    }
+}
+
+/// How long a socket the server closes waits for the client's Close frame before dropping the
+/// connection.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
+
+/// Sends `close` and reads until the client answers with its own Close (the closing
+/// handshake), or for [`CLOSE_HANDSHAKE`] at most.
+async fn send_close(mut socket: WebSocket, close: SocketClose) {
+    let frame = CloseFrame {
+        code: close.code,
+        reason: close.reason.into(),
+    };
+    if socket.send(Message::Close(Some(frame))).await.is_ok() {
+        let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+            while let Some(Ok(_)) = socket.recv().await {}
+        })
+        .await;
     }
 }
 

@@ -8,7 +8,9 @@ use std::{
 };
 
 use base64::Engine;
-use nexora_auth::{JwtAlgorithm, JwtConfig, JwtKeys, PepperRing, SecretBytes, TokenAuthority};
+use nexora_auth::{
+    CacheConfig, JwtAlgorithm, JwtConfig, JwtKeys, PepperRing, SecretBytes, TokenAuthority,
+};
 
 use nexora_auth_http::proxy::{ForwardedHeader, TrustedProxies};
 
@@ -74,6 +76,16 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "NEXORA_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub(crate) request_timeout_secs: u64,
 
+    /// The verification cache's ceiling, in milliseconds: the longest a key record or a
+    /// user's status is reused without reading the database, and so the longest a change made
+    /// by another instance on the same database (a revoke, a rotation, a disabled user) can go
+    /// unnoticed here; normally the database's change feed makes it milliseconds. Changes
+    /// made through this instance hold from the next request on, and open WebSockets are
+    /// closed within the same bound. Defaults to 5000. 0 turns the cache off: every request
+    /// reads the database, and an open WebSocket rechecks its credential every second.
+    #[arg(long, env = "NEXORA_CACHE_CEILING_MS", default_value_t = 5000)]
+    pub(crate) cache_ceiling_ms: u64,
+
     /// How often queued `last_used_at` times are written, in seconds.
     #[arg(long, env = "NEXORA_LAST_USED_FLUSH_SECS", default_value_t = 5)]
     pub(crate) last_used_flush_secs: u64,
@@ -97,6 +109,16 @@ pub(crate) struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// The verification cache from `--cache-ceiling-ms`.
+    pub(crate) fn verification_cache(&self) -> CacheConfig {
+        match self.cache_ceiling_ms {
+            // Off rather than a zero ceiling: with nothing to trust, a watch on an open socket
+            // rechecks once a second instead of at every tick of the ceiling.
+            0 => CacheConfig::disabled(),
+            ms => CacheConfig::default().ceiling(Duration::from_millis(ms)),
+        }
+    }
+
     /// The trusted proxies from `--trusted-proxies` and `--forwarded-header`.
     pub(crate) fn trusted_proxies(&self) -> Result<TrustedProxies, StartupError> {
         let header: ForwardedHeader = self

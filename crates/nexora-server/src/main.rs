@@ -35,8 +35,8 @@ use std::{
 
 use clap::{Parser, Subcommand};
 use nexora_auth::{
-    ApiKey, Authenticator, NewKey, PasswordPolicy, Scopes, SecretString, ThrottlePolicy,
-    normalize_email,
+    ApiKey, Authenticator, CacheConfig, NewKey, PasswordPolicy, Scopes, SecretString,
+    ThrottlePolicy, normalize_email,
 };
 use nexora_auth_http::Api;
 
@@ -204,14 +204,17 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
     }
 }
 
-/// Builds the authenticator over the configured database.
+/// Builds the authenticator over the configured database, with `cache` as its verification
+/// cache.
 async fn authenticator(
     common: &CommonArgs,
     auth: &AuthArgs,
+    cache: CacheConfig,
 ) -> Result<(Authenticator, db::Database), StartupError> {
     let database = db::open(common).await?;
     let authenticator = Authenticator::builder(database.key_store(), config::peppers(common)?)
         .users(database.user_store())
+        .verification_cache(cache)
         .tokens(config::token_authority(common, auth)?)
         .password_policy(PasswordPolicy::default())
         .login_throttle(ThrottlePolicy::default())
@@ -222,7 +225,7 @@ async fn authenticator(
 
 async fn serve(common: &CommonArgs, auth: &AuthArgs, args: &ServeArgs) -> Result<(), StartupError> {
     let proxies = args.trusted_proxies()?;
-    let (authenticator, database) = authenticator(common, auth).await?;
+    let (authenticator, database) = authenticator(common, auth, args.verification_cache()).await?;
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .or_else(|e| fail(format!("cannot listen on {}: {e}", args.bind)))?;
@@ -272,6 +275,12 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
+/// The admin commands run one operation and exit: nothing they read is read twice, so they keep
+/// no cache.
+fn one_shot_cache() -> CacheConfig {
+    CacheConfig::disabled()
+}
+
 fn read_stdin_line(what: &str) -> Result<SecretString, StartupError> {
     let mut line = String::new();
     std::io::stdin()
@@ -308,7 +317,7 @@ async fn user_command(
     auth: &AuthArgs,
     cmd: UserCommand,
 ) -> Result<(), StartupError> {
-    let (authenticator, db) = authenticator(common, auth).await?;
+    let (authenticator, db) = authenticator(common, auth, one_shot_cache()).await?;
     let failed = |e: nexora_auth::AuthError| StartupError(detail(&e));
     match cmd {
         UserCommand::Create {
@@ -389,7 +398,7 @@ async fn key_command(
     auth: &AuthArgs,
     cmd: KeyCommand,
 ) -> Result<(), StartupError> {
-    let (authenticator, db) = authenticator(common, auth).await?;
+    let (authenticator, db) = authenticator(common, auth, one_shot_cache()).await?;
     match cmd {
         KeyCommand::Create {
             email,

@@ -15,6 +15,7 @@ use std::{
     time::Duration,
 };
 
+pub mod api;
 pub mod private_pg;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_nexora-server");
