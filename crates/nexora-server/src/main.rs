@@ -464,6 +464,43 @@ mod tests {
 
     use super::Cli;
 
+    /// `--cache-ceiling-ms` sets the verification cache's ceiling (5 seconds unless given, on
+    /// `serve` and without a subcommand alike); 0 turns the cache off.
+    #[test]
+    fn the_cache_ceiling_comes_from_the_command_line() {
+        use std::time::Duration;
+        let serve_args = |args: &[&str]| match Cli::try_parse_from(args).expect("valid arguments") {
+            Cli {
+                command: Some(super::Command::Serve(serve)),
+                ..
+            } => serve,
+            Cli { serve, .. } => serve,
+        };
+        for (args, enabled, ceiling) in [
+            (&["nexora-server"][..], true, 5000),
+            (&["nexora-server", "serve"], true, 5000),
+            (
+                &["nexora-server", "serve", "--cache-ceiling-ms", "250"],
+                true,
+                250,
+            ),
+            (&["nexora-server", "--cache-ceiling-ms", "1500"], true, 1500),
+            (
+                &["nexora-server", "serve", "--cache-ceiling-ms", "0"],
+                false,
+                5000,
+            ),
+        ] {
+            let cache = serve_args(args).verification_cache();
+            assert_eq!(cache.is_enabled(), enabled, "{args:?}");
+            assert_eq!(
+                cache.ceiling_duration(),
+                Duration::from_millis(ceiling),
+                "{args:?}"
+            );
+        }
+    }
+
     /// The parsed command line, as a panic or a debug print would show it, holds the database
     /// URL only redacted.
     #[test]

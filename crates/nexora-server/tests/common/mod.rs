@@ -17,6 +17,7 @@ use std::{
 
 pub mod api;
 pub mod private_pg;
+pub mod propagation;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_nexora-server");
 pub const PASSWORD: &str = "correct horse battery staple";
