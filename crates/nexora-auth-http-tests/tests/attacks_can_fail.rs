@@ -75,10 +75,10 @@ async fn every_row_can_fail() {
         // A store-call expectation is checked: a well-formed key costs one lookup, not zero.
         let mut lookup = rows
             .iter()
-            .find(|row| row.store_calls == Some(1) && row.name.contains("unknown id"))
+            .find(|row| row.store_calls == Some(1..=1) && row.name.contains("unknown id"))
             .expect("the unknown-key control row")
             .clone();
-        lookup.store_calls = Some(0);
+        lookup.store_calls = Some(0..=0);
         assert_eq!(
             run_attacks(url, std::slice::from_ref(&lookup), &fixture.store_calls)
                 .await

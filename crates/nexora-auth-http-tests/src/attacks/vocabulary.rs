@@ -2,6 +2,8 @@
 //! and the words the rows are written in (the expected answer, what a credential costs, the
 //! route).
 
+use std::ops::RangeInclusive;
+
 use serde_json::Value;
 
 use super::wire::RawRequest;
@@ -45,8 +47,9 @@ pub struct Attack {
     pub request: RawRequest,
     /// The exact expected answer.
     pub expect: Outcome,
-    /// How many key- and user-store calls the request may cost (`None`: not checked).
-    pub store_calls: Option<u64>,
+    /// How many key- and user-store calls the request may cost, at least and at most (`None`:
+    /// not checked).
+    pub store_calls: Option<RangeInclusive<u64>>,
     /// Strings the answer (head and body) must not contain: the token, its secret parts.
     pub must_not_echo: Vec<String>,
 }

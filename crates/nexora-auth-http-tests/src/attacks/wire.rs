@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpStream, tcp::OwnedReadHalf},
+    net::{
+        TcpStream,
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    },
 };
 
 /// What a row sends: one HTTP/1.1 request, byte for byte.
@@ -127,9 +130,49 @@ pub async fn send_raw(base_url: &str, request: &RawRequest) -> Result<RawRespons
         let result = writer.write_all(&bytes).await;
         (writer, result)
     });
-    let answer = tokio::time::timeout(Duration::from_secs(5), read_response(&mut reader)).await;
-    writing.abort();
-    answer.unwrap_or_else(|_| Err("no complete answer within 5 s".into()))
+    let answer = tokio::time::timeout(Duration::from_secs(5), read_response(&mut reader))
+        .await
+        .unwrap_or_else(|_| Err("no complete answer within 5 s".into()));
+    if request.websocket && matches!(answer, Ok(RawResponse { status: 101, .. })) {
+        // The server read the whole handshake to upgrade it: the write is done.
+        if let Ok((writer, Ok(()))) = writing.await {
+            close_socket(writer, reader).await?;
+        }
+    } else {
+        writing.abort();
+    }
+    answer
+}
+
+/// A client's Close frame (code 1000), masked as RFC 6455 requires of clients; an all-zero
+/// mask leaves the payload as it is.
+const CLOSE_FRAME: [u8; 8] = [0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8];
+
+/// Ends an upgraded socket from the client's side (a Close frame, then the end of the
+/// stream) and reads until the server drops the connection: the server's socket task has then finished, and every store call it made
+/// (the credential watch rechecks once as it starts) is counted for this request, not the
+/// next.
+async fn close_socket(mut writer: OwnedWriteHalf, mut reader: OwnedReadHalf) -> Result<(), String> {
+    writer
+        .write_all(&CLOSE_FRAME)
+        .await
+        .map_err(|e| format!("send Close: {e}"))?;
+    // And the end of the stream: a server that waits for the client to hang up (actix-web,
+    // for a second) closes at once.
+    writer
+        .shutdown()
+        .await
+        .map_err(|e| format!("shut down the write half: {e}"))?;
+    let mut rest = Vec::new();
+    let drained = tokio::time::timeout(Duration::from_secs(5), async {
+        while read_more(&mut reader, &mut rest).await? > 0 {}
+        Ok::<(), String>(())
+    })
+    .await;
+    match drained {
+        Ok(_) => Ok(()),
+        Err(_) => Err("the server kept the socket open 5 s after the client's Close".into()),
+    }
 }
 
 pub(super) async fn read_more(

@@ -59,7 +59,7 @@ impl Catalogue<'_> {
                     loc: email_loc.clone(),
                     kind,
                 },
-                store_calls: Some(0),
+                store_calls: Some(0..=0),
                 must_not_echo: vec![],
             });
         }
@@ -82,7 +82,7 @@ impl Catalogue<'_> {
                 ),
                 request: login(body),
                 expect: Outcome::RefusedOrClosed,
-                store_calls: Some(0),
+                store_calls: Some(0..=0),
                 must_not_echo: vec![],
             });
         }

@@ -7,6 +7,8 @@ mod jwt_per_signer;
 mod keys;
 mod login;
 
+use std::ops::RangeInclusive;
+
 use nexora_auth_testkit::jwt::Signer;
 use serde_json::json;
 
@@ -47,13 +49,19 @@ impl Catalogue<'_> {
     }
 
     /// Key lookups for a key; once the credential checks out, the live-user lookup of its
-    /// owner, and one more user lookup for `/api/users/me`.
-    fn calls(want: Want, cred: Cred, route: Route) -> Option<u64> {
+    /// owner, and one more user lookup for `/api/users/me`. An upgraded WebSocket checks its
+    /// credential again as its watch starts (the fixture's stores report no changes, so the
+    /// verification cache vouches for nothing and the recheck reads them); the client closes
+    /// the socket at once, which may cut that recheck short, so it costs from nothing to a
+    /// full second check.
+    fn calls(want: Want, cred: Cred, route: Route) -> Option<RangeInclusive<u64>> {
         let lookup = u64::from(cred == Cred::Key);
+        let exactly = |n| Some(n..=n);
         match want {
-            Want::Accept => Some(lookup + 1 + u64::from(route == Route::Me)),
-            Want::InvalidToken => Some(lookup),
-            Want::Missing | Want::InvalidRequest => Some(0),
+            Want::Accept if route == Route::Ws => Some(lookup + 1..=2 * (lookup + 1)),
+            Want::Accept => exactly(lookup + 1 + u64::from(route == Route::Me)),
+            Want::InvalidToken => exactly(lookup),
+            Want::Missing | Want::InvalidRequest => exactly(0),
             Want::RefusedOrClosed => None,
         }
     }
