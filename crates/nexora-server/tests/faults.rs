@@ -7,8 +7,9 @@
 //!   half-created one;
 //! * a key rotated 100 times under 64 concurrent users: the old key never works after the
 //!   rotate response, the new one always does (SQLite and Postgres);
-//! * two instances on one Postgres: a revocation through one is seen by the other at once, and
-//!   so are a user's disabling, re-enabling, narrowing and deletion and a cascading revoke;
+//! * two instances on one Postgres: a revocation through one is seen by the other within 2 s
+//!   (the change feed), and so are a user's disabling, re-enabling, narrowing and deletion and
+//!   a cascading revoke;
 //! * 1,000 parallel creates with revocations (SQLite and Postgres), and 5,000 WebSocket
 //!   upgrades with bad tokens with the server's file descriptors counted.
 //!
