@@ -339,3 +339,19 @@ async fn a_watch_ends_when_its_credential_expires() {
         AuthError::InvalidToken(InvalidReason::Expired)
     ));
 }
+
+#[tokio::test]
+async fn a_watch_with_a_zero_ceiling_does_not_spin_on_the_store() {
+    let f = fixture(true, CacheConfig::default().ceiling(Duration::ZERO)).await;
+    let k = f
+        .auth
+        .create_key(&session(&f.alice), NewKey::named("ws"))
+        .await
+        .unwrap();
+    let p = f.auth.authenticate(k.key.expose()).await.unwrap();
+    let before = lookups(&f).0;
+    let watched = tokio::time::timeout(Duration::from_millis(300), f.auth.watch(&p)).await;
+    assert!(watched.is_err(), "a live key's watch must not end");
+    let reads = lookups(&f).0 - before;
+    assert!(reads <= 3, "{reads} store reads in 300 ms");
+}

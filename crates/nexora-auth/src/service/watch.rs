@@ -83,7 +83,10 @@ impl Authenticator {
                 return e;
             }
             let mut wake = match self.inner.cache.trusted_until() {
-                Some(until) => until.min(Instant::now() + self.inner.cache.ceiling()),
+                // At least the untrusted pace: a zero ceiling must not spin.
+                Some(until) => {
+                    until.min(Instant::now() + self.inner.cache.ceiling().max(UNTRUSTED_RECHECK))
+                }
                 None => Instant::now() + UNTRUSTED_RECHECK,
             };
             if let Some(expiry) = principal.credential_expires_at() {
