@@ -239,6 +239,13 @@ async fn serve(common: &CommonArgs, auth: &AuthArgs, args: &ServeArgs) -> Result
         .max_body_bytes(args.max_body_bytes);
     let app = app::router(app::AppState::new(api, database), args);
     tracing::info!(%addr, database = %config::database_url(common), "nexora-server listening on http://{addr}");
+    // TCP_NODELAY: small frames (a WebSocket Close right after a revocation, a short JSON
+    // answer) leave at once instead of waiting on a delayed ACK (up to 40 ms on Linux).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
+        }
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
