@@ -263,12 +263,6 @@ impl ChangeFeed {
         self.cache.strong_count() == 0
     }
 
-    /// Whether two handles report to the same cache for the same store (a store that serves
-    /// as both key and user store gets two feeds and may run one watcher for both).
-    pub fn same_cache(&self, other: &ChangeFeed) -> bool {
-        Weak::ptr_eq(&self.cache, &other.cache)
-    }
-
     /// A feed not connected to any cache: every report is dropped. For tests of stores.
     pub fn detached() -> Self {
         Self {

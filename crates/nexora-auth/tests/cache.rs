@@ -68,6 +68,23 @@ async fn fixture(forward: bool, config: CacheConfig) -> Fixture {
     }
 }
 
+impl Fixture {
+    /// A new key of Alice's, created by a login session.
+    async fn new_key(&self, name: &str) -> nexora_auth::CreatedKey {
+        self.auth
+            .create_key(&session(&self.alice), NewKey::named(name))
+            .await
+            .unwrap()
+    }
+
+    /// Authenticates `created` and watches the principal in a task of its own.
+    async fn watch(&self, created: &nexora_auth::CreatedKey) -> tokio::task::JoinHandle<AuthError> {
+        let p = self.auth.authenticate(created.key.expose()).await.unwrap();
+        let auth = self.auth.clone();
+        tokio::spawn(async move { auth.watch(&p).await })
+    }
+}
+
 fn session(owner: &OwnerId) -> Principal {
     Principal::new(
         owner.clone(),
@@ -93,12 +110,7 @@ fn invalid(result: Result<Principal, AuthError>) -> InvalidReason {
 #[tokio::test]
 async fn a_hot_key_and_its_user_cost_no_store_call() {
     let f = fixture(true, CacheConfig::default()).await;
-    let key = f
-        .auth
-        .create_key(&session(&f.alice), NewKey::named("ci"))
-        .await
-        .unwrap()
-        .key;
+    let key = f.new_key("ci").await.key;
     f.auth.authenticate(key.expose()).await.unwrap();
     let after_first = lookups(&f);
     assert_eq!(after_first, (1, 1));
@@ -116,12 +128,7 @@ async fn a_hot_key_and_its_user_cost_no_store_call() {
 #[tokio::test]
 async fn without_a_feed_every_request_reads_the_store() {
     let f = fixture(false, CacheConfig::default()).await;
-    let key = f
-        .auth
-        .create_key(&session(&f.alice), NewKey::named("ci"))
-        .await
-        .unwrap()
-        .key;
+    let key = f.new_key("ci").await.key;
     for _ in 0..5 {
         f.auth.authenticate(key.expose()).await.unwrap();
     }
@@ -132,12 +139,7 @@ async fn without_a_feed_every_request_reads_the_store() {
         CacheConfig::default().unwatched_ttl(Some(Duration::from_secs(60))),
     )
     .await;
-    let key = f
-        .auth
-        .create_key(&session(&f.alice), NewKey::named("ci"))
-        .await
-        .unwrap()
-        .key;
+    let key = f.new_key("ci").await.key;
     for _ in 0..5 {
         f.auth.authenticate(key.expose()).await.unwrap();
     }
@@ -148,9 +150,9 @@ async fn without_a_feed_every_request_reads_the_store() {
 async fn changes_made_in_the_store_are_honoured_by_the_next_request() {
     let f = fixture(true, CacheConfig::default()).await;
     let me = session(&f.alice);
-    let a = f.auth.create_key(&me, NewKey::named("a")).await.unwrap();
-    let b = f.auth.create_key(&me, NewKey::named("b")).await.unwrap();
-    let c = f.auth.create_key(&me, NewKey::named("c")).await.unwrap();
+    let a = f.new_key("a").await;
+    let b = f.new_key("b").await;
+    let c = f.new_key("c").await;
     for k in [&a, &b, &c] {
         f.auth.authenticate(k.key.expose()).await.unwrap();
     }
@@ -212,12 +214,7 @@ async fn unknown_ids_are_remembered_briefly() {
 #[tokio::test]
 async fn a_store_outage_is_never_a_cached_yes_for_an_unwatched_store() {
     let f = fixture(false, CacheConfig::default()).await;
-    let key = f
-        .auth
-        .create_key(&session(&f.alice), NewKey::named("ci"))
-        .await
-        .unwrap()
-        .key;
+    let key = f.new_key("ci").await.key;
     f.auth.authenticate(key.expose()).await.unwrap();
     f.keys.set_failing(true);
     assert!(matches!(
@@ -232,10 +229,8 @@ async fn a_watch_ends_when_its_key_is_revoked_rotated_or_its_user_disabled() {
     let me = session(&f.alice);
     let within = Duration::from_millis(500);
 
-    let a = f.auth.create_key(&me, NewKey::named("a")).await.unwrap();
-    let p = f.auth.authenticate(a.key.expose()).await.unwrap();
-    let auth = f.auth.clone();
-    let watch = tokio::spawn(async move { auth.watch(&p).await });
+    let a = f.new_key("a").await;
+    let watch = f.watch(&a).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!watch.is_finished(), "a live key's watch must not end");
     f.auth
@@ -248,10 +243,8 @@ async fn a_watch_ends_when_its_key_is_revoked_rotated_or_its_user_disabled() {
         AuthError::InvalidToken(InvalidReason::Revoked)
     ));
 
-    let b = f.auth.create_key(&me, NewKey::named("b")).await.unwrap();
-    let p = f.auth.authenticate(b.key.expose()).await.unwrap();
-    let auth = f.auth.clone();
-    let watch = tokio::spawn(async move { auth.watch(&p).await });
+    let b = f.new_key("b").await;
+    let watch = f.watch(&b).await;
     // A rotation with grace keeps the old secret's socket open until the grace ends.
     let grace = f
         .auth
@@ -275,10 +268,8 @@ async fn a_watch_ends_when_its_key_is_revoked_rotated_or_its_user_disabled() {
     ));
     drop(grace);
 
-    let c = f.auth.create_key(&me, NewKey::named("c")).await.unwrap();
-    let p = f.auth.authenticate(c.key.expose()).await.unwrap();
-    let auth = f.auth.clone();
-    let watch = tokio::spawn(async move { auth.watch(&p).await });
+    let c = f.new_key("c").await;
+    let watch = f.watch(&c).await;
     f.users
         .inner()
         .set_user_disabled(&f.alice, true)
@@ -343,11 +334,7 @@ async fn a_watch_ends_when_its_credential_expires() {
 #[tokio::test]
 async fn a_watch_with_a_zero_ceiling_does_not_spin_on_the_store() {
     let f = fixture(true, CacheConfig::default().ceiling(Duration::ZERO)).await;
-    let k = f
-        .auth
-        .create_key(&session(&f.alice), NewKey::named("ws"))
-        .await
-        .unwrap();
+    let k = f.new_key("ws").await;
     let p = f.auth.authenticate(k.key.expose()).await.unwrap();
     let before = lookups(&f).0;
     let watched = tokio::time::timeout(Duration::from_millis(300), f.auth.watch(&p)).await;
