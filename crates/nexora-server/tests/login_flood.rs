@@ -130,15 +130,28 @@ async fn login_flood_is_answered_and_memory_stays_bounded() {
     );
 }
 
-/// No key or JWT request waits behind a password hash while 200 logins are hashed, on a 2-core
-/// machine with this load generator on it: p99 under the flood stays below 20 ms, where one
-/// argon2id run at the server's cost takes 40 ms or more (hashing on the executor, the
-/// regression this guards against, puts whole hashes into the tail).
+/// Key and JWT requests keep their idle latency while 200 logins are hashed: p99 during the
+/// flood stays within 2x the p99 measured just before it, on a 2-core machine with this load
+/// generator on it.
 ///
-/// The stricter target, p99 within 2x idle, is measured and printed but not asserted: on an
-/// idle 2-core VM the loaded p99 is 3-5 ms against 1.0-1.5 ms idle (debug build; 3.1-3.9x on a
-/// release server too), whatever the hashing thread's priority (nice 19 and `SCHED_IDLE`
-/// alike) and whatever argon2's memory (19 MiB, or 1 MiB at the same CPU cost). Why is open.
+/// What it takes (each measured with this test, `cargo test -p nexora-server --test
+/// login_flood -- --nocapture`, and `perf sched timehist` on the server's threads):
+///
+/// * hashing off the executor, on one dedicated thread (half the cores) at nice 19: a key
+///   request never queues behind a hash on a worker thread, and a worker that wakes up on the
+///   hashing thread's core mostly preempts it. Not always: Linux's EEVDF scheduler lets a
+///   running task finish its time slice before a waking one preempts it, whatever its nice
+///   value, so now and then a request waits for the next scheduler tick (up to 4 ms here);
+///   that is the p99's margin over idle. `SCHED_IDLE` for the hashing thread did not remove it
+///   (1.65-3.4x against 1.05-1.25x for nice 19, alternating runs) and is not used;
+/// * a bounded hashing queue: logins beyond it are refused at once with 429, so the flood is a
+///   short burst of refusals (about 135 answered within some 50 ms) followed by seconds of
+///   hashing. The probe window starts after that burst: during it the server and this load
+///   generator answer and read 135 responses back to back on the same two cores, which says
+///   nothing about hashing (and it lasts a few probes, not a p99's worth of them).
+///
+/// The machine is shared, so each attempt measures its own idle baseline right before its
+/// flood, and the test passes on the first of three attempts within the bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[allow(
     clippy::print_stderr,
@@ -147,7 +160,6 @@ async fn login_flood_is_answered_and_memory_stays_bounded() {
 async fn key_and_jwt_requests_never_wait_behind_a_hash_during_200_concurrent_logins() {
     let _alone = ONE_FLOOD_AT_A_TIME.lock().await;
     let (_dir, server, client, key, jwt) = setup().await;
-    // The machine is shared: one noisy window must not fail the test, so up to 3 attempts.
     let mut figures = Vec::new();
     for _ in 0..3 {
         let (idle, loaded, grown_mib) = attempt(&client, &server, &key, &jwt).await;
@@ -158,12 +170,12 @@ async fn key_and_jwt_requests_never_wait_behind_a_hash_during_200_concurrent_log
             grown_mib < 256,
             "RSS grew by {grown_mib} MiB under the flood"
         );
-        if loaded < Duration::from_millis(20) {
+        if ratio <= 2.0 {
             return;
         }
-        figures.push(format!("p99 {loaded:?} under the flood vs {idle:?} idle"));
+        figures.push(format!("{ratio:.2}x ({loaded:?} vs {idle:?})"));
     }
-    panic!("key/JWT requests waited behind hashes in every attempt: {figures:?}");
+    panic!("key/JWT p99 under the flood exceeded 2x idle in every attempt: {figures:?}");
 }
 
 /// One idle window, one flood of 200 logins with a probe window during it.
@@ -175,7 +187,7 @@ async fn attempt(
     jwt: &str,
 ) -> (Duration, Duration, u64) {
     let pid = server.pid();
-    let idle = p99(probe(client, server, key, jwt, 400).await);
+    let idle = p99(probe(client, server, key, jwt, 1000).await);
     let rss_before = rss_kib(pid);
     // 200 concurrent logins, each for an email of its own from a client address of its own
     // (every 40th with the right password), started together. Each one the hashing queue
@@ -183,6 +195,7 @@ async fn attempt(
     static ROUND: AtomicUsize = AtomicUsize::new(0);
     let round = ROUND.fetch_add(1, Ordering::SeqCst);
     let answered = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
     let flood: Vec<_> = (0..200)
         .map(|i| {
             let client = client.clone();
@@ -194,6 +207,7 @@ async fn attempt(
             };
             let forwarded_for = format!("198.51.{}.{}", round % 256, i);
             let answered = Arc::clone(&answered);
+            let refused = Arc::clone(&refused);
             tokio::spawn(async move {
                 let status = client
                     .post(url)
@@ -203,19 +217,30 @@ async fn attempt(
                     .await
                     .map(|r| r.status().as_u16());
                 answered.fetch_add(1, Ordering::SeqCst);
+                if matches!(status, Ok(429)) {
+                    refused.fetch_add(1, Ordering::SeqCst);
+                }
                 status
             })
         })
         .collect();
     // The probe starts once the server has taken the flood in: the logins beyond the hashing
-    // queue are answered 429 at once, the admitted ones (65 with the defaults) are then
-    // hashed one after the other for seconds. Starting earlier would measure this process's
-    // own burst of 200 requests (the load generator shares the 2 cores), not the server.
+    // queue are answered 429 at once (135 with the defaults, within some 50 ms), the admitted
+    // ones are then hashed one after the other for seconds. Starting earlier would measure
+    // that burst of refusals, which this load generator reads on the same two cores, not the
+    // hashing: so the probe waits until no refusal has come for 20 ms.
     let started = Instant::now();
-    while answered.load(Ordering::SeqCst) < 100 && started.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    let mut seen = (0, Instant::now());
+    while started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let now = refused.load(Ordering::SeqCst);
+        if now != seen.0 {
+            seen = (now, Instant::now());
+        } else if now > 0 && seen.1.elapsed() >= Duration::from_millis(20) {
+            break;
+        }
     }
-    let loaded = p99(probe(client, server, key, jwt, 400).await);
+    let loaded = p99(probe(client, server, key, jwt, 1000).await);
     // The whole probe window fell inside the flood: logins were still being hashed after it.
     let pending = 200 - answered.load(Ordering::SeqCst);
     assert!(
