@@ -1,7 +1,9 @@
 //! Lists the contracts. Every `pub async fn` at the top level of `src/key_store.rs`,
-//! `src/user_store.rs`, `src/key_feed.rs` and `src/user_feed.rs` is a contract, so writing the
+//! `src/user_store.rs`, `src/key_feed.rs`, `src/user_feed.rs` and `src/audit_store.rs` is a
+//! contract, so writing the
 //! function is the one edit that runs it on every store: this script writes the lists that
-//! `key_store_conformance!`, `user_store_conformance!`, `change_feed_conformance!` and the
+//! `key_store_conformance!`, `user_store_conformance!`, `change_feed_conformance!`,
+//! `audit_store_conformance!` and the
 //! modules' `contracts()` expand (`tests/contract_list.rs` checks them against the sources
 //! with a scan of its own).
 
@@ -24,6 +26,7 @@ fn main() {
         ("src/user_store.rs", "__user_store_contracts"),
         ("src/key_feed.rs", "__key_feed_contracts"),
         ("src/user_feed.rs", "__user_feed_contracts"),
+        ("src/audit_store.rs", "__audit_store_contracts"),
     ] {
         println!("cargo::rerun-if-changed={file}");
         let source =

@@ -171,9 +171,13 @@ where
         let service = Rc::clone(&self.service);
         let guard = self.guard.clone();
         Box::pin(async move {
+            let client = guard.client(
+                request.peer_addr().map(|peer| peer.ip()),
+                &Headers(request.headers()),
+            );
             let headers = request.headers().get_all(header::AUTHORIZATION);
             let values = headers.map(HeaderValue::as_bytes);
-            match guard.check(values, request.uri().query()).await {
+            match guard.check(values, request.uri().query(), client).await {
                 Ok(principal) => {
                     if let Some(principal) = principal {
                         request.extensions_mut().insert(principal);

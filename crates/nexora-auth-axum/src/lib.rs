@@ -170,9 +170,10 @@ where
             .iter();
         let authorization = [headers.next().cloned(), headers.next().cloned()];
         let uri = request.uri().clone();
+        let client = guard.client(peer(request.extensions()), &Headers(request.headers()));
         Box::pin(async move {
             let values = authorization.iter().flatten().map(HeaderValue::as_bytes);
-            match guard.check(values, uri.query()).await {
+            match guard.check(values, uri.query(), client).await {
                 Ok(principal) => {
                     if let Some(principal) = principal {
                         request.extensions_mut().insert(principal);
@@ -233,14 +234,17 @@ impl<S: ScopeName, St: Send + Sync> FromRequestParts<St> for RequireScope<S> {
     }
 }
 
+/// The TCP peer's address, known when the app is served with
+/// `into_make_service_with_connect_info::<SocketAddr>()`.
+fn peer(extensions: &http::Extensions) -> Option<std::net::IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip())
+}
+
 async fn handle(State(api): State<Api>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    // The peer address is known when the app is served with
-    // `into_make_service_with_connect_info::<SocketAddr>()`.
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip());
+    let peer = peer(&parts.extensions);
     let headers = Headers(&parts.headers);
     let request = nexora_auth_http::Request::new(parts.method.as_str(), parts.uri.path(), &headers)
         .query(parts.uri.query())

@@ -172,6 +172,8 @@ impl AuthRequirement {
 
 /// Authenticates a request from its raw `Authorization` header values and query string: the
 /// one request-level check both framework crates run, in their auth layers and in [`handle`].
+/// The principal carries `client` ([`Principal::client`]), the request's client address as
+/// [`client_address`] resolves it, so that what it does is audited with it.
 ///
 /// Returns `Ok(None)` only when credentials are absent and `requirement.required` is false.
 pub async fn authenticate_request<'a, I>(
@@ -179,6 +181,7 @@ pub async fn authenticate_request<'a, I>(
     authorization: I,
     query: Option<&'a str>,
     requirement: AuthRequirement,
+    client: Option<IpAddr>,
 ) -> Result<Option<Principal>, ApiError>
 where
     I: IntoIterator<Item = &'a [u8]>,
@@ -189,10 +192,34 @@ where
         requirement.query_token,
         auth.max_credential_len(),
     ) {
-        Ok(token) => Ok(Some(auth.authenticate(&token).await?)),
+        Ok(token) => Ok(Some(with_client(auth.authenticate(&token).await?, client))),
         Err(ApiError::MissingCredentials) if !requirement.required => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+fn with_client(principal: Principal, client: Option<IpAddr>) -> Principal {
+    match client {
+        Some(client) => principal.with_client(client),
+        None => principal,
+    }
+}
+
+/// The client address of a request from `peer` with these headers, behind `proxies` (see
+/// [`crate::proxy`]): what the login throttle counts and the audit trail records. `None`
+/// when the peer is unknown.
+pub fn client_address<H: RequestHeaders + ?Sized>(
+    proxies: &TrustedProxies,
+    peer: Option<IpAddr>,
+    headers: &H,
+) -> Option<IpAddr> {
+    peer.map(|peer| {
+        proxies.client_address(
+            peer,
+            headers.values(proxy::FORWARDED),
+            headers.values(proxy::X_FORWARDED_FOR),
+        )
+    })
 }
 
 /// What a framework's auth layer holds: the authenticator and what the routes it wraps demand
@@ -201,6 +228,7 @@ where
 pub struct Guard {
     auth: Authenticator,
     requirement: AuthRequirement,
+    proxies: TrustedProxies,
 }
 
 impl Guard {
@@ -209,7 +237,27 @@ impl Guard {
         Self {
             auth,
             requirement: AuthRequirement::required(),
+            proxies: TrustedProxies::none(),
         }
+    }
+
+    /// The reverse proxies whose forwarding header names the client a principal carries (see
+    /// [`client_address`]). Defaults to [`TrustedProxies::none`]: the client is the TCP peer.
+    #[must_use]
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.proxies = proxies;
+        self
+    }
+
+    /// The client address of a request from `peer` with these headers (see
+    /// [`client_address`]): an adapter resolves it before its first await, then passes it to
+    /// [`Guard::check`].
+    pub fn client<H: RequestHeaders + ?Sized>(
+        &self,
+        peer: Option<IpAddr>,
+        headers: &H,
+    ) -> Option<IpAddr> {
+        client_address(&self.proxies, peer, headers)
     }
 
     /// Also accepts the credential in `?token=` (for WebSocket routes). A header *and* a
@@ -233,16 +281,18 @@ impl Guard {
         self.requirement
     }
 
-    /// Authenticates a request (see [`authenticate_request`]).
+    /// Authenticates a request from `client` (see [`authenticate_request`] and
+    /// [`Guard::client`]).
     pub async fn check<'a, I>(
         &self,
         authorization: I,
         query: Option<&'a str>,
+        client: Option<IpAddr>,
     ) -> Result<Option<Principal>, ApiError>
     where
         I: IntoIterator<Item = &'a [u8]>,
     {
-        authenticate_request(&self.auth, authorization, query, self.requirement).await
+        authenticate_request(&self.auth, authorization, query, self.requirement, client).await
     }
 }
 
@@ -290,8 +340,8 @@ impl<'a, H: RequestHeaders + ?Sized> Request<'a, H> {
         self
     }
 
-    /// The TCP peer's address, for the login throttle (none: the throttle counts per email
-    /// only).
+    /// The TCP peer's address, for the login throttle and the audit trail (none: the throttle
+    /// counts per email only, and events record no client).
     #[must_use]
     pub fn peer(mut self, peer: Option<IpAddr>) -> Self {
         self.peer = peer;
@@ -352,15 +402,21 @@ where
         }
         Resolved::NotFound => return Err(ApiError::RouteNotFound),
     };
+    let client = client_address(api.proxies(), request.peer, request.headers);
     let principal = if route.authenticated {
         let principal = match request.principal {
-            Some(principal) => Cow::Borrowed(principal),
+            // An outer layer's principal without the client address gets this request's.
+            Some(principal) if principal.client().is_some() || client.is_none() => {
+                Cow::Borrowed(principal)
+            }
+            Some(principal) => Cow::Owned(with_client(principal.clone(), client)),
             None => Cow::Owned(
                 authenticate_request(
                     auth,
                     request.headers.values(AUTHORIZATION),
                     request.query,
                     AuthRequirement::required(),
+                    client,
                 )
                 .await?
                 // `required()` never yields `Ok(None)`.
@@ -393,13 +449,6 @@ where
     match (route.endpoint, principal.as_deref()) {
         (Endpoint::Login, _) => {
             let login: LoginRequest = decode_json(body())?;
-            let client = request.peer.map(|peer| {
-                api.proxies().client_address(
-                    peer,
-                    request.headers.values(proxy::FORWARDED),
-                    request.headers.values(proxy::X_FORWARDED_FOR),
-                )
-            });
             let token = auth
                 .login_from(&login.email, &login.password, client)
                 .await?;
@@ -887,19 +936,19 @@ mod tests {
         let query = format!("token={}", key.key.expose());
         let none: [&[u8]; 0] = [];
         let missing =
-            authenticate_request(auth, none, Some(&query), AuthRequirement::required()).await;
+            authenticate_request(auth, none, Some(&query), AuthRequirement::required(), None).await;
         assert_eq!(
             missing.unwrap_err().response().www_authenticate,
             Some("Bearer")
         );
         let ws = AuthRequirement::required().accept_query_token();
-        let found = authenticate_request(auth, none, Some(&query), ws)
+        let found = authenticate_request(auth, none, Some(&query), ws, None)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(found.owner().as_str(), "alice");
         assert!(
-            authenticate_request(auth, none, None, AuthRequirement::optional())
+            authenticate_request(auth, none, None, AuthRequirement::optional(), None)
                 .await
                 .unwrap()
                 .is_none()
@@ -909,6 +958,7 @@ mod tests {
             [&b"Bearer nxr_nope"[..]],
             None,
             AuthRequirement::optional(),
+            None,
         )
         .await;
         assert_eq!(

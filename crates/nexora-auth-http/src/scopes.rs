@@ -197,6 +197,12 @@ macro_rules! guard_builder {
             pub fn optional(self) -> Self {
                 Self(self.0.optional())
             }
+
+            /// The reverse proxies whose forwarding header names the client address the
+            /// principal carries (for the audit trail). Defaults to none: the TCP peer.
+            pub fn trusted_proxies(self, proxies: $crate::proxy::TrustedProxies) -> Self {
+                Self(self.0.trusted_proxies(proxies))
+            }
         }
     };
 }

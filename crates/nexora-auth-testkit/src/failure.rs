@@ -17,8 +17,10 @@ use std::{
 
 use async_trait::async_trait;
 use nexora_auth::{
-    AuthError, CascadeOutcome, ChangeFeed, Freshness, KeyCredentials, KeyId, KeyStore,
-    MemoryKeyStore, OwnerId, Scopes, SecretString, StoreError, UserRecord, UserStore,
+    AuditEvent, AuditStore, AuthError, CascadeOutcome, ChangeFeed, Freshness, KeyCredentials,
+    KeyId, KeyStore, MemoryKeyStore, OwnerId, Scopes, SecretString, StoreError, UserRecord,
+    UserStore,
+    audit::AuditQuery,
     store::{KeyRecord, LastUsed, RevokeOutcome, RotateOutcome, Rotation},
 };
 use time::OffsetDateTime;
@@ -34,6 +36,22 @@ fn expect_unavailable<T: std::fmt::Debug>(check: &str, what: &str, result: Resul
              (a 401), got {other:?}"
         ),
     }
+}
+
+/// Checks an [`AuditStore`] whose backend is down: `record`, `list` and `prune` are all
+/// `Err(Unavailable)`.
+pub async fn audit_store_backend_down(store: Arc<dyn AuditStore>) {
+    let check = "audit_store_backend_down";
+    let event = crate::audit_store::Events::new().of(Some("alice"));
+    expect_unavailable(check, "record", store.record(&[event]).await);
+    expect_unavailable(
+        check,
+        "list",
+        store
+            .list(&AuditQuery::for_owner(OwnerId::new("alice"), 10))
+            .await,
+    );
+    expect_unavailable(check, "prune", store.prune(now()).await);
 }
 
 /// Checks a [`KeyStore`] whose backend is down: every method is `Err(Unavailable)` (never
@@ -207,11 +225,17 @@ pub enum StoreMethod {
     SetUserScopes,
     /// [`UserStore::delete_user`].
     DeleteUser,
+    /// [`AuditStore::record`].
+    RecordAudit,
+    /// [`AuditStore::list`].
+    ListAudit,
+    /// [`AuditStore::prune`].
+    PruneAudit,
 }
 
 impl StoreMethod {
-    /// Every method of both traits, key store first.
-    pub const ALL: [Self; 16] = [
+    /// Every method of the three traits, key store first, audit store last.
+    pub const ALL: [Self; 19] = [
         Self::Insert,
         Self::Find,
         Self::FindCredentials,
@@ -228,6 +252,9 @@ impl StoreMethod {
         Self::SetUserDisabled,
         Self::SetUserScopes,
         Self::DeleteUser,
+        Self::RecordAudit,
+        Self::ListAudit,
+        Self::PruneAudit,
     ];
 }
 
@@ -262,7 +289,7 @@ impl StoreCalls {
 /// [`FlakyStore::set_failing`] is on (it starts off) and the calls naming a key given to
 /// [`FlakyStore::fail_for`], with `Err(StoreError::Unavailable)` as a database that refuses
 /// connections would, and passes every other call on to the wrapped store — every method of
-/// [`KeyStore`] and [`UserStore`], `find_credentials` included, so the wrapped store's own
+/// [`KeyStore`], [`UserStore`] and [`AuditStore`], `find_credentials` included, so the wrapped store's own
 /// hot path is the one under test.
 ///
 /// `S` may be unsized: [`FlakyStore::from_arc`] wraps an `Arc<dyn KeyStore>`.
@@ -498,5 +525,23 @@ impl<S: UserStore + ?Sized> UserStore for FlakyStore<S> {
         } else {
             Freshness::Unwatched
         }
+    }
+}
+
+#[async_trait]
+impl<S: AuditStore + ?Sized> AuditStore for FlakyStore<S> {
+    async fn record(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        self.enter(StoreMethod::RecordAudit, None)?;
+        self.inner.record(events).await
+    }
+
+    async fn list(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+        self.enter(StoreMethod::ListAudit, None)?;
+        self.inner.list(query).await
+    }
+
+    async fn prune(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        self.enter(StoreMethod::PruneAudit, None)?;
+        self.inner.prune(before).await
     }
 }

@@ -1,4 +1,4 @@
-//! The conformance suite for [`KeyStore`] and [`UserStore`] implementations.
+//! The conformance suite for [`KeyStore`], [`UserStore`] and [`AuditStore`] implementations.
 //!
 //! Every store — the in-memory reference, SQLite, Postgres, or your own — runs this one suite
 //! from its own tests with one macro call. Each contract written in the
@@ -8,6 +8,7 @@
 //! // tests/conformance.rs of a store crate
 //! nexora_auth_testkit::key_store_conformance!(async { nexora_auth::MemoryKeyStore::new() });
 //! nexora_auth_testkit::user_store_conformance!(async { nexora_auth::MemoryUserStore::new() });
+//! nexora_auth_testkit::audit_store_conformance!(async { nexora_auth::MemoryAuditStore::new() });
 //! # fn main() {}
 //! ```
 //!
@@ -51,8 +52,8 @@
 //!
 //! The generated tests are plain `#[test]` functions that run the contract on a two-worker
 //! multi-threaded Tokio runtime built by the kit, so the calling crate needs no particular
-//! Tokio features. Each contract is also a public `async fn` in [`key_store`] and
-//! [`user_store`] ([`key_store::contracts`] lists them by name), for callers who prefer to
+//! Tokio features. Each contract is also a public `async fn` in [`key_store`],
+//! [`user_store`] and [`audit_store`] ([`key_store::contracts`] lists them by name), for callers who prefer to
 //! write the tests by hand. With the `postgres` feature, `postgres::TestSchema` gives each test
 //! a fresh schema on a real server, or a loud skip.
 //!
@@ -112,9 +113,9 @@ use std::{
 };
 
 use nexora_auth::{
-    ApiKey, Authenticator, AuthenticatorBuilder, Clock, Credential, JwtConfig, JwtKeys, KeyId,
-    KeyRecord, KeyStore, OwnerId, PasswordPolicy, PepperRing, Principal, Scopes, SecretBytes,
-    TokenAuthority, UserStore,
+    ApiKey, AuditStore, Authenticator, AuthenticatorBuilder, Clock, Credential, JwtConfig, JwtKeys,
+    KeyId, KeyRecord, KeyStore, OwnerId, PasswordPolicy, PepperRing, Principal, Scopes,
+    SecretBytes, TokenAuthority, UserStore,
 };
 use time::OffsetDateTime;
 
@@ -123,6 +124,7 @@ use time::OffsetDateTime;
 // modules, whose `contracts()` expand them by textual scope.
 include!(concat!(env!("OUT_DIR"), "/contracts.rs"));
 
+pub mod audit_store;
 pub mod failure;
 mod feed_support;
 #[cfg(feature = "jwt")]
@@ -325,6 +327,45 @@ macro_rules! user_store_conformance {
     };
 }
 
+/// Generates one `#[test]` per [`AuditStore`] contract ([`audit_store`]), plus
+/// `audit_store_backend_down_is_unavailable` (see [`key_store_conformance!`] for the two
+/// forms and the backend-down test).
+///
+/// ```
+/// nexora_auth_testkit::audit_store_conformance!(async { nexora_auth::MemoryAuditStore::new() });
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! audit_store_conformance {
+    (fixture: $factory:expr) => {
+        $crate::audit_store_conformance!(@contracts $factory);
+        #[test]
+        fn audit_store_backend_down_is_unavailable() {
+            $crate::run(async {
+                let fixture: $crate::Fixture<_> = ($factory).await;
+                let Some((failing, guard)) = fixture.into_failing() else { return };
+                let failing = failing.unwrap_or_else(|| panic!("{}", $crate::NO_FAILING_BACKEND));
+                $crate::failure::audit_store_backend_down(::std::sync::Arc::new(failing)).await;
+                drop(guard);
+            });
+        }
+    };
+    (@contracts $factory:expr) => {
+        $crate::__audit_store_contracts!(tests audit_store ($factory));
+    };
+    ($factory:expr) => {
+        $crate::audit_store_conformance!(@contracts async { $crate::Fixture::new(($factory).await) });
+        #[test]
+        fn audit_store_backend_down_is_unavailable() {
+            $crate::run(async {
+                let store = $crate::failure::FlakyStore::new(($factory).await);
+                store.set_failing(true);
+                $crate::failure::audit_store_backend_down(::std::sync::Arc::new(store)).await;
+            });
+        }
+    };
+}
+
 /// Generates one `#[test]` per change-feed contract, for a store that offers a feed
 /// ([`KeyStore::watch_changes`] / [`UserStore::watch_user_changes`] answering
 /// `Freshness::Synchronous` or `Freshness::Watched`): [`key_feed`] with `keys:`, [`user_feed`]
@@ -496,6 +537,19 @@ where
             ),
             Err(e) => panic!("list_users failed before the contract started: {e:?}"),
         }
+        body(store).await;
+    })
+    .await;
+}
+
+/// Runs the [`AuditStore`] contract `name`: checks the store is empty, then runs `body`.
+async fn audit_store_contract<F, Fut>(name: &str, store: Arc<dyn AuditStore>, body: F)
+where
+    F: FnOnce(Arc<dyn AuditStore>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    named_contract("AuditStore", name, async move {
+        audit_store::expect_empty(&store).await;
         body(store).await;
     })
     .await;

@@ -5,7 +5,7 @@
 //! new contract runs on every store the moment it is written, and none is dropped), nothing
 //! else listed, and each contract naming itself in its failure messages.
 
-use nexora_auth_testkit::{key_feed, key_store, user_feed, user_store};
+use nexora_auth_testkit::{audit_store, key_feed, key_store, user_feed, user_store};
 
 /// The public async functions of `source` with the text of each, in order of definition.
 fn public_functions(source: &str) -> Vec<(String, &str)> {
@@ -124,5 +124,19 @@ fn the_check_catches_drift() {
     assert!(
         std::panic::catch_unwind(|| check("t", source, "key_store_contract", two())).is_ok(),
         "and the check passes when they agree"
+    );
+}
+
+#[test]
+fn every_audit_store_contract_is_listed_and_names_itself() {
+    assert!(
+        audit_store::contracts().len() >= 7,
+        "contracts went missing"
+    );
+    check(
+        "src/audit_store.rs",
+        include_str!("../src/audit_store.rs"),
+        "audit_store_contract",
+        audit_store::contracts(),
     );
 }

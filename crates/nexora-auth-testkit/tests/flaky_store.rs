@@ -2,7 +2,9 @@
 //! included, not the trait's default over `find`), counts every call, and fails on demand.
 
 use nexora_auth::{
-    KeyId, KeyStore, MemoryKeyStore, MemoryUserStore, OwnerId, StoreError, UserRecord, UserStore,
+    AuditStore, KeyId, KeyStore, MemoryAuditStore, MemoryKeyStore, MemoryUserStore, OwnerId,
+    StoreError, UserRecord, UserStore,
+    audit::AuditQuery,
     store::{LastUsed, Rotation},
 };
 use nexora_auth_testkit::{
@@ -53,7 +55,15 @@ async fn every_user_method(store: &impl UserStore) -> Vec<StoreMethod> {
     let _ = store.set_user_disabled(&user.id, true).await;
     let _ = store.set_user_scopes(&user.id, &scopes(&["b"])).await;
     let _ = store.delete_user(&user.id).await;
-    StoreMethod::ALL[8..].to_vec()
+    StoreMethod::ALL[8..16].to_vec()
+}
+
+/// Calls every [`AuditStore`] method once; returns the methods called.
+async fn every_audit_method(store: &impl AuditStore) -> Vec<StoreMethod> {
+    let _ = store.record(&[]).await;
+    let _ = store.list(&AuditQuery::all(1)).await;
+    let _ = store.prune(now()).await;
+    StoreMethod::ALL[16..].to_vec()
 }
 
 #[test]
@@ -62,20 +72,27 @@ fn every_method_is_counted_and_forwarded_as_itself() {
         // The inner wrapper sees exactly what the outer one forwards.
         let keys = FlakyStore::new(FlakyStore::new(MemoryKeyStore::new()));
         let users = FlakyStore::new(FlakyStore::new(MemoryUserStore::new()));
+        let trail = FlakyStore::new(FlakyStore::new(MemoryAuditStore::new()));
         let mut called = every_key_method(&keys).await;
         called.extend(every_user_method(&users).await);
+        called.extend(every_audit_method(&trail).await);
         assert_eq!(called, StoreMethod::ALL, "the test calls every method once");
         for method in StoreMethod::ALL {
             let (outer, inner) = if called[..8].contains(&method) {
                 (keys.calls(), keys.inner().calls())
-            } else {
+            } else if called[8..16].contains(&method) {
                 (users.calls(), users.inner().calls())
+            } else {
+                (trail.calls(), trail.inner().calls())
             };
             assert_eq!(outer.of(method), 1, "{method:?} counted once");
             assert_eq!(outer.forwarded(method), 1, "{method:?} passed on");
             assert_eq!(inner.of(method), 1, "{method:?} reached the wrapped store");
         }
-        assert_eq!(keys.calls().total() + users.calls().total(), 16);
+        assert_eq!(
+            keys.calls().total() + users.calls().total() + trail.calls().total(),
+            19
+        );
     });
 }
 

@@ -179,6 +179,9 @@ pub enum Unavailable {
     /// The operation needs a JWT authority and none is configured.
     #[error("no JWT authority configured")]
     NoTokenAuthority,
+    /// The operation reads the audit trail and no audit store is configured.
+    #[error("no audit store configured")]
+    NoAuditStore,
     /// Signing an access token failed.
     #[error("token signing failed")]
     Signing(#[source] crate::jwt::SigningError),

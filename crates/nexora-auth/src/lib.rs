@@ -111,6 +111,7 @@ compile_error!(
     "nexora-auth needs a JWT crypto backend: enable the `rust-crypto` or `aws-lc-rs` feature"
 );
 
+pub mod audit;
 pub mod cache;
 mod digest;
 mod error;
@@ -131,6 +132,7 @@ mod throttle;
 /// (`#[nexora_auth::async_trait]`), re-exported so a store crate needs no `async-trait`
 /// dependency of its own.
 pub use async_trait::async_trait;
+pub use audit::{AuditEvent, AuditStore, MemoryAuditStore, NewAuditEvent};
 pub use cache::{CacheConfig, ChangeFeed, ChangeFeeds, Freshness};
 pub use digest::{KeyDigest, MIN_PEPPER_LEN, PepperRing, StoredDigest};
 pub use error::{

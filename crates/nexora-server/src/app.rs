@@ -215,14 +215,13 @@ pub(crate) fn router(state: AppState, args: &ServeArgs) -> Router {
         let body = openapi_json.clone();
         async move { ([(header::CONTENT_TYPE, "application/json")], body).into_response() }
     };
+    // The principal carries the client address behind the same trusted proxies as the API's.
+    let layer = || AuthLayer::new(auth.clone()).trusted_proxies(state.api.proxies().clone());
     let own_api = Router::new()
-        .route(
-            "/agents",
-            get(agents).route_layer(AuthLayer::new(auth.clone())),
-        )
+        .route("/agents", get(agents).route_layer(layer()))
         .route(
             "/ws/{chat_id}",
-            get(chat_socket).route_layer(AuthLayer::new(auth.clone()).accept_query_token()),
+            get(chat_socket).route_layer(layer().accept_query_token()),
         )
         .route("/openapi.json", get(openapi))
         .with_state(state.clone());

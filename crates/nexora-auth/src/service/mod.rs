@@ -1,5 +1,6 @@
 //! [`Authenticator`]: the service server code calls.
 
+mod audit;
 mod clock;
 mod keys;
 mod login;
@@ -22,6 +23,7 @@ use std::{
 use crate::{
     ApiKey, AuthError, ConfigError, InvalidReason, KeyCredentials, KeyId, PasswordHasher,
     PasswordPolicy, PepperRing, Scopes, TokenAuthority,
+    audit::AuditStore,
     cache::{CacheConfig, CachedKey, Lookup, UserStatus, VerificationCache},
     key::{KEY_LEN, has_key_prefix},
     last_used::LastUsedTracker,
@@ -40,9 +42,19 @@ pub struct AuthenticatorBuilder {
     last_used_interval: Duration,
     clock: Arc<dyn Clock>,
     cache: CacheConfig,
+    audit: Option<Arc<dyn AuditStore>>,
 }
 
 impl AuthenticatorBuilder {
+    /// Where the audit trail is kept (see [`crate::audit`]). Defaults to none: every event is
+    /// still emitted as a `tracing` event under [`AUDIT_TARGET`](crate::audit::AUDIT_TARGET),
+    /// and [`Authenticator::audit_events`] answers
+    /// [`Unavailable::NoAuditStore`](crate::Unavailable::NoAuditStore).
+    pub fn audit(mut self, store: Arc<dyn AuditStore>) -> Self {
+        self.audit = Some(store);
+        self
+    }
+
     /// The verification cache (see [`crate::cache`] for what it keeps and the bound it holds).
     /// Defaults to [`CacheConfig::default`]: on, with a 5-second ceiling; a store without a
     /// change feed is still read on every request.
@@ -111,6 +123,7 @@ impl AuthenticatorBuilder {
                 last_used: LastUsedTracker::new(self.last_used_interval),
                 clock: self.clock,
                 cache,
+                audit: audit::Trail::new(self.audit),
             }),
         })
     }
@@ -126,6 +139,7 @@ struct Inner {
     last_used: LastUsedTracker,
     clock: Arc<dyn Clock>,
     cache: VerificationCache,
+    audit: audit::Trail,
 }
 
 /// The authentication service: keys, tokens, passwords, over pluggable stores.
@@ -159,6 +173,7 @@ impl Authenticator {
             last_used_interval: Duration::from_secs(5),
             clock: Arc::new(SystemClock),
             cache: CacheConfig::default(),
+            audit: None,
         }
     }
 

@@ -1,5 +1,7 @@
 //! Who is calling: [`Principal`] and the [`Credential`] behind it.
 
+use std::net::IpAddr;
+
 use time::OffsetDateTime;
 
 use crate::{AuthError, KeyId, Scopes, StoredDigest, store::OwnerId};
@@ -28,6 +30,7 @@ pub struct Principal {
     expires_at: Option<OffsetDateTime>,
     valid_until: Option<OffsetDateTime>,
     digest: Option<StoredDigest>,
+    client: Option<IpAddr>,
 }
 
 impl Principal {
@@ -42,7 +45,23 @@ impl Principal {
             expires_at: None,
             valid_until: None,
             digest: None,
+            client: None,
         }
+    }
+
+    /// Sets the address of the client that presented the credential (the HTTP layer sets it
+    /// on every authenticated principal, trusted proxies resolved), so that what the
+    /// principal does is audited with it.
+    #[must_use]
+    pub fn with_client(mut self, client: IpAddr) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// The address of the client that presented the credential, when known (see
+    /// [`Principal::with_client`]). `None` for principals built without a request.
+    pub fn client(&self) -> Option<IpAddr> {
+        self.client
     }
 
     /// Sets when the credential itself stops working (see [`Principal::credential_expires_at`]).
