@@ -143,7 +143,7 @@ async fn login_flood_is_answered_and_memory_stays_bounded() {
 ///   running task finish its time slice before a waking one preempts it, whatever its nice
 ///   value, so now and then a request waits for the next scheduler tick (up to 4 ms here);
 ///   that is the p99's margin over idle. `SCHED_IDLE` for the hashing thread did not remove it
-///   (1.65-3.4x against 1.05-1.25x for nice 19, alternating runs) and is not used;
+///   (1.65-3.4x against 0.76-1.25x for nice 19, alternating runs) and is not used;
 /// * a bounded hashing queue: logins beyond it are refused at once with 429, so the flood is a
 ///   short burst of refusals (about 135 answered within some 50 ms) followed by seconds of
 ///   hashing. The probe window starts after that burst: during it the server and this load
