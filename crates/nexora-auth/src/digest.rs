@@ -96,6 +96,74 @@ pub struct StoredDigest {
     pub digest: KeyDigest,
 }
 
+impl StoredDigest {
+    /// The generation of the secret this digest was made of, as a derived token carries it
+    /// (see [`KeyGeneration`]).
+    pub fn generation(&self) -> KeyGeneration {
+        use sha2::Digest as _;
+        let mut hash = Sha256::new();
+        hash.update(GENERATION_DOMAIN);
+        hash.update(self.pepper_version.to_be_bytes());
+        hash.update(self.digest.as_bytes());
+        let full: [u8; 32] = hash.finalize().into();
+        let mut short = [0u8; GENERATION_LEN];
+        short.copy_from_slice(&full[..GENERATION_LEN]);
+        KeyGeneration(short)
+    }
+}
+
+/// Domain separation of [`StoredDigest::generation`].
+const GENERATION_DOMAIN: &[u8] = b"nexora-auth key generation\x01";
+/// Bytes of a [`KeyGeneration`]: 96 bits, so two secrets of one key never share one.
+const GENERATION_LEN: usize = 12;
+
+/// Which secret of a key something was derived from: a short fingerprint of the stored digest
+/// (SHA-256 over it, truncated to 96 bits). A rotation changes it; a derived token carries it
+/// (claim `nxr_gen`), so the token dies with the secret it came from.
+///
+/// It reveals nothing usable: the digest it is taken from is itself a keyed HMAC, and a
+/// fingerprint cannot be turned back into one. Equality is constant-time.
+#[derive(Clone, Copy)]
+pub struct KeyGeneration([u8; GENERATION_LEN]);
+
+impl KeyGeneration {
+    /// Length of [`KeyGeneration::to_text`]: 16 characters of URL-safe base64.
+    pub const TEXT_LEN: usize = 16;
+
+    /// The claim text: URL-safe base64 without padding.
+    pub fn to_text(&self) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// Reads [`KeyGeneration::to_text`]'s form; `None` for anything else.
+    pub fn from_text(text: &str) -> Option<Self> {
+        use base64::Engine as _;
+        if text.len() != Self::TEXT_LEN {
+            return None;
+        }
+        let mut out = [0u8; GENERATION_LEN];
+        let len = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode_slice(text, &mut out)
+            .ok()?;
+        (len == GENERATION_LEN).then_some(Self(out))
+    }
+}
+
+impl PartialEq for KeyGeneration {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for KeyGeneration {}
+
+impl fmt::Debug for KeyGeneration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyGeneration({})", self.to_text())
+    }
+}
+
 struct Pepper {
     version: u32,
     /// HMAC state with the pepper already absorbed: cloning it skips the two key-pad
@@ -255,6 +323,27 @@ mod tests {
             !without.verify(&key, &d),
             "unknown pepper version never verifies"
         );
+    }
+
+    #[test]
+    fn generations_follow_the_digest_and_read_back() {
+        let ring = PepperRing::new(1, pepper(1)).unwrap();
+        let key = ApiKey::generate().unwrap();
+        let d = ring.digest(&key);
+        let g = d.generation();
+        assert_eq!(g, ring.digest(&key).generation(), "deterministic");
+        assert_ne!(g, ring.digest(&ApiKey::generate().unwrap()).generation());
+        let other_version = StoredDigest {
+            pepper_version: 2,
+            ..d
+        };
+        assert_ne!(g, other_version.generation(), "the pepper version counts");
+        let text = g.to_text();
+        assert_eq!(text.len(), KeyGeneration::TEXT_LEN);
+        assert_eq!(KeyGeneration::from_text(&text), Some(g));
+        for bad in ["", "short", "!!!!!!!!!!!!!!!!", &format!("{text}A")] {
+            assert_eq!(KeyGeneration::from_text(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

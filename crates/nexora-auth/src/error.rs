@@ -27,9 +27,13 @@ pub enum AuthError {
         /// The scope that was required.
         required: String,
     },
-    /// A key was requested with scopes its creator does not hold.
+    /// A key or a derived token was requested with scopes its creator does not hold.
     #[error("requested scopes exceed the creator's")]
     ScopeNotHeld,
+    /// The operation takes an API key as credential and was given another (a JWT, a derived
+    /// token): [`Authenticator::derive_token`](crate::Authenticator::derive_token).
+    #[error("an API key is required")]
+    KeyRequired,
     /// No such API key within the caller's reach (an unknown id, another owner's key, a
     /// revoked key: all read the same).
     #[error("API key not found")]
@@ -98,11 +102,15 @@ pub enum Field {
     Scopes,
     /// A key's expiry ([`NewKey::expires_at`](crate::NewKey::expires_at)).
     ExpiresAt,
+    /// A derived token's lifetime ([`TokenRequest::ttl_secs`](crate::TokenRequest::ttl_secs)).
+    TtlSecs,
+    /// The chat a WebSocket ticket is for ([`Authenticator::issue_ticket`](crate::Authenticator::issue_ticket)).
+    ChatId,
 }
 
 impl Field {
     /// The field's name as a request spells it: `name`, `email`, `password`, `scopes`,
-    /// `expires_at`.
+    /// `expires_at`, `ttl_secs`, `chat_id`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Name => "name",
@@ -110,6 +118,8 @@ impl Field {
             Self::Password => "password",
             Self::Scopes => "scopes",
             Self::ExpiresAt => "expires_at",
+            Self::TtlSecs => "ttl_secs",
+            Self::ChatId => "chat_id",
         }
     }
 }
@@ -143,6 +153,12 @@ pub enum Problem {
         min: usize,
         /// The longest allowed, in characters.
         max: usize,
+    },
+    /// A number below `min`.
+    #[error("must be at least {min}")]
+    BelowMinimum {
+        /// The smallest allowed.
+        min: u64,
     },
     /// Holds a control character (NUL among them).
     #[error("must not contain control characters")]
@@ -182,6 +198,10 @@ pub enum Unavailable {
     /// The operation reads the audit trail and no audit store is configured.
     #[error("no audit store configured")]
     NoAuditStore,
+    /// The operation needs a ticket store and none is configured
+    /// ([`AuthenticatorBuilder::ws_tickets`](crate::AuthenticatorBuilder::ws_tickets)).
+    #[error("no ticket store configured")]
+    NoTicketStore,
     /// Signing an access token failed.
     #[error("token signing failed")]
     Signing(#[source] crate::jwt::SigningError),
@@ -236,6 +256,16 @@ pub enum InvalidReason {
     /// The JWT failed verification.
     #[error("jwt rejected: {0}")]
     Jwt(JwtRejection),
+    /// A WebSocket ticket that is not of the ticket format.
+    #[error("malformed ticket")]
+    MalformedTicket,
+    /// A well-formed WebSocket ticket that was never issued, was used already, or expired
+    /// (indistinguishable: the store keeps none of them).
+    #[error("unknown, used or expired ticket")]
+    UnknownTicket,
+    /// A WebSocket ticket issued for another chat (it is used up all the same).
+    #[error("ticket for another chat")]
+    TicketForAnotherChat,
 }
 
 /// Why a JWT failed verification (the key-level reasons, such as [`InvalidReason::Expired`],

@@ -59,8 +59,8 @@ use serde::{
 };
 
 use crate::{
-    Clock, ConfigError, InvalidReason, JwtRejection, OwnerId, Scopes, SecretBytes, SecretString,
-    SystemClock,
+    Clock, ConfigError, InvalidReason, JwtRejection, KeyGeneration, KeyId, OwnerId, Scopes,
+    SecretBytes, SecretString, SystemClock,
 };
 
 /// Minimum HS256 secret length in bytes (RFC 7518 §3.2: at least the hash size).
@@ -210,6 +210,11 @@ impl JwtConfig {
     /// The configured access-token lifetime.
     pub fn ttl(&self) -> Duration {
         self.access_token_ttl
+    }
+
+    /// The configured maximum lifetime (see [`JwtConfig::max_lifetime`]).
+    pub fn max_lifetime_duration(&self) -> Duration {
+        self.max_lifetime
     }
 }
 
@@ -409,6 +414,28 @@ pub struct VerifiedToken {
     pub kid: Option<String>,
     /// Expiry, seconds since the epoch.
     pub expires_at: u64,
+    /// For a token derived from an API key: the key and the generation of its secret (claims
+    /// `nxr_key` and `nxr_gen`). The signature vouches for them; whether that key and secret
+    /// still authenticate is the authenticator's question, asked on every request.
+    pub derived_from: Option<DerivedFrom>,
+}
+
+/// The key a derived token came from: the claims `nxr_key` (the key id) and `nxr_gen` (the
+/// generation of the key's secret, see [`KeyGeneration`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DerivedFrom {
+    /// The key.
+    pub key: KeyId,
+    /// The generation of its secret when the token was derived.
+    pub generation: KeyGeneration,
+}
+
+impl DerivedFrom {
+    /// The key `key` at the generation `generation`.
+    pub fn new(key: KeyId, generation: KeyGeneration) -> Self {
+        Self { key, generation }
+    }
 }
 
 #[derive(Serialize)]
@@ -419,8 +446,12 @@ struct IssueClaims<'a> {
     iat: u64,
     exp: u64,
     jti: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    scope: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nxr_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nxr_gen: Option<String>,
 }
 
 /// A JSON string borrowed from the decoded segment, or owned when it holds escapes.
@@ -475,6 +506,11 @@ struct Claims<'a> {
     jti: Option<Text<'a>>,
     #[serde(borrow, default)]
     scope: Option<Text<'a>>,
+    /// The key a derived token came from (a UUID), with `nxr_gen`: both or neither.
+    #[serde(borrow, default)]
+    nxr_key: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    nxr_gen: Option<Text<'a>>,
 }
 
 /// The `aud` claim: one string or an array of strings (RFC 7519 §4.1.3). Any other JSON value
@@ -714,10 +750,35 @@ impl TokenAuthority {
         &self.jwks
     }
 
-    /// Issues an access token for `subject` carrying `scopes`.
+    /// Issues an access token for `subject` carrying `scopes`, living
+    /// [`JwtConfig::access_token_ttl`].
     pub fn issue(&self, subject: &OwnerId, scopes: &Scopes) -> Result<AccessToken, SigningError> {
+        self.sign(subject, scopes, self.config.access_token_ttl.as_secs(), None)
+    }
+
+    /// Issues a token derived from a key (see [`DerivedFrom`]) for `subject`, carrying
+    /// `scopes` (the `scope` claim is written even when empty: without one, a token carries
+    /// all of its user's scopes), living `ttl_secs` seconds. The caller
+    /// decides the lifetime; verification still refuses one beyond
+    /// [`JwtConfig::max_lifetime`].
+    pub fn issue_derived(
+        &self,
+        subject: &OwnerId,
+        scopes: &Scopes,
+        ttl_secs: u64,
+        from: DerivedFrom,
+    ) -> Result<AccessToken, SigningError> {
+        self.sign(subject, scopes, ttl_secs, Some(from))
+    }
+
+    fn sign(
+        &self,
+        subject: &OwnerId,
+        scopes: &Scopes,
+        ttl: u64,
+        from: Option<DerivedFrom>,
+    ) -> Result<AccessToken, SigningError> {
         let iat = self.now_secs();
-        let ttl = self.config.access_token_ttl.as_secs();
         let jti = uuid::Uuid::new_v4().to_string();
         let scope = scopes.to_space_separated();
         let claims = IssueClaims {
@@ -727,7 +788,11 @@ impl TokenAuthority {
             iat,
             exp: iat + ttl,
             jti: &jti,
-            scope: &scope,
+            // A standard token without scopes omits the claim; a derived token always says
+            // which it holds (no claim would read as "all of its user's").
+            scope: (from.is_some() || !scope.is_empty()).then_some(scope.as_str()),
+            nxr_key: from.map(|f| f.key.to_string()),
+            nxr_gen: from.map(|f| f.generation.to_text()),
         };
         let mut header = Header::new(self.signing_alg);
         header.kid.clone_from(&self.signing_kid);
@@ -869,6 +934,15 @@ impl TokenAuthority {
                     .map_err(|_| InvalidReason::Jwt(JwtRejection::Scope))?,
             ),
         };
+        let derived_from = match (&claims.nxr_key, &claims.nxr_gen) {
+            (None, None) => None,
+            (Some(Text(key)), Some(Text(generation))) => Some(DerivedFrom {
+                key: KeyId::parse_str(key).map_err(|_| jwt(JwtRejection::Malformed))?,
+                generation: KeyGeneration::from_text(generation)
+                    .ok_or(jwt(JwtRejection::Malformed))?,
+            }),
+            _ => return Err(jwt(JwtRejection::Malformed)),
+        };
         let cacheable = claims.nbf.is_none_or(|nbf| nbf <= now);
         let verified = VerifiedToken {
             subject: OwnerId::new(claims.sub.into_owned()),
@@ -876,6 +950,7 @@ impl TokenAuthority {
             jti: claims.jti.map(|jti| jti.0.into_owned()),
             kid: key.kid.clone(),
             expires_at: claims.exp,
+            derived_from,
         };
         Ok((verified, cacheable))
     }

@@ -254,7 +254,7 @@ pub fn has_key_prefix(token: &str) -> bool {
     token.as_bytes().starts_with(KEY_PREFIX.as_bytes())
 }
 
-fn fill_random_base62(out: &mut [u8]) -> Result<(), RandomnessError> {
+pub(crate) fn fill_random_base62(out: &mut [u8]) -> Result<(), RandomnessError> {
     // Rejection sampling: bytes >= 248 (= 4 * 62) are discarded so every character is uniform.
     let mut pool = [0u8; 64];
     let mut filled = 0;

@@ -62,6 +62,17 @@
 //! user behind the credential exists and is enabled, and caps its scopes at the user's current
 //! ones.
 //!
+//! # Shorter-lived credentials: derived tokens and WebSocket tickets
+//!
+//! A key holder can hand a script or a browser something that is not the key:
+//! [`Authenticator::derive_token`] makes a JWT of at most the key's scopes that lives at most
+//! 15 minutes (configurable) and no longer than the key, names the key and the generation of
+//! its secret, and dies with them — revoked, rotated without grace, expired, user disabled —
+//! checked on every request through the verification cache. [`Authenticator::issue_ticket`]
+//! makes a random single-use ticket (30 seconds) for a WebSocket URL, where a credential would
+//! be logged; [`Authenticator::redeem_ticket`] accepts it once, across every instance sharing
+//! the [`TicketStore`], as the principal that asked for it (see [`ticket`]).
+//!
 //! # Memory speed on any store: the verification cache
 //!
 //! What `authenticate` needs from the stores — a key's record, its user's status and scopes —
@@ -127,6 +138,7 @@ mod secret;
 mod service;
 pub mod store;
 mod throttle;
+pub mod ticket;
 
 /// The attribute [`KeyStore`] and [`UserStore`] implementations are written with
 /// (`#[nexora_auth::async_trait]`), re-exported so a store crate needs no `async-trait`
@@ -134,25 +146,27 @@ mod throttle;
 pub use async_trait::async_trait;
 pub use audit::{AuditEvent, AuditStore, MemoryAuditStore, NewAuditEvent};
 pub use cache::{CacheConfig, ChangeFeed, ChangeFeeds, Freshness};
-pub use digest::{KeyDigest, MIN_PEPPER_LEN, PepperRing, StoredDigest};
+pub use digest::{KeyDigest, KeyGeneration, MIN_PEPPER_LEN, PepperRing, StoredDigest};
 pub use error::{
     AuthError, ConfigError, Field, InvalidInput, InvalidReason, JwtRejection, Problem, Unavailable,
 };
 pub use jwt::{
-    AccessToken, JwtAlgorithm, JwtConfig, JwtKeys, SigningError, TokenAuthority, UnknownAlgorithm,
-    VerifiedToken,
+    AccessToken, DerivedFrom, JwtAlgorithm, JwtConfig, JwtKeys, SigningError, TokenAuthority,
+    UnknownAlgorithm, VerifiedToken,
 };
 pub use key::{ApiKey, KEY_LEN, KEY_PREFIX, KeyId, KeyParseError, RandomnessError};
-pub use memory::{MemoryKeyStore, MemoryUserStore};
+pub use memory::{MemoryKeyStore, MemoryTicketStore, MemoryUserStore};
 pub use password::{HashTicket, PasswordCheck, PasswordHasher, PasswordPolicy};
 pub use scope::{MAX_SCOPE_LEN, MAX_SCOPES, ScopeError, Scopes};
 pub use secret::{SecretBytes, SecretString};
 pub use service::{
-    Authenticator, AuthenticatorBuilder, Clock, CreatedKey, Credential, KeyInfo, LastUsedFlusher,
-    LoginResponse, MAX_EMAIL_LEN, MAX_KEY_NAME_LEN, NewKey, Principal, RevokeOptions,
-    RotateOptions, SystemClock, UserInfo, normalize_email,
+    Authenticator, AuthenticatorBuilder, Clock, CreatedKey, Credential,
+    DEFAULT_DERIVED_TOKEN_MAX_TTL, DEFAULT_TICKET_TTL, DerivedToken, IssuedTicket, KeyInfo,
+    LastUsedFlusher, LoginResponse, MAX_EMAIL_LEN, MAX_KEY_NAME_LEN, NewKey, Principal,
+    RevokeOptions, RotateOptions, SystemClock, TokenRequest, UserInfo, normalize_email,
 };
 pub use store::{
     CascadeOutcome, KeyCredentials, KeyRecord, KeyStore, OwnerId, StoreError, UserRecord, UserStore,
 };
 pub use throttle::ThrottlePolicy;
+pub use ticket::{TicketStore, TicketRecord, TicketDigest};

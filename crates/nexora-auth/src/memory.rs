@@ -1,4 +1,5 @@
-//! In-memory stores: the reference implementations of [`KeyStore`] and [`UserStore`].
+//! In-memory stores: the reference implementations of [`KeyStore`], [`UserStore`] and
+//! [`TicketStore`].
 //!
 //! Both are sharded concurrent maps ([`dashmap`]): reads of different keys do not contend on
 //! one lock, and no lock is ever held across an `.await` (no method awaits while holding one).
@@ -19,6 +20,7 @@ use crate::{
         CascadeOutcome, KeyCredentials, KeyRecord, KeyStore, LastUsed, OwnerId, PreviousDigest,
         RevokeOutcome, RotateOutcome, Rotation, StoreError, UserRecord, UserStore,
     },
+    ticket::{TicketDigest, TicketRecord, TicketStore},
 };
 
 /// An in-memory [`KeyStore`]. Data lives as long as the value; cheap to share in an `Arc`.
@@ -360,5 +362,66 @@ impl MemoryUserStore {
             }
             None => false,
         }
+    }
+}
+
+/// An in-memory [`TicketStore`]: single use holds within one process (one authenticator, or
+/// several sharing the store value), not across instances, which need a shared store.
+#[derive(Debug, Default)]
+pub struct MemoryTicketStore {
+    tickets: DashMap<TicketDigest, TicketRecord>,
+}
+
+impl MemoryTicketStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of tickets held (expired ones included, until pruned).
+    pub fn len(&self) -> usize {
+        self.tickets.len()
+    }
+
+    /// Whether the store holds no tickets.
+    pub fn is_empty(&self) -> bool {
+        self.tickets.is_empty()
+    }
+}
+
+#[async_trait]
+impl TicketStore for MemoryTicketStore {
+    async fn insert_ticket(&self, ticket: &TicketRecord) -> Result<(), StoreError> {
+        match self.tickets.entry(ticket.digest) {
+            Entry::Occupied(_) => Err(StoreError::DuplicateId),
+            Entry::Vacant(slot) => {
+                slot.insert(ticket.clone());
+                Ok(())
+            }
+        }
+    }
+
+    async fn take_ticket(
+        &self,
+        digest: &TicketDigest,
+        now: OffsetDateTime,
+    ) -> Result<Option<TicketRecord>, StoreError> {
+        // One removal under the shard's lock: of concurrent takes, one gets the entry. An
+        // expired ticket is removed all the same and not returned.
+        Ok(self
+            .tickets
+            .remove(digest)
+            .map(|(_, ticket)| ticket)
+            .filter(|ticket| ticket.expires_at > now))
+    }
+
+    async fn prune_tickets(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        self.tickets.retain(|_, ticket| {
+            let keep = ticket.expires_at > now;
+            removed += u64::from(!keep);
+            keep
+        });
+        Ok(removed)
     }
 }

@@ -20,19 +20,28 @@ pub struct LoginResponse {
 
 impl Serialize for LoginResponse {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            access_token: &'a str,
-            token_type: &'static str,
-            expires_in: u64,
-        }
-        Body {
-            access_token: self.token.token.expose(),
-            token_type: "bearer",
-            expires_in: self.token.expires_in,
-        }
-        .serialize(serializer)
+        serialize_bearer(&self.token, serializer)
     }
+}
+
+/// An access token as OAuth answers it: `{"access_token", "token_type": "bearer",
+/// "expires_in"}` (a login's and a derived token's answer).
+pub(super) fn serialize_bearer<S: serde::Serializer>(
+    token: &AccessToken,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        access_token: &'a str,
+        token_type: &'static str,
+        expires_in: u64,
+    }
+    Body {
+        access_token: token.token.expose(),
+        token_type: "bearer",
+        expires_in: token.expires_in,
+    }
+    .serialize(serializer)
 }
 
 impl Authenticator {

@@ -2,13 +2,17 @@
 
 mod audit;
 mod clock;
+mod derived;
 mod keys;
 mod login;
 mod principal;
+mod tickets;
 mod users;
 mod watch;
 
 pub use clock::{Clock, SystemClock};
+pub use derived::{DEFAULT_DERIVED_TOKEN_MAX_TTL, DerivedToken, TokenRequest};
+pub use tickets::{DEFAULT_TICKET_TTL, IssuedTicket};
 pub use keys::{CreatedKey, KeyInfo, MAX_KEY_NAME_LEN, NewKey, RevokeOptions, RotateOptions};
 pub use login::LoginResponse;
 pub use principal::{Credential, Principal};
@@ -16,7 +20,7 @@ pub use users::{MAX_EMAIL_LEN, UserInfo, normalize_email};
 
 use std::{
     fmt,
-    sync::{Arc, Weak},
+    sync::{Arc, Weak, atomic::AtomicI64},
     time::Duration,
 };
 
@@ -29,6 +33,7 @@ use crate::{
     last_used::LastUsedTracker,
     store::{KeyStore, OwnerId, UserStore},
     throttle::{LoginThrottle, ThrottlePolicy},
+    ticket::TicketStore,
 };
 
 /// Builder for [`Authenticator`]. Every default is on its setter.
@@ -43,6 +48,9 @@ pub struct AuthenticatorBuilder {
     clock: Arc<dyn Clock>,
     cache: CacheConfig,
     audit: Option<Arc<dyn AuditStore>>,
+    tickets: Option<Arc<dyn TicketStore>>,
+    ticket_ttl: Duration,
+    derived_max_ttl: Duration,
 }
 
 impl AuthenticatorBuilder {
@@ -52,6 +60,32 @@ impl AuthenticatorBuilder {
     /// [`Unavailable::NoAuditStore`](crate::Unavailable::NoAuditStore).
     pub fn audit(mut self, store: Arc<dyn AuditStore>) -> Self {
         self.audit = Some(store);
+        self
+    }
+
+    /// The store of WebSocket tickets ([`Authenticator::issue_ticket`]), shared by every
+    /// instance that redeems them. Defaults to none: issuing and redeeming tickets then
+    /// answer [`Unavailable::NoTicketStore`](crate::Unavailable::NoTicketStore).
+    /// [`MemoryTicketStore`](crate::MemoryTicketStore) serves a single process.
+    pub fn ws_tickets(mut self, store: Arc<dyn TicketStore>) -> Self {
+        self.tickets = Some(store);
+        self
+    }
+
+    /// How long a WebSocket ticket is accepted after it is issued (never longer than the
+    /// credential that asked for it). Defaults to [`DEFAULT_TICKET_TTL`], 30 seconds; at
+    /// least 1 second.
+    pub fn ws_ticket_ttl(mut self, ttl: Duration) -> Self {
+        self.ticket_ttl = ttl;
+        self
+    }
+
+    /// The longest lifetime of a token derived from a key ([`Authenticator::derive_token`]).
+    /// Defaults to [`DEFAULT_DERIVED_TOKEN_MAX_TTL`], 15 minutes; at least 1 second, and no
+    /// longer than the token authority's
+    /// [`JwtConfig::max_lifetime`](crate::JwtConfig::max_lifetime) (24 hours by default).
+    pub fn derived_token_max_ttl(mut self, max: Duration) -> Self {
+        self.derived_max_ttl = max;
         self
     }
 
@@ -106,6 +140,21 @@ impl AuthenticatorBuilder {
 
     /// Builds the service (computes the password hasher's dummy hash: one argon2 run).
     pub fn build(self) -> Result<Authenticator, ConfigError> {
+        if self.ticket_ttl.as_secs() == 0 {
+            return Err(ConfigError::Invalid(
+                "the WebSocket ticket lifetime must be at least 1 second",
+            ));
+        }
+        if self.derived_max_ttl.as_secs() == 0
+            || self
+                .tokens
+                .as_ref()
+                .is_some_and(|t| self.derived_max_ttl > t.config().max_lifetime_duration())
+        {
+            return Err(ConfigError::Invalid(
+                "the derived-token lifetime must be 1 second to the JWT maximum lifetime",
+            ));
+        }
         let passwords = PasswordHasher::new(self.password_policy)?;
         let cache = VerificationCache::new(self.cache);
         cache.set_key_freshness(self.keys.watch_changes(cache.key_feed()));
@@ -124,6 +173,10 @@ impl AuthenticatorBuilder {
                 clock: self.clock,
                 cache,
                 audit: audit::Trail::new(self.audit),
+                tickets: self.tickets,
+                ticket_ttl: self.ticket_ttl,
+                derived_max_ttl: self.derived_max_ttl,
+                last_ticket_prune: AtomicI64::new(i64::MIN),
             }),
         })
     }
@@ -140,6 +193,11 @@ struct Inner {
     clock: Arc<dyn Clock>,
     cache: VerificationCache,
     audit: audit::Trail,
+    tickets: Option<Arc<dyn TicketStore>>,
+    ticket_ttl: Duration,
+    derived_max_ttl: Duration,
+    /// When expired tickets were last pruned (Unix seconds).
+    last_ticket_prune: AtomicI64,
 }
 
 /// The authentication service: keys, tokens, passwords, over pluggable stores.
@@ -174,6 +232,9 @@ impl Authenticator {
             clock: Arc::new(SystemClock),
             cache: CacheConfig::default(),
             audit: None,
+            tickets: None,
+            ticket_ttl: DEFAULT_TICKET_TTL,
+            derived_max_ttl: DEFAULT_DERIVED_TOKEN_MAX_TTL,
         }
     }
 
@@ -226,10 +287,18 @@ impl Authenticator {
         match &self.inner.tokens {
             Some(tokens) => {
                 let verified = tokens.verify(token).map_err(AuthError::InvalidToken)?;
-                let scopes = match (
-                    self.live_user_scopes(&verified.subject).await?,
-                    verified.scopes,
-                ) {
+                let user = self.live_user_scopes(&verified.subject).await?;
+                if let Some(from) = verified.derived_from {
+                    // The key through the cache: no store round trip while it holds the key.
+                    let record = self.key_credentials(from.key).await?;
+                    return self.derived_principal(
+                        verified,
+                        from,
+                        record.as_deref().map(std::ops::Deref::deref),
+                        user,
+                    );
+                }
+                let scopes = match (user, verified.scopes) {
                     (None, claimed) => claimed.unwrap_or_else(Scopes::empty),
                     (Some(current), None) => current,
                     (Some(current), Some(claimed)) => claimed.intersection(&current),

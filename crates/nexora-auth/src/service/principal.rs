@@ -17,6 +17,17 @@ pub enum Credential {
         /// The token id.
         jti: Option<String>,
     },
+    /// A short-lived token derived from an API key
+    /// ([`Authenticator::derive_token`](crate::Authenticator::derive_token)): it acts as that
+    /// key (the key-management policy sees [`Principal::key_id`]), within the scopes and
+    /// lifetime it was given, and only while the key's secret it came from still
+    /// authenticates.
+    DerivedToken {
+        /// The key it was derived from.
+        key: KeyId,
+        /// The token id.
+        jti: Option<String>,
+    },
     /// Built by the application itself (an admin command, a test), not from a request.
     Internal,
 }
@@ -103,15 +114,17 @@ impl Principal {
 
     /// When the credential behind this principal stops working, as far as it bounds what the
     /// principal may reach and create: an API key's expiry. `None` for keys without expiry and
-    /// for user sessions (a session's keys are meant to outlive it).
+    /// for user sessions (a session's keys are meant to outlive it). A derived token bounds
+    /// what it creates by its key's expiry, as the key itself would.
     pub fn expires_at(&self) -> Option<OffsetDateTime> {
         self.expires_at
     }
 
-    /// The API key behind this principal, if a key authenticated it.
+    /// The API key behind this principal: the key that authenticated it, or the key a derived
+    /// token came from (which it acts as). `None` for sessions and the application.
     pub fn key_id(&self) -> Option<KeyId> {
         match self.credential {
-            Credential::ApiKey(id) => Some(id),
+            Credential::ApiKey(id) | Credential::DerivedToken { key: id, .. } => Some(id),
             _ => None,
         }
     }

@@ -8,7 +8,7 @@ use tokio::{
 };
 
 use super::{Authenticator, Credential, Principal};
-use crate::{AuthError, InvalidReason, cache::Change};
+use crate::{AuthError, InvalidReason, KeyId, cache::Change};
 
 /// How often a watch rechecks when the cache cannot vouch for anything (off, or its feed
 /// out of sync): at most this long after a change, the watch sees it in the store.
@@ -19,8 +19,10 @@ impl Authenticator {
     /// authenticates, judged now and through the verification cache, so within its bound (see
     /// [`crate::cache`]): the key is not revoked or expired, its secret was not rotated away
     /// (a rotated-out secret in its grace period still counts until the grace ends), its user
-    /// still exists and is enabled; a JWT has not expired and its user is live. Returns the
-    /// principal as it would be authenticated now (scopes may have narrowed).
+    /// still exists and is enabled; a JWT has not expired and its user is live; a derived token
+    /// has not expired and its key still holds the secret it came from (as a key principal
+    /// must). Returns the principal as it would be authenticated now (scopes may have
+    /// narrowed).
     ///
     /// A principal built by hand ([`Credential::Internal`]) is returned unchanged.
     pub async fn revalidate(&self, principal: &Principal) -> Result<Principal, AuthError> {
@@ -32,22 +34,19 @@ impl Authenticator {
             return Err(AuthError::InvalidToken(InvalidReason::Expired));
         }
         match principal.credential() {
-            Credential::ApiKey(id) => {
-                let record = self
-                    .key_credentials(*id)
-                    .await?
-                    .ok_or(AuthError::InvalidToken(InvalidReason::UnknownKey))?;
-                let matched = principal.matched_digest().unwrap_or(record.digest);
-                let holds = record.digest == matched
-                    || record
-                        .previous
-                        .is_some_and(|p| p.digest == matched && p.valid_until > now);
-                if !holds {
-                    return Err(AuthError::InvalidToken(InvalidReason::SecretMismatch));
-                }
-                super::key_state(&record, now)?;
-                let user = self.live_user_scopes(&record.owner).await?;
-                Ok(super::key_principal(&record, matched, user))
+            Credential::ApiKey(id) => self.key_now(*id, principal, now).await,
+            Credential::DerivedToken { key, jti } => {
+                let fresh = self.key_now(*key, principal, now).await?;
+                Ok(super::derived::as_derived(
+                    *key,
+                    &fresh,
+                    jti.clone(),
+                    principal.scopes().intersection(fresh.scopes()),
+                    super::derived::earliest(
+                        principal.credential_expires_at(),
+                        fresh.credential_expires_at(),
+                    ),
+                ))
             }
             Credential::AccessToken { .. } => {
                 let scopes = match self.live_user_scopes(principal.owner()).await? {
@@ -63,6 +62,32 @@ impl Authenticator {
             }
             Credential::Internal => Ok(principal.clone()),
         }
+    }
+
+    /// The key principal of key `id` as it authenticates now, for the secret `principal`
+    /// matched (a key principal, or a derived token's): the key is live, that secret is its
+    /// current one or the previous one within its grace period, and its user is live.
+    async fn key_now(
+        &self,
+        id: KeyId,
+        principal: &Principal,
+        now: time::OffsetDateTime,
+    ) -> Result<Principal, AuthError> {
+        let record = self
+            .key_credentials(id)
+            .await?
+            .ok_or(AuthError::InvalidToken(InvalidReason::UnknownKey))?;
+        let matched = principal.matched_digest().unwrap_or(record.digest);
+        let holds = record.digest == matched
+            || record
+                .previous
+                .is_some_and(|p| p.digest == matched && p.valid_until > now);
+        if !holds {
+            return Err(AuthError::InvalidToken(InvalidReason::SecretMismatch));
+        }
+        super::key_state(&record, now)?;
+        let user = self.live_user_scopes(&record.owner).await?;
+        Ok(super::key_principal(&record, matched, user))
     }
 
     /// Resolves when the credential behind `principal` stops authenticating, with the reason
