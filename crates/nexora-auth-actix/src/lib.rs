@@ -25,7 +25,8 @@
 //!
 //! * [`AuthMiddleware`]: a [`Transform`] that authenticates every request and stores the
 //!   [`Principal`] in the request extensions, or answers the error itself (401, 503, …).
-//!   [`AuthMiddleware::accept_query_token`] is for WebSocket routes (`?token=`);
+//!   [`AuthMiddleware::accept_query_token`] and [`AuthMiddleware::accept_ticket`] are for
+//!   WebSocket routes (`?token=`, a single-use `?ticket=`);
 //!   [`AuthMiddleware::optional`] lets requests without credentials through.
 //! * Extractors: [`Authenticated`] (401 without a principal), `Option<Authenticated>`, and
 //!   [`RequireScope`] (403 without the scope).
@@ -177,7 +178,10 @@ where
             );
             let headers = request.headers().get_all(header::AUTHORIZATION);
             let values = headers.map(HeaderValue::as_bytes);
-            match guard.check(values, request.uri().query(), client).await {
+            match guard
+                .check(values, request.uri().path(), request.uri().query(), client)
+                .await
+            {
                 Ok(principal) => {
                     if let Some(principal) = principal {
                         request.extensions_mut().insert(principal);
@@ -269,6 +273,8 @@ async fn handle(api: web::Data<Api>, request: HttpRequest, payload: web::Payload
 /// at `/api` (`web::scope("/api").configure(configure(auth))`); takes an [`Authenticator`] or
 /// an [`Api`] with settings (body limit, trusted proxies):
 ///
+/// * `POST /auth/token` (an API key only): a short-lived token derived from the key
+/// * `POST /auth/ws-tickets`: a single-use WebSocket ticket
 /// * `POST /auth/login` (no credentials; failed logins are throttled per email and per client
 ///   address: the peer, or what the forwarding header says when the peer is one of the
 ///   [trusted proxies](Api::trusted_proxies))

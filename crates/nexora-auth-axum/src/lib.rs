@@ -23,7 +23,8 @@
 //!
 //! * [`AuthLayer`]: a tower [`Layer`] that authenticates every request and stores the
 //!   [`Principal`] in the request extensions, or answers the error itself (401, 503, …).
-//!   [`AuthLayer::accept_query_token`] is for WebSocket routes (`?token=`);
+//!   [`AuthLayer::accept_query_token`] and [`AuthLayer::accept_ticket`] are for WebSocket
+//!   routes (`?token=`, a single-use `?ticket=`);
 //!   [`AuthLayer::optional`] lets requests without credentials through.
 //! * Extractors: [`Authenticated`] (401 without a principal), `Option<Authenticated>`, and
 //!   [`RequireScope`] (403 without the scope).
@@ -173,7 +174,7 @@ where
         let client = guard.client(peer(request.extensions()), &Headers(request.headers()));
         Box::pin(async move {
             let values = authorization.iter().flatten().map(HeaderValue::as_bytes);
-            match guard.check(values, uri.query(), client).await {
+            match guard.check(values, uri.path(), uri.query(), client).await {
                 Ok(principal) => {
                     if let Some(principal) = principal {
                         request.extensions_mut().insert(principal);
@@ -263,6 +264,8 @@ async fn handle(State(api): State<Api>, request: Request) -> Response {
 /// `/api` (`Router::new().nest("/api", api_router(auth))`); takes an [`Authenticator`] or an
 /// [`Api`] with settings (body limit, trusted proxies):
 ///
+/// * `POST /auth/token` (an API key only): a short-lived token derived from the key
+/// * `POST /auth/ws-tickets`: a single-use WebSocket ticket
 /// * `POST /auth/login` (no credentials; failed logins are throttled per email, and per client
 ///   address when the app is served with `into_make_service_with_connect_info::<SocketAddr>()`:
 ///   the peer, or what the forwarding header says when the peer is one of the

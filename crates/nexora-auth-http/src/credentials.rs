@@ -10,6 +10,10 @@
 //! * `?token=` counts only where the route opts in ([`QueryToken::Accept`], for WebSockets,
 //!   whose browser API cannot set headers); elsewhere it is ignored. A header and a *different*
 //!   `?token=`, or two `token` parameters, → [`ApiError::InvalidRequest`].
+//! * `?ticket=` (a single-use WebSocket ticket) counts only where the route opts in
+//!   ([`AuthRequirement::accept_ticket`](crate::AuthRequirement::accept_ticket)), and is then
+//!   the whole credential: with an `Authorization` header or a `?token=` beside it, or two
+//!   `ticket` parameters, or an empty one → [`ApiError::InvalidRequest`] ([`extract_ticket`]).
 //! * A token longer than the authenticator accepts
 //!   ([`Authenticator::max_credential_len`](nexora_auth::Authenticator::max_credential_len):
 //!   the JWT size cap, 8 KiB by default) → a bad credential ([`InvalidReason::TooLarge`]),
@@ -110,6 +114,43 @@ fn query_token(query: &str, max_len: usize) -> Result<Option<Cow<'_, str>>, ApiE
         Some(v) if v.len() > max_len => Err(ApiError::invalid_token(InvalidReason::TooLarge)),
         other => Ok(other),
     }
+}
+
+/// The single-use ticket of a request's query (`?ticket=`), if it has one; see the module
+/// docs for when it is refused. `has_header` says whether the request carries an
+/// `Authorization` header.
+pub fn extract_ticket(query: Option<&str>, has_header: bool) -> Result<Option<String>, ApiError> {
+    let mut ticket = None;
+    let mut token = false;
+    for (name, value) in query
+        .into_iter()
+        .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
+    {
+        match name.as_ref() {
+            "ticket" if ticket.is_some() => {
+                return Err(ApiError::InvalidRequest("more than one ticket parameter"));
+            }
+            "ticket" => ticket = Some(value),
+            "token" => token = true,
+            _ => {}
+        }
+    }
+    match ticket {
+        None => Ok(None),
+        Some(t) if t.is_empty() => Err(ApiError::InvalidRequest("empty ticket parameter")),
+        Some(_) if has_header || token => {
+            Err(ApiError::InvalidRequest("a ticket and another credential"))
+        }
+        Some(t) => Ok(Some(t.into_owned())),
+    }
+}
+
+/// The chat a WebSocket request is for, as a ticket is checked against it: the last segment
+/// of the request path, percent-decoded (`/api/ws/chat%2D1` → `chat-1`); `None` when it is
+/// empty.
+pub fn chat_of(path: &str) -> Option<Cow<'_, str>> {
+    let last = path.rsplit('/').next().unwrap_or_default();
+    (!last.is_empty()).then(|| crate::routes::percent_decode(last))
 }
 
 /// Extracts the credential of a request.
@@ -282,6 +323,29 @@ mod tests {
             kind(&[b"Bearer abc"], Some("token=xyz"), QueryToken::Ignore),
             Ok("abc".into())
         );
+    }
+
+    #[test]
+    fn a_ticket_is_the_whole_credential() {
+        let ticket =
+            |q: &str, header: bool| extract_ticket(Some(q), header).map_err(|e| format!("{e:?}"));
+        assert_eq!(ticket("ticket=nxt_a&x=1", false), Ok(Some("nxt_a".into())));
+        assert_eq!(ticket("x=1", true), Ok(None));
+        assert_eq!(extract_ticket(None, false).ok(), Some(None));
+        for (query, header) in [
+            ("ticket=a&ticket=a", false),
+            ("ticket=", false),
+            ("ticket=a", true),
+            ("ticket=a&token=b", false),
+        ] {
+            assert!(
+                matches!(ticket(query, header), Err(e) if e.starts_with("InvalidRequest")),
+                "{query} {header}"
+            );
+        }
+        assert_eq!(chat_of("/api/ws/chat%2D1").as_deref(), Some("chat-1"));
+        assert_eq!(chat_of("/ws/c"), Some("c".into()));
+        assert_eq!(chat_of("/ws/"), None);
     }
 
     proptest! {

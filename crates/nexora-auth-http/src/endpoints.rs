@@ -9,6 +9,8 @@
 //! | endpoint (under `/api`) | success |
 //! |---|---|
 //! | `POST /auth/login` (no credentials) | 200 `{access_token, token_type, expires_in}` |
+//! | `POST /auth/token` (an API key only: any other credential is 403) `[{scopes, ttl_secs}]` | 200 `{access_token, token_type, expires_in}`: a token derived from the key |
+//! | `POST /auth/ws-tickets` `[{chat_id}]` | 200 `{ticket, expires_in}`: a single-use WebSocket ticket |
 //! | `GET /users/me` | 200 `{id, email}` |
 //! | `GET /users/me/api-keys` | 200 `[{id, name, display, scopes, created_at, last_used_at, expires_at, created_by}]`: the keys within the caller's reach |
 //! | `POST /users/me/api-keys` | 201 the key, shown once |
@@ -36,15 +38,16 @@ use std::{borrow::Cow, future::Future, net::IpAddr, sync::Arc};
 
 use nexora_auth::{
     Authenticator, KeyId, NewKey, Principal, RevokeOptions, RotateOptions, SecretString,
+    TokenRequest,
 };
 use serde::Serialize;
 
 use crate::{
     ApiError, Response,
-    credentials::{QueryToken, extract_credential},
+    credentials::{QueryToken, chat_of, extract_credential, extract_ticket},
     proxy::{self, TrustedProxies},
     routes::{self, Endpoint, Resolved},
-    validation::{LocPart, RequestBody, ValidationIssue, decode_json},
+    validation::{LocPart, RequestBody, ValidationIssue, decode_json, decode_optional_json},
 };
 
 /// The endpoints' state: the [`Authenticator`] and the HTTP settings. Cheap to clone.
@@ -135,6 +138,9 @@ impl From<Authenticator> for Api {
 pub struct AuthRequirement {
     /// Whether `?token=` counts. Defaults to [`QueryToken::Ignore`].
     pub query_token: QueryToken,
+    /// Whether a single-use ticket in `?ticket=` counts ([`AuthRequirement::accept_ticket`]).
+    /// Defaults to `false`.
+    pub ticket: bool,
     /// Whether a request without any credentials is refused (401). Defaults to `true`. When
     /// `false`, such a request goes on without a principal; a *bad* credential is still 401.
     pub required: bool,
@@ -151,6 +157,7 @@ impl AuthRequirement {
     pub const fn required() -> Self {
         Self {
             query_token: QueryToken::Ignore,
+            ticket: false,
             required: true,
         }
     }
@@ -159,6 +166,7 @@ impl AuthRequirement {
     pub const fn optional() -> Self {
         Self {
             query_token: QueryToken::Ignore,
+            ticket: false,
             required: false,
         }
     }
@@ -166,6 +174,15 @@ impl AuthRequirement {
     /// Also accept `?token=` (WebSocket routes, whose browser API cannot set headers).
     pub const fn accept_query_token(mut self) -> Self {
         self.query_token = QueryToken::Accept;
+        self
+    }
+
+    /// Also accept a single-use ticket in `?ticket=` (WebSocket routes; see
+    /// [`Authenticator::redeem_ticket`]): it is redeemed for the chat named by the last segment
+    /// of the request path ([`crate::credentials::chat_of`]), used up whatever the outcome,
+    /// and must be the request's only credential.
+    pub const fn accept_ticket(mut self) -> Self {
+        self.ticket = true;
         self
     }
 }
@@ -176,6 +193,7 @@ impl AuthRequirement {
 /// [`client_address`] resolves it, so that what it does is audited with it.
 ///
 /// Returns `Ok(None)` only when credentials are absent and `requirement.required` is false.
+/// A route that accepts tickets needs the request path: see [`authenticate_request_at`].
 pub async fn authenticate_request<'a, I>(
     auth: &Authenticator,
     authorization: I,
@@ -186,8 +204,33 @@ pub async fn authenticate_request<'a, I>(
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
+    authenticate_request_at(auth, authorization, None, query, requirement, client).await
+}
+
+/// [`authenticate_request`] with the request's `path` (as received, without the query), whose
+/// last segment names the chat a ticket is redeemed for ([`AuthRequirement::accept_ticket`]).
+pub async fn authenticate_request_at<'a, I>(
+    auth: &Authenticator,
+    authorization: I,
+    path: Option<&str>,
+    query: Option<&'a str>,
+    requirement: AuthRequirement,
+    client: Option<IpAddr>,
+) -> Result<Option<Principal>, ApiError>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+{
+    let mut headers = authorization.into_iter();
+    let first = headers.next();
+    if requirement.ticket
+        && let Some(ticket) = extract_ticket(query, first.is_some())?
+    {
+        let chat = path.and_then(chat_of);
+        let principal = auth.redeem_ticket(&ticket, chat.as_deref()).await?;
+        return Ok(Some(with_client(principal, client)));
+    }
     match extract_credential(
-        authorization,
+        first.into_iter().chain(headers),
         query,
         requirement.query_token,
         auth.max_credential_len(),
@@ -268,6 +311,14 @@ impl Guard {
         self
     }
 
+    /// Also accepts a single-use ticket in `?ticket=` (for WebSocket routes; see
+    /// [`AuthRequirement::accept_ticket`]). Off by default.
+    #[must_use]
+    pub fn accept_ticket(mut self) -> Self {
+        self.requirement = self.requirement.accept_ticket();
+        self
+    }
+
     /// Lets requests *without* credentials through with no principal; a bad credential is
     /// still refused. Off by default.
     #[must_use]
@@ -281,18 +332,28 @@ impl Guard {
         self.requirement
     }
 
-    /// Authenticates a request from `client` (see [`authenticate_request`] and
-    /// [`Guard::client`]).
+    /// Authenticates a request from its `Authorization` header values, its path (as
+    /// received, without the query), its query and `client` (see [`authenticate_request_at`]
+    /// and [`Guard::client`]).
     pub async fn check<'a, I>(
         &self,
         authorization: I,
+        path: &str,
         query: Option<&'a str>,
         client: Option<IpAddr>,
     ) -> Result<Option<Principal>, ApiError>
     where
         I: IntoIterator<Item = &'a [u8]>,
     {
-        authenticate_request(&self.auth, authorization, query, self.requirement, client).await
+        authenticate_request_at(
+            &self.auth,
+            authorization,
+            Some(path),
+            query,
+            self.requirement,
+            client,
+        )
+        .await
     }
 }
 
@@ -454,6 +515,17 @@ where
                 .await?;
             Response::json(200, &token)
         }
+        (Endpoint::DeriveToken, Some(principal)) => {
+            let token_request: TokenRequest = decode_optional_json(body())?;
+            Response::json(200, &auth.derive_token(principal, token_request).await?)
+        }
+        (Endpoint::IssueTicket, Some(principal)) => {
+            let ticket: TicketRequest = decode_optional_json(body())?;
+            let issued = auth
+                .issue_ticket(principal, ticket.chat_id.as_deref())
+                .await?;
+            Response::json(200, &issued)
+        }
         (Endpoint::Me, Some(principal)) => me(auth, principal).await,
         (Endpoint::ListKeys, Some(principal)) => {
             Response::json(200, &auth.list_keys(principal).await?)
@@ -503,6 +575,16 @@ pub(crate) struct LoginRequest {
     /// The password.
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = Password))]
     password: SecretString,
+}
+
+/// The body of `POST /auth/ws-tickets`, optional.
+#[derive(Debug, Default, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub(crate) struct TicketRequest {
+    /// The chat the ticket is for (the `{chat_id}` of `/api/ws/{chat_id}`); absent: any chat.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
+    chat_id: Option<String>,
 }
 
 /// The body of `GET /users/me`.

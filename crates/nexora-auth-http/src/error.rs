@@ -21,7 +21,8 @@ use crate::{
 #[non_exhaustive]
 pub enum ApiError {
     /// The core refused. Statuses: bad credential 401, wrong login 401, missing scope or scope
-    /// not held 403, unknown key 404, expired key or taken email 409, a broken rule 422 at
+    /// not held 403, a credential other than an API key where one is required (deriving a
+    /// token) 403, unknown key 404, expired key or taken email 409, a broken rule 422 at
     /// `["body", <field>]`, throttled 429, store or service down 503.
     #[error(transparent)]
     Auth(#[from] AuthError),
@@ -86,7 +87,11 @@ impl ApiError {
         match self {
             Self::Auth(error) => match error {
                 AuthError::InvalidToken(_) | AuthError::InvalidLogin => 401,
-                AuthError::InsufficientScope { .. } | AuthError::ScopeNotHeld => 403,
+                // Authenticated, with a credential that may not do this: 403, not 401 (the
+                // credential is good, and retrying it will not help).
+                AuthError::InsufficientScope { .. }
+                | AuthError::ScopeNotHeld
+                | AuthError::KeyRequired => 403,
                 AuthError::KeyNotFound => 404,
                 AuthError::KeyExpired | AuthError::EmailTaken => 409,
                 AuthError::InvalidInput(_) => 422,
@@ -111,6 +116,7 @@ impl ApiError {
                 AuthError::InvalidLogin => "Incorrect email or password",
                 AuthError::InsufficientScope { .. } => "Insufficient permissions",
                 AuthError::ScopeNotHeld => "Cannot grant scopes you do not have",
+                AuthError::KeyRequired => "An API key is required to derive a token",
                 AuthError::KeyNotFound => "API key not found",
                 AuthError::KeyExpired => "API key has expired and cannot be rotated",
                 AuthError::EmailTaken => "Email already registered",

@@ -106,7 +106,7 @@ use serde::Serialize;
 pub use credentials::{QueryToken, extract_credential};
 pub use endpoints::{
     AUTHORIZATION, Api, AuthRequirement, BodyError, CONTENT_TYPE, Guard, Request, RequestHeaders,
-    authenticate_request, client_address, handle,
+    authenticate_request, authenticate_request_at, client_address, handle,
 };
 pub use error::ApiError;
 pub use nexora_auth;

@@ -88,7 +88,7 @@ use utoipa::{
 use crate::{
     AuthRequirement,
     credentials::QueryToken,
-    endpoints::{LoginRequest, Me},
+    endpoints::{LoginRequest, Me, TicketRequest},
     routes::{Endpoint, Method, ROUTES, Route},
     validation::ValidationIssue,
 };
@@ -100,6 +100,9 @@ pub use utoipa;
 pub const BEARER: &str = "bearer";
 /// The name of the security scheme for `?token=` (routes that accept it: WebSockets).
 pub const QUERY_TOKEN: &str = "queryToken";
+/// The name of the security scheme for `?ticket=` (routes that accept single-use tickets:
+/// WebSockets).
+pub const QUERY_TICKET: &str = "queryTicket";
 /// The media type of every body.
 const JSON: &str = "application/json";
 
@@ -160,6 +163,9 @@ pub fn document(mount: &str) -> OpenApi {
     collect::<wire::CreateKeyRequest>(&mut schemas);
     collect::<wire::ApiKey>(&mut schemas);
     collect::<wire::CreatedApiKey>(&mut schemas);
+    collect::<wire::TokenRequest>(&mut schemas);
+    collect::<TicketRequest>(&mut schemas);
+    collect::<wire::IssuedTicket>(&mut schemas);
     OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
@@ -195,6 +201,15 @@ pub fn document(mount: &str) -> OpenApi {
                          the header as well is 401.",
                     ))),
                 )
+                .security_scheme(
+                    QUERY_TICKET,
+                    SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                        "ticket",
+                        "Routes that accept it only (WebSockets): a single-use ticket from \
+                         POST /auth/ws-tickets, accepted once, within its lifetime, for the chat \
+                         it names. It must be the only credential of the request.",
+                    ))),
+                )
                 .build(),
         ))
         .build()
@@ -225,6 +240,9 @@ pub fn guarded(
         // The `queryToken` scheme describes `?token=`: a parameter as well would have clients
         // (and test generators) send arbitrary text beside the header, which is 401.
         operation = operation.security(SecurityRequirement::new(QUERY_TOKEN, scope));
+    }
+    if requirement.ticket {
+        operation = operation.security(SecurityRequirement::new(QUERY_TICKET, scope));
     }
     if let Some(scope) = scope {
         operation = operation.response("403", forbidden(scope, false));
@@ -278,13 +296,16 @@ fn operation(route: &Route) -> Operation {
         );
     }
     if route.body {
-        let schema = match endpoint {
-            Endpoint::Login => LoginRequest::name(),
-            _ => wire::CreateKeyRequest::name(),
+        let (schema, required) = match endpoint {
+            Endpoint::Login => (LoginRequest::name(), Required::True),
+            // Both may be left out: an empty body asks for the defaults.
+            Endpoint::DeriveToken => (wire::TokenRequest::name(), Required::False),
+            Endpoint::IssueTicket => (TicketRequest::name(), Required::False),
+            _ => (wire::CreateKeyRequest::name(), Required::True),
         };
         operation = operation.request_body(Some(
             RequestBodyBuilder::new()
-                .required(Some(Required::True))
+                .required(Some(required))
                 .content(JSON, json(Ref::from_schema_name(schema)))
                 .build(),
         ));
@@ -351,6 +372,20 @@ fn responses(route: &Route) -> BTreeMap<u16, Response> {
             );
         }
         Endpoint::RevokeKey => invalid.push("`cascade` is not a boolean"),
+        Endpoint::DeriveToken => {
+            out.insert(
+                403,
+                error_response(
+                    "The credential is not an API key (a login token or a derived token cannot \
+                     derive: `An API key is required to derive a token`), or the request asks \
+                     for scopes the key does not hold (`Cannot grant scopes you do not have`).",
+                ),
+            );
+            invalid.push("`ttl_secs` is below 1");
+        }
+        Endpoint::IssueTicket => {
+            invalid.push("`chat_id` is empty, longer than 128 bytes or holds a control character")
+        }
         Endpoint::Me | Endpoint::ListKeys => {}
     }
     if !invalid.is_empty() {
@@ -407,6 +442,20 @@ fn success(endpoint: Endpoint) -> (u16, Response) {
             ),
         ),
         Endpoint::RevokeKey => (204, ResponseBuilder::new().description("Revoked.").build()),
+        Endpoint::DeriveToken => (
+            200,
+            body(
+                "A short-lived access token derived from the key.",
+                Ref::from_schema_name(wire::LoginResponse::name()).into(),
+            ),
+        ),
+        Endpoint::IssueTicket => (
+            200,
+            body(
+                "A single-use WebSocket ticket.",
+                Ref::from_schema_name(wire::IssuedTicket::name()).into(),
+            ),
+        ),
     }
 }
 
@@ -418,6 +467,8 @@ fn operation_id(endpoint: Endpoint) -> &'static str {
         Endpoint::CreateKey => "create_key",
         Endpoint::RotateKey => "rotate_key",
         Endpoint::RevokeKey => "revoke_key",
+        Endpoint::DeriveToken => "derive_token",
+        Endpoint::IssueTicket => "issue_ws_ticket",
     }
 }
 
@@ -454,6 +505,24 @@ fn description(endpoint: Endpoint) -> &'static str {
             "Keys out of the caller's reach (broader scopes, a longer lifetime, another user's) \
              and already revoked keys answer 404 like unknown ids. With cascade=true, every key \
              the key created, transitively, is revoked in the same atomic step."
+        }
+        Endpoint::DeriveToken => {
+            "Authenticated by an nxr_ API key only: any other credential answers 403. The \
+             token carries the requested `scopes` (all of the key's when absent; any the key \
+             does not hold is 403) and lives `ttl_secs` (the server's maximum, 15 minutes by \
+             default, when absent), capped at that maximum and at the key's own remaining \
+             life. It names its key and stops working when the key is revoked or expires, is \
+             rotated without grace (with grace: when the grace ends), or its user is \
+             disabled, within the verification cache's bound. Keys created with it count as \
+             created by its key (lineage, and the key's expiry as their cap)."
+        }
+        Endpoint::IssueTicket => {
+            "Any valid credential; no scope needed. The ticket goes in a WebSocket URL \
+             (`?ticket=`) instead of a credential: it is accepted once, within `expires_in` \
+             seconds (30 by default, less when the credential expires sooner), for the chat \
+             named by `chat_id` (any chat when absent), across every instance, and \
+             authenticates as the caller, whose credential must still be valid then. A second \
+             use, an expired ticket or another chat is 401 before the upgrade."
         }
     }
 }
@@ -673,6 +742,32 @@ mod wire {
         pub(super) expires_at: Option<OffsetDateTime>,
     }
 
+    /// A request for a derived token (the core's `TokenRequest`); the body may be left out.
+    #[derive(Serialize, ToSchema)]
+    pub(super) struct TokenRequest {
+        /// The scopes (described by `requested_scopes`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(schema_with = requested_scopes)]
+        pub(super) scopes: Option<Vec<String>>,
+        /// The token's lifetime in seconds; the server's maximum (15 minutes by default) when
+        /// absent or null. Capped at that maximum and at what is left of the key's life.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(minimum = 1)]
+        pub(super) ttl_secs: Option<u64>,
+    }
+
+    /// A single-use WebSocket ticket (the core's `IssuedTicket`).
+    #[derive(Serialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct IssuedTicket {
+        /// The ticket, for `?ticket=` on the WebSocket URL. Accepted once.
+        #[schema(pattern = "^nxt_[0-9A-Za-z]{32}$")]
+        pub(super) ticket: String,
+        /// Seconds until it expires (30 by default).
+        #[schema(minimum = 1)]
+        pub(super) expires_in: u64,
+    }
+
     /// A key's public view (the core's `KeyInfo`): never its value.
     #[derive(Serialize, ToSchema)]
     #[serde(deny_unknown_fields)]
@@ -823,6 +918,8 @@ mod tests {
             Endpoint::CreateKey => &[201, 401, 403, 413, 422, 503],
             Endpoint::RotateKey => &[200, 401, 403, 404, 409, 422, 503],
             Endpoint::RevokeKey => &[204, 401, 403, 404, 422, 503],
+            Endpoint::DeriveToken => &[200, 401, 403, 413, 422, 503],
+            Endpoint::IssueTicket => &[200, 401, 413, 422, 503],
         }
     }
 
@@ -871,7 +968,10 @@ mod tests {
                         assert_eq!(header("WWW-Authenticate")["required"], true, "{path}");
                     }
                     "403" => {
-                        let required = route.endpoint != Endpoint::CreateKey;
+                        // Refusals of what the request asks (scopes not held, a credential
+                        // that may not derive) carry no challenge.
+                        let required =
+                            !matches!(route.endpoint, Endpoint::CreateKey | Endpoint::DeriveToken);
                         assert_eq!(
                             header("WWW-Authenticate")["required"].as_bool(),
                             required.then_some(true),
@@ -928,6 +1028,16 @@ mod tests {
         .build();
         let ws = serde_json::to_value(ws).unwrap();
         assert_eq!(ws["security"], json!([{ BEARER: [] }, { QUERY_TOKEN: [] }]));
+        let tickets = guarded(
+            OperationBuilder::new(),
+            AuthRequirement::required().accept_ticket(),
+            None,
+        )
+        .build();
+        assert_eq!(
+            serde_json::to_value(tickets).unwrap()["security"],
+            json!([{ BEARER: [] }, { QUERY_TICKET: [] }])
+        );
         assert!(ws["parameters"].is_null());
         let keys: Vec<&String> = ws["responses"].as_object().unwrap().keys().collect();
         assert_eq!(keys, ["401", "503"]);
@@ -1088,6 +1198,73 @@ mod tests {
                 scopes
             );
             assert_eq!(real.expires_at, expires_at);
+        }
+    }
+
+    /// The derived-token and ticket mirrors serialise (and decode) as the core's types.
+    #[tokio::test]
+    async fn the_token_and_ticket_mirrors_match_the_core_types() {
+        use std::sync::Arc;
+
+        use nexora_auth::{Authenticator, MemoryKeyStore, MemoryTicketStore, TokenRequest};
+        let secret = SecretBytes::new(b"test jwt secret of at least thirty-two bytes".to_vec());
+        let peppers = PepperRing::new(
+            1,
+            SecretBytes::new(b"test pepper of at least thirty-two bytes!".to_vec()),
+        )
+        .unwrap();
+        let auth = Authenticator::builder(Arc::new(MemoryKeyStore::new()), peppers)
+            .tokens(
+                TokenAuthority::new(
+                    JwtKeys::hs256(&secret).unwrap(),
+                    JwtConfig::new("nexora", "nexora-api"),
+                )
+                .unwrap(),
+            )
+            .ws_tickets(Arc::new(MemoryTicketStore::new()))
+            .build()
+            .unwrap();
+        let all = Scopes::new(["agents:read"]).unwrap();
+        let created = auth
+            .create_key_for(&OwnerId::new("alice"), &all, NewKey::named("k"))
+            .await
+            .unwrap();
+        let key = auth.authenticate(created.key.expose()).await.unwrap();
+        let derived = auth.derive_token(&key, TokenRequest::new()).await.unwrap();
+        let mirror = wire::LoginResponse {
+            access_token: derived.token.token.expose().to_owned(),
+            token_type: "bearer",
+            expires_in: derived.token.expires_in,
+        };
+        assert_eq!(
+            serde_json::to_value(mirror).unwrap(),
+            serde_json::to_value(&derived).unwrap()
+        );
+        let issued = auth.issue_ticket(&key, Some("chat-1")).await.unwrap();
+        let mirror = wire::IssuedTicket {
+            ticket: issued.ticket.expose().to_owned(),
+            expires_in: issued.expires_in,
+        };
+        assert_eq!(
+            serde_json::to_value(mirror).unwrap(),
+            serde_json::to_value(&issued).unwrap()
+        );
+        for (scopes, ttl_secs) in [
+            (None, None),
+            (Some(vec!["agents:read".to_owned()]), Some(60)),
+        ] {
+            let mirror = wire::TokenRequest {
+                scopes: scopes.clone(),
+                ttl_secs,
+            };
+            let body = serde_json::to_vec(&mirror).unwrap();
+            let real: TokenRequest = decode_json(RequestBody::json(&body)).unwrap();
+            assert_eq!(
+                real.scopes
+                    .map(|s| s.iter().map(str::to_owned).collect::<Vec<_>>()),
+                scopes
+            );
+            assert_eq!(real.ttl_secs, ttl_secs);
         }
     }
 

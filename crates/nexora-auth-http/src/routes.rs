@@ -22,6 +22,10 @@ use std::borrow::Cow;
 pub enum Endpoint {
     /// `POST /auth/login`.
     Login,
+    /// `POST /auth/token`: a short-lived token derived from the API key presented.
+    DeriveToken,
+    /// `POST /auth/ws-tickets`: a single-use WebSocket ticket.
+    IssueTicket,
     /// `GET /users/me`.
     Me,
     /// `GET /users/me/api-keys`.
@@ -86,7 +90,7 @@ const KEY: &str = "/users/me/api-keys/{key_id}";
 const ROTATE: &str = "/users/me/api-keys/{key_id}/rotate";
 
 /// Every endpoint of the auth API, once.
-pub const ROUTES: [Route; 6] = [
+pub const ROUTES: [Route; 8] = [
     Route {
         method: Method::Post,
         path: "/auth/login",
@@ -96,6 +100,26 @@ pub const ROUTES: [Route; 6] = [
         body: true,
         allow: "POST",
         summary: "Exchange email and password for an access token",
+    },
+    Route {
+        method: Method::Post,
+        path: "/auth/token",
+        endpoint: Endpoint::DeriveToken,
+        authenticated: true,
+        scope: None,
+        body: true,
+        allow: "POST",
+        summary: "Derive a short-lived access token from the API key presented",
+    },
+    Route {
+        method: Method::Post,
+        path: "/auth/ws-tickets",
+        endpoint: Endpoint::IssueTicket,
+        authenticated: true,
+        scope: None,
+        body: true,
+        allow: "POST",
+        summary: "Issue a single-use ticket for a WebSocket URL",
     },
     Route {
         method: Method::Get,
@@ -196,7 +220,7 @@ fn match_path<'a>(pattern: &str, path: &'a str) -> Option<Option<Cow<'a, str>>> 
 
 /// Percent-decodes a path segment (`%2D` → `-`; `+` stays `+`, as in a path). A broken escape
 /// is kept as received, and a segment that does not decode to UTF-8 stays as received.
-fn percent_decode(segment: &str) -> Cow<'_, str> {
+pub(crate) fn percent_decode(segment: &str) -> Cow<'_, str> {
     percent_encoding::percent_decode_str(segment)
         .decode_utf8()
         .unwrap_or(Cow::Borrowed(segment))

@@ -192,6 +192,12 @@ macro_rules! guard_builder {
                 Self(self.0.accept_query_token())
             }
 
+            /// Also accepts a single-use ticket in `?ticket=` (for WebSocket routes), redeemed
+            /// for the chat named by the last path segment. Off by default.
+            pub fn accept_ticket(self) -> Self {
+                Self(self.0.accept_ticket())
+            }
+
             /// Lets requests *without* credentials through with no principal (use
             /// `Option<Authenticated>`); a bad credential is still refused. Off by default.
             pub fn optional(self) -> Self {

@@ -92,6 +92,8 @@ fn label(field: Field) -> &'static str {
         Field::Password => "Password",
         Field::Scopes => "Scopes",
         Field::ExpiresAt => "Expiry",
+        Field::TtlSecs => "Lifetime",
+        Field::ChatId => "Chat id",
         _ => "Value",
     }
 }
@@ -125,6 +127,10 @@ pub fn input_issue(error: &InvalidInput) -> ValidationIssue {
             "value_error",
         ),
         Problem::Scope(scope) => (scope.to_string(), "value_error"),
+        Problem::BelowMinimum { min } => (
+            format!("Input should be greater than or equal to {min}"),
+            "greater_than_equal",
+        ),
         other => (format!("{label} {other}"), "value_error"),
     };
     ValidationIssue::new(vec!["body".into(), error.field.as_str().into()], msg, kind)
@@ -511,6 +517,18 @@ fn json_invalid(bytes: &[u8], error: &serde_json::Error) -> Vec<ValidationIssue>
         "JSON decode error",
         "json_invalid",
     )
+}
+
+/// [`decode_json`] for a body that may be left out: an empty body (or only whitespace) is
+/// `T::default()`, whatever its `Content-Type`; any other body is decoded as
+/// [`decode_json`] does.
+pub fn decode_optional_json<T: DeserializeOwned + Default>(
+    body: RequestBody<'_>,
+) -> Result<T, Vec<ValidationIssue>> {
+    if body.bytes.trim_ascii().is_empty() {
+        return Ok(T::default());
+    }
+    decode_json(body)
 }
 
 /// Decodes a JSON request body into `T`, or the FastAPI-style 422 entries that say why not.

@@ -753,7 +753,12 @@ impl TokenAuthority {
     /// Issues an access token for `subject` carrying `scopes`, living
     /// [`JwtConfig::access_token_ttl`].
     pub fn issue(&self, subject: &OwnerId, scopes: &Scopes) -> Result<AccessToken, SigningError> {
-        self.sign(subject, scopes, self.config.access_token_ttl.as_secs(), None)
+        self.sign(
+            subject,
+            scopes,
+            self.config.access_token_ttl.as_secs(),
+            None,
+        )
     }
 
     /// Issues a token derived from a key (see [`DerivedFrom`]) for `subject`, carrying

@@ -169,4 +169,4 @@ pub use store::{
     CascadeOutcome, KeyCredentials, KeyRecord, KeyStore, OwnerId, StoreError, UserRecord, UserStore,
 };
 pub use throttle::ThrottlePolicy;
-pub use ticket::{TicketStore, TicketRecord, TicketDigest};
+pub use ticket::{TicketDigest, TicketRecord, TicketStore};

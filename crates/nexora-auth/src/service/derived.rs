@@ -110,9 +110,7 @@ impl Authenticator {
             .as_ref()
             .ok_or(Unavailable::NoTokenAuthority)?;
         if request.ttl_secs == Some(0) {
-            return Err(
-                InvalidInput::new(Field::TtlSecs, Problem::BelowMinimum { min: 1 }).into(),
-            );
+            return Err(InvalidInput::new(Field::TtlSecs, Problem::BelowMinimum { min: 1 }).into());
         }
         let scopes = match request.scopes {
             Some(scopes) if !scopes.is_subset_of(principal.scopes()) => {

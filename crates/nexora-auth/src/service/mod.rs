@@ -12,10 +12,10 @@ mod watch;
 
 pub use clock::{Clock, SystemClock};
 pub use derived::{DEFAULT_DERIVED_TOKEN_MAX_TTL, DerivedToken, TokenRequest};
-pub use tickets::{DEFAULT_TICKET_TTL, IssuedTicket};
 pub use keys::{CreatedKey, KeyInfo, MAX_KEY_NAME_LEN, NewKey, RevokeOptions, RotateOptions};
 pub use login::LoginResponse;
 pub use principal::{Credential, Principal};
+pub use tickets::{DEFAULT_TICKET_TTL, IssuedTicket};
 pub use users::{MAX_EMAIL_LEN, UserInfo, normalize_email};
 
 use std::{

@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 
 use super::{Authenticator, Credential, Principal};
 use crate::{
-    AuthError, Field, InvalidInput, InvalidReason, KeyDigest, KeyId, Problem, Scopes,
-    SecretString, StoreError, StoredDigest, Unavailable,
+    AuthError, Field, InvalidInput, InvalidReason, KeyDigest, KeyId, Problem, Scopes, SecretString,
+    StoreError, StoredDigest, Unavailable,
     ticket::{self, MAX_CHAT_ID_LEN, TicketDigest, TicketRecord, TicketStore},
 };
 
