@@ -27,6 +27,7 @@ fn main() {
         ("src/key_feed.rs", "__key_feed_contracts"),
         ("src/user_feed.rs", "__user_feed_contracts"),
         ("src/audit_store.rs", "__audit_store_contracts"),
+        ("src/ticket_store.rs", "__ticket_store_contracts"),
     ] {
         println!("cargo::rerun-if-changed={file}");
         let source =

@@ -1,5 +1,6 @@
-//! PostgreSQL storage for `nexora-auth`: [`PostgresStore`] implements both [`KeyStore`] and
-//! [`UserStore`] over the host application's own [`PgPool`]. Many stateless server instances
+//! PostgreSQL storage for `nexora-auth`: [`PostgresStore`] implements [`KeyStore`],
+//! [`UserStore`] and [`TicketStore`] (single-use WebSocket tickets, table
+//! `{prefix}ws_tickets`, schema version 5) over the host application's own [`PgPool`]. Many stateless server instances
 //! can share one database: every operation is a single atomic statement.
 //!
 //! ```no_run
@@ -131,20 +132,23 @@ use async_trait::async_trait;
 pub use feed::LISTENER_APPLICATION_NAME;
 use feed::{PgChangeLog, change_log_schema};
 use nexora_auth::{
-    ChangeFeed, Freshness, KeyId, KeyStore, OwnerId, Scopes, StoreError, UserRecord, UserStore,
+    ChangeFeed, Freshness, KeyId, KeyStore, OwnerId, Scopes, StoreError, TicketDigest,
+    TicketRecord, TicketStore, UserRecord, UserStore,
     store::{CascadeOutcome, KeyRecord, LastUsed, RevokeOutcome, RotateOutcome, Rotation},
 };
 pub use nexora_auth_sql::{DEFAULT_TABLE_PREFIX, FeedConfig, SetupError};
 use nexora_auth_sql::{
-    FeedHub, KEY_COLUMNS, Migrations, SqlStore, StoreBuilder, USER_COLUMNS, digest, key_inserted,
-    key_state, previous_digest, revoke_outcome, trusted_sql, user_inserted,
+    FeedHub, KEY_COLUMNS, Migrations, SqlStore, StoreBuilder, TICKET_COLUMNS, USER_COLUMNS, digest,
+    key_inserted, key_state, previous_digest, revoke_outcome, ticket_digest, ticket_inserted,
+    trusted_sql, user_inserted,
 };
 use sqlx::{PgConnection, PgPool, Row, SqlStr, postgres::PgRow};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// The schema version this crate writes and reads.
-pub const SCHEMA_VERSION: i64 = 3;
+/// The schema version this crate writes and reads. Version 5 adds the WebSocket ticket table
+/// (version 4 is kept for the audit trail).
+pub const SCHEMA_VERSION: i64 = nexora_auth_sql::TICKETS_SCHEMA_VERSION;
 /// The advisory lock key migrations hold (`pg_advisory_xact_lock`): "nxr_auth" in ASCII.
 const MIGRATION_LOCK: i64 = 0x6e78_725f_6175_7468;
 
@@ -267,6 +271,9 @@ struct Queries {
     delete_user: SqlStr,
     read_changes: SqlStr,
     prune_changes: SqlStr,
+    insert_ticket: SqlStr,
+    take_ticket: SqlStr,
+    prune_tickets: SqlStr,
     /// The `NOTIFY` channel of the change log: `{prefix}auth_changes`.
     channel: String,
 }
@@ -317,6 +324,19 @@ impl Queries {
             ALTER TABLE {users} ADD COLUMN IF NOT EXISTS disabled boolean NOT NULL DEFAULT false;"
         );
         let v3 = change_log_schema(p, &keys, &users);
+        let tickets = format!("{p}ws_tickets");
+        let v5 = format!(
+            "CREATE TABLE IF NOT EXISTS {tickets} (
+                digest bytea NOT NULL,
+                owner text NOT NULL,
+                chat_id text,
+                principal text NOT NULL,
+                created_at timestamptz NOT NULL,
+                expires_at timestamptz NOT NULL,
+                CONSTRAINT {tickets}_pkey PRIMARY KEY (digest)
+            );
+            CREATE INDEX IF NOT EXISTS {tickets}_expires ON {tickets} (expires_at);"
+        );
         // Our own text around the prefix the builder validated.
         let q = trusted_sql;
         Self {
@@ -336,7 +356,12 @@ impl Queries {
             )
             .step(1, "api keys and users", v1)
             .step(2, "key lineage and disabled users", v2)
-            .step(3, "change log for other instances' caches", v3),
+            .step(3, "change log for other instances' caches", v3)
+            .step(
+                nexora_auth_sql::TICKETS_SCHEMA_VERSION,
+                "single-use websocket tickets",
+                v5,
+            ),
             insert_key: q(format!(
                 "INSERT INTO {keys} ({KEY_COLUMNS})
                  SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15
@@ -411,6 +436,15 @@ impl Queries {
                  WHERE at < now() - make_interval(secs => $1)
                    AND seq < (SELECT max(seq) FROM {p}auth_changes)"
             )),
+            insert_ticket: q(format!(
+                "INSERT INTO {tickets} ({TICKET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+            )),
+            // One statement: of concurrent takes (on any instance), the one whose DELETE
+            // removes the row returns it; the others wait on the row lock, then find it gone.
+            take_ticket: q(format!(
+                "DELETE FROM {tickets} WHERE digest = $1 AND expires_at > $2 RETURNING {TICKET_COLUMNS}"
+            )),
+            prune_tickets: q(format!("DELETE FROM {tickets} WHERE expires_at <= $1")),
             channel: format!("{p}auth_changes"),
         }
     }
@@ -782,4 +816,56 @@ impl PostgresStore {
         }
         Ok(rows > 0)
     }
+}
+
+/// Single use across instances: a take is one `DELETE … RETURNING` on the shared database.
+#[async_trait]
+impl TicketStore for PostgresStore {
+    async fn insert_ticket(&self, ticket: &TicketRecord) -> Result<(), StoreError> {
+        let result = sqlx::query(self.sql.insert_ticket.clone())
+            .bind(ticket.digest.as_bytes().as_slice())
+            .bind(ticket.owner.as_str())
+            .bind(ticket.chat_id.as_deref())
+            .bind(&ticket.principal)
+            .bind(ticket.created_at)
+            .bind(ticket.expires_at)
+            .execute(&self.pool)
+            .await;
+        ticket_inserted(result.map(drop), failed("insert a ticket"))
+    }
+
+    async fn take_ticket(
+        &self,
+        digest: &TicketDigest,
+        now: OffsetDateTime,
+    ) -> Result<Option<TicketRecord>, StoreError> {
+        let row = sqlx::query(self.sql.take_ticket.clone())
+            .bind(digest.as_bytes().as_slice())
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("take a ticket"))?;
+        row.as_ref().map(decode_ticket).transpose()
+    }
+
+    async fn prune_tickets(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let done = sqlx::query(self.sql.prune_tickets.clone())
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("prune tickets"))?;
+        Ok(done.rows_affected())
+    }
+}
+
+fn decode_ticket(row: &PgRow) -> Result<TicketRecord, StoreError> {
+    let e = failed("decode a ticket row");
+    Ok(TicketRecord {
+        digest: ticket_digest(&row.try_get::<Vec<u8>, _>("digest").map_err(e)?)?,
+        owner: OwnerId::new(row.try_get::<String, _>("owner").map_err(e)?),
+        chat_id: row.try_get("chat_id").map_err(e)?,
+        principal: row.try_get("principal").map_err(e)?,
+        created_at: row.try_get("created_at").map_err(e)?,
+        expires_at: row.try_get("expires_at").map_err(e)?,
+    })
 }

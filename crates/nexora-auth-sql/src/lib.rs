@@ -96,14 +96,21 @@ pub use feed::{FeedConfig, FeedHub};
 pub use migrations::Migrations;
 pub use row::{digest, from_unix_micros, previous_digest, scopes, truncate_to_micros, unix_micros};
 pub use rules::{
-    corrupt, failed, key_inserted, key_state, revoke_outcome, trusted_sql, unique_violation,
-    user_inserted,
+    corrupt, failed, key_inserted, key_state, revoke_outcome, ticket_digest, ticket_inserted,
+    trusted_sql, unique_violation, user_inserted,
 };
 pub use setup::{DEFAULT_TABLE_PREFIX, SetupError, SqlStore, StoreBuilder};
 
 /// The columns of a key row, in the order the stores' statements list them.
 pub const KEY_COLUMNS: &str = "id, owner, name, scopes, created_at, last_used_at, expires_at, revoked_at, display, \
      pepper_version, digest, previous_pepper_version, previous_digest, previous_valid_until, created_by";
+
+/// The columns of a WebSocket ticket row, in the order the stores' statements list them.
+pub const TICKET_COLUMNS: &str = "digest, owner, chat_id, principal, created_at, expires_at";
+
+/// The schema version that adds the WebSocket ticket table (`{prefix}ws_tickets`), in both
+/// stores.
+pub const TICKETS_SCHEMA_VERSION: i64 = 5;
 
 /// The columns of a user row, in the order the stores' statements list them.
 pub const USER_COLUMNS: &str = "id, email, password_hash, scopes, created_at, disabled";

@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use nexora_auth::{
-    StoreError,
+    StoreError, TicketDigest,
     store::{KeyState, RevokeOutcome},
 };
 use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr, error::DatabaseError};
@@ -53,6 +53,26 @@ pub fn key_inserted(
         Err(e) if unique_violation(&e).is_some() => Err(StoreError::DuplicateId),
         Err(e) => Err(failed(e)),
     }
+}
+
+/// The result of a ticket insert: the table's only unique constraint is its primary key, the
+/// digest, so a violation is [`StoreError::DuplicateId`].
+pub fn ticket_inserted(
+    inserted: Result<(), sqlx::Error>,
+    failed: impl FnOnce(sqlx::Error) -> StoreError,
+) -> Result<(), StoreError> {
+    match inserted {
+        Ok(()) => Ok(()),
+        Err(e) if unique_violation(&e).is_some() => Err(StoreError::DuplicateId),
+        Err(e) => Err(failed(e)),
+    }
+}
+
+/// A ticket digest read back from a row: 32 bytes, else a corrupt row.
+pub fn ticket_digest(bytes: &[u8]) -> Result<TicketDigest, StoreError> {
+    <[u8; 32]>::try_from(bytes)
+        .map(TicketDigest::from_bytes)
+        .map_err(|_| corrupt("ticket digest"))
 }
 
 /// The result of a user insert: a unique violation is [`StoreError::DuplicateEmail`] when

@@ -1,5 +1,6 @@
-//! SQLite storage for `nexora-auth`: [`SqliteStore`] implements both [`KeyStore`] and
-//! [`UserStore`] over the host application's own [`SqlitePool`].
+//! SQLite storage for `nexora-auth`: [`SqliteStore`] implements [`KeyStore`], [`UserStore`]
+//! and [`TicketStore`] (single-use WebSocket tickets, table `{prefix}ws_tickets`, schema
+//! version 5) over the host application's own [`SqlitePool`].
 //!
 //! ```
 //! use std::sync::Arc;
@@ -146,14 +147,15 @@ use async_trait::async_trait;
 pub use feed::DEFAULT_CHANGE_POLL_INTERVAL;
 use feed::Watch;
 use nexora_auth::{
-    ChangeFeed, Freshness, KeyId, KeyStore, OwnerId, Scopes, StoreError, UserRecord, UserStore,
+    ChangeFeed, Freshness, KeyId, KeyStore, OwnerId, Scopes, StoreError, TicketDigest,
+    TicketRecord, TicketStore, UserRecord, UserStore,
     store::{CascadeOutcome, KeyRecord, LastUsed, RevokeOutcome, RotateOutcome, Rotation},
 };
 pub use nexora_auth_sql::{DEFAULT_TABLE_PREFIX, SetupError};
 use nexora_auth_sql::{
-    KEY_COLUMNS, Migrations, SqlStore, StoreBuilder, USER_COLUMNS, corrupt, digest,
-    from_unix_micros, key_inserted, key_state, previous_digest, revoke_outcome, trusted_sql,
-    unix_micros, user_inserted,
+    KEY_COLUMNS, Migrations, SqlStore, StoreBuilder, TICKET_COLUMNS, USER_COLUMNS, corrupt, digest,
+    from_unix_micros, key_inserted, key_state, previous_digest, revoke_outcome, ticket_digest,
+    ticket_inserted, trusted_sql, unix_micros, user_inserted,
 };
 use sqlx::{
     Row, SqlStr, SqliteConnection, SqlitePool,
@@ -165,8 +167,9 @@ use time::OffsetDateTime;
 
 /// The busy timeout [`connect_options`] sets: 5 seconds.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// The schema version this crate writes and reads.
-pub const SCHEMA_VERSION: i64 = 2;
+/// The schema version this crate writes and reads. Version 5 adds the WebSocket ticket table
+/// (versions 3 and 4 are left for other tables of the Postgres store's numbering).
+pub const SCHEMA_VERSION: i64 = nexora_auth_sql::TICKETS_SCHEMA_VERSION;
 
 /// Options for [`SqliteStore`]; start with [`SqliteStore::builder`].
 pub type SqliteStoreBuilder = StoreBuilder<SqliteStore>;
@@ -278,6 +281,9 @@ struct Queries {
     set_disabled: SqlStr,
     set_scopes: SqlStr,
     delete_user: SqlStr,
+    insert_ticket: SqlStr,
+    take_ticket: SqlStr,
+    prune_tickets: SqlStr,
 }
 
 impl Queries {
@@ -317,6 +323,18 @@ impl Queries {
                 WHERE created_by IS NOT NULL;
             ALTER TABLE {users} ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;"
         );
+        let tickets = format!("{p}ws_tickets");
+        let v5 = format!(
+            "CREATE TABLE IF NOT EXISTS {tickets} (
+                digest BLOB NOT NULL PRIMARY KEY,
+                owner TEXT NOT NULL,
+                chat_id TEXT,
+                principal TEXT NOT NULL,
+                created_at INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL
+            ) WITHOUT ROWID;
+            CREATE INDEX IF NOT EXISTS {tickets}_expires ON {tickets} (expires_at);"
+        );
         // Our own text around the prefix the builder validated.
         let q = trusted_sql;
         Self {
@@ -334,7 +352,12 @@ impl Queries {
                 ),
             )
             .step(1, "api keys and users", v1)
-            .step(2, "key lineage and disabled users", v2),
+            .step(2, "key lineage and disabled users", v2)
+            .step(
+                nexora_auth_sql::TICKETS_SCHEMA_VERSION,
+                "single-use websocket tickets",
+                v5,
+            ),
             // One statement: the creator check and the insert are atomic (SQLite has one
             // writer at a time), so a cascade never misses a child.
             insert_key: q(format!(
@@ -392,6 +415,14 @@ impl Queries {
             set_disabled: q(format!("UPDATE {users} SET disabled = ? WHERE id = ?")),
             set_scopes: q(format!("UPDATE {users} SET scopes = ? WHERE id = ?")),
             delete_user: q(format!("DELETE FROM {users} WHERE id = ?")),
+            insert_ticket: q(format!(
+                "INSERT INTO {tickets} ({TICKET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+            )),
+            // One statement: of concurrent takes, the one that deletes the row returns it.
+            take_ticket: q(format!(
+                "DELETE FROM {tickets} WHERE digest = ? AND expires_at > ? RETURNING {TICKET_COLUMNS}"
+            )),
+            prune_tickets: q(format!("DELETE FROM {tickets} WHERE expires_at <= ?")),
         }
     }
 }
@@ -782,4 +813,56 @@ impl UserStore for SqliteStore {
     fn watch_user_changes(&self, feed: ChangeFeed) -> Freshness {
         self.watch.watch(feed, &self.pool)
     }
+}
+
+/// Single use across processes: a take is one `DELETE … RETURNING`, under SQLite's one writer.
+#[async_trait]
+impl TicketStore for SqliteStore {
+    async fn insert_ticket(&self, ticket: &TicketRecord) -> Result<(), StoreError> {
+        let result = sqlx::query(self.sql.insert_ticket.clone())
+            .bind(ticket.digest.as_bytes().as_slice())
+            .bind(ticket.owner.as_str())
+            .bind(ticket.chat_id.as_deref())
+            .bind(&ticket.principal)
+            .bind(unix_micros(ticket.created_at))
+            .bind(unix_micros(ticket.expires_at))
+            .execute(&self.pool)
+            .await;
+        ticket_inserted(result.map(drop), failed("insert a ticket"))
+    }
+
+    async fn take_ticket(
+        &self,
+        digest: &TicketDigest,
+        now: OffsetDateTime,
+    ) -> Result<Option<TicketRecord>, StoreError> {
+        let row = sqlx::query(self.sql.take_ticket.clone())
+            .bind(digest.as_bytes().as_slice())
+            .bind(unix_micros(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("take a ticket"))?;
+        row.as_ref().map(decode_ticket).transpose()
+    }
+
+    async fn prune_tickets(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let done = sqlx::query(self.sql.prune_tickets.clone())
+            .bind(unix_micros(now))
+            .execute(&self.pool)
+            .await
+            .map_err(failed("prune tickets"))?;
+        Ok(done.rows_affected())
+    }
+}
+
+fn decode_ticket(row: &SqliteRow) -> Result<TicketRecord, StoreError> {
+    let e = failed("decode a ticket row");
+    Ok(TicketRecord {
+        digest: ticket_digest(&row.try_get::<Vec<u8>, _>("digest").map_err(e)?)?,
+        owner: OwnerId::new(row.try_get::<String, _>("owner").map_err(e)?),
+        chat_id: row.try_get("chat_id").map_err(e)?,
+        principal: row.try_get("principal").map_err(e)?,
+        created_at: from_unix_micros(row.try_get("created_at").map_err(e)?)?,
+        expires_at: from_unix_micros(row.try_get("expires_at").map_err(e)?)?,
+    })
 }

@@ -54,6 +54,33 @@ pub async fn audit_store_backend_down(store: Arc<dyn AuditStore>) {
     expect_unavailable(check, "prune", store.prune(now()).await);
 }
 
+/// Checks a [`TicketStore`](nexora_auth::TicketStore) whose backend is down: every method is
+/// `Err(Unavailable)` (never "no such ticket"), and redeeming through the authenticator
+/// answers 503.
+pub async fn ticket_store_backend_down(store: Arc<dyn nexora_auth::TicketStore>) {
+    let check = "ticket_store_backend_down";
+    let record = crate::ticket_store::ticket("alice", None, now() + time::Duration::SECOND * 30);
+    expect_unavailable(check, "insert_ticket", store.insert_ticket(&record).await);
+    expect_unavailable(
+        check,
+        "take_ticket",
+        store.take_ticket(&record.digest, now()).await,
+    );
+    expect_unavailable(check, "prune_tickets", store.prune_tickets(now()).await);
+    let auth = crate::authenticator_builder(Arc::new(MemoryKeyStore::new()))
+        .ws_tickets(store)
+        .build()
+        .expect("a valid authenticator");
+    let ticket = format!("nxt_{}", "A".repeat(32));
+    match auth.redeem_ticket(&ticket, None).await {
+        Err(AuthError::StoreUnavailable(_)) => {}
+        other => panic!(
+            "backend-down check `{check}` failed: redeeming a ticket on a failed store must be \
+             StoreUnavailable (a 503), got {other:?}"
+        ),
+    }
+}
+
 /// Checks a [`KeyStore`] whose backend is down: every method is `Err(Unavailable)` (never
 /// `Ok(None)` or `NotFound`), and [`nexora_auth::Authenticator::authenticate`] answers 503.
 pub async fn key_store_backend_down(store: Arc<dyn KeyStore>) {

@@ -1,4 +1,5 @@
-//! The conformance suite for [`KeyStore`], [`UserStore`] and [`AuditStore`] implementations.
+//! The conformance suite for [`KeyStore`], [`UserStore`], [`AuditStore`] and
+//! [`TicketStore`](nexora_auth::TicketStore) implementations.
 //!
 //! Every store — the in-memory reference, SQLite, Postgres, or your own — runs this one suite
 //! from its own tests with one macro call. Each contract written in the
@@ -9,6 +10,7 @@
 //! nexora_auth_testkit::key_store_conformance!(async { nexora_auth::MemoryKeyStore::new() });
 //! nexora_auth_testkit::user_store_conformance!(async { nexora_auth::MemoryUserStore::new() });
 //! nexora_auth_testkit::audit_store_conformance!(async { nexora_auth::MemoryAuditStore::new() });
+//! nexora_auth_testkit::ticket_store_conformance!(async { nexora_auth::MemoryTicketStore::new() });
 //! # fn main() {}
 //! ```
 //!
@@ -135,6 +137,7 @@ pub mod key_store;
 pub mod keys;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod ticket_store;
 pub mod user_feed;
 pub mod user_store;
 
@@ -324,6 +327,40 @@ macro_rules! user_store_conformance {
                 $crate::failure::user_store_backend_down(::std::sync::Arc::new(store)).await;
             });
         }
+    };
+}
+
+/// Generates one `#[test]` per [`TicketStore`](nexora_auth::TicketStore) contract
+/// ([`ticket_store`]); the `fixture:` form also generates
+/// `ticket_store_backend_down_is_unavailable`, run on the store given to
+/// [`Fixture::with_failing`] ([`failure::ticket_store_backend_down`]), as
+/// [`key_store_conformance!`] does for keys. The short form is for stores without a backend
+/// to break (the in-memory one).
+///
+/// ```
+/// nexora_auth_testkit::ticket_store_conformance!(async { nexora_auth::MemoryTicketStore::new() });
+/// # fn main() {}
+/// ```
+///
+/// Single use across instances rests on `take_ticket` being one atomic step of the shared
+/// backend; `concurrent_takes_get_a_ticket_once` checks it through one store value.
+#[macro_export]
+macro_rules! ticket_store_conformance {
+    (fixture: $factory:expr) => {
+        $crate::__ticket_store_contracts!(tests ticket_store ($factory));
+        #[test]
+        fn ticket_store_backend_down_is_unavailable() {
+            $crate::run(async {
+                let fixture: $crate::Fixture<_> = ($factory).await;
+                let Some((failing, guard)) = fixture.into_failing() else { return };
+                let failing = failing.unwrap_or_else(|| panic!("{}", $crate::NO_FAILING_BACKEND));
+                $crate::failure::ticket_store_backend_down(::std::sync::Arc::new(failing)).await;
+                drop(guard);
+            });
+        }
+    };
+    ($factory:expr) => {
+        $crate::__ticket_store_contracts!(tests ticket_store (async { $crate::Fixture::new(($factory).await) }));
     };
 }
 
@@ -537,6 +574,23 @@ where
             ),
             Err(e) => panic!("list_users failed before the contract started: {e:?}"),
         }
+        body(store).await;
+    })
+    .await;
+}
+
+/// Runs the [`TicketStore`](nexora_auth::TicketStore) contract `name`: checks the store is
+/// empty, then runs `body`.
+async fn ticket_store_contract<F, Fut>(
+    name: &str,
+    store: Arc<dyn nexora_auth::TicketStore>,
+    body: F,
+) where
+    F: FnOnce(Arc<dyn nexora_auth::TicketStore>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    named_contract("TicketStore", name, async move {
+        ticket_store::expect_empty(&store).await;
         body(store).await;
     })
     .await;

@@ -5,7 +5,7 @@
 //! new contract runs on every store the moment it is written, and none is dropped), nothing
 //! else listed, and each contract naming itself in its failure messages.
 
-use nexora_auth_testkit::{audit_store, key_feed, key_store, user_feed, user_store};
+use nexora_auth_testkit::{audit_store, key_feed, key_store, ticket_store, user_feed, user_store};
 
 /// The public async functions of `source` with the text of each, in order of definition.
 fn public_functions(source: &str) -> Vec<(String, &str)> {
@@ -138,5 +138,19 @@ fn every_audit_store_contract_is_listed_and_names_itself() {
         include_str!("../src/audit_store.rs"),
         "audit_store_contract",
         audit_store::contracts(),
+    );
+}
+
+#[test]
+fn every_ticket_store_contract_is_listed_and_names_itself() {
+    assert!(
+        ticket_store::contracts().len() >= 7,
+        "contracts went missing"
+    );
+    check(
+        "src/ticket_store.rs",
+        include_str!("../src/ticket_store.rs"),
+        "ticket_store_contract",
+        ticket_store::contracts(),
     );
 }

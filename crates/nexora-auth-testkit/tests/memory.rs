@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use nexora_auth::{MemoryAuditStore, MemoryKeyStore, MemoryUserStore};
+use nexora_auth::{MemoryAuditStore, MemoryKeyStore, MemoryTicketStore, MemoryUserStore};
 use nexora_auth_testkit::failure::{FlakyStore, key_store_backend_down};
 
 nexora_auth_testkit::key_store_conformance!(async { MemoryKeyStore::new() });
 nexora_auth_testkit::user_store_conformance!(async { MemoryUserStore::new() });
 nexora_auth_testkit::audit_store_conformance!(async { MemoryAuditStore::new() });
+nexora_auth_testkit::ticket_store_conformance!(async { MemoryTicketStore::new() });
 nexora_auth_testkit::change_feed_conformance!(keys: async { MemoryKeyStore::new() });
 nexora_auth_testkit::change_feed_conformance!(users: async { MemoryUserStore::new() });
 
