@@ -275,11 +275,14 @@ impl Actor {
         }
     }
 
-    /// The actor behind a principal: its key, its user session, or for a principal the
-    /// application built itself ([`Credential::Internal`]) the system named `"application"`.
+    /// The actor behind a principal: its key (for a token derived from a key, that key, which
+    /// it acts as), its user session, or for a principal the application built itself
+    /// ([`Credential::Internal`]) the system named `"application"`.
     pub fn of(principal: &Principal) -> Self {
         match principal.credential() {
-            Credential::ApiKey(key_id) => Self::Key { key_id: *key_id },
+            Credential::ApiKey(key_id) | Credential::DerivedToken { key: key_id, .. } => {
+                Self::Key { key_id: *key_id }
+            }
             Credential::AccessToken { .. } => Self::User {
                 user_id: principal.owner().clone(),
             },

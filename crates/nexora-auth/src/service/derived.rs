@@ -9,6 +9,7 @@ use super::{Authenticator, Credential, Principal, key_principal, key_state};
 use crate::{
     AccessToken, AuthError, Field, InvalidInput, InvalidReason, KeyCredentials, KeyId, Problem,
     Scopes, Unavailable,
+    audit::{AuditAction, NewAuditEvent},
     jwt::{DerivedFrom, VerifiedToken},
 };
 
@@ -93,7 +94,8 @@ impl Authenticator {
     /// revoked or expires, when the key is rotated without grace (with a grace period, when
     /// the grace ends, as the old secret does), and while its user is disabled. Keys it
     /// creates count as created by its key ([`crate::policy::grant`]: lineage, and the key's
-    /// expiry as their cap).
+    /// expiry as their cap). Each derivation is audited (`token_derived`, with the token's id,
+    /// scopes and lifetime, never the token).
     pub async fn derive_token(
         &self,
         principal: &Principal,
@@ -133,6 +135,15 @@ impl Authenticator {
         let token = tokens
             .issue_derived(principal.owner(), &scopes, ttl, from)
             .map_err(Unavailable::Signing)?;
+        // The token's id, scopes and lifetime; never the token.
+        self.record_event(
+            NewAuditEvent::by(AuditAction::TokenDerived, principal)
+                .target_key(*key_id)
+                .detail("jti", token.jti.as_str())
+                .detail("scopes", scopes.to_space_separated())
+                .detail("ttl_secs", ttl),
+        )
+        .await;
         Ok(DerivedToken {
             token,
             key_id: *key_id,

@@ -10,6 +10,7 @@ use super::{Authenticator, Credential, Principal};
 use crate::{
     AuthError, Field, InvalidInput, InvalidReason, KeyDigest, KeyId, Problem, Scopes, SecretString,
     StoreError, StoredDigest, Unavailable,
+    audit::{AuditAction, NewAuditEvent},
     ticket::{self, MAX_CHAT_ID_LEN, TicketDigest, TicketRecord, TicketStore},
 };
 
@@ -64,7 +65,8 @@ impl Authenticator {
     /// ([`AuthenticatorBuilder::ws_ticket_ttl`](crate::AuthenticatorBuilder::ws_ticket_ttl),
     /// 30 seconds by default) or until the credential behind `principal` expires, whichever is
     /// sooner. The store keeps its digest; the ticket itself is returned once and never
-    /// logged. Issuing also prunes expired tickets, at most once a minute.
+    /// logged. Each issue is audited (`ticket_issued`, with its chat and lifetime, never the
+    /// ticket). Issuing also prunes expired tickets, at most once a minute.
     pub async fn issue_ticket(
         &self,
         principal: &Principal,
@@ -97,9 +99,20 @@ impl Authenticator {
         // A duplicate of 190 fresh random bits does not happen; if the store says so, it is
         // broken, and the request fails (503) rather than retrying.
         store.insert_ticket(&record).await?;
+        let expires_in = u64::try_from((expires_at - now).whole_seconds()).unwrap_or(0);
+        // Never the ticket (nor its digest): what it is for and how long it lives.
+        let mut event = NewAuditEvent::by(AuditAction::TicketIssued, principal)
+            .detail("expires_in", expires_in);
+        if let Some(chat) = &record.chat_id {
+            event = event.detail("chat_id", chat.as_str());
+        }
+        if let Some(key) = principal.key_id() {
+            event = event.target_key(key);
+        }
+        self.record_event(event).await;
         Ok(IssuedTicket {
             ticket: SecretString::new(text),
-            expires_in: u64::try_from((expires_at - now).whole_seconds()).unwrap_or(0),
+            expires_in,
             chat_id: record.chat_id,
         })
     }
