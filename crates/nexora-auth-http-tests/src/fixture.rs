@@ -5,8 +5,9 @@ use std::{sync::Arc, time::Duration};
 
 use nexora_auth::{
     Authenticator, Clock, Credential, JwtAlgorithm, JwtConfig, JwtKeys, MemoryKeyStore,
-    MemoryUserStore, NewKey, OwnerId, Principal, RevokeOptions, Scopes, SecretBytes, SecretString,
-    TokenAuthority, UserStore, store::KeyStore,
+    MemoryTicketStore, MemoryUserStore, NewKey, OwnerId, Principal, RevokeOptions, Scopes,
+    SecretBytes, SecretString, TicketStore, TokenAuthority, TokenRequest, UserStore,
+    store::KeyStore,
 };
 use nexora_auth_http::scopes::{AGENTS_READ, KEYS_MANAGE};
 use nexora_auth_testkit::{
@@ -17,13 +18,14 @@ use nexora_auth_testkit::{
 use serde_json::json;
 use time::OffsetDateTime;
 
-/// The stores a [`Fixture`] runs on: any [`KeyStore`] and [`UserStore`] (in-memory, SQLite,
-/// Postgres…), plus whatever must live as long as they do (a temporary directory, a test
-/// schema).
+/// The stores a [`Fixture`] runs on: any [`KeyStore`], [`UserStore`] and [`TicketStore`]
+/// (in-memory, SQLite, Postgres…), plus whatever must live as long as they do (a temporary
+/// directory, a test schema).
 pub struct Stores {
     name: &'static str,
     keys: Arc<dyn KeyStore>,
     users: Arc<dyn UserStore>,
+    tickets: Arc<dyn TicketStore>,
     guard: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
@@ -36,14 +38,22 @@ impl std::fmt::Debug for Stores {
 }
 
 impl Stores {
-    /// Stores named `name` (for messages).
+    /// Stores named `name` (for messages), with WebSocket tickets in memory until
+    /// [`Stores::with_tickets`] says otherwise.
     pub fn new(name: &'static str, keys: Arc<dyn KeyStore>, users: Arc<dyn UserStore>) -> Self {
         Self {
             name,
             keys,
             users,
+            tickets: Arc::new(MemoryTicketStore::new()),
             guard: None,
         }
+    }
+
+    /// Keeps WebSocket tickets in `tickets`.
+    pub fn with_tickets(mut self, tickets: Arc<dyn TicketStore>) -> Self {
+        self.tickets = tickets;
+        self
     }
 
     /// The in-memory stores of the core.
@@ -209,8 +219,21 @@ pub struct Fixture {
     pub narrowed_user_key_id: String,
     /// Every key text the fixture created, for leak checks.
     pub all_keys: Vec<String>,
+    /// A token derived from [`Fixture::alice_key`] (all its scopes).
+    pub derived_token: String,
+    /// A token derived from [`Fixture::short_lived_key`] (it acts as that key).
+    pub derived_from_short_lived: String,
+    /// A token derived from a key of Alice's revoked since.
+    pub derived_of_revoked: String,
+    /// WebSocket tickets issued for [`Fixture::alice_key`]: for `chat-1`, for any chat, for
+    /// `chat-2`, and a fourth for `chat-1` whose lifetime ran out; each used at most once by
+    /// the table.
+    pub ws_tickets: [String; 4],
+    /// A WebSocket ticket for any chat, issued for a key revoked since.
+    pub ws_ticket_of_revoked: String,
     /// The authenticator's clock: stopped, and moved two minutes forward while the fixture is
-    /// built (so that the expiring key and the short-lived token have expired).
+    /// built (so that the expiring key, the short-lived token and the expired ticket have
+    /// expired).
     pub clock: Arc<ManualClock>,
     _guard: Option<Guard>,
 }
@@ -237,6 +260,7 @@ impl Fixture {
             name,
             keys,
             users,
+            tickets,
             guard,
         } = stores;
         let store = Arc::new(FlakyStore::from_arc(keys));
@@ -250,6 +274,7 @@ impl Fixture {
                 JwtConfig::new("nexora", "nexora-api").leeway(Duration::ZERO),
             ))
             .clock(clock.clone())
+            .ws_tickets(tickets)
             .build()
             .expect("a valid authenticator");
 
@@ -311,7 +336,56 @@ impl Fixture {
             )
             .await
             .expect("create expiring key");
+        let as_alice_key = auth
+            .authenticate(alice_key.key.expose())
+            .await
+            .expect("alice's key authenticates");
+        let expired_ticket = auth
+            .issue_ticket(&as_alice_key, Some("chat-1"))
+            .await
+            .expect("issue a ticket")
+            .ticket
+            .expose()
+            .to_owned();
         clock.advance(time::Duration::minutes(2));
+        let mut ws_tickets = Vec::new();
+        for chat in [Some("chat-1"), None, Some("chat-2")] {
+            let issued = auth
+                .issue_ticket(&as_alice_key, chat)
+                .await
+                .expect("issue a ticket");
+            ws_tickets.push(issued.ticket.expose().to_owned());
+        }
+        ws_tickets.push(expired_ticket);
+        let derive = |principal: Principal| {
+            let auth = auth.clone();
+            async move {
+                auth.derive_token(&principal, TokenRequest::new())
+                    .await
+                    .expect("derive a token")
+                    .token
+                    .token
+                    .expose()
+                    .to_owned()
+            }
+        };
+        let derived_token = derive(as_alice_key.clone()).await;
+        let doomed = key(alice.id.clone(), &alice_all, "doomed").await;
+        let as_doomed = auth
+            .authenticate(doomed.key.expose())
+            .await
+            .expect("the key authenticates");
+        let derived_of_revoked = derive(as_doomed.clone()).await;
+        let ws_ticket_of_revoked = auth
+            .issue_ticket(&as_doomed, None)
+            .await
+            .expect("issue a ticket")
+            .ticket
+            .expose()
+            .to_owned();
+        auth.revoke_key(&alice_session, doomed.info.id, RevokeOptions::key_only())
+            .await
+            .expect("revoke");
 
         let short = jwt_authority(
             hs256(JWT_SECRET),
@@ -346,6 +420,12 @@ impl Fixture {
             )
             .await
             .expect("create short-lived key");
+        let derived_from_short_lived = derive(
+            auth.authenticate(short_lived.key.expose())
+                .await
+                .expect("the short-lived key authenticates"),
+        )
+        .await;
         let short_lived_expires_at = serde_json::to_value(&short_lived.info)
             .expect("key info serialises")["expires_at"]
             .as_str()
@@ -410,6 +490,7 @@ impl Fixture {
             &revoke_me,
             &bob_key,
             &expired,
+            &doomed,
         ]
         .into_iter()
         .map(text)
@@ -446,6 +527,13 @@ impl Fixture {
             narrowed_user_credentials,
             narrowed_user_key_id: narrowed_user_key_id.to_string(),
             all_keys,
+            derived_token,
+            derived_from_short_lived,
+            derived_of_revoked,
+            ws_tickets: ws_tickets
+                .try_into()
+                .expect("four tickets were issued above"),
+            ws_ticket_of_revoked,
             clock,
             auth,
             _guard: guard.map(Guard),

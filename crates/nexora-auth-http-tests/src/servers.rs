@@ -8,7 +8,8 @@
 //!   `{"owner": …}`;
 //! * `GET /optional` — behind the optional layer, extractor `Option<Authenticated>`;
 //! * `GET /limited` — returns the core's 429 through the crate's rejection type;
-//! * `GET /ws/{chat_id}` — WebSocket behind the layer with `?token=` accepted; on upgrade the
+//! * `GET /ws/{chat_id}` — WebSocket behind the layer with `?token=` and single-use `?ticket=`
+//!   accepted (a ticket is checked against `{chat_id}`); on upgrade the
 //!   server sends `hello <owner> in <chat_id>`, then keeps the socket open until the client
 //!   leaves or the credential ends, when it sends the Close frame of
 //!   [`nexora_auth_http::websocket::until_credential_ends`] (4401 `credential revoked`, …);
@@ -145,7 +146,11 @@ mod axum_app {
                     let auth = auth.clone();
                     move |path, caller, upgrade| chat(auth, path, caller, upgrade)
                 })
-                .route_layer(AuthLayer::new(auth.clone()).accept_query_token()),
+                .route_layer(
+                    AuthLayer::new(auth.clone())
+                        .accept_query_token()
+                        .accept_ticket(),
+                ),
             )
             .route("/plain", get(ok))
             .route("/authed", get(ok).route_layer(AuthLayer::new(auth.clone())))
@@ -231,7 +236,11 @@ mod actix_app {
             .service(
                 web::resource("/ws/{chat_id}")
                     .app_data(web::Data::new(auth.clone()))
-                    .wrap(AuthMiddleware::new(auth.clone()).accept_query_token())
+                    .wrap(
+                        AuthMiddleware::new(auth.clone())
+                            .accept_query_token()
+                            .accept_ticket(),
+                    )
                     .route(web::get().to(chat)),
             )
             .service(web::resource("/plain").route(web::get().to(ok)))

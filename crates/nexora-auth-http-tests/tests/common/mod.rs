@@ -16,7 +16,9 @@ pub(crate) async fn sqlite() -> Stores {
         .await
         .expect("open the database");
     let store = Arc::new(SqliteStore::new(pool).await.expect("migrations"));
-    Stores::new("sqlite", store.clone(), store).with_guard(dir)
+    Stores::new("sqlite", store.clone(), store.clone())
+        .with_tickets(store)
+        .with_guard(dir)
 }
 
 /// Postgres in a fresh schema dropped with the stores; `None` after the testkit's loud skip
@@ -28,5 +30,9 @@ pub(crate) async fn postgres() -> Option<Stores> {
             .await
             .expect("migrations"),
     );
-    Some(Stores::new("postgres", store.clone(), store).with_guard(schema))
+    Some(
+        Stores::new("postgres", store.clone(), store.clone())
+            .with_tickets(store)
+            .with_guard(schema),
+    )
 }

@@ -3,6 +3,7 @@
 //! login, a cascade).
 
 pub(super) mod credentials;
+pub(super) mod derived_tokens;
 pub(super) mod key_management;
 pub(super) mod layer;
 pub(super) mod live_users;

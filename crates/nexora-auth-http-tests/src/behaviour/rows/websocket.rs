@@ -1,4 +1,5 @@
-//! WebSockets: `?token=` accepted only here, checked before the upgrade.
+//! WebSockets: `?token=` and single-use `?ticket=` accepted only here, checked before the
+//! upgrade.
 
 use serde_json::Value;
 
@@ -65,6 +66,60 @@ pub(crate) fn rows(f: &Fixture) -> Vec<Row> {
         ws_row(
             "WebSocket: empty ?token= → 401, no upgrade",
             "/ws/chat-1?token=".into(),
+            vec![],
+            challenge(401, INVALID_AUTH_REQUEST, INVALID_REQUEST),
+        ),
+        ws_row(
+            "WebSocket: a ticket and a header → 401 invalid_request, the ticket kept",
+            format!("/ws/chat-1?ticket={}", f.ws_tickets[0]),
+            vec![("authorization", format!("Bearer {}", f.alice_key))],
+            challenge(401, INVALID_AUTH_REQUEST, INVALID_REQUEST),
+        ),
+        ws_row(
+            "WebSocket: ticket for its chat → 101 as its principal",
+            format!("/ws/chat-1?ticket={}", f.ws_tickets[0]),
+            vec![],
+            ws_ok(&f.alice_id),
+        ),
+        ws_row(
+            "WebSocket: the same ticket again → 401, no upgrade",
+            format!("/ws/chat-1?ticket={}", f.ws_tickets[0]),
+            vec![],
+            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+        ),
+        ws_row(
+            "WebSocket: a ticket for any chat → 101",
+            format!("/ws/chat-1?ticket={}", f.ws_tickets[1]),
+            vec![],
+            ws_ok(&f.alice_id),
+        ),
+        ws_row(
+            "WebSocket: a ticket for another chat → 401, no upgrade",
+            format!("/ws/chat-1?ticket={}", f.ws_tickets[2]),
+            vec![],
+            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+        ),
+        ws_row(
+            "WebSocket: an expired ticket → 401, no upgrade",
+            format!("/ws/chat-1?ticket={}", f.ws_tickets[3]),
+            vec![],
+            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+        ),
+        ws_row(
+            "WebSocket: a ticket whose key was revoked → 401, no upgrade",
+            format!("/ws/chat-1?ticket={}", f.ws_ticket_of_revoked),
+            vec![],
+            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+        ),
+        ws_row(
+            "WebSocket: a malformed ticket → 401, no upgrade",
+            "/ws/chat-1?ticket=nxt_nope".into(),
+            vec![],
+            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+        ),
+        ws_row(
+            "WebSocket: an empty ?ticket= → 401 invalid_request",
+            "/ws/chat-1?ticket=".into(),
             vec![],
             challenge(401, INVALID_AUTH_REQUEST, INVALID_REQUEST),
         ),
