@@ -57,8 +57,9 @@ async fn agents(_caller: RequireScope<AgentsRead>) -> Json<[Agent; 2]> {
     ])
 }
 
-/// `GET /api/ws/{chat_id}?token=…`: echoes text frames. Authentication (header or `?token=`)
-/// runs in the route layer, so a bad token is a 401 before any upgrade. The socket lives no
+/// `GET /api/ws/{chat_id}?token=…` or `?ticket=…`: echoes text frames. Authentication (header,
+/// `?token=`, or a single-use ticket for this chat) runs in the route layer, so a bad token or
+/// a used ticket is a 401 before any upgrade. The socket lives no
 /// longer than its credential: when the key is revoked, rotated or expires, the token expires
 /// or the user is disabled, it is closed with 4401 (1011 when the database cannot tell),
 /// within the verification cache's bound (`--cache-ceiling-ms`).
@@ -221,7 +222,7 @@ pub(crate) fn router(state: AppState, args: &ServeArgs) -> Router {
         .route("/agents", get(agents).route_layer(layer()))
         .route(
             "/ws/{chat_id}",
-            get(chat_socket).route_layer(layer().accept_query_token()),
+            get(chat_socket).route_layer(layer().accept_query_token().accept_ticket()),
         )
         .route("/openapi.json", get(openapi))
         .with_state(state.clone());

@@ -161,6 +161,25 @@ pub(crate) struct AuthArgs {
     )]
     pub(crate) access_token_ttl_secs: u64,
 
+    /// Longest lifetime of a token derived from an API key (`POST /api/auth/token`), in
+    /// seconds; a request may ask for less, never more, and never beyond the key's own life.
+    #[arg(
+        long,
+        env = "NEXORA_DERIVED_TOKEN_MAX_TTL_SECS",
+        default_value_t = 900,
+        global = true
+    )]
+    pub(crate) derived_token_max_ttl_secs: u64,
+
+    /// How long a WebSocket ticket (`POST /api/auth/ws-tickets`) is accepted, in seconds.
+    #[arg(
+        long,
+        env = "NEXORA_WS_TICKET_TTL_SECS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub(crate) ws_ticket_ttl_secs: u64,
+
     /// PEM file of an asymmetric signing key (PKCS#8; PKCS#1 for RSA). When set, tokens are
     /// signed with it and `/.well-known/jwks.json` publishes its public key; HS256 tokens made
     /// with the shared secret are still accepted.

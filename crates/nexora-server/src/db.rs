@@ -2,7 +2,7 @@
 
 use std::{path::Path, sync::Arc, time::Duration};
 
-use nexora_auth::{KeyStore, UserStore};
+use nexora_auth::{KeyStore, TicketStore, UserStore};
 use nexora_auth_postgres::PostgresStore;
 use nexora_auth_sqlite::SqliteStore;
 use sqlx::{postgres::PgPoolOptions, sqlite::SqlitePoolOptions};
@@ -34,6 +34,15 @@ impl Database {
     }
 
     pub(crate) fn user_store(&self) -> Arc<dyn UserStore> {
+        match self {
+            Self::Sqlite(s) => Arc::new(s.clone()),
+            Self::Postgres(s) => Arc::new(s.clone()),
+        }
+    }
+
+    /// Where WebSocket tickets are kept: the database every instance shares, so a ticket is
+    /// accepted once across all of them.
+    pub(crate) fn ticket_store(&self) -> Arc<dyn TicketStore> {
         match self {
             Self::Sqlite(s) => Arc::new(s.clone()),
             Self::Postgres(s) => Arc::new(s.clone()),

@@ -214,6 +214,9 @@ async fn authenticator(
     let database = db::open(common).await?;
     let authenticator = Authenticator::builder(database.key_store(), config::peppers(common)?)
         .users(database.user_store())
+        .ws_tickets(database.ticket_store())
+        .ws_ticket_ttl(Duration::from_secs(auth.ws_ticket_ttl_secs))
+        .derived_token_max_ttl(Duration::from_secs(auth.derived_token_max_ttl_secs))
         .verification_cache(cache)
         .tokens(config::token_authority(common, auth)?)
         .password_policy(PasswordPolicy::default())

@@ -94,8 +94,12 @@ pub(crate) fn document() -> OpenApi {
                 .operation_id(Some("chat_socket"))
                 .summary(Some("A WebSocket echoing text frames"))
                 .description(Some(
-                    "Authenticates before the upgrade, with the Authorization header or \
-                     ?token= (JWT or nxr_ key): a bad credential is 401 and no upgrade. A \
+                    "Authenticates before the upgrade, with the Authorization header, \
+                     ?token= (JWT or nxr_ key) or — recommended for browsers, whose URLs end \
+                     up in logs — a single-use ?ticket= from POST /api/auth/ws-tickets, \
+                     accepted once, within its lifetime, for the chat it names: a bad \
+                     credential, a used, expired or other chat's ticket is 401 and no \
+                     upgrade (the ticket is used up by the attempt). A \
                      request that is not a WebSocket upgrade (a plain GET) answers 400, or 426 \
                      when the connection cannot be upgraded, after the credential check; \
                      OpenAPI cannot describe the upgrade itself.",
@@ -105,7 +109,10 @@ pub(crate) fn document() -> OpenApi {
                         .name("chat_id")
                         .parameter_in(ParameterIn::Path)
                         .required(Required::True)
-                        .description(Some("Any chat id; the echo does not use it."))
+                        .description(Some(
+                            "Any chat id; the echo does not use it. A ticket issued for a \
+                             chat is accepted here only when this is that chat.",
+                        ))
                         .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
                 )
                 .response(
@@ -125,7 +132,9 @@ pub(crate) fn document() -> OpenApi {
                     "426",
                     error_response("The connection cannot be upgraded (Upgrade Required)."),
                 ),
-            AuthRequirement::required().accept_query_token(),
+            AuthRequirement::required()
+                .accept_query_token()
+                .accept_ticket(),
             None,
         )
         .build(),
