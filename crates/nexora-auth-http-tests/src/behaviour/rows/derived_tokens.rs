@@ -2,7 +2,7 @@
 //! who may ask, what they get, and what the derived token can do.
 
 use nexora_auth_http::scopes::KEYS_MANAGE;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::super::vocabulary::*;
 use crate::Fixture;
@@ -148,9 +148,9 @@ fn bearer_token(seconds: u64) -> BodyCheck {
         if fields.len() != 3
             || b["token_type"] != "bearer"
             || b["expires_in"] != seconds
-            || !b["access_token"]
+            || b["access_token"]
                 .as_str()
-                .is_some_and(|t| t.split('.').count() == 3)
+                .is_none_or(|t| t.split('.').count() != 3)
         {
             return Err(format!("want a bearer token of {seconds} s, got {b}"));
         }
@@ -167,7 +167,7 @@ fn ticket_body() -> BodyCheck {
             && ticket[4..].bytes().all(|c| c.is_ascii_alphanumeric());
         if b.as_object().map(serde_json::Map::len) != Some(2)
             || !well_formed
-            || b["expires_in"] != Value::from(30)
+            || b["expires_in"] != 30
         {
             return Err(format!("want {{ticket, expires_in: 30}}, got {b}"));
         }
