@@ -59,6 +59,22 @@ async fn ticket(http: &Client, base: &str, credential: &str, chat: &str) -> Stri
     body["ticket"].as_str().expect("a ticket").to_owned()
 }
 
+/// The time from now until `base` first refuses `token` (401), accepting it (200) meanwhile,
+/// within the ceiling ([`until_status`]).
+async fn until_refused(http: &Client, base: &str, token: &str, what: &str) -> std::time::Duration {
+    let since = Instant::now();
+    until_status(
+        http,
+        base,
+        token,
+        StatusCode::UNAUTHORIZED,
+        &[StatusCode::OK],
+        since,
+        what,
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_derived_token_dies_on_the_other_instance_within_the_bound() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -80,19 +96,7 @@ async fn a_derived_token_dies_on_the_other_instance_within_the_bound() {
             revoke_key(&http, a, &jwt, &key.id).await,
             StatusCode::NO_CONTENT
         );
-        let since = Instant::now();
-        revoked.push(
-            until_status(
-                &http,
-                b,
-                &token,
-                StatusCode::UNAUTHORIZED,
-                &[StatusCode::OK],
-                since,
-                &what,
-            )
-            .await,
-        );
+        revoked.push(until_refused(&http, b, &token, &what).await);
         dead.push(token);
 
         // Rotated without grace through A: the token follows the old secret.
@@ -101,19 +105,7 @@ async fn a_derived_token_dies_on_the_other_instance_within_the_bound() {
         let token = derive(&http, a, &key.key).await;
         warm(&http, b, &token, &what).await;
         let new = rotate_key(&http, a, &jwt, &key.id).await;
-        let since = Instant::now();
-        rotated.push(
-            until_status(
-                &http,
-                b,
-                &token,
-                StatusCode::UNAUTHORIZED,
-                &[StatusCode::OK],
-                since,
-                &what,
-            )
-            .await,
-        );
+        rotated.push(until_refused(&http, b, &token, &what).await);
         dead.push(token);
         // The new secret derives tokens that work on both.
         let fresh = derive(&http, b, &new.key).await;
