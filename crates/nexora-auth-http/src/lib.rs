@@ -48,11 +48,11 @@
 //!
 //! # What is here
 //!
-//! * [`credentials`]: the one parser of `Authorization: Bearer` and `?token=`.
+//! * [`credentials`]: the one parser of `Authorization: Bearer`, `?token=` and `?ticket=`.
 //! * [`routes`]: the one route table ([`routes::ROUTES`]) and its router: 404, 405 with
 //!   `Allow`, `HEAD`.
-//! * [`handle`] and [`endpoints`]: login, `me`, and API key management, with the order of
-//!   checks FastAPI clients expect.
+//! * [`handle`] and [`endpoints`]: login, `me`, API key management, tokens derived from a key
+//!   and single-use WebSocket tickets, with the order of checks FastAPI clients expect.
 //! * [`ApiError`]: the single mapping of every error to a status, a `{"detail": …}` body and the
 //!   `WWW-Authenticate`, `Retry-After` and `Allow` headers.
 //! * [`validation`]: FastAPI-shaped 422s, from typed decoding errors and the core's
