@@ -1,5 +1,5 @@
 //! PostgreSQL storage for `nexora-auth`: [`PostgresStore`] implements [`KeyStore`],
-//! [`UserStore`] and [`TicketStore`] (single-use WebSocket tickets, table
+//! [`UserStore`], [`AuditStore`] and [`TicketStore`] (single-use WebSocket tickets, table
 //! `{prefix}ws_tickets`, schema version 5) over the host application's own [`PgPool`]. Many stateless server instances
 //! can share one database: every operation is a single atomic statement.
 //!
@@ -30,8 +30,10 @@
 //! [`PostgresStore::new`] creates (idempotently) its tables in the first schema of the
 //! connection's `search_path`, named with a prefix, by default `nexora_`: `nexora_api_keys`,
 //! `nexora_users`, the change log `nexora_auth_changes` with its head `nexora_auth_changes_head`
-//! (see [Change feed](#change-feed)), and `nexora_auth_migrations`, which records the schema
-//! versions applied.
+//! (see [Change feed](#change-feed)), the audit trail `nexora_audit_events` (schema version 4,
+//! see [`AuditStore`]: keyed by the event's `uuid`, a version 7 so key order is time order,
+//! indexed by owner and id and by time; a batch is one `INSERT … SELECT … FROM unnest(…)`),
+//! and `nexora_auth_migrations`, which records the schema versions applied.
 //! They never touch sqlx's `_sqlx_migrations`, so the host's own `sqlx::migrate!` runs in the
 //! same database undisturbed. Concurrent migrations (several instances starting at once)
 //! serialise on a transaction-scoped advisory lock. Change the prefix with
@@ -132,22 +134,24 @@ use async_trait::async_trait;
 pub use feed::LISTENER_APPLICATION_NAME;
 use feed::{PgChangeLog, change_log_schema};
 use nexora_auth::{
-    ChangeFeed, Freshness, KeyId, KeyStore, OwnerId, Scopes, StoreError, TicketDigest,
-    TicketRecord, TicketStore, UserRecord, UserStore,
+    AuditEvent, AuditStore, ChangeFeed, Freshness, KeyId, KeyStore, OwnerId, Scopes, StoreError,
+    TicketDigest, TicketRecord, TicketStore, UserRecord, UserStore,
+    audit::{AuditQuery, EventId},
     store::{CascadeOutcome, KeyRecord, LastUsed, RevokeOutcome, RotateOutcome, Rotation},
 };
-pub use nexora_auth_sql::{DEFAULT_TABLE_PREFIX, FeedConfig, SetupError};
 use nexora_auth_sql::{
-    FeedHub, KEY_COLUMNS, Migrations, SqlStore, StoreBuilder, TICKET_COLUMNS, USER_COLUMNS, digest,
+    AUDIT_COLUMNS, AuditRow, FeedHub, KEY_COLUMNS, Migrations, SqlStore, StoreBuilder,
+    TICKET_COLUMNS, USER_COLUMNS, audit_cursor, audit_limit, audit_recorded, digest,
     key_inserted, key_state, previous_digest, revoke_outcome, ticket_digest, ticket_inserted,
     trusted_sql, user_inserted,
 };
+pub use nexora_auth_sql::{DEFAULT_TABLE_PREFIX, FeedConfig, SetupError};
 use sqlx::{PgConnection, PgPool, Row, SqlStr, postgres::PgRow};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// The schema version this crate writes and reads. Version 5 adds the WebSocket ticket table
-/// (version 4 is kept for the audit trail).
+/// The schema version this crate writes and reads. Version 4 adds the audit trail, version 5
+/// the WebSocket ticket table.
 pub const SCHEMA_VERSION: i64 = nexora_auth_sql::TICKETS_SCHEMA_VERSION;
 /// The advisory lock key migrations hold (`pg_advisory_xact_lock`): "nxr_auth" in ASCII.
 const MIGRATION_LOCK: i64 = 0x6e78_725f_6175_7468;
@@ -155,7 +159,7 @@ const MIGRATION_LOCK: i64 = 0x6e78_725f_6175_7468;
 /// Options for [`PostgresStore`]; start with [`PostgresStore::builder`].
 pub type PostgresStoreBuilder = StoreBuilder<PostgresStore>;
 
-/// A [`KeyStore`] and [`UserStore`] on PostgreSQL. Cheap to clone: clones share the pool and
+/// A [`KeyStore`], [`UserStore`] and [`AuditStore`] on PostgreSQL. Cheap to clone: clones share the pool and
 /// the change feed (one watcher per store value and its clones; see the crate docs).
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
@@ -276,6 +280,10 @@ struct Queries {
     prune_tickets: SqlStr,
     /// The `NOTIFY` channel of the change log: `{prefix}auth_changes`.
     channel: String,
+    record_audit: SqlStr,
+    list_audit: SqlStr,
+    list_owner_audit: SqlStr,
+    prune_audit: SqlStr,
 }
 
 /// The first key of the two-key advisory lock taken per owner (the second is
@@ -337,6 +345,24 @@ impl Queries {
             );
             CREATE INDEX IF NOT EXISTS {tickets}_expires ON {tickets} (expires_at);"
         );
+        let audit = format!("{p}audit_events");
+        let v4 = format!(
+            "CREATE TABLE IF NOT EXISTS {audit} (
+                id uuid NOT NULL,
+                at timestamptz NOT NULL,
+                action text NOT NULL,
+                actor_kind text NOT NULL,
+                actor_id text,
+                owner text,
+                target text,
+                client text,
+                outcome text NOT NULL,
+                detail text NOT NULL,
+                CONSTRAINT {audit}_pkey PRIMARY KEY (id)
+            );
+            CREATE INDEX IF NOT EXISTS {audit}_owner ON {audit} (owner, id);
+            CREATE INDEX IF NOT EXISTS {audit}_at ON {audit} (at);"
+        );
         // Our own text around the prefix the builder validated.
         let q = trusted_sql;
         Self {
@@ -357,6 +383,7 @@ impl Queries {
             .step(1, "api keys and users", v1)
             .step(2, "key lineage and disabled users", v2)
             .step(3, "change log for other instances' caches", v3)
+            .step(4, "audit trail", v4)
             .step(
                 nexora_auth_sql::TICKETS_SCHEMA_VERSION,
                 "single-use websocket tickets",
@@ -446,6 +473,20 @@ impl Queries {
             )),
             prune_tickets: q(format!("DELETE FROM {tickets} WHERE expires_at <= $1")),
             channel: format!("{p}auth_changes"),
+            // One statement for the whole batch, one array per column: atomic, so a duplicate
+            // id stores nothing.
+            record_audit: q(format!(
+                "INSERT INTO {audit} ({AUDIT_COLUMNS})
+                 SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[],
+                    $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])"
+            )),
+            list_audit: q(format!(
+                "SELECT {AUDIT_COLUMNS} FROM {audit} WHERE id < $1 ORDER BY id DESC LIMIT $2"
+            )),
+            list_owner_audit: q(format!(
+                "SELECT {AUDIT_COLUMNS} FROM {audit} WHERE owner = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+            )),
+            prune_audit: q(format!("DELETE FROM {audit} WHERE at < $1")),
         }
     }
 }
@@ -498,6 +539,23 @@ fn decode_user(row: &PgRow) -> Result<UserRecord, StoreError> {
         created_at: row.try_get("created_at").map_err(e)?,
         disabled: row.try_get("disabled").map_err(e)?,
     })
+}
+
+fn decode_audit(row: &PgRow) -> Result<AuditEvent, StoreError> {
+    let e = failed("decode an audit row");
+    AuditRow::new(
+        EventId::from_uuid(row.try_get("id").map_err(e)?),
+        row.try_get("at").map_err(e)?,
+        row.try_get("action").map_err(e)?,
+        row.try_get("actor_kind").map_err(e)?,
+        row.try_get("actor_id").map_err(e)?,
+        row.try_get("owner").map_err(e)?,
+        row.try_get("target").map_err(e)?,
+        row.try_get("client").map_err(e)?,
+        row.try_get("outcome").map_err(e)?,
+        row.try_get("detail").map_err(e)?,
+    )
+    .into_event()
 }
 
 impl PostgresStore {
@@ -868,4 +926,53 @@ fn decode_ticket(row: &PgRow) -> Result<TicketRecord, StoreError> {
         created_at: row.try_get("created_at").map_err(e)?,
         expires_at: row.try_get("expires_at").map_err(e)?,
     })
+}
+#[async_trait]
+impl AuditStore for PostgresStore {
+    async fn record(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<AuditRow> = events.iter().map(AuditRow::of).collect();
+        let column = |f: fn(&AuditRow) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
+        let inserted = sqlx::query(self.sql.record_audit.clone())
+            .bind(rows.iter().map(|r| *r.id.as_uuid()).collect::<Vec<Uuid>>())
+            .bind(rows.iter().map(|r| r.at).collect::<Vec<OffsetDateTime>>())
+            .bind(column(|r| Some(r.action.clone())))
+            .bind(column(|r| Some(r.actor_kind.clone())))
+            .bind(column(|r| r.actor_id.clone()))
+            .bind(column(|r| r.owner.clone()))
+            .bind(column(|r| r.target.clone()))
+            .bind(column(|r| r.client.clone()))
+            .bind(column(|r| Some(r.outcome.clone())))
+            .bind(column(|r| Some(r.detail.clone())))
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected());
+        audit_recorded(inserted, failed("record audit events"))
+    }
+
+    async fn list(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+        let before = *audit_cursor(query.before).as_uuid();
+        let statement = match &query.owner {
+            Some(owner) => sqlx::query(self.sql.list_owner_audit.clone()).bind(owner.as_str()),
+            None => sqlx::query(self.sql.list_audit.clone()),
+        };
+        let rows = statement
+            .bind(before)
+            .bind(audit_limit(query.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("list audit events"))?;
+        rows.iter().map(decode_audit).collect()
+    }
+
+    async fn prune(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let done = sqlx::query(self.sql.prune_audit.clone())
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("prune audit events"))?;
+        Ok(done.rows_affected())
+    }
 }

@@ -42,6 +42,7 @@ async fn unreachable_server() -> PostgresStore {
 nexora_auth_testkit::key_store_conformance!(fixture: fresh());
 nexora_auth_testkit::user_store_conformance!(fixture: fresh());
 nexora_auth_testkit::ticket_store_conformance!(fixture: fresh());
+nexora_auth_testkit::audit_store_conformance!(fixture: fresh());
 
 /// A fresh schema with two stores on separate pools (two server instances): the feed
 /// contracts write through the peer and observe through the store.
@@ -111,12 +112,14 @@ fn migrations_are_idempotent_concurrent_prefixed_and_leave_sqlx_migrations_alone
             [
                 "_sqlx_migrations",
                 "auth2_api_keys",
+                "auth2_audit_events",
                 "auth2_auth_changes",
                 "auth2_auth_changes_head",
                 "auth2_auth_migrations",
                 "auth2_users",
                 "auth2_ws_tickets",
                 "nexora_api_keys",
+                "nexora_audit_events",
                 "nexora_auth_changes",
                 "nexora_auth_changes_head",
                 "nexora_auth_migrations",

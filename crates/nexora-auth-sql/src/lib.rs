@@ -1,7 +1,8 @@
 //! What the SQL stores of `nexora-auth` share, written once: the [`SetupError`], the
 //! [`StoreBuilder`] (table prefix, migrate or not), the [`Migrations`] runner with its
 //! schema-version gate, the rules that turn statement results into store outcomes
-//! ([`key_inserted`], [`revoke_outcome`], [`key_state`]…), the microsecond time rule, and the
+//! ([`key_inserted`], [`revoke_outcome`], [`key_state`]…), the audit rows ([`AuditRow`]), the
+//! microsecond time rule, and the
 //! dialect-free half of the change feed that keeps other instances' caches fresh ([`feed`]).
 //! Applications use `nexora-auth-sqlite` or `nexora-auth-postgres`; this crate is for them and
 //! for anyone writing another SQL store.
@@ -86,12 +87,14 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod audit;
 pub mod feed;
 mod migrations;
 mod row;
 mod rules;
 mod setup;
 
+pub use audit::{AUDIT_COLUMNS, AuditRow, audit_cursor, audit_limit, audit_recorded};
 pub use feed::{FeedConfig, FeedHub};
 pub use migrations::Migrations;
 pub use row::{digest, from_unix_micros, previous_digest, scopes, truncate_to_micros, unix_micros};

@@ -1,6 +1,6 @@
-//! SQLite storage for `nexora-auth`: [`SqliteStore`] implements [`KeyStore`], [`UserStore`]
-//! and [`TicketStore`] (single-use WebSocket tickets, table `{prefix}ws_tickets`, schema
-//! version 5) over the host application's own [`SqlitePool`].
+//! SQLite storage for `nexora-auth`: [`SqliteStore`] implements [`KeyStore`], [`UserStore`],
+//! [`AuditStore`] and [`TicketStore`] (single-use WebSocket tickets, table `{prefix}ws_tickets`,
+//! schema version 5) over the host application's own [`SqlitePool`].
 //!
 //! ```
 //! use std::sync::Arc;
@@ -52,9 +52,9 @@
 //!
 //! # Schema
 //!
-//! [`SqliteStore::new`] creates (idempotently) three tables named with a prefix, by default
-//! `nexora_`: `nexora_api_keys`, `nexora_users` and `nexora_auth_migrations`, which records the
-//! schema versions applied. They never touch sqlx's `_sqlx_migrations`, so the host's own
+//! [`SqliteStore::new`] creates (idempotently) four tables named with a prefix, by default
+//! `nexora_`: `nexora_api_keys`, `nexora_users`, `nexora_audit_events` (the audit trail, see
+//! [`AuditStore`]) and `nexora_auth_migrations`, which records the schema versions applied. They never touch sqlx's `_sqlx_migrations`, so the host's own
 //! `sqlx::migrate!` runs in the same database undisturbed. Change the prefix with
 //! [`SqliteStore::builder`]. The builder, [`SetupError`], the migration runner and the rules
 //! this store shares with `nexora-auth-postgres` live in `nexora-auth-sql`; this crate keeps
@@ -76,6 +76,11 @@
 //! one `BEGIN IMMEDIATE` transaction (a `WITH RECURSIVE` walk over `created_by`): SQLite's
 //! single writer makes the two atomic with respect to each other. Users have a `disabled` flag.
 //! A version-1 database is upgraded in place (`ALTER TABLE … ADD COLUMN`).
+//!
+//! The audit trail (schema version 4; version numbers follow `nexora-auth-postgres`, whose
+//! version 3 SQLite does not need) is one table keyed by the event id (a `BLOB` UUID version
+//! 7, so key order is time order), indexed by owner and id for a user's pages and by time for
+//! pruning. A batch of events is one `INSERT … SELECT … FROM json_each(?)`: all or nothing.
 //!
 //! # Change feed
 //!
@@ -147,16 +152,18 @@ use async_trait::async_trait;
 pub use feed::DEFAULT_CHANGE_POLL_INTERVAL;
 use feed::Watch;
 use nexora_auth::{
-    ChangeFeed, Freshness, KeyId, KeyStore, OwnerId, Scopes, StoreError, TicketDigest,
-    TicketRecord, TicketStore, UserRecord, UserStore,
+    AuditEvent, AuditStore, ChangeFeed, Freshness, KeyId, KeyStore, OwnerId, Scopes, StoreError,
+    TicketDigest, TicketRecord, TicketStore, UserRecord, UserStore,
+    audit::{AuditQuery, EventId},
     store::{CascadeOutcome, KeyRecord, LastUsed, RevokeOutcome, RotateOutcome, Rotation},
 };
-pub use nexora_auth_sql::{DEFAULT_TABLE_PREFIX, SetupError};
 use nexora_auth_sql::{
-    KEY_COLUMNS, Migrations, SqlStore, StoreBuilder, TICKET_COLUMNS, USER_COLUMNS, corrupt, digest,
-    from_unix_micros, key_inserted, key_state, previous_digest, revoke_outcome, ticket_digest,
-    ticket_inserted, trusted_sql, unix_micros, user_inserted,
+    AUDIT_COLUMNS, AuditRow, KEY_COLUMNS, Migrations, SqlStore, StoreBuilder, TICKET_COLUMNS,
+    USER_COLUMNS, audit_cursor, audit_limit, audit_recorded, corrupt, digest, from_unix_micros,
+    key_inserted, key_state, previous_digest, revoke_outcome, ticket_digest, ticket_inserted,
+    trusted_sql, unix_micros, user_inserted,
 };
+pub use nexora_auth_sql::{DEFAULT_TABLE_PREFIX, SetupError};
 use sqlx::{
     Row, SqlStr, SqliteConnection, SqlitePool,
     sqlite::{
@@ -167,8 +174,9 @@ use time::OffsetDateTime;
 
 /// The busy timeout [`connect_options`] sets: 5 seconds.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// The schema version this crate writes and reads. Version 5 adds the WebSocket ticket table
-/// (versions 3 and 4 are left for other tables of the Postgres store's numbering).
+/// The schema version this crate writes and reads. Versions are numbered alike in both SQL
+/// stores; SQLite has no version 3 (Postgres's change log). Version 4 adds the audit trail,
+/// version 5 the WebSocket ticket table.
 pub const SCHEMA_VERSION: i64 = nexora_auth_sql::TICKETS_SCHEMA_VERSION;
 
 /// Options for [`SqliteStore`]; start with [`SqliteStore::builder`].
@@ -195,7 +203,7 @@ pub async fn connect(path: impl AsRef<Path>) -> Result<SqlitePool, SetupError> {
         .map_err(SetupError::database("connect"))
 }
 
-/// A [`KeyStore`] and [`UserStore`] on SQLite. Cheap to clone: clones share the pool and the
+/// A [`KeyStore`], [`UserStore`] and [`AuditStore`] on SQLite. Cheap to clone: clones share the pool and the
 /// change feed (see the [crate docs](crate#change-feed)).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -284,6 +292,10 @@ struct Queries {
     insert_ticket: SqlStr,
     take_ticket: SqlStr,
     prune_tickets: SqlStr,
+    record_audit: SqlStr,
+    list_audit: SqlStr,
+    list_owner_audit: SqlStr,
+    prune_audit: SqlStr,
 }
 
 impl Queries {
@@ -335,6 +347,23 @@ impl Queries {
             ) WITHOUT ROWID;
             CREATE INDEX IF NOT EXISTS {tickets}_expires ON {tickets} (expires_at);"
         );
+        let audit = format!("{p}audit_events");
+        let v4 = format!(
+            "CREATE TABLE IF NOT EXISTS {audit} (
+                id BLOB NOT NULL PRIMARY KEY,
+                at INTEGER NOT NULL,
+                action TEXT NOT NULL,
+                actor_kind TEXT NOT NULL,
+                actor_id TEXT,
+                owner TEXT,
+                target TEXT,
+                client TEXT,
+                outcome TEXT NOT NULL,
+                detail TEXT NOT NULL
+            ) WITHOUT ROWID;
+            CREATE INDEX IF NOT EXISTS {audit}_owner ON {audit} (owner, id);
+            CREATE INDEX IF NOT EXISTS {audit}_at ON {audit} (at);"
+        );
         // Our own text around the prefix the builder validated.
         let q = trusted_sql;
         Self {
@@ -353,6 +382,8 @@ impl Queries {
             )
             .step(1, "api keys and users", v1)
             .step(2, "key lineage and disabled users", v2)
+            // Version 3 is Postgres's change log; SQLite's feed needs no table.
+            .step(4, "audit trail", v4)
             .step(
                 nexora_auth_sql::TICKETS_SCHEMA_VERSION,
                 "single-use websocket tickets",
@@ -423,6 +454,24 @@ impl Queries {
                 "DELETE FROM {tickets} WHERE digest = ? AND expires_at > ? RETURNING {TICKET_COLUMNS}"
             )),
             prune_tickets: q(format!("DELETE FROM {tickets} WHERE expires_at <= ?")),
+            // One statement for the whole batch (a JSON array of objects, see
+            // `audit_batch_json`): atomic, so a duplicate id stores nothing.
+            record_audit: q(format!(
+                "INSERT INTO {audit} ({AUDIT_COLUMNS})
+                 SELECT unhex(json_extract(value, '$.id')), json_extract(value, '$.at'),
+                    json_extract(value, '$.action'), json_extract(value, '$.actor_kind'),
+                    json_extract(value, '$.actor_id'), json_extract(value, '$.owner'),
+                    json_extract(value, '$.target'), json_extract(value, '$.client'),
+                    json_extract(value, '$.outcome'), json_extract(value, '$.detail')
+                 FROM json_each(?)"
+            )),
+            list_audit: q(format!(
+                "SELECT {AUDIT_COLUMNS} FROM {audit} WHERE id < ? ORDER BY id DESC LIMIT ?"
+            )),
+            list_owner_audit: q(format!(
+                "SELECT {AUDIT_COLUMNS} FROM {audit} WHERE owner = ? AND id < ? ORDER BY id DESC LIMIT ?"
+            )),
+            prune_audit: q(format!("DELETE FROM {audit} WHERE at < ?")),
         }
     }
 }
@@ -495,6 +544,49 @@ fn decode_user(row: &SqliteRow) -> Result<UserRecord, StoreError> {
         created_at: from_unix_micros(row.try_get("created_at").map_err(e)?)?,
         disabled: row.try_get("disabled").map_err(e)?,
     })
+}
+
+/// A batch of events as the JSON array `record_audit` reads: ids in hex, times in Unix
+/// microseconds, the rest as the row's text.
+fn audit_batch_json(events: &[AuditEvent]) -> String {
+    let rows: Vec<serde_json::Value> = events
+        .iter()
+        .map(|event| {
+            let row = AuditRow::of(event);
+            serde_json::json!({
+                "id": row.id.as_uuid().simple().to_string(),
+                "at": unix_micros(row.at),
+                "action": row.action,
+                "actor_kind": row.actor_kind,
+                "actor_id": row.actor_id,
+                "owner": row.owner,
+                "target": row.target,
+                "client": row.client,
+                "outcome": row.outcome,
+                "detail": row.detail,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
+}
+
+fn decode_audit(row: &SqliteRow) -> Result<AuditEvent, StoreError> {
+    let e = failed("decode an audit row");
+    let id: Vec<u8> = row.try_get("id").map_err(e)?;
+    let id = <[u8; 16]>::try_from(id.as_slice()).map_err(|_| corrupt("audit event id"))?;
+    AuditRow::new(
+        EventId::from_bytes(id),
+        from_unix_micros(row.try_get("at").map_err(e)?)?,
+        row.try_get("action").map_err(e)?,
+        row.try_get("actor_kind").map_err(e)?,
+        row.try_get("actor_id").map_err(e)?,
+        row.try_get("owner").map_err(e)?,
+        row.try_get("target").map_err(e)?,
+        row.try_get("client").map_err(e)?,
+        row.try_get("outcome").map_err(e)?,
+        row.try_get("detail").map_err(e)?,
+    )
+    .into_event()
 }
 
 impl SqliteStore {
@@ -865,4 +957,43 @@ fn decode_ticket(row: &SqliteRow) -> Result<TicketRecord, StoreError> {
         created_at: from_unix_micros(row.try_get("created_at").map_err(e)?)?,
         expires_at: from_unix_micros(row.try_get("expires_at").map_err(e)?)?,
     })
+}
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn record(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let inserted = sqlx::query(self.sql.record_audit.clone())
+            .bind(audit_batch_json(events))
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected());
+        audit_recorded(inserted, failed("record audit events"))
+    }
+
+    async fn list(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+        let before = audit_cursor(query.before);
+        let before = before.as_uuid().as_bytes().as_slice();
+        let statement = match &query.owner {
+            Some(owner) => sqlx::query(self.sql.list_owner_audit.clone()).bind(owner.as_str()),
+            None => sqlx::query(self.sql.list_audit.clone()),
+        };
+        let rows = statement
+            .bind(before)
+            .bind(audit_limit(query.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("list audit events"))?;
+        rows.iter().map(decode_audit).collect()
+    }
+
+    async fn prune(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let done = sqlx::query(self.sql.prune_audit.clone())
+            .bind(unix_micros(before))
+            .execute(&self.pool)
+            .await
+            .map_err(failed("prune audit events"))?;
+        Ok(done.rows_affected())
+    }
 }

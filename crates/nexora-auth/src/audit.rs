@@ -101,7 +101,8 @@ use crate::{Credential, KeyId, OwnerId, Principal, StoreError};
 pub const AUDIT_TARGET: &str = "nexora_auth::audit";
 
 /// Longest owner, target or system actor name kept, in bytes; longer text is cut at a
-/// character boundary. Owner and target are ids (a UUID is 36 bytes).
+/// character boundary. Owner and target are ids (a UUID is 36 bytes). In every text field,
+/// control characters are replaced by U+FFFD.
 pub const MAX_FIELD_LEN: usize = 128;
 /// Most entries an [`AuditDetail`] keeps; later ones are dropped.
 pub const MAX_DETAIL_ENTRIES: usize = 8;
@@ -111,8 +112,16 @@ pub const MAX_DETAIL_LEN: usize = 512;
 /// Longest detail name kept, in bytes.
 pub const MAX_DETAIL_NAME_LEN: usize = 32;
 
-/// `text` cut to at most `max` bytes, at a character boundary.
+/// `text` with every control character replaced by U+FFFD (so no value can break a log line
+/// or hold a NUL, which Postgres text refuses), cut to at most `max` bytes at a character
+/// boundary.
 fn bounded(mut text: String, max: usize) -> String {
+    if text.contains(char::is_control) {
+        text = text
+            .chars()
+            .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+            .collect();
+    }
     if text.len() > max {
         let mut end = max;
         while !text.is_char_boundary(end) {
@@ -121,6 +130,20 @@ fn bounded(mut text: String, max: usize) -> String {
         text.truncate(end);
     }
     text
+}
+
+/// Whether `text` is within [`MAX_FIELD_LEN`] and free of control characters.
+fn within_bounds(text: &str) -> bool {
+    text.len() <= MAX_FIELD_LEN && !text.contains(char::is_control)
+}
+
+/// `owner` within the bounds of a text field (the same value when it already is).
+fn bounded_owner(owner: OwnerId) -> OwnerId {
+    if within_bounds(owner.as_str()) {
+        owner
+    } else {
+        OwnerId::new(bounded(owner.as_str().to_owned(), MAX_FIELD_LEN))
+    }
 }
 
 /// The id of an [`AuditEvent`]: a UUID version 7, so ids sort by time (to the millisecond,
@@ -330,11 +353,11 @@ impl Actor {
 
     fn bounded(self) -> Self {
         match self {
-            Self::System { name } if name.len() > MAX_FIELD_LEN => Self::System {
+            Self::System { name } if !within_bounds(&name) => Self::System {
                 name: Cow::Owned(bounded(name.into_owned(), MAX_FIELD_LEN)),
             },
-            Self::User { user_id } if user_id.as_str().len() > MAX_FIELD_LEN => Self::User {
-                user_id: OwnerId::new(bounded(user_id.as_str().to_owned(), MAX_FIELD_LEN)),
+            Self::User { user_id } => Self::User {
+                user_id: bounded_owner(user_id),
             },
             other => other,
         }
@@ -606,19 +629,12 @@ impl NewAuditEvent {
 
     /// The event with its id and time, every field within its bound.
     pub(crate) fn stamp(self, id: EventId, at: OffsetDateTime) -> AuditEvent {
-        let bound_owner = |owner: OwnerId| {
-            if owner.as_str().len() > MAX_FIELD_LEN {
-                OwnerId::new(bounded(owner.as_str().to_owned(), MAX_FIELD_LEN))
-            } else {
-                owner
-            }
-        };
         AuditEvent {
             id,
             at,
             action: self.action,
             actor: self.actor.bounded(),
-            owner: self.owner.map(bound_owner),
+            owner: self.owner.map(bounded_owner),
             target: self.target.map(|t| bounded(t, MAX_FIELD_LEN)),
             client: self.client,
             outcome: self.outcome,
@@ -893,6 +909,19 @@ mod tests {
             };
             assert!(text.len() <= MAX_DETAIL_LEN);
         }
+    }
+
+    #[test]
+    fn control_characters_never_reach_a_row_or_a_log_line() {
+        let event = NewAuditEvent::new(AuditAction::KeyLeakReported, Actor::system("cli"))
+            .detail("url", "https://x/\n\0fake=1")
+            .stamp(EventId::from_uuid(Uuid::nil()), OffsetDateTime::UNIX_EPOCH);
+        assert_eq!(
+            event.detail.get("url"),
+            Some(&DetailValue::Text(
+                "https://x/\u{FFFD}\u{FFFD}fake=1".into()
+            ))
+        );
     }
 
     #[test]
