@@ -4,12 +4,12 @@
 use std::{sync::Arc, time::Duration};
 
 use nexora_auth::{
-    Authenticator, Clock, Credential, JwtAlgorithm, JwtConfig, JwtKeys, MemoryKeyStore,
-    MemoryTicketStore, MemoryUserStore, NewKey, OwnerId, Principal, RevokeOptions, Scopes,
-    SecretBytes, SecretString, TicketStore, TokenAuthority, TokenRequest, UserStore,
-    store::KeyStore,
+    AuditStore, Authenticator, Clock, Credential, JwtAlgorithm, JwtConfig, JwtKeys,
+    MemoryAuditStore, MemoryKeyStore, MemoryTicketStore, MemoryUserStore, NewKey, OwnerId,
+    Principal, RevokeOptions, Scopes, SecretBytes, SecretString, TicketStore, TokenAuthority,
+    TokenRequest, UserStore, audit::Actor, store::KeyStore,
 };
-use nexora_auth_http::scopes::{AGENTS_READ, KEYS_MANAGE};
+use nexora_auth_http::scopes::{AGENTS_READ, AUDIT_READ, KEYS_MANAGE};
 use nexora_auth_testkit::{
     ManualClock, authenticator_builder,
     failure::{FlakyStore, StoreCalls},
@@ -18,7 +18,7 @@ use nexora_auth_testkit::{
 use serde_json::json;
 use time::OffsetDateTime;
 
-/// The stores a [`Fixture`] runs on: any [`KeyStore`], [`UserStore`] and [`TicketStore`]
+/// The stores a [`Fixture`] runs on: any [`KeyStore`], [`UserStore`], [`AuditStore`] and [`TicketStore`]
 /// (in-memory, SQLite, Postgres…), plus whatever must live as long as they do (a temporary
 /// directory, a test schema).
 pub struct Stores {
@@ -26,6 +26,7 @@ pub struct Stores {
     keys: Arc<dyn KeyStore>,
     users: Arc<dyn UserStore>,
     tickets: Arc<dyn TicketStore>,
+    audit: Arc<dyn AuditStore>,
     guard: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
@@ -40,12 +41,18 @@ impl std::fmt::Debug for Stores {
 impl Stores {
     /// Stores named `name` (for messages), with WebSocket tickets in memory until
     /// [`Stores::with_tickets`] says otherwise.
-    pub fn new(name: &'static str, keys: Arc<dyn KeyStore>, users: Arc<dyn UserStore>) -> Self {
+    pub fn new(
+        name: &'static str,
+        keys: Arc<dyn KeyStore>,
+        users: Arc<dyn UserStore>,
+        audit: Arc<dyn AuditStore>,
+    ) -> Self {
         Self {
             name,
             keys,
             users,
             tickets: Arc::new(MemoryTicketStore::new()),
+            audit,
             guard: None,
         }
     }
@@ -56,12 +63,22 @@ impl Stores {
         self
     }
 
+    /// One store value that is all four (SQLite, Postgres).
+    pub fn all_in_one<S: KeyStore + UserStore + AuditStore + TicketStore>(
+        name: &'static str,
+        store: S,
+    ) -> Self {
+        let store = Arc::new(store);
+        Self::new(name, store.clone(), store.clone(), store.clone()).with_tickets(store)
+    }
+
     /// The in-memory stores of the core.
     pub fn memory() -> Self {
         Self::new(
             "memory",
             Arc::new(MemoryKeyStore::new()),
             Arc::new(MemoryUserStore::new()),
+            Arc::new(MemoryAuditStore::new()),
         )
     }
 
@@ -164,6 +181,9 @@ pub struct Fixture {
     pub keys: Arc<FlakyStore<dyn KeyStore>>,
     /// Calls to the key and user stores so far.
     pub store_calls: Arc<StoreCalls>,
+    /// The audit store the authenticator records to (its calls are counted apart from
+    /// [`Fixture::store_calls`]; fail it to see that a change stands without its event).
+    pub audit: Arc<FlakyStore<dyn AuditStore>>,
     /// Alice's user id.
     pub alice_id: String,
     /// Alice's API key (all her scopes).
@@ -217,6 +237,10 @@ pub struct Fixture {
     pub narrowed_user_credentials: [String; 2],
     /// The id of Dave's key (the first of [`Fixture::narrowed_user_credentials`]).
     pub narrowed_user_key_id: String,
+    /// A key of Ivy, a user who holds only `audit:read`, created by the application.
+    pub auditor_key: String,
+    /// Its id.
+    pub auditor_key_id: String,
     /// Every key text the fixture created, for leak checks.
     pub all_keys: Vec<String>,
     /// A token derived from [`Fixture::alice_key`] (all its scopes).
@@ -261,14 +285,17 @@ impl Fixture {
             keys,
             users,
             tickets,
+            audit,
             guard,
         } = stores;
         let store = Arc::new(FlakyStore::from_arc(keys));
         let store_calls = store.calls().clone();
         let users = FlakyStore::from_arc(users).counting_into(store_calls.clone());
+        let audit = Arc::new(FlakyStore::from_arc(audit));
         let clock = Arc::new(ManualClock::starting_now());
         let auth = authenticator_builder(store.clone())
             .users(Arc::new(users))
+            .audit(audit.clone())
             .tokens(jwt_authority(
                 signing.keys(),
                 JwtConfig::new("nexora", "nexora-api").leeway(Duration::ZERO),
@@ -471,13 +498,32 @@ impl Fixture {
         let (carol, _, disabled_user_credentials) = live_rule_credentials.remove(0);
         let (dave, narrowed_user_key_id, narrowed_user_credentials) =
             live_rule_credentials.remove(0);
-        auth.disable_user(&carol).await.expect("disable carol");
-        auth.set_user_scopes(&dave, &Scopes::new([KEYS_MANAGE]).expect("valid scopes"))
+        let admin = Actor::system("fixture");
+        auth.disable_user(&carol, &admin)
             .await
-            .expect("narrow dave");
+            .expect("disable carol");
+        auth.set_user_scopes(
+            &dave,
+            &Scopes::new([KEYS_MANAGE]).expect("valid scopes"),
+            &admin,
+        )
+        .await
+        .expect("narrow dave");
+
+        let audit_only = Scopes::new([AUDIT_READ]).expect("valid scopes");
+        let ivy = auth
+            .register_user(
+                "ivy@example.com",
+                &SecretString::from("ivy reads the audit trail"),
+                audit_only.clone(),
+            )
+            .await
+            .expect("register ivy");
+        let auditor = key(ivy.id, &[AUDIT_READ], "auditor").await;
 
         let text = text_of;
         let all_keys = [
+            &auditor,
             &short_lived,
             &parent,
             &child,
@@ -500,6 +546,7 @@ impl Fixture {
             signing,
             keys: store,
             store_calls,
+            audit,
             alice_id: alice.id.as_str().to_owned(),
             alice_key: text(&alice_key),
             alice_jwt,
@@ -526,6 +573,8 @@ impl Fixture {
             disabled_user_credentials,
             narrowed_user_credentials,
             narrowed_user_key_id: narrowed_user_key_id.to_string(),
+            auditor_key: text(&auditor),
+            auditor_key_id: auditor.info.id.to_string(),
             all_keys,
             derived_token,
             derived_from_short_lived,

@@ -16,12 +16,14 @@
 //! | `POST /users/me/api-keys` | 201 the key, shown once |
 //! | `POST /users/me/api-keys/{key_id}/rotate` | 200 the new key, shown once |
 //! | `DELETE /users/me/api-keys/{key_id}[?cascade=true]` | 204 |
+//! | `GET /users/me/audit-events[?limit=…&before=…]` | 200 `{events: [{id, at, action, actor, owner, target, client, outcome, detail}], next_before}`: the caller's audit trail, newest first |
 //!
 //! Which keys a caller may list, rotate or revoke, and what a created key may hold, is decided
 //! by [`nexora_auth::policy`] inside the [`Authenticator`] methods these call.
 //!
 //! Order of checks, as FastAPI's dependency resolution does it: route (404, 405) → credentials
-//! (401) → scope (403, [`KEYS_MANAGE`](crate::scopes::KEYS_MANAGE) for key management) → body size (413) → path,
+//! (401) → scope (403, [`KEYS_MANAGE`](crate::scopes::KEYS_MANAGE) for key management,
+//! [`AUDIT_READ`](crate::scopes::AUDIT_READ) for the audit trail) → body size (413) → path,
 //! query and body validation (422) → the operation (404, 409, …).
 //!
 //! # Request bodies
@@ -37,8 +39,8 @@
 use std::{borrow::Cow, future::Future, net::IpAddr, sync::Arc};
 
 use nexora_auth::{
-    Authenticator, KeyId, NewKey, Principal, RevokeOptions, RotateOptions, SecretString,
-    TokenRequest,
+    AuditEvent, Authenticator, KeyId, NewKey, Principal, RevokeOptions, RotateOptions,
+    SecretString, TokenRequest, audit::EventId,
 };
 use serde::Serialize;
 
@@ -550,19 +552,115 @@ where
             auth.revoke_key(principal, id, options).await?;
             Ok(Response::no_content())
         }
+        (Endpoint::AuditEvents, Some(principal)) => {
+            audit_events(auth, principal, request.query).await
+        }
         // Every other endpoint is authenticated (see `ROUTES`): there is a principal.
         _ => Err(ApiError::MissingCredentials),
     }
 }
 
 fn parse_key_id(raw: &str) -> Result<KeyId, ApiError> {
-    KeyId::parse_str(raw).map_err(|_| {
+    KeyId::parse_str(raw).map_err(|_| invalid_uuid("path", "key_id"))
+}
+
+/// 422 `uuid_parsing` at `[place, name]`.
+fn invalid_uuid(place: &'static str, name: &'static str) -> ApiError {
+    ApiError::Validation(vec![ValidationIssue::new(
+        vec![place.into(), name.into()],
+        "Input should be a valid UUID",
+        "uuid_parsing",
+    )])
+}
+
+/// The page size of `GET /users/me/audit-events` without `limit`: 50.
+pub const DEFAULT_AUDIT_PAGE: usize = 50;
+/// The largest `limit` `GET /users/me/audit-events` accepts: 200 (more is 422).
+pub const MAX_AUDIT_PAGE: usize = 200;
+
+/// The body of `GET /users/me/audit-events`: a page of events, newest first, and the cursor
+/// of the next page (`null` on the last).
+#[derive(Serialize)]
+pub(crate) struct AuditPage<'a> {
+    pub(crate) events: &'a [AuditEvent],
+    pub(crate) next_before: Option<EventId>,
+}
+
+/// `GET /users/me/audit-events?limit=…&before=…`: at most `limit` of the caller's events
+/// (1 to [`MAX_AUDIT_PAGE`], [`DEFAULT_AUDIT_PAGE`] by default) older than the event `before`,
+/// newest first. `next_before` is the last event's id when more events follow, else `null`:
+/// pass it as `before` for the next page. A bad `limit` or `before` is 422 at
+/// `["query", name]`.
+async fn audit_events(
+    auth: &Authenticator,
+    principal: &Principal,
+    query: Option<&str>,
+) -> Result<Response, ApiError> {
+    let limit = match query_value(query, "limit") {
+        None => DEFAULT_AUDIT_PAGE,
+        Some(raw) => page_size(&raw)?,
+    };
+    let before = query_value(query, "before")
+        .map(|raw| EventId::parse_str(&raw).map_err(|_| invalid_uuid("query", "before")))
+        .transpose()?;
+    // One more than asked: whether another page follows, without a second query.
+    let mut events = auth.audit_events(principal, before, limit + 1).await?;
+    let next_before = if events.len() > limit {
+        events.truncate(limit);
+        events.last().map(|e| e.id)
+    } else {
+        None
+    };
+    Response::json(
+        200,
+        &AuditPage {
+            events: &events,
+            next_before,
+        },
+    )
+}
+
+/// `limit` of an audit page: an integer from 1 to [`MAX_AUDIT_PAGE`], as pydantic reads and
+/// bounds it.
+fn page_size(raw: &str) -> Result<usize, ApiError> {
+    let issue = |msg: String, kind| {
         ApiError::Validation(vec![ValidationIssue::new(
-            vec!["path".into(), "key_id".into()],
-            "Input should be a valid UUID",
-            "uuid_parsing",
+            vec![LocPart::from("query"), "limit".into()],
+            msg,
+            kind,
         )])
-    })
+    };
+    let n: i64 = raw.trim().parse().map_err(|_| {
+        issue(
+            "Input should be a valid integer, unable to parse string as an integer".into(),
+            "int_parsing",
+        )
+    })?;
+    if n < 1 {
+        return Err(issue(
+            "Input should be greater than or equal to 1".into(),
+            "greater_than_equal",
+        ));
+    }
+    usize::try_from(n)
+        .ok()
+        .filter(|n| *n <= MAX_AUDIT_PAGE)
+        .ok_or_else(|| {
+            issue(
+                format!("Input should be less than or equal to {MAX_AUDIT_PAGE}"),
+                "less_than_equal",
+            )
+        })
+}
+
+/// The last value of the query parameter `name`, decoded.
+fn query_value<'q>(query: Option<&'q str>, name: &str) -> Option<Cow<'q, str>> {
+    query
+        .into_iter()
+        .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v)
+        .last()
 }
 
 /// The body of `POST /auth/login`.
@@ -621,13 +719,7 @@ async fn me(auth: &Authenticator, principal: &Principal) -> Result<Response, Api
 /// `1`/`0`, `yes`/`no`, `on`/`off` in any case, as pydantic reads them; anything else is a 422
 /// at `["query", name]`.
 fn query_flag(query: Option<&str>, name: &str) -> Result<bool, ApiError> {
-    let Some(value) = query
-        .into_iter()
-        .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
-        .filter(|(k, _)| k == name)
-        .map(|(_, v)| v)
-        .last()
-    else {
+    let Some(value) = query_value(query, name) else {
         return Ok(false);
     };
     match value.to_ascii_lowercase().as_str() {
@@ -991,6 +1083,101 @@ mod tests {
             (429, Some(r#"{"detail":"Too many requests"}"#))
         );
         assert!(limited.retry_after.is_some_and(|s| s > 0));
+    }
+
+    #[tokio::test]
+    async fn the_audit_trail_pages_newest_first_and_validates_its_query() {
+        let trail = Arc::new(nexora_auth::MemoryAuditStore::new());
+        let pepper = SecretBytes::new(b"test pepper of at least thirty-two bytes!".to_vec());
+        let auth = Authenticator::builder(
+            Arc::new(MemoryKeyStore::new()),
+            PepperRing::new(1, pepper).unwrap(),
+        )
+        .audit(trail)
+        .build()
+        .unwrap();
+        let api = Api::new(auth);
+        let alice = principal(
+            "alice",
+            &[scopes::KEYS_MANAGE, scopes::AUDIT_READ, scopes::AGENTS_READ],
+        );
+        let body = r#"{"name": "k", "scopes": ["agents:read"]}"#;
+        let mut created = Vec::new();
+        for _ in 0..3 {
+            let key = call(&api, Some(&alice), "POST", "/users/me/api-keys", body).await;
+            created.push(body_json(&key)["id"].as_str().unwrap().to_owned());
+        }
+        let bob = principal("bob", &[scopes::KEYS_MANAGE, scopes::AUDIT_READ]);
+        call(
+            &api,
+            Some(&bob),
+            "POST",
+            "/users/me/api-keys",
+            r#"{"name": "b"}"#,
+        )
+        .await;
+
+        let first = call(
+            &api,
+            Some(&alice),
+            "GET",
+            "/users/me/audit-events?limit=2",
+            "",
+        )
+        .await;
+        assert_eq!(first.status, 200);
+        let first = body_json(&first);
+        let targets = |page: &Value| -> Vec<String> {
+            page["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["target"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(targets(&first), [created[2].clone(), created[1].clone()]);
+        assert_eq!(first["events"][0]["action"], "key_created");
+        let cursor = first["next_before"].as_str().unwrap();
+        assert_eq!(first["events"][1]["id"], cursor);
+        let rest = call(
+            &api,
+            Some(&alice),
+            "GET",
+            &format!("/users/me/audit-events?before={cursor}"),
+            "",
+        )
+        .await;
+        let rest = body_json(&rest);
+        assert_eq!(targets(&rest), [created[0].clone()], "never bob's");
+        assert_eq!(rest["next_before"], Value::Null);
+
+        for (query, loc, kind) in [
+            ("limit=0", "limit", "greater_than_equal"),
+            ("limit=201", "limit", "less_than_equal"),
+            ("limit=ten", "limit", "int_parsing"),
+            ("before=nope", "before", "uuid_parsing"),
+        ] {
+            let bad = call(
+                &api,
+                Some(&alice),
+                "GET",
+                &format!("/users/me/audit-events?{query}"),
+                "",
+            )
+            .await;
+            assert_eq!(bad.status, 422, "{query}");
+            assert_eq!(body_json(&bad)["detail"][0]["loc"], json!(["query", loc]));
+            assert_eq!(body_json(&bad)["detail"][0]["type"], kind, "{query}");
+        }
+        let no_scope = call(
+            &api,
+            Some(&manager("alice")),
+            "GET",
+            "/users/me/audit-events",
+            "",
+        )
+        .await;
+        assert_eq!(no_scope.status, 403);
     }
 
     #[tokio::test]

@@ -88,7 +88,7 @@ use utoipa::{
 use crate::{
     AuthRequirement,
     credentials::QueryToken,
-    endpoints::{LoginRequest, Me, TicketRequest},
+    endpoints::{DEFAULT_AUDIT_PAGE, LoginRequest, MAX_AUDIT_PAGE, Me, TicketRequest},
     routes::{Endpoint, Method, ROUTES, Route},
     validation::ValidationIssue,
 };
@@ -166,6 +166,7 @@ pub fn document(mount: &str) -> OpenApi {
     collect::<wire::TokenRequest>(&mut schemas);
     collect::<TicketRequest>(&mut schemas);
     collect::<wire::IssuedTicket>(&mut schemas);
+    collect::<wire::AuditEventPage>(&mut schemas);
     OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
@@ -295,6 +296,34 @@ fn operation(route: &Route) -> Operation {
                 )),
         );
     }
+    if endpoint == Endpoint::AuditEvents {
+        operation = operation
+            .parameter(
+                ParameterBuilder::new()
+                    .name("limit")
+                    .parameter_in(ParameterIn::Query)
+                    .required(Required::False)
+                    .description(Some("How many events at most (1 to 200)."))
+                    .schema(Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::Integer)
+                            .minimum(Some(1))
+                            .maximum(Some(MAX_AUDIT_PAGE))
+                            .default(Some(DEFAULT_AUDIT_PAGE.into())),
+                    )),
+            )
+            .parameter(
+                ParameterBuilder::new()
+                    .name("before")
+                    .parameter_in(ParameterIn::Query)
+                    .required(Required::False)
+                    .description(Some(
+                        "Only events older than this one: the `next_before` of the previous \
+                         page.",
+                    ))
+                    .schema(Some(uuid())),
+            );
+    }
     if route.body {
         let (schema, required) = match endpoint {
             Endpoint::Login => (LoginRequest::name(), Required::True),
@@ -386,6 +415,9 @@ fn responses(route: &Route) -> BTreeMap<u16, Response> {
         Endpoint::IssueTicket => {
             invalid.push("`chat_id` is empty, longer than 128 bytes or holds a control character")
         }
+        Endpoint::AuditEvents => {
+            invalid.push("`limit` is not an integer from 1 to 200, or `before` is not a UUID");
+        }
         Endpoint::Me | Endpoint::ListKeys => {}
     }
     if !invalid.is_empty() {
@@ -456,6 +488,13 @@ fn success(endpoint: Endpoint) -> (u16, Response) {
                 Ref::from_schema_name(wire::IssuedTicket::name()).into(),
             ),
         ),
+        Endpoint::AuditEvents => (
+            200,
+            body(
+                "A page of the caller's audit trail, newest first.",
+                Ref::from_schema_name(wire::AuditEventPage::name()).into(),
+            ),
+        ),
     }
 }
 
@@ -469,6 +508,7 @@ fn operation_id(endpoint: Endpoint) -> &'static str {
         Endpoint::RevokeKey => "revoke_key",
         Endpoint::DeriveToken => "derive_token",
         Endpoint::IssueTicket => "issue_ws_ticket",
+        Endpoint::AuditEvents => "list_audit_events",
     }
 }
 
@@ -523,6 +563,12 @@ fn description(endpoint: Endpoint) -> &'static str {
              named by `chat_id` (any chat when absent), across every instance, and \
              authenticates as the caller, whose credential must still be valid then. A second \
              use, an expired ticket or another chat is 401 before the upgrade."
+        }
+        Endpoint::AuditEvents => {
+            "The events of the caller's own trail only (never another user's), newest first: \
+             keys created, rotated and revoked, logins, changes to the user. `next_before` is \
+             null on the last page; otherwise pass it as `before` for the next. Events never \
+             hold a key, token or password."
         }
     }
 }
@@ -847,6 +893,103 @@ mod wire {
         },
     }
 
+    /// A page of the audit trail: `GET /users/me/audit-events`.
+    #[derive(Serialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct AuditEventPage {
+        /// The events, newest first.
+        pub(super) events: Vec<AuditEvent>,
+        /// The `before` of the next page; null on the last.
+        #[schema(value_type = Option<String>, format = Uuid, required = true)]
+        pub(super) next_before: Option<nexora_auth::audit::EventId>,
+    }
+
+    /// One event of the audit trail (the core's `AuditEvent`). Never a key, token or
+    /// password.
+    #[derive(Serialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct AuditEvent {
+        /// The event id: a UUID version 7, so ids sort by time; the pagination cursor.
+        #[schema(value_type = String, format = Uuid)]
+        pub(super) id: nexora_auth::audit::EventId,
+        /// When it happened (RFC 3339, microseconds).
+        #[serde(with = "time::serde::rfc3339")]
+        pub(super) at: OffsetDateTime,
+        /// What happened (described by `audit_action`).
+        #[schema(schema_with = audit_action)]
+        pub(super) action: String,
+        /// Who did it.
+        pub(super) actor: Actor,
+        /// Whose trail the event belongs to: the caller's id.
+        #[schema(required = true)]
+        pub(super) owner: Option<String>,
+        /// What it was done to: a key id or a user id; null when nothing in particular.
+        #[schema(required = true)]
+        pub(super) target: Option<String>,
+        /// The client address of the request, when there was one.
+        #[schema(required = true)]
+        pub(super) client: Option<String>,
+        /// How it ended (described by `audit_outcome`).
+        #[schema(schema_with = audit_outcome)]
+        pub(super) outcome: String,
+        /// Extra non-secret facts by name (`cascaded`, `cascade_root`, `reason`, `locked`,
+        /// `scopes`, `grace_secs`, …): counts and short texts.
+        pub(super) detail: BTreeMap<String, DetailValue>,
+    }
+
+    /// Who acted: a user session, an API key, the system (by name) or an anonymous caller.
+    #[derive(Serialize, ToSchema)]
+    #[serde(tag = "kind", rename_all = "snake_case")]
+    pub(super) enum Actor {
+        /// A user session (a JWT from a login).
+        User {
+            /// The user's id.
+            user_id: String,
+        },
+        /// An API key.
+        Key {
+            /// The key's id.
+            #[schema(value_type = String, format = Uuid)]
+            key_id: KeyId,
+        },
+        /// The system, by a short name (`cli`, `github-secret-scanning`).
+        System {
+            /// The name.
+            name: String,
+        },
+        /// An unauthenticated caller (a login attempt).
+        Anonymous,
+    }
+
+    /// A detail value: a count or a short text.
+    #[derive(Serialize, ToSchema)]
+    #[serde(untagged)]
+    pub(super) enum DetailValue {
+        /// A count.
+        Count(u64),
+        /// A short text.
+        Text(String),
+    }
+
+    fn audit_action() -> impl Into<RefOr<Schema>> {
+        string()
+            .enum_values(Some(
+                nexora_auth::audit::AuditAction::ALL
+                    .iter()
+                    .map(|action| action.as_str()),
+            ))
+            .description(Some("What happened."))
+    }
+
+    fn audit_outcome() -> impl Into<RefOr<Schema>> {
+        string()
+            .enum_values(Some(["success", "failure", "denied"]))
+            .description(Some(
+                "`success`; `failure` (attempted and failed: a wrong password); `denied` (a \
+                 rule refused it: a lock).",
+            ))
+    }
+
     /// Scopes a request asks for: at most 64, each as the core accepts it; or null.
     fn requested_scopes() -> impl Into<RefOr<Schema>> {
         ArrayBuilder::new()
@@ -892,8 +1035,8 @@ mod tests {
     use std::collections::BTreeSet;
 
     use nexora_auth::{
-        ApiKey as Key, CreatedKey, JwtConfig, JwtKeys, KeyInfo, LoginResponse, NewKey, OwnerId,
-        PepperRing, Scopes, SecretBytes, TokenAuthority, store::KeyRecord,
+        ApiKey as Key, AuditEvent, CreatedKey, JwtConfig, JwtKeys, KeyInfo, LoginResponse, NewKey,
+        OwnerId, PepperRing, Scopes, SecretBytes, TokenAuthority, store::KeyRecord,
     };
     use serde_json::{Value, json};
     use time::{Duration, OffsetDateTime};
@@ -920,6 +1063,7 @@ mod tests {
             Endpoint::RevokeKey => &[204, 401, 403, 404, 422, 503],
             Endpoint::DeriveToken => &[200, 401, 403, 413, 422, 503],
             Endpoint::IssueTicket => &[200, 401, 413, 422, 503],
+            Endpoint::AuditEvents => &[200, 401, 403, 422, 503],
         }
     }
 
@@ -1266,6 +1410,92 @@ mod tests {
             );
             assert_eq!(real.ttl_secs, ttl_secs);
         }
+    }
+
+    /// A page written from real events (every actor kind, with and without owner, target,
+    /// client and detail) serialises exactly as its mirror.
+    #[test]
+    fn the_audit_mirror_serialises_as_the_core_type() {
+        use nexora_auth::audit::{
+            Actor, AuditAction, AuditDetail, AuditOutcome, DetailValue, EventId,
+        };
+        let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+            + Duration::microseconds(123_456);
+        let key_id = Key::generate().unwrap().id();
+        let mut detail = AuditDetail::new();
+        detail.insert("cascaded", 2_u64);
+        detail.insert("reason", "wrong_password");
+        let events: Vec<AuditEvent> = [
+            Actor::User {
+                user_id: OwnerId::new("u-1"),
+            },
+            Actor::Key { key_id },
+            Actor::system("cli"),
+            Actor::Anonymous,
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, actor)| AuditEvent {
+            id: EventId::parse_str(&format!("0198c0de-0000-7000-8000-00000000000{i}")).unwrap(),
+            at,
+            action: AuditAction::ALL[i],
+            actor,
+            owner: (i != 3).then(|| OwnerId::new("u-1")),
+            target: (i != 2).then(|| key_id.to_string()),
+            client: (i % 2 == 0).then(|| "2001:db8::7".parse().unwrap()),
+            outcome: [AuditOutcome::Success, AuditOutcome::Failure][i % 2],
+            detail: if i == 0 {
+                detail.clone()
+            } else {
+                AuditDetail::new()
+            },
+        })
+        .collect();
+        let mirror = wire::AuditEventPage {
+            events: events
+                .iter()
+                .map(|e| wire::AuditEvent {
+                    id: e.id,
+                    at: e.at,
+                    action: e.action.as_str().into(),
+                    actor: match &e.actor {
+                        Actor::User { user_id } => wire::Actor::User {
+                            user_id: user_id.as_str().into(),
+                        },
+                        Actor::Key { key_id } => wire::Actor::Key { key_id: *key_id },
+                        Actor::System { name } => wire::Actor::System {
+                            name: name.to_string(),
+                        },
+                        _ => wire::Actor::Anonymous,
+                    },
+                    owner: e.owner.as_ref().map(|o| o.as_str().into()),
+                    target: e.target.clone(),
+                    client: e.client.map(|c| c.to_string()),
+                    outcome: e.outcome.as_str().into(),
+                    detail: e
+                        .detail
+                        .iter()
+                        .map(|(name, value)| {
+                            let value = match value {
+                                DetailValue::Count(n) => wire::DetailValue::Count(*n),
+                                DetailValue::Text(t) => wire::DetailValue::Text(t.clone()),
+                                _ => unreachable!("the test writes counts and texts"),
+                            };
+                            (name.to_owned(), value)
+                        })
+                        .collect(),
+                })
+                .collect(),
+            next_before: Some(events[3].id),
+        };
+        let real = crate::endpoints::AuditPage {
+            events: &events,
+            next_before: Some(events[3].id),
+        };
+        assert_eq!(
+            serde_json::to_value(mirror).unwrap(),
+            serde_json::to_value(real).unwrap()
+        );
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub enum Endpoint {
     RotateKey,
     /// `DELETE /users/me/api-keys/{key_id}`.
     RevokeKey,
+    /// `GET /users/me/audit-events`.
+    AuditEvents,
 }
 
 /// An HTTP method the table uses.
@@ -83,14 +85,14 @@ pub struct Route {
     pub summary: &'static str,
 }
 
-use crate::scopes::KEYS_MANAGE;
+use crate::scopes::{AUDIT_READ, KEYS_MANAGE};
 
 const KEYS: &str = "/users/me/api-keys";
 const KEY: &str = "/users/me/api-keys/{key_id}";
 const ROTATE: &str = "/users/me/api-keys/{key_id}/rotate";
 
 /// Every endpoint of the auth API, once.
-pub const ROUTES: [Route; 8] = [
+pub const ROUTES: [Route; 9] = [
     Route {
         method: Method::Post,
         path: "/auth/login",
@@ -170,6 +172,16 @@ pub const ROUTES: [Route; 8] = [
         body: false,
         allow: "DELETE",
         summary: "Revoke an API key, optionally with every key it created",
+    },
+    Route {
+        method: Method::Get,
+        path: "/users/me/audit-events",
+        endpoint: Endpoint::AuditEvents,
+        authenticated: true,
+        scope: Some(AUDIT_READ),
+        body: false,
+        allow: "GET,HEAD",
+        summary: "The caller's audit trail, newest first",
     },
 ];
 

@@ -8,6 +8,8 @@ use nexora_auth::{AuthError, Principal};
 pub const KEYS_MANAGE: &str = "keys:manage";
 /// Read agents (the product's `GET /api/agents`).
 pub const AGENTS_READ: &str = "agents:read";
+/// Read one's own audit trail (`GET /users/me/audit-events`).
+pub const AUDIT_READ: &str = "audit:read";
 
 /// A scope known at compile time, for framework extractors such as
 /// `RequireScope<KeysManage>` that answer 403 when the principal lacks it.
@@ -40,6 +42,14 @@ pub struct AgentsRead;
 
 impl ScopeName for AgentsRead {
     const NAME: &'static str = AGENTS_READ;
+}
+
+/// Marker for [`AUDIT_READ`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuditRead;
+
+impl ScopeName for AuditRead {
+    const NAME: &'static str = AUDIT_READ;
 }
 
 /// A principal known to hold scope `S`: what the framework crates' `RequireScope<S>`

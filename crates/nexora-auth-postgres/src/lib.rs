@@ -141,9 +141,9 @@ use nexora_auth::{
 };
 use nexora_auth_sql::{
     AUDIT_COLUMNS, AuditRow, FeedHub, KEY_COLUMNS, Migrations, SqlStore, StoreBuilder,
-    TICKET_COLUMNS, USER_COLUMNS, audit_cursor, audit_limit, audit_recorded, digest,
-    key_inserted, key_state, previous_digest, revoke_outcome, ticket_digest, ticket_inserted,
-    trusted_sql, user_inserted,
+    TICKET_COLUMNS, USER_COLUMNS, audit_cursor, audit_limit, audit_recorded, digest, key_inserted,
+    key_state, previous_digest, revoke_outcome, ticket_digest, ticket_inserted, trusted_sql,
+    user_inserted,
 };
 pub use nexora_auth_sql::{DEFAULT_TABLE_PREFIX, FeedConfig, SetupError};
 use sqlx::{PgConnection, PgPool, Row, SqlStr, postgres::PgRow};

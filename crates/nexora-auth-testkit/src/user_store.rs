@@ -8,11 +8,14 @@ use std::sync::Arc;
 
 use nexora_auth::{
     AuthError, InvalidReason, MemoryKeyStore, NewKey, OwnerId, SecretString, StoreError,
-    UserRecord, UserStore,
+    UserRecord, UserStore, audit::Actor,
 };
 use time::OffsetDateTime;
 
 use crate::{MicrosClock, authenticator_with, now, scopes};
+
+/// Who makes the contracts' admin changes through the authenticator.
+const ADMIN: Actor = Actor::system("testkit");
 
 fn user(id: &str, email: &str, created_at: OffsetDateTime) -> UserRecord {
     UserRecord {
@@ -492,7 +495,7 @@ pub async fn user_live_rule_through_the_authenticator(store: Arc<dyn UserStore>)
             }
 
             assert!(
-                auth.set_user_scopes(&alice.id, &scopes(&["agents:read"]))
+                auth.set_user_scopes(&alice.id, &scopes(&["agents:read"]), &ADMIN)
                     .await
                     .expect("set scopes"),
                 "set_user_scopes of a known user must be Ok(true)"
@@ -506,14 +509,14 @@ pub async fn user_live_rule_through_the_authenticator(store: Arc<dyn UserStore>)
                 );
             }
             assert!(
-                auth.set_user_scopes(&alice.id, &both)
+                auth.set_user_scopes(&alice.id, &both, &ADMIN)
                     .await
                     .expect("set scopes"),
                 "set_user_scopes of a known user must be Ok(true)"
             );
 
             assert!(
-                auth.disable_user(&alice.id).await.expect("disable"),
+                auth.disable_user(&alice.id, &ADMIN).await.expect("disable"),
                 "disable_user of a known user must be Ok(true)"
             );
             for credential in [&jwt, &key] {
@@ -534,7 +537,7 @@ pub async fn user_live_rule_through_the_authenticator(store: Arc<dyn UserStore>)
                 "a disabled user cannot log in"
             );
             assert!(
-                auth.enable_user(&alice.id).await.expect("enable"),
+                auth.enable_user(&alice.id, &ADMIN).await.expect("enable"),
                 "enable_user of a known user must be Ok(true)"
             );
             for credential in [&jwt, &key] {
@@ -544,7 +547,7 @@ pub async fn user_live_rule_through_the_authenticator(store: Arc<dyn UserStore>)
             }
 
             assert!(
-                auth.delete_user(&alice.id).await.expect("delete"),
+                auth.delete_user(&alice.id, &ADMIN).await.expect("delete"),
                 "delete_user of a known user must be Ok(true)"
             );
             for credential in [&jwt, &key] {

@@ -382,8 +382,10 @@ impl LoginThrottle {
     }
 
     /// Settles a reservation: `Failed` counts a failure (and may lock), `Succeeded` clears
-    /// the email's failures, `Released` gives the reservation back uncounted.
-    fn settle(&self, subjects: Subjects, outcome: Outcome) {
+    /// the email's failures, `Released` gives the reservation back uncounted. Returns which
+    /// subjects this settlement locked.
+    fn settle(&self, subjects: Subjects, outcome: Outcome) -> NewLocks {
+        let mut locked = NewLocks::default();
         let mut table = self.table();
         for subject in subjects.iter() {
             let Entry::Occupied(mut entry) = table.entry(subject) else {
@@ -404,6 +406,10 @@ impl LoginThrottle {
                     if counter.failures >= self.limit(subject) && counter.locked_until.is_none() {
                         counter.locked_until =
                             Some(now.saturating_add(duration_millis(self.policy.lockout)));
+                        match subject {
+                            Subject::Email(_) => locked.email = true,
+                            Subject::V4(_) | Subject::V6(_) => locked.client = true,
+                        }
                     }
                 }
                 // A right password clears the email's failures (unless another attempt has
@@ -420,11 +426,31 @@ impl LoginThrottle {
                 entry.remove();
             }
         }
+        locked
     }
 
     #[cfg(test)]
     fn tracked(&self) -> usize {
         self.table().len()
+    }
+}
+
+/// Which subjects a failed login locked (see [`Reservation::failed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct NewLocks {
+    email: bool,
+    client: bool,
+}
+
+impl NewLocks {
+    /// `email`, `client` or `email_and_client`; `None` when nothing was locked.
+    pub(crate) fn name(self) -> Option<&'static str> {
+        match (self.email, self.client) {
+            (true, true) => Some("email_and_client"),
+            (true, false) => Some("email"),
+            (false, true) => Some("client"),
+            (false, false) => None,
+        }
     }
 }
 
@@ -449,11 +475,12 @@ pub(crate) struct Reservation<'a> {
 }
 
 impl Reservation<'_> {
-    /// Counts a failed attempt against the email and the client.
-    pub(crate) fn failed(mut self, now: OffsetDateTime) {
+    /// Counts a failed attempt against the email and the client; returns which of them it
+    /// locked.
+    pub(crate) fn failed(mut self, now: OffsetDateTime) -> NewLocks {
         self.settled = true;
         self.throttle
-            .settle(self.subjects, Outcome::Failed(millis(now)));
+            .settle(self.subjects, Outcome::Failed(millis(now)))
     }
 
     /// A successful login: clears the email's failures.
@@ -467,7 +494,7 @@ impl Reservation<'_> {
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         if !self.settled {
-            self.throttle.settle(self.subjects, Outcome::Released);
+            let _ = self.throttle.settle(self.subjects, Outcome::Released);
         }
     }
 }

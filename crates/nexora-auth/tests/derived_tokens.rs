@@ -18,6 +18,11 @@ use nexora_auth_testkit::{
 };
 use time::OffsetDateTime;
 
+/// The actor of the user changes these tests make.
+fn admin() -> nexora_auth::audit::Actor {
+    nexora_auth::audit::Actor::system("test")
+}
+
 struct Fixture {
     auth: Authenticator,
     keys: Arc<FlakyStore<MemoryKeyStore>>,
@@ -331,16 +336,16 @@ async fn it_is_refused_while_its_user_is_disabled() {
     let f = fixture().await;
     let (_, key) = f.key(&["agents:read"], None).await;
     let token = f.derive(&key, TokenRequest::new()).await;
-    f.auth.disable_user(&f.alice).await.unwrap();
+    f.auth.disable_user(&f.alice, &admin()).await.unwrap();
     assert_eq!(
         invalid(f.authenticate(&token).await),
         InvalidReason::UserDisabled
     );
-    f.auth.enable_user(&f.alice).await.unwrap();
+    f.auth.enable_user(&f.alice, &admin()).await.unwrap();
     assert!(f.authenticate(&token).await.is_ok());
     // Narrowing the user narrows the token.
     f.auth
-        .set_user_scopes(&f.alice, &scopes(&["keys:manage"]))
+        .set_user_scopes(&f.alice, &scopes(&["keys:manage"]), &admin())
         .await
         .unwrap();
     assert!(f.authenticate(&token).await.unwrap().scopes().is_empty());

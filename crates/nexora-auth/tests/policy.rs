@@ -278,7 +278,11 @@ impl World {
                 for id in &self.user_ids {
                     let changed = self
                         .auth
-                        .set_user_scopes(id, &scopes(bits))
+                        .set_user_scopes(
+                            id,
+                            &scopes(bits),
+                            &nexora_auth::audit::Actor::system("proptest"),
+                        )
                         .await
                         .map_err(|e| TestCaseError::fail(format!("set scopes: {e:?}")))?;
                     prop_assert!(changed);

@@ -98,6 +98,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "NEXORA_TRUSTED_PROXIES", default_value = "")]
     pub(crate) trusted_proxies: String,
 
+    /// How many days audit events are kept: events older than this are deleted at start and
+    /// every hour after. Defaults to 90. 0 keeps them forever.
+    #[arg(long, env = "NEXORA_AUDIT_RETENTION_DAYS", default_value_t = 90)]
+    pub(crate) audit_retention_days: u64,
+
     /// The header the trusted proxies write: `x-forwarded-for` or `forwarded` (RFC 7239).
     /// Only that one is read: a proxy usually passes the other through from the client.
     #[arg(
@@ -116,6 +121,14 @@ impl ServeArgs {
             // rechecks once a second instead of at every tick of the ceiling.
             0 => CacheConfig::disabled(),
             ms => CacheConfig::default().ceiling(Duration::from_millis(ms)),
+        }
+    }
+
+    /// How long audit events are kept (`--audit-retention-days`); `None`: forever.
+    pub(crate) fn audit_retention(&self) -> Option<Duration> {
+        match self.audit_retention_days {
+            0 => None,
+            days => Some(Duration::from_secs(days.saturating_mul(24 * 60 * 60))),
         }
     }
 

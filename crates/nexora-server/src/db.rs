@@ -2,7 +2,7 @@
 
 use std::{path::Path, sync::Arc, time::Duration};
 
-use nexora_auth::{KeyStore, TicketStore, UserStore};
+use nexora_auth::{AuditStore, KeyStore, TicketStore, UserStore};
 use nexora_auth_postgres::PostgresStore;
 use nexora_auth_sqlite::SqliteStore;
 use sqlx::{postgres::PgPoolOptions, sqlite::SqlitePoolOptions};
@@ -43,6 +43,14 @@ impl Database {
     /// Where WebSocket tickets are kept: the database every instance shares, so a ticket is
     /// accepted once across all of them.
     pub(crate) fn ticket_store(&self) -> Arc<dyn TicketStore> {
+        match self {
+            Self::Sqlite(s) => Arc::new(s.clone()),
+            Self::Postgres(s) => Arc::new(s.clone()),
+        }
+    }
+
+    /// Where the audit trail is kept: the database every instance shares.
+    pub(crate) fn audit_store(&self) -> Arc<dyn AuditStore> {
         match self {
             Self::Sqlite(s) => Arc::new(s.clone()),
             Self::Postgres(s) => Arc::new(s.clone()),

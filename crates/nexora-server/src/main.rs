@@ -71,6 +71,9 @@ enum Command {
     /// Manage API keys from the command line (for automation).
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Read the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Print the OpenAPI document the server serves at `/api/openapi.json` (for client
     /// generators; needs no database).
     Openapi,
@@ -148,12 +151,30 @@ enum KeyCommand {
     Check,
 }
 
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// List audit events, newest first, one per line: time, action, actor, owner, target,
+    /// client, outcome and detail (JSON), tab-separated; `-` for an empty field.
+    List {
+        /// Only this user's events: an email, or a user id (for a deleted user).
+        #[arg(long)]
+        user: Option<String>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+}
+
 fn default_scopes() -> Vec<String> {
     vec![
         nexora_auth_http::scopes::AGENTS_READ.to_owned(),
+        nexora_auth_http::scopes::AUDIT_READ.to_owned(),
         nexora_auth_http::scopes::KEYS_MANAGE.to_owned(),
     ]
 }
+
+/// Who the admin commands act as, in the audit trail.
+const CLI: nexora_auth::audit::Actor = nexora_auth::audit::Actor::system("cli");
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NEXORA_LOG")
@@ -194,6 +215,7 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
         Some(Command::User(cmd)) => user_command(&cli.common, &cli.auth, cmd).await,
         Some(Command::Key(KeyCommand::Check)) => check_key(),
         Some(Command::Key(cmd)) => key_command(&cli.common, &cli.auth, cmd).await,
+        Some(Command::Audit(cmd)) => audit_command(&cli.common, &cli.auth, cmd).await,
         Some(Command::Openapi) => {
             let json = openapi::document()
                 .to_pretty_json()
@@ -217,6 +239,7 @@ async fn authenticator(
         .ws_tickets(database.ticket_store())
         .ws_ticket_ttl(Duration::from_secs(auth.ws_ticket_ttl_secs))
         .derived_token_max_ttl(Duration::from_secs(auth.derived_token_max_ttl_secs))
+        .audit(database.audit_store())
         .verification_cache(cache)
         .tokens(config::token_authority(common, auth)?)
         .password_policy(PasswordPolicy::default())
@@ -237,6 +260,9 @@ async fn serve(common: &CommonArgs, auth: &AuthArgs, args: &ServeArgs) -> Result
         .or_else(|e| fail(format!("cannot read the bound address: {e}")))?;
     let flusher = authenticator
         .spawn_last_used_flusher(Duration::from_secs(args.last_used_flush_secs.max(1)));
+    if let Some(retention) = args.audit_retention() {
+        tokio::spawn(prune_audit_events(authenticator.clone(), retention));
+    }
     let api = Api::new(authenticator)
         .trusted_proxies(proxies)
         .max_body_bytes(args.max_body_bytes);
@@ -261,6 +287,21 @@ async fn serve(common: &CommonArgs, auth: &AuthArgs, args: &ServeArgs) -> Result
         Err(e) => tracing::warn!(error = %e, "stopped; could not flush last-used times"),
     }
     Ok(())
+}
+
+/// Deletes audit events older than `retention` now and every hour, for as long as the server
+/// runs. A failure is logged and retried at the next hour.
+async fn prune_audit_events(authenticator: Authenticator, retention: Duration) {
+    let mut hourly = tokio::time::interval(Duration::from_secs(60 * 60));
+    hourly.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        hourly.tick().await;
+        match authenticator.prune_audit_events(retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pruned = n, "deleted audit events past their retention"),
+            Err(e) => tracing::warn!(error = %e, "audit pruning failed; retrying in an hour"),
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -359,17 +400,26 @@ async fn user_command(
         }
         UserCommand::Disable { email } => {
             let user = find_user(&db, &email).await?;
-            authenticator.disable_user(&user.id).await.map_err(failed)?;
+            authenticator
+                .disable_user(&user.id, &CLI)
+                .await
+                .map_err(failed)?;
             eprintln!("disabled {}", user.email);
         }
         UserCommand::Enable { email } => {
             let user = find_user(&db, &email).await?;
-            authenticator.enable_user(&user.id).await.map_err(failed)?;
+            authenticator
+                .enable_user(&user.id, &CLI)
+                .await
+                .map_err(failed)?;
             eprintln!("enabled {}", user.email);
         }
         UserCommand::Delete { email } => {
             let user = find_user(&db, &email).await?;
-            authenticator.delete_user(&user.id).await.map_err(failed)?;
+            authenticator
+                .delete_user(&user.id, &CLI)
+                .await
+                .map_err(failed)?;
             eprintln!("deleted {}", user.email);
         }
         UserCommand::SetScopes {
@@ -379,7 +429,7 @@ async fn user_command(
             let user = find_user(&db, &email).await?;
             let scopes = scopes(&list)?;
             authenticator
-                .set_user_scopes(&user.id, &scopes)
+                .set_user_scopes(&user.id, &scopes, &CLI)
                 .await
                 .map_err(failed)?;
             eprintln!("{} now holds: {}", user.email, scopes.to_space_separated());
@@ -453,6 +503,48 @@ async fn key_command(
             }
         }
         KeyCommand::Check => return check_key(),
+    }
+    Ok(())
+}
+
+async fn audit_command(
+    common: &CommonArgs,
+    auth: &AuthArgs,
+    cmd: AuditCommand,
+) -> Result<(), StartupError> {
+    let (authenticator, db) = authenticator(common, auth, one_shot_cache()).await?;
+    let AuditCommand::List { user, limit } = cmd;
+    let owner = match user {
+        Some(email) if email.contains('@') => Some(find_user(&db, &email).await?.id),
+        Some(id) => Some(nexora_auth::OwnerId::new(id)),
+        None => None,
+    };
+    let query = match owner {
+        Some(owner) => nexora_auth::audit::AuditQuery::for_owner(owner, limit),
+        None => nexora_auth::audit::AuditQuery::all(limit),
+    };
+    let events = authenticator
+        .audit_store()
+        .map_err(|e| StartupError(detail(&e)))?
+        .list(&query)
+        .await
+        .or_else(|e| fail(format!("database: {e}")))?;
+    let or_dash = |field: Option<String>| field.unwrap_or_else(|| "-".to_owned());
+    for event in events {
+        let at = event
+            .at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        println!(
+            "{at}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            event.action,
+            event.actor,
+            or_dash(event.owner.map(|o| o.to_string())),
+            or_dash(event.target),
+            or_dash(event.client.map(|c| c.to_string())),
+            event.outcome.as_str(),
+            event.detail.to_json(),
+        );
     }
     Ok(())
 }

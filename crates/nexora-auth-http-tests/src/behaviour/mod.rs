@@ -4,8 +4,8 @@
 //! * `vocabulary` — [`Probe`], [`Expect`], [`BodyCheck`], [`Row`] and the constructors the
 //!   rows are written with;
 //! * one module of rows per subject (login, credentials, key management, routing, the policy,
-//!   live users, derived tokens and tickets, the layer and extractors, WebSockets), joined in
-//!   order by [`table`];
+//!   live users, derived tokens and tickets, the layer and extractors, WebSockets, the audit
+//!   trail), joined in order by [`table`];
 //! * [`run_table`] sends them and reports the failures.
 
 mod rows;
@@ -30,6 +30,7 @@ pub fn table(f: &Fixture) -> Vec<Row> {
         rows::derived_tokens::rows(f),
         rows::layer::rows(f),
         rows::websocket::rows(f),
+        rows::audit::rows(f),
     ]
     .concat()
 }

@@ -2,8 +2,6 @@
 //! Postgres in a fresh schema (from `NEXORA_TEST_POSTGRES_URL`; unreachable → the testkit's loud
 //! skip, or its failure under `NEXORA_REQUIRE_POSTGRES=1`).
 
-use std::sync::Arc;
-
 use nexora_auth_http_tests::Stores;
 use nexora_auth_postgres::PostgresStore;
 use nexora_auth_sqlite::SqliteStore;
@@ -15,24 +13,16 @@ pub(crate) async fn sqlite() -> Stores {
     let pool = nexora_auth_sqlite::connect(dir.path().join("auth.db"))
         .await
         .expect("open the database");
-    let store = Arc::new(SqliteStore::new(pool).await.expect("migrations"));
-    Stores::new("sqlite", store.clone(), store.clone())
-        .with_tickets(store)
-        .with_guard(dir)
+    let store = SqliteStore::new(pool).await.expect("migrations");
+    Stores::all_in_one("sqlite", store).with_guard(dir)
 }
 
 /// Postgres in a fresh schema dropped with the stores; `None` after the testkit's loud skip
 /// (it panics instead under `NEXORA_REQUIRE_POSTGRES=1`).
 pub(crate) async fn postgres() -> Option<Stores> {
     let schema = TestSchema::create().await?;
-    let store = Arc::new(
-        PostgresStore::new(schema.pool().clone())
-            .await
-            .expect("migrations"),
-    );
-    Some(
-        Stores::new("postgres", store.clone(), store.clone())
-            .with_tickets(store)
-            .with_guard(schema),
-    )
+    let store = PostgresStore::new(schema.pool().clone())
+        .await
+        .expect("migrations");
+    Some(Stores::all_in_one("postgres", store).with_guard(schema))
 }

@@ -1,9 +1,12 @@
 //! The one path every audit event takes: stamped, traced, stored (see [`crate::audit`] for the
 //! durability rule).
 
-use std::sync::{
-    Arc, Mutex, PoisonError,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
 };
 
 use time::OffsetDateTime;
@@ -109,6 +112,14 @@ impl Authenticator {
     ) -> Result<Vec<AuditEvent>, AuthError> {
         let query = AuditQuery::for_owner(principal.owner().clone(), limit).before(before);
         Ok(self.audit_store()?.list(&query).await?)
+    }
+
+    /// Deletes the audit events older than `retention` by the authenticator's clock (a
+    /// retention setting, run periodically); returns how many. Without an audit store,
+    /// [`Unavailable::NoAuditStore`].
+    pub async fn prune_audit_events(&self, retention: Duration) -> Result<u64, AuthError> {
+        let cutoff = self.inner.clock.now() - retention;
+        Ok(self.audit_store()?.prune(cutoff).await?)
     }
 
     /// The audit store, for admin tools that list or prune the whole trail; without one,

@@ -8,7 +8,9 @@ use time::{OffsetDateTime, UtcOffset};
 use super::{Authenticator, Credential, Principal};
 use crate::Unavailable;
 use crate::{
-    ApiKey, AuthError, Field, InvalidInput, InvalidReason, KeyId, Problem, Scopes, policy,
+    ApiKey, AuthError, Field, InvalidInput, InvalidReason, KeyId, NewAuditEvent, Problem, Scopes,
+    audit::AuditAction,
+    policy,
     store::{KeyRecord, OwnerId, RevokeOutcome, RotateOutcome, Rotation, StoreError},
 };
 
@@ -212,7 +214,8 @@ impl RevokeOptions {
 impl Authenticator {
     /// Creates a key for the principal's owner, as the key-management policy allows (see
     /// [`crate::policy::grant`]): scopes default to (and may not exceed) the principal's; a key
-    /// created by a key expires no later than it and records it as its creator.
+    /// created by a key expires no later than it and records it as its creator. Audited as
+    /// `key_created`.
     pub async fn create_key(
         &self,
         creator: &Principal,
@@ -259,6 +262,10 @@ impl Authenticator {
             match self.inner.keys.insert(&record).await {
                 Ok(()) => {
                     self.inner.cache.forget_key(record.id);
+                    self.record_event(
+                        NewAuditEvent::by(AuditAction::KeyCreated, creator).target_key(record.id),
+                    )
+                    .await;
                     return Ok(CreatedKey {
                         info: KeyInfo::from(&record),
                         key,
@@ -344,7 +351,8 @@ impl Authenticator {
     /// Issues a new secret for a key within the principal's reach, keeping its id, name,
     /// scopes and expiry. With the default options the old key fails from the moment this
     /// returns. Unknown, revoked, out-of-reach or another owner's key →
-    /// [`AuthError::KeyNotFound`]; expired → [`AuthError::KeyExpired`].
+    /// [`AuthError::KeyNotFound`]; expired → [`AuthError::KeyExpired`]. Audited as
+    /// `key_rotated` (with `grace_secs` when the old secret keeps working).
     pub async fn rotate_key(
         &self,
         principal: &Principal,
@@ -368,6 +376,12 @@ impl Authenticator {
         {
             RotateOutcome::Rotated(record) => {
                 self.inner.cache.forget_key(id);
+                let mut event =
+                    NewAuditEvent::by(AuditAction::KeyRotated, principal).target_key(id);
+                if let Some(grace) = options.grace {
+                    event = event.detail("grace_secs", grace.as_secs());
+                }
+                self.record_event(event).await;
                 Ok(CreatedKey {
                     info: KeyInfo::from(&record),
                     key,
@@ -382,6 +396,10 @@ impl Authenticator {
     /// key it created, transitively, in one atomic step. A revoked key is gone from the owner's
     /// view: revoking it again is [`AuthError::KeyNotFound`], like an unknown, out-of-reach or
     /// another owner's key. Returns the ids revoked (the key first).
+    ///
+    /// Audited ([`crate::audit`]): `key_revoked` for the key (with `cascaded`, the number of
+    /// keys revoked with it, when cascading) and one `key_revoked_by_cascade` per key revoked
+    /// with it (with `cascade_root`), in one batch.
     pub async fn revoke_key(
         &self,
         principal: &Principal,
@@ -401,11 +419,26 @@ impl Authenticator {
         if root != RevokeOutcome::Revoked && descendants.is_empty() {
             return Err(AuthError::KeyNotFound);
         }
+        let root_event = (root == RevokeOutcome::Revoked).then(|| {
+            let event = NewAuditEvent::by(AuditAction::KeyRevoked, principal).target_key(id);
+            if options.cascade {
+                event.detail("cascaded", descendants.len())
+            } else {
+                event
+            }
+        });
+        let cascade_events = descendants.iter().map(|descendant| {
+            NewAuditEvent::by(AuditAction::KeyRevokedByCascade, principal)
+                .target_key(*descendant)
+                .detail("cascade_root", id)
+        });
+        let events: Vec<NewAuditEvent> = root_event.into_iter().chain(cascade_events).collect();
         let revoked: Vec<KeyId> = std::iter::once(id).chain(descendants).collect();
         for id in &revoked {
             self.inner.cache.forget_key(*id);
             self.inner.last_used.forget(*id);
         }
+        self.record(events).await;
         Ok(revoked)
     }
 }

@@ -9,7 +9,12 @@ use super::{
     users::{check_login_email, normalize_email},
 };
 use crate::Unavailable;
-use crate::{AccessToken, AuthError, Scopes, SecretString, store::OwnerId};
+use crate::{
+    AccessToken, AuthError, NewAuditEvent, Scopes, SecretString,
+    audit::{Actor, AuditAction, AuditOutcome},
+    store::{OwnerId, UserRecord},
+    throttle::NewLocks,
+};
 
 /// The body of a successful login: `{"access_token", "token_type": "bearer", "expires_in"}`.
 #[derive(Debug, Clone)]
@@ -65,6 +70,11 @@ impl Authenticator {
     /// (even with the right password), get [`AuthError::RateLimited`]. An email no store can
     /// hold (over [`MAX_EMAIL_LEN`](crate::MAX_EMAIL_LEN) bytes, or with a control character) is refused as
     /// [`AuthError::InvalidInput`] before the throttle and the store. A hash with outdated parameters is replaced.
+    ///
+    /// Audited ([`crate::audit`]): `login_succeeded`; `login_failed` (in the user's trail for
+    /// a known email, in nobody's for an unknown one, never with the email), and
+    /// `login_throttled` when the failure locks the email or the client. Attempts refused
+    /// while a lock lasts are not recorded.
     pub async fn login_from(
         &self,
         email: &str,
@@ -96,9 +106,14 @@ impl Authenticator {
             )
             .await?;
         // A disabled user reads exactly like a wrong password: no account-state oracle.
-        let Some(user) = user.filter(|u| check.matches && !u.disabled) else {
-            reservation.failed(clock.now());
-            return Err(AuthError::InvalidLogin);
+        let user = match user {
+            Some(user) if check.matches && !user.disabled => user,
+            user => {
+                let locked = reservation.failed(clock.now());
+                self.login_failed(user.as_ref(), check.matches, locked, client)
+                    .await;
+                return Err(AuthError::InvalidLogin);
+            }
         };
         reservation.succeeded(clock.now());
         if check.needs_rehash {
@@ -114,7 +129,51 @@ impl Authenticator {
         let token = tokens
             .issue(&user.id, &user.scopes)
             .map_err(|e| AuthError::Unavailable(Unavailable::Signing(e)))?;
+        self.record_event(
+            NewAuditEvent::new(
+                AuditAction::LoginSucceeded,
+                Actor::User {
+                    user_id: user.id.clone(),
+                },
+            )
+            .owner(user.id.clone())
+            .target_user(&user.id)
+            .client(client),
+        )
+        .await;
         Ok(LoginResponse { token })
+    }
+
+    /// Records a failed login: in the user's trail for a known email, in nobody's (and
+    /// without the email) otherwise; and `login_throttled` when it `locked` a subject.
+    async fn login_failed(
+        &self,
+        user: Option<&UserRecord>,
+        password_matched: bool,
+        locked: NewLocks,
+        client: Option<IpAddr>,
+    ) {
+        let attempt = |action| {
+            let event = NewAuditEvent::new(action, Actor::Anonymous).client(client);
+            match user {
+                Some(user) => event.owner(user.id.clone()).target_user(&user.id),
+                None => event,
+            }
+        };
+        let reason = match user {
+            None => "unknown_email",
+            Some(_) if !password_matched => "wrong_password",
+            Some(_) => "user_disabled",
+        };
+        let failed = attempt(AuditAction::LoginFailed)
+            .outcome(AuditOutcome::Failure)
+            .detail("reason", reason);
+        let throttled = locked.name().map(|subject| {
+            attempt(AuditAction::LoginThrottled)
+                .outcome(AuditOutcome::Denied)
+                .detail("locked", subject)
+        });
+        self.record(std::iter::once(failed).chain(throttled)).await;
     }
 
     /// Issues an access token directly (for applications with their own login).

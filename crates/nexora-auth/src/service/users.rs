@@ -8,7 +8,8 @@ use time::OffsetDateTime;
 use super::Authenticator;
 use crate::Unavailable;
 use crate::{
-    AuthError, Field, InvalidInput, Problem, Scopes, SecretString,
+    AuthError, Field, InvalidInput, NewAuditEvent, Problem, Scopes, SecretString,
+    audit::{Actor, AuditAction},
     store::{OwnerId, StoreError, UserRecord, UserStore},
 };
 
@@ -146,25 +147,61 @@ impl Authenticator {
 
     /// Disables a user: no login, and none of their tokens or keys authenticate until
     /// [`Authenticator::enable_user`]. Keys are kept, not revoked. `Ok(false)`: no such user.
-    pub async fn disable_user(&self, id: &OwnerId) -> Result<bool, AuthError> {
-        Ok(self.users()?.set_user_disabled(id, true).await?)
+    /// `by` is who does it (an admin tool: `Actor::system("cli")`); audited as
+    /// `user_disabled`.
+    pub async fn disable_user(&self, id: &OwnerId, by: &Actor) -> Result<bool, AuthError> {
+        let changed = self.users()?.set_user_disabled(id, true).await?;
+        self.user_changed(changed, user_event(AuditAction::UserDisabled, id, by))
+            .await
     }
 
     /// Enables a disabled user: their unexpired tokens and unrevoked keys work again.
-    /// `Ok(false)`: no such user.
-    pub async fn enable_user(&self, id: &OwnerId) -> Result<bool, AuthError> {
-        Ok(self.users()?.set_user_disabled(id, false).await?)
+    /// `Ok(false)`: no such user. Audited as `user_enabled`, done `by`.
+    pub async fn enable_user(&self, id: &OwnerId, by: &Actor) -> Result<bool, AuthError> {
+        let changed = self.users()?.set_user_disabled(id, false).await?;
+        self.user_changed(changed, user_event(AuditAction::UserEnabled, id, by))
+            .await
     }
 
     /// Replaces a user's scopes. Every token and key of the user is capped at them from the
-    /// next request on. `Ok(false)`: no such user.
-    pub async fn set_user_scopes(&self, id: &OwnerId, scopes: &Scopes) -> Result<bool, AuthError> {
-        Ok(self.users()?.set_user_scopes(id, scopes).await?)
+    /// next request on. `Ok(false)`: no such user. Audited as `user_scopes_changed` (with the
+    /// new `scopes`), done `by`.
+    pub async fn set_user_scopes(
+        &self,
+        id: &OwnerId,
+        scopes: &Scopes,
+        by: &Actor,
+    ) -> Result<bool, AuthError> {
+        let changed = self.users()?.set_user_scopes(id, scopes).await?;
+        let scopes = scopes.iter().collect::<Vec<_>>().join(" ");
+        self.user_changed(
+            changed,
+            user_event(AuditAction::UserScopesChanged, id, by).detail("scopes", scopes),
+        )
+        .await
     }
 
     /// Deletes a user: their tokens and keys stop authenticating from the next request on (keys stay in
-    /// the key store, unusable). `Ok(false)`: no such user.
-    pub async fn delete_user(&self, id: &OwnerId) -> Result<bool, AuthError> {
-        Ok(self.users()?.delete_user(id).await?)
+    /// the key store, unusable). `Ok(false)`: no such user. Audited as `user_deleted`, done
+    /// `by` (the user's trail outlives them, until pruned).
+    pub async fn delete_user(&self, id: &OwnerId, by: &Actor) -> Result<bool, AuthError> {
+        let changed = self.users()?.delete_user(id).await?;
+        self.user_changed(changed, user_event(AuditAction::UserDeleted, id, by))
+            .await
     }
+
+    /// Records `event` when the store changed a user (`changed`), and answers `changed`.
+    async fn user_changed(&self, changed: bool, event: NewAuditEvent) -> Result<bool, AuthError> {
+        if changed {
+            self.record_event(event).await;
+        }
+        Ok(changed)
+    }
+}
+
+/// `by` did `action` to the user `id`: an event of the user's trail.
+fn user_event(action: AuditAction, id: &OwnerId, by: &Actor) -> NewAuditEvent {
+    NewAuditEvent::new(action, by.clone())
+        .owner(id.clone())
+        .target_user(id)
 }

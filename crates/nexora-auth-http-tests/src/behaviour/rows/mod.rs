@@ -2,6 +2,7 @@
 //! order: later subjects rely on what earlier rows did to the fixture (a rotated key, a locked
 //! login, a cascade).
 
+pub(super) mod audit;
 pub(super) mod credentials;
 pub(super) mod derived_tokens;
 pub(super) mod key_management;
