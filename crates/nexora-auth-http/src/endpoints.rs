@@ -102,8 +102,8 @@ impl Api {
         self
     }
 
-    /// The reverse proxies whose forwarding header names the client of a login, for the
-    /// per-client login throttle (see [`crate::proxy`]). Defaults to [`TrustedProxies::none`]:
+    /// The reverse proxies whose forwarding header names the client of a request, for the
+    /// per-client login throttle and the audit trail (see [`crate::proxy`]). Defaults to [`TrustedProxies::none`]:
     /// the client is the TCP peer and forwarding headers are ignored.
     #[must_use]
     pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {

@@ -51,13 +51,15 @@
 //! * [`credentials`]: the one parser of `Authorization: Bearer`, `?token=` and `?ticket=`.
 //! * [`routes`]: the one route table ([`routes::ROUTES`]) and its router: 404, 405 with
 //!   `Allow`, `HEAD`.
-//! * [`handle`] and [`endpoints`]: login, `me`, API key management, tokens derived from a key
-//!   and single-use WebSocket tickets, with the order of checks FastAPI clients expect.
+//! * [`handle`] and [`endpoints`]: login, `me`, API key management, tokens derived from a key,
+//!   single-use WebSocket tickets and the caller's audit trail, with the order of checks FastAPI
+//!   clients expect.
 //! * [`ApiError`]: the single mapping of every error to a status, a `{"detail": …}` body and the
 //!   `WWW-Authenticate`, `Retry-After` and `Allow` headers.
 //! * [`validation`]: FastAPI-shaped 422s, from typed decoding errors and the core's
 //!   [`InvalidInput`](nexora_auth::InvalidInput).
-//! * [`proxy`]: the client address behind trusted reverse proxies, for the login throttle.
+//! * [`proxy`]: the client address behind trusted reverse proxies, for the login throttle and
+//!   the audit trail (every authenticated [`Principal`](nexora_auth::Principal) carries it).
 //! * [`scopes`]: the product's scope names.
 //! * [`websocket`]: the Close frame a WebSocket sends when its credential ends (revoked,
 //!   rotated, expired, user disabled) or cannot be checked, and the future that waits for it.

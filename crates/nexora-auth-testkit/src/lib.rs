@@ -84,7 +84,9 @@
 //! them — a rotate or revoke that reads, checks, then writes in separate steps; a creator check
 //! apart from its insert; millisecond timestamps; a `find` that turns a backend failure into
 //! `Ok(None)`; a `list` that includes revoked keys; a rotate that ignores the owner; a store
-//! that is not empty — and requires each to fail a named contract, on every run.
+//! that is not empty — and requires each to fail a named contract, on every run;
+//! `tests/audit_mutants.rs` does the same for the audit contracts (an owner filter ignored, an
+//! inclusive cursor, a partial batch, millisecond times…).
 //!
 //! # Test support
 //!

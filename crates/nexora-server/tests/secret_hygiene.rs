@@ -3,7 +3,8 @@
 //! - At `NEXORA_LOG=debug`, through a whole session — login, failed logins, key
 //!   create/use/list/rotate/revoke, WebSockets with `?token=`, malformed and ambiguous bearer
 //!   headers — not one key, key secret part, JWT (nor its signature), password, pepper or JWT
-//!   secret appears anywhere in what it logged.
+//!   secret appears anywhere in what it logged (its audit events included), nor in any row of
+//!   the audit trail it left.
 //! - A password in the database URL (in its user-info, percent-encoded, or as a query
 //!   parameter) appears nowhere in what the server or its subcommands print at any level: not
 //!   on a start on Postgres, not in the error of a failed connection, not in `--help`.
@@ -284,6 +285,7 @@ async fn a_debug_log_of_a_whole_session_holds_no_secret() {
         "/api/users/me/api-keys",
         "/api/ws/chat-1",
         "websocket opened",
+        "nexora_auth::audit: audit event",
     ] {
         assert!(log.contains(needle), "the log lacks {needle:?}:\n{log}");
     }
@@ -294,6 +296,20 @@ async fn a_debug_log_of_a_whole_session_holds_no_secret() {
         "secrets in the server's debug log: {leaked:?} (log at {})",
         log_path.display()
     );
+    // Nor in any row of the audit trail the session left.
+    let (code, trail, stderr) = cli(
+        dir.path(),
+        &["audit", "list", "--limit", "10000"],
+        &env(),
+        "",
+    );
+    assert_eq!(code, 0, "audit list failed: {stderr}");
+    assert!(
+        trail.contains("key_rotated") && trail.contains("login_failed"),
+        "{trail}"
+    );
+    let leaked = secrets.found_in(&trail);
+    assert!(leaked.is_empty(), "secrets in the audit trail: {leaked:?}");
     // The grep itself can fail: the log's own text is found.
     let mut planted = Secrets::default();
     planted.add("a line of the log", log.lines().next().unwrap_or("(empty)"));
