@@ -162,11 +162,12 @@ pub use secret::{SecretBytes, SecretString};
 pub use service::{
     Authenticator, AuthenticatorBuilder, Clock, CreatedKey, Credential,
     DEFAULT_DERIVED_TOKEN_MAX_TTL, DEFAULT_TICKET_TTL, DerivedToken, IssuedTicket, KeyInfo,
-    LastUsedFlusher, LoginResponse, MAX_EMAIL_LEN, MAX_KEY_NAME_LEN, NewKey, Principal,
+    LastUsedFlusher, LeakOutcome, LeakPolicy, LeakReport, LoginResponse, MAX_EMAIL_LEN,
+    MAX_KEY_NAME_LEN, MAX_LEAK_SOURCE_LEN, MAX_LEAK_URL_LEN, NewKey, NotLive, Principal,
     RevokeOptions, RotateOptions, SystemClock, TokenRequest, UserInfo, normalize_email,
 };
 pub use store::{
     CascadeOutcome, KeyCredentials, KeyRecord, KeyStore, OwnerId, StoreError, UserRecord, UserStore,
 };
-pub use throttle::ThrottlePolicy;
+pub use throttle::{PossessionLimit, ThrottlePolicy};
 pub use ticket::{TicketDigest, TicketRecord, TicketStore};

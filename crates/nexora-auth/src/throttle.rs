@@ -1,4 +1,5 @@
-//! Login throttling: per email and per client address, whether or not the account exists.
+//! Throttling by subject: failed logins per email and per client address (whether or not the
+//! account exists), and revoke-by-possession requests per client address.
 //!
 //! # What is counted, and how much memory it takes
 //!
@@ -16,7 +17,7 @@
 //! # Reservations
 //!
 //! A login *reserves* an attempt on its email and its client in one step under one lock
-//! ([`LoginThrottle::reserve`]), before any store call or password verification. A subject
+//! ([`Throttle::reserve`]), before any store call or password verification. A subject
 //! grants a reservation only while `failures + in-flight reservations < limit`, so however many
 //! requests arrive at once, at most `limit` verifications run per subject and window; the rest
 //! are refused with a `Retry-After`. The reservation is then settled: a failure is counted, a
@@ -47,6 +48,16 @@
 //!
 //! Refusing new subjects when full would hand attackers the second; evicting the oldest entry
 //! would hand them the first.
+//!
+//! # Revoke by possession
+//!
+//! [`Authenticator::revoke_by_possession`](crate::Authenticator::revoke_by_possession) needs no
+//! credential, so it is limited per client address by the same machinery in a table of its own
+//! ([`PossessionLimit`], 10 requests per address per minute by default): every request counts,
+//! as a login failure does, and the request that reaches the limit locks the address for the
+//! rest of a window. A request without a client address counts against one shared subject, so
+//! a host that cannot tell clients apart is limited as a whole rather than not at all. Its own
+//! table keeps a flood of revocations from evicting login locks, and the other way round.
 //!
 //! # Across instances
 //!
@@ -131,6 +142,60 @@ impl ThrottlePolicy {
     }
 }
 
+/// Limits on revoke-by-possession requests
+/// ([`Authenticator::revoke_by_possession`](crate::Authenticator::revoke_by_possession)), per
+/// client address. Every default is on its setter.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PossessionLimit {
+    per_client: u32,
+    window: Duration,
+    max_tracked: usize,
+}
+
+impl Default for PossessionLimit {
+    fn default() -> Self {
+        Self {
+            per_client: 10,
+            window: Duration::from_secs(60),
+            max_tracked: 10_000,
+        }
+    }
+}
+
+impl PossessionLimit {
+    /// Requests allowed per client address (IPv4 address or IPv6 /64; all requests without an
+    /// address count as one client) within the window. Defaults to 10.
+    pub fn per_client(mut self, n: u32) -> Self {
+        self.per_client = n.max(1);
+        self
+    }
+
+    /// The window requests are counted in, from a client's first request; the request that
+    /// reaches the limit locks the client for as long again. Defaults to 1 minute.
+    pub fn window(mut self, window: Duration) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// Most client addresses tracked at once, locked or not. Defaults to 10,000: under 1 MiB.
+    pub fn max_tracked(mut self, n: usize) -> Self {
+        self.max_tracked = n.max(1);
+        self
+    }
+
+    /// The same limit as a [`ThrottlePolicy`] whose every attempt counts as a failure.
+    fn as_policy(&self) -> ThrottlePolicy {
+        ThrottlePolicy {
+            per_client: self.per_client,
+            window: self.window,
+            lockout: self.window,
+            max_tracked: self.max_tracked,
+            ..ThrottlePolicy::default()
+        }
+    }
+}
+
 /// A throttled subject: a keyed digest of an email, or a client address block. Fixed-size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Subject {
@@ -139,6 +204,9 @@ enum Subject {
     V4([u8; 4]),
     /// The /64 prefix of an IPv6 address.
     V6([u8; 8]),
+    /// Every request without a client address, where one is always counted (see
+    /// [`Throttle::count_client`]).
+    NoAddress,
 }
 
 impl Subject {
@@ -225,37 +293,37 @@ impl Counter {
     }
 }
 
-/// Counts failed logins and refuses locked or saturated subjects with
-/// [`AuthError::RateLimited`].
-pub(crate) struct LoginThrottle {
+/// Counts attempts per subject (failed logins; revoke-by-possession requests) and refuses
+/// locked or saturated subjects with [`AuthError::RateLimited`].
+pub(crate) struct Throttle {
     policy: ThrottlePolicy,
     /// The HMAC key of email subjects: random per process, never leaves it.
     email_key: Hmac<Sha256>,
     counters: Mutex<HashMap<Subject, Counter>>,
 }
 
-impl std::fmt::Debug for LoginThrottle {
+impl std::fmt::Debug for Throttle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoginThrottle")
+        f.debug_struct("Throttle")
             .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }
 
-/// The subjects of one login attempt.
+/// The subjects of one attempt: a login's email and client, or a client alone.
 #[derive(Debug, Clone, Copy)]
 struct Subjects {
-    email: Subject,
+    email: Option<Subject>,
     client: Option<Subject>,
 }
 
 impl Subjects {
     fn iter(self) -> impl Iterator<Item = Subject> {
-        std::iter::once(self.email).chain(self.client)
+        self.email.into_iter().chain(self.client)
     }
 }
 
-impl LoginThrottle {
+impl Throttle {
     pub(crate) fn new(policy: ThrottlePolicy) -> Result<Self, ConfigError> {
         let mut key = [0u8; 32];
         rand::rngs::SysRng
@@ -270,6 +338,11 @@ impl LoginThrottle {
         })
     }
 
+    /// A throttle of revoke-by-possession requests.
+    pub(crate) fn for_possession(limit: &PossessionLimit) -> Result<Self, ConfigError> {
+        Self::new(limit.as_policy())
+    }
+
     fn email_subject(&self, email: &str) -> Subject {
         let mut mac = self.email_key.clone();
         mac.update(email.as_bytes());
@@ -281,7 +354,7 @@ impl LoginThrottle {
 
     fn subjects(&self, email: &str, client: Option<IpAddr>) -> Subjects {
         Subjects {
-            email: self.email_subject(email),
+            email: Some(self.email_subject(email)),
             client: client.map(Subject::client),
         }
     }
@@ -289,7 +362,7 @@ impl LoginThrottle {
     fn limit(&self, subject: Subject) -> u32 {
         match subject {
             Subject::Email(_) => self.policy.per_email,
-            Subject::V4(_) | Subject::V6(_) => self.policy.per_client,
+            Subject::V4(_) | Subject::V6(_) | Subject::NoAddress => self.policy.per_client,
         }
     }
 
@@ -309,7 +382,30 @@ impl LoginThrottle {
         client: Option<IpAddr>,
         now: OffsetDateTime,
     ) -> Result<Reservation<'_>, AuthError> {
-        let subjects = self.subjects(email, client);
+        self.reserve_subjects(self.subjects(email, client), now)
+    }
+
+    /// Counts one request of `client` (`None`: the one subject of every request without an
+    /// address), or refuses it as [`Throttle::reserve`] would. A counted request is settled at
+    /// once, as a failure: every request counts, whatever it did.
+    pub(crate) fn count_client(
+        &self,
+        client: Option<IpAddr>,
+        now: OffsetDateTime,
+    ) -> Result<(), AuthError> {
+        let subjects = Subjects {
+            email: None,
+            client: Some(client.map_or(Subject::NoAddress, Subject::client)),
+        };
+        self.reserve_subjects(subjects, now)?.failed(now);
+        Ok(())
+    }
+
+    fn reserve_subjects(
+        &self,
+        subjects: Subjects,
+        now: OffsetDateTime,
+    ) -> Result<Reservation<'_>, AuthError> {
         let now = millis(now);
         let mut table = self.table();
         let new = subjects.iter().filter(|s| !table.contains_key(s)).count();
@@ -408,7 +504,9 @@ impl LoginThrottle {
                             Some(now.saturating_add(duration_millis(self.policy.lockout)));
                         match subject {
                             Subject::Email(_) => locked.email = true,
-                            Subject::V4(_) | Subject::V6(_) => locked.client = true,
+                            Subject::V4(_) | Subject::V6(_) | Subject::NoAddress => {
+                                locked.client = true;
+                            }
                         }
                     }
                 }
@@ -464,12 +562,12 @@ enum Outcome {
     Released,
 }
 
-/// One reserved password verification (see [`LoginThrottle::reserve`]). Settle it with
+/// One reserved password verification (see [`Throttle::reserve`]). Settle it with
 /// [`Reservation::failed`] or [`Reservation::succeeded`]; dropped unsettled (an error, or the
 /// request future dropped), it is given back uncounted.
 #[must_use = "a reservation is given back uncounted when dropped"]
 pub(crate) struct Reservation<'a> {
-    throttle: &'a LoginThrottle,
+    throttle: &'a Throttle,
     subjects: Subjects,
     settled: bool,
 }
@@ -513,11 +611,11 @@ mod tests {
         OffsetDateTime::from_unix_timestamp(1_800_000_000 + secs).expect("a valid time")
     }
 
-    fn throttle(policy: ThrottlePolicy) -> LoginThrottle {
-        LoginThrottle::new(policy).expect("OS randomness")
+    fn throttle(policy: ThrottlePolicy) -> Throttle {
+        Throttle::new(policy).expect("OS randomness")
     }
 
-    fn fail(t: &LoginThrottle, email: &str, client: Option<IpAddr>, now: OffsetDateTime) {
+    fn fail(t: &Throttle, email: &str, client: Option<IpAddr>, now: OffsetDateTime) {
         t.reserve(email, client, now).expect("reserved").failed(now);
     }
 
@@ -699,6 +797,51 @@ mod tests {
         fail(&t, "newcomer@x", None, at(2));
         assert!(t.reserve("victim@x", None, at(3)).is_ok(), "evicted first");
         assert!(t.reserve("newcomer@x", None, at(3)).is_err(), "kept");
+    }
+
+    #[test]
+    fn possession_requests_are_counted_per_client_and_lock_for_a_window() {
+        let t = Throttle::for_possession(
+            &PossessionLimit::default()
+                .per_client(3)
+                .window(Duration::from_secs(60)),
+        )
+        .expect("OS randomness");
+        let ip: IpAddr = "192.0.2.1".parse().expect("an address");
+        for i in 0..3 {
+            assert!(t.count_client(Some(ip), at(i)).is_ok(), "request {i}");
+        }
+        // The third request locked the address for a window from then (at(2)).
+        assert_eq!(retry_after_of(t.count_client(Some(ip), at(3))), 59);
+        let other: IpAddr = "192.0.2.2".parse().expect("an address");
+        assert!(t.count_client(Some(other), at(3)).is_ok(), "per address");
+        assert!(
+            t.count_client(Some(ip), at(62)).is_ok(),
+            "the lock has ended"
+        );
+        // Requests without an address share one subject.
+        for i in 0..3 {
+            assert!(t.count_client(None, at(i)).is_ok());
+        }
+        assert!(t.count_client(None, at(3)).is_err());
+    }
+
+    #[test]
+    fn the_possession_table_is_bounded() {
+        let t = Throttle::for_possession(&PossessionLimit::default().max_tracked(100))
+            .expect("OS randomness");
+        for i in 0..10_000u32 {
+            let ip = IpAddr::from(i.to_be_bytes());
+            assert!(t.count_client(Some(ip), at(0)).is_ok());
+            assert!(t.tracked() <= 100, "{}", t.tracked());
+        }
+    }
+
+    fn retry_after_of(result: Result<(), AuthError>) -> u64 {
+        match result {
+            Err(AuthError::RateLimited { retry_after_secs }) => retry_after_secs,
+            other => panic!("want a refusal, got {other:?}"),
+        }
     }
 
     #[test]

@@ -434,11 +434,17 @@ impl Authenticator {
         });
         let events: Vec<NewAuditEvent> = root_event.into_iter().chain(cascade_events).collect();
         let revoked: Vec<KeyId> = std::iter::once(id).chain(descendants).collect();
-        for id in &revoked {
+        self.forget_revoked(&revoked);
+        self.record(events).await;
+        Ok(revoked)
+    }
+
+    /// Drops revoked keys from the verification cache and the last-used queue: this instance
+    /// refuses them from the next request on.
+    pub(super) fn forget_revoked(&self, ids: &[KeyId]) {
+        for id in ids {
             self.inner.cache.forget_key(*id);
             self.inner.last_used.forget(*id);
         }
-        self.record(events).await;
-        Ok(revoked)
     }
 }

@@ -4,6 +4,7 @@ mod audit;
 mod clock;
 mod derived;
 mod keys;
+mod leak;
 mod login;
 mod principal;
 mod tickets;
@@ -13,6 +14,9 @@ mod watch;
 pub use clock::{Clock, SystemClock};
 pub use derived::{DEFAULT_DERIVED_TOKEN_MAX_TTL, DerivedToken, TokenRequest};
 pub use keys::{CreatedKey, KeyInfo, MAX_KEY_NAME_LEN, NewKey, RevokeOptions, RotateOptions};
+pub use leak::{
+    LeakOutcome, LeakPolicy, LeakReport, MAX_LEAK_SOURCE_LEN, MAX_LEAK_URL_LEN, NotLive,
+};
 pub use login::LoginResponse;
 pub use principal::{Credential, Principal};
 pub use tickets::{DEFAULT_TICKET_TTL, IssuedTicket};
@@ -32,7 +36,7 @@ use crate::{
     key::{KEY_LEN, has_key_prefix},
     last_used::LastUsedTracker,
     store::{KeyStore, OwnerId, UserStore},
-    throttle::{LoginThrottle, ThrottlePolicy},
+    throttle::{PossessionLimit, Throttle, ThrottlePolicy},
     ticket::TicketStore,
 };
 
@@ -44,6 +48,7 @@ pub struct AuthenticatorBuilder {
     tokens: Option<TokenAuthority>,
     password_policy: PasswordPolicy,
     throttle_policy: ThrottlePolicy,
+    possession_limit: PossessionLimit,
     last_used_interval: Duration,
     clock: Arc<dyn Clock>,
     cache: CacheConfig,
@@ -101,6 +106,13 @@ impl AuthenticatorBuilder {
     /// or 20 per client address within 15 minutes lock it for 15 minutes.
     pub fn login_throttle(mut self, policy: ThrottlePolicy) -> Self {
         self.throttle_policy = policy;
+        self
+    }
+
+    /// The per-client limit of [`Authenticator::revoke_by_possession`]. Defaults to
+    /// [`PossessionLimit::default`]: 10 requests per client address per minute.
+    pub fn possession_limit(mut self, limit: PossessionLimit) -> Self {
+        self.possession_limit = limit;
         self
     }
 
@@ -168,7 +180,8 @@ impl AuthenticatorBuilder {
                 peppers: self.peppers,
                 tokens: self.tokens.map(|t| t.with_clock(Arc::clone(&self.clock))),
                 passwords,
-                throttle: LoginThrottle::new(self.throttle_policy)?,
+                throttle: Throttle::new(self.throttle_policy)?,
+                possession: Throttle::for_possession(&self.possession_limit)?,
                 last_used: LastUsedTracker::new(self.last_used_interval),
                 clock: self.clock,
                 cache,
@@ -188,7 +201,9 @@ struct Inner {
     peppers: PepperRing,
     tokens: Option<TokenAuthority>,
     passwords: PasswordHasher,
-    throttle: LoginThrottle,
+    throttle: Throttle,
+    /// Revoke-by-possession requests per client: a table of its own (see [`crate::throttle`]).
+    possession: Throttle,
     last_used: LastUsedTracker,
     clock: Arc<dyn Clock>,
     cache: VerificationCache,
@@ -228,6 +243,7 @@ impl Authenticator {
             tokens: None,
             password_policy: PasswordPolicy::default(),
             throttle_policy: ThrottlePolicy::default(),
+            possession_limit: PossessionLimit::default(),
             last_used_interval: Duration::from_secs(5),
             clock: Arc::new(SystemClock),
             cache: CacheConfig::default(),
@@ -486,15 +502,31 @@ impl Authenticator {
     }
 }
 
+/// How a key has ended, if it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyEnd {
+    Revoked,
+    Expired,
+}
+
+/// Whether a key has ended at `now`: revoked, or expired (`expires_at <= now`).
+fn key_end(record: &KeyCredentials, now: time::OffsetDateTime) -> Option<KeyEnd> {
+    if record.revoked_at.is_some() {
+        Some(KeyEnd::Revoked)
+    } else if record.expires_at.is_some_and(|at| at <= now) {
+        Some(KeyEnd::Expired)
+    } else {
+        None
+    }
+}
+
 /// A key's own state at `now`: revoked or expired keys are bad credentials.
 fn key_state(record: &KeyCredentials, now: time::OffsetDateTime) -> Result<(), AuthError> {
-    if record.revoked_at.is_some() {
-        return Err(AuthError::InvalidToken(InvalidReason::Revoked));
+    match key_end(record, now) {
+        None => Ok(()),
+        Some(KeyEnd::Revoked) => Err(AuthError::InvalidToken(InvalidReason::Revoked)),
+        Some(KeyEnd::Expired) => Err(AuthError::InvalidToken(InvalidReason::Expired)),
     }
-    if record.expires_at.is_some_and(|at| at <= now) {
-        return Err(AuthError::InvalidToken(InvalidReason::Expired));
-    }
-    Ok(())
 }
 
 /// The principal of a live key whose secret matched `matched` (the current digest, or the
