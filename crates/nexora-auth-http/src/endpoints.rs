@@ -17,9 +17,29 @@
 //! | `POST /users/me/api-keys/{key_id}/rotate` | 200 the new key, shown once |
 //! | `DELETE /users/me/api-keys/{key_id}[?cascade=true]` | 204 |
 //! | `GET /users/me/audit-events[?limit=…&before=…]` | 200 `{events: [{id, at, action, actor, owner, target, client, outcome, detail}], next_before}`: the caller's audit trail, newest first |
+//! | `POST /keys/revoke` `{"key": "nxr_…"}` (no credentials) | 202 `{"status": "accepted"}`, the same for any key |
+//! | `POST /secret-scanning/github` (signed by GitHub; only when [configured](Api::secret_scanning)) | 200 `[{token_raw, token_type, label}]` |
 //!
 //! Which keys a caller may list, rotate or revoke, and what a created key may hold, is decided
 //! by [`nexora_auth::policy`] inside the [`Authenticator`] methods these call.
+//!
+//! # When a key leaks
+//!
+//! `POST /keys/revoke` lets whoever holds a key end it
+//! ([`Authenticator::revoke_by_possession`]): the answer is 202 with one fixed body whether
+//! the key was live (and is revoked now, with every key it created), already revoked, unknown
+//! or malformed, so it tells the caller nothing it did not know. Requests are limited per
+//! client address (the client behind [trusted proxies](crate::proxy), as for logins): 429 with
+//! `Retry-After` beyond. A body that is not `{"key": <string>}` is a 422 like any other
+//! endpoint's: that is about the request's shape, never about a key.
+//!
+//! `POST /secret-scanning/github` takes GitHub's signed reports ([`crate::secret_scanning`]):
+//! the signature headers are checked before the body is read (401 without them), the
+//! signature over the raw body before it is parsed (401 when it does not verify; nothing is
+//! looked up or changed), then every match is handed to
+//! [`Authenticator::revoke_leaked`] under the configured policy and labelled in GitHub's
+//! feedback format. Not configured, the path does not exist: 404 for every method, as for any
+//! unknown path.
 //!
 //! Order of checks, as FastAPI's dependency resolution does it: route (404, 405) → credentials
 //! (401) → scope (403, [`KEYS_MANAGE`](crate::scopes::KEYS_MANAGE) for key management,
@@ -29,7 +49,8 @@
 //! # Request bodies
 //!
 //! Read only by the endpoints that take one, after the credential and scope checks, up to
-//! [`Api::max_body_bytes`] (64 KiB by default): more is 413. Decoding is
+//! [`Api::max_body_bytes`] (64 KiB by default; a secret-scanning report up to
+//! [`SecretScanning::max_body_bytes`], 4 MiB by default): more is 413. Decoding is
 //! [`decode_json`]'s: a non-JSON `Content-Type` is 422 (rather
 //! than 415, because FastAPI-style clients already parse 422 `detail` arrays and FastAPI itself
 //! answers a non-JSON body for a JSON model that way); a malformed `{key_id}` is 422
@@ -49,7 +70,10 @@ use crate::{
     credentials::{QueryToken, chat_of, extract_credential, extract_ticket},
     proxy::{self, TrustedProxies},
     routes::{self, Endpoint, Resolved},
-    validation::{LocPart, RequestBody, ValidationIssue, decode_json, decode_optional_json},
+    secret_scanning::{self, SecretScanning, SignatureHeaders},
+    validation::{
+        LocPart, RequestBody, ValidationIssue, decode_json, decode_json_list, decode_optional_json,
+    },
 };
 
 /// The endpoints' state: the [`Authenticator`] and the HTTP settings. Cheap to clone.
@@ -76,6 +100,7 @@ pub struct Api {
 struct Settings {
     max_body_bytes: usize,
     trusted_proxies: TrustedProxies,
+    secret_scanning: Option<SecretScanning>,
 }
 
 impl Api {
@@ -90,6 +115,7 @@ impl Api {
             settings: Arc::new(Settings {
                 max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
                 trusted_proxies: TrustedProxies::none(),
+                secret_scanning: None,
             }),
         }
     }
@@ -111,6 +137,14 @@ impl Api {
         self
     }
 
+    /// Serves GitHub's secret-scanning reports at `POST /secret-scanning/github` (see
+    /// [`crate::secret_scanning`]). Defaults to off: the path is then unknown (404).
+    #[must_use]
+    pub fn secret_scanning(mut self, scanning: SecretScanning) -> Self {
+        Arc::make_mut(&mut self.settings).secret_scanning = Some(scanning);
+        self
+    }
+
     /// The authenticator.
     pub fn authenticator(&self) -> &Authenticator {
         &self.auth
@@ -119,6 +153,33 @@ impl Api {
     /// The body limit in force (see [`Api::max_body_bytes`]).
     pub fn body_limit(&self) -> usize {
         self.settings.max_body_bytes
+    }
+
+    /// The largest body any served endpoint reads: [`Api::body_limit`], or a secret-scanning
+    /// report's limit when that is larger. A host that bounds bodies in front of the endpoints
+    /// (a tower layer) sets this; each endpoint still reads only up to its own.
+    pub fn largest_body_limit(&self) -> usize {
+        self.settings
+            .max_body_bytes
+            .max(self.scanning().map_or(0, SecretScanning::body_limit))
+    }
+
+    /// The secret-scanning settings, when the endpoint is served.
+    pub fn scanning(&self) -> Option<&SecretScanning> {
+        self.settings.secret_scanning.as_ref()
+    }
+
+    /// Whether `endpoint` is served: every one but the secret-scanning endpoint, which is
+    /// served when configured.
+    pub fn serves(&self, endpoint: Endpoint) -> bool {
+        endpoint != Endpoint::GitHubSecretScanning || self.scanning().is_some()
+    }
+
+    fn body_limit_of(&self, endpoint: Endpoint) -> usize {
+        match (endpoint, self.scanning()) {
+            (Endpoint::GitHubSecretScanning, Some(scanning)) => scanning.body_limit(),
+            _ => self.body_limit(),
+        }
     }
 
     /// The trusted proxies in force (see [`Api::trusted_proxies`]).
@@ -458,7 +519,8 @@ where
     B: AsRef<[u8]>,
 {
     let auth = &api.auth;
-    let (route, key_id) = match routes::resolve(request.method, request.path) {
+    let served = |endpoint| api.serves(endpoint);
+    let (route, key_id) = match routes::resolve_served(request.method, request.path, served) {
         Resolved::Found { route, key_id } => (route, key_id),
         Resolved::MethodNotAllowed { allow } => {
             return Err(ApiError::MethodNotAllowed { allow: Some(allow) });
@@ -493,9 +555,16 @@ where
     } else {
         None
     };
+    // A report without its signature headers is refused before its body is read.
+    let signature = match route.endpoint {
+        Endpoint::GitHubSecretScanning => {
+            Some(SignatureHeaders::from_headers(request.headers).map_err(ApiError::Signature)?)
+        }
+        _ => None,
+    };
     let bytes = if route.body {
         Some(
-            read_body(api.body_limit())
+            read_body(api.body_limit_of(route.endpoint))
                 .await
                 .map_err(|BodyError| ApiError::PayloadTooLarge)?,
         )
@@ -527,6 +596,28 @@ where
                 .issue_ticket(principal, ticket.chat_id.as_deref())
                 .await?;
             Response::json(200, &issued)
+        }
+        (Endpoint::RevokeByPossession, _) => {
+            let possession: PossessionRequest = decode_json(body())?;
+            // The outcome is for the logs and the audit trail: the caller hears the same
+            // whatever it was.
+            auth.revoke_by_possession(possession.key.expose(), client)
+                .await?;
+            Response::json(202, &RevocationAccepted::BODY)
+        }
+        (Endpoint::GitHubSecretScanning, _) => {
+            // `serves` hid the route when unconfigured, and its headers were read above.
+            let (Some(scanning), Some(signature)) = (api.scanning(), signature) else {
+                return Err(ApiError::RouteNotFound);
+            };
+            let raw = bytes.as_ref().map_or(&[][..], AsRef::as_ref);
+            scanning
+                .verify(signature, raw)
+                .await
+                .map_err(ApiError::Signature)?;
+            let matches = decode_json_list(body(), scanning.match_limit())?;
+            let feedback = secret_scanning::feedback(auth, scanning, &matches).await?;
+            Response::json(200, &feedback)
         }
         (Endpoint::Me, Some(principal)) => me(auth, principal).await,
         (Endpoint::ListKeys, Some(principal)) => {
@@ -683,6 +774,27 @@ pub(crate) struct TicketRequest {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     chat_id: Option<String>,
+}
+
+/// The body of `POST /keys/revoke`.
+#[derive(serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = RevokeKeyRequest))]
+pub(crate) struct PossessionRequest {
+    /// The key to revoke, `nxr_…`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    key: SecretString,
+}
+
+/// The answer of `POST /keys/revoke`, whatever became of the key: `{"status": "accepted"}`.
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = RevocationAccepted))]
+pub(crate) struct RevocationAccepted {
+    /// Always `accepted`.
+    status: &'static str,
+}
+
+impl RevocationAccepted {
+    pub(crate) const BODY: Self = Self { status: "accepted" };
 }
 
 /// The body of `GET /users/me`.

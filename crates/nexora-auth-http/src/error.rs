@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::{
     Response,
+    secret_scanning::SignatureError,
     validation::{ValidationIssue, input_issue},
 };
 
@@ -50,6 +51,11 @@ pub enum ApiError {
     /// The request failed validation. 422 with a FastAPI-style `detail` array.
     #[error("validation failed: {0:?}")]
     Validation(Vec<ValidationIssue>),
+    /// A secret-scanning report's signature is missing or does not verify: 401, without a
+    /// `WWW-Authenticate` challenge (the report is not a bearer request). 503 when no key
+    /// could be fetched to check it ([`SignatureError::KeysUnavailable`]).
+    #[error("secret-scanning signature refused: {0}")]
+    Signature(SignatureError),
     /// A response body could not be serialised. 503.
     #[error("response serialisation failed")]
     Serialisation(#[source] serde_json::Error),
@@ -104,7 +110,8 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => 405,
             Self::PayloadTooLarge => 413,
             Self::Validation(_) => 422,
-            Self::Serialisation(_) => 503,
+            Self::Signature(SignatureError::KeysUnavailable) | Self::Serialisation(_) => 503,
+            Self::Signature(_) => 401,
         }
     }
 
@@ -130,7 +137,10 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => "Method Not Allowed",
             Self::PayloadTooLarge => "Request body too large",
             Self::Validation(_) => "Validation error",
-            Self::Serialisation(_) => "Service temporarily unavailable",
+            Self::Signature(SignatureError::KeysUnavailable) | Self::Serialisation(_) => {
+                "Service temporarily unavailable"
+            }
+            Self::Signature(_) => "Invalid or missing GitHub signature",
         }
     }
 

@@ -52,14 +52,17 @@
 //! * [`routes`]: the one route table ([`routes::ROUTES`]) and its router: 404, 405 with
 //!   `Allow`, `HEAD`.
 //! * [`handle`] and [`endpoints`]: login, `me`, API key management, tokens derived from a key,
-//!   single-use WebSocket tickets and the caller's audit trail, with the order of checks FastAPI
-//!   clients expect.
+//!   single-use WebSocket tickets, the caller's audit trail, revoking a key by its text and
+//!   GitHub's secret-scanning reports, with the order of checks FastAPI clients expect.
 //! * [`ApiError`]: the single mapping of every error to a status, a `{"detail": …}` body and the
 //!   `WWW-Authenticate`, `Retry-After` and `Allow` headers.
 //! * [`validation`]: FastAPI-shaped 422s, from typed decoding errors and the core's
 //!   [`InvalidInput`](nexora_auth::InvalidInput).
 //! * [`proxy`]: the client address behind trusted reverse proxies, for the login throttle and
-//!   the audit trail (every authenticated [`Principal`](nexora_auth::Principal) carries it).
+//!   the audit trail (every authenticated [`Principal`](nexora_auth::Principal) carries it),
+//!   and the limit on revoking keys by possession.
+//! * [`secret_scanning`]: GitHub's secret-scanning reports — the ECDSA signature over the raw
+//!   body, GitHub's key document and its cache, the report and feedback formats.
 //! * [`scopes`]: the product's scope names.
 //! * [`websocket`]: the Close frame a WebSocket sends when its credential ends (revoked,
 //!   rotated, expired, user disabled) or cannot be checked, and the future that waits for it.
@@ -100,6 +103,7 @@ pub mod openapi;
 pub mod proxy;
 pub mod routes;
 pub mod scopes;
+pub mod secret_scanning;
 pub mod validation;
 pub mod websocket;
 

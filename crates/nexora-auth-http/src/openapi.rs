@@ -88,8 +88,12 @@ use utoipa::{
 use crate::{
     AuthRequirement,
     credentials::QueryToken,
-    endpoints::{DEFAULT_AUDIT_PAGE, LoginRequest, MAX_AUDIT_PAGE, Me, TicketRequest},
+    endpoints::{
+        DEFAULT_AUDIT_PAGE, LoginRequest, MAX_AUDIT_PAGE, Me, PossessionRequest,
+        RevocationAccepted, TicketRequest,
+    },
     routes::{Endpoint, Method, ROUTES, Route},
+    secret_scanning::{Feedback, ScanMatch},
     validation::ValidationIssue,
 };
 
@@ -167,6 +171,10 @@ pub fn document(mount: &str) -> OpenApi {
     collect::<TicketRequest>(&mut schemas);
     collect::<wire::IssuedTicket>(&mut schemas);
     collect::<wire::AuditEventPage>(&mut schemas);
+    collect::<PossessionRequest>(&mut schemas);
+    collect::<RevocationAccepted>(&mut schemas);
+    collect::<ScanMatch>(&mut schemas);
+    collect::<Feedback<'static>>(&mut schemas);
     OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
@@ -325,17 +333,29 @@ fn operation(route: &Route) -> Operation {
             );
     }
     if route.body {
+        let reference = |name| RefOr::from(Ref::from_schema_name(name));
         let (schema, required) = match endpoint {
-            Endpoint::Login => (LoginRequest::name(), Required::True),
+            Endpoint::Login => (reference(LoginRequest::name()), Required::True),
             // Both may be left out: an empty body asks for the defaults.
-            Endpoint::DeriveToken => (wire::TokenRequest::name(), Required::False),
-            Endpoint::IssueTicket => (TicketRequest::name(), Required::False),
-            _ => (wire::CreateKeyRequest::name(), Required::True),
+            Endpoint::DeriveToken => (reference(wire::TokenRequest::name()), Required::False),
+            Endpoint::IssueTicket => (reference(TicketRequest::name()), Required::False),
+            Endpoint::RevokeByPossession => (reference(PossessionRequest::name()), Required::True),
+            Endpoint::GitHubSecretScanning => (
+                ArrayBuilder::new()
+                    .items(Ref::from_schema_name(ScanMatch::name()))
+                    .description(Some(
+                        "The matches GitHub found, at most 5,000 by default (else 422), in a \
+                         body of at most 4 MiB by default (else 413).",
+                    ))
+                    .into(),
+                Required::True,
+            ),
+            _ => (reference(wire::CreateKeyRequest::name()), Required::True),
         };
         operation = operation.request_body(Some(
             RequestBodyBuilder::new()
                 .required(Some(required))
-                .content(JSON, json(Ref::from_schema_name(schema)))
+                .content(JSON, json(schema))
                 .build(),
         ));
     }
@@ -363,7 +383,11 @@ fn responses(route: &Route) -> BTreeMap<u16, Response> {
     if route.body {
         out.insert(
             413,
-            error_response("The body is longer than the server's limit (64 KiB by default)."),
+            error_response(if endpoint == Endpoint::GitHubSecretScanning {
+                "The report is longer than its limit (4 MiB by default)."
+            } else {
+                "The body is longer than the server's limit (64 KiB by default)."
+            }),
         );
         invalid.push("the body does not match its schema (or is not JSON)");
     }
@@ -387,8 +411,33 @@ fn responses(route: &Route) -> BTreeMap<u16, Response> {
                      disabled user read the same).",
                 ),
             );
-            out.insert(429, too_many_requests());
+            out.insert(
+                429,
+                too_many_requests(
+                    "Too many failed logins for this email or from this client, or too many \
+                     password checks waiting.",
+                ),
+            );
             invalid.push("the email is longer than 254 bytes or holds a control character");
+        }
+        Endpoint::RevokeByPossession => {
+            out.insert(
+                429,
+                too_many_requests(
+                    "Too many revocation requests from this client (10 a minute by default).",
+                ),
+            );
+        }
+        Endpoint::GitHubSecretScanning => {
+            out.insert(
+                401,
+                error_response(
+                    "The Github-Public-Key-Identifier or Github-Public-Key-Signature header is \
+                     missing, the identifier names no GitHub key, or the signature does not \
+                     verify over the body as sent. Nothing was looked up or changed.",
+                ),
+            );
+            invalid.push("more matches than the limit (5,000 by default)");
         }
         Endpoint::CreateKey => invalid.push(
             "the name is empty after trimming, longer than 100 characters or holds a control \
@@ -495,6 +544,23 @@ fn success(endpoint: Endpoint) -> (u16, Response) {
                 Ref::from_schema_name(wire::AuditEventPage::name()).into(),
             ),
         ),
+        Endpoint::RevokeByPossession => (
+            202,
+            body(
+                "Accepted: the same answer whether the key was live (and is revoked now), \
+                 already revoked, unknown or malformed.",
+                Ref::from_schema_name(RevocationAccepted::name()).into(),
+            ),
+        ),
+        Endpoint::GitHubSecretScanning => (
+            200,
+            body(
+                "GitHub's feedback format: one entry per match, in order.",
+                ArrayBuilder::new()
+                    .items(Ref::from_schema_name(Feedback::name()))
+                    .into(),
+            ),
+        ),
     }
 }
 
@@ -509,6 +575,8 @@ fn operation_id(endpoint: Endpoint) -> &'static str {
         Endpoint::DeriveToken => "derive_token",
         Endpoint::IssueTicket => "issue_ws_ticket",
         Endpoint::AuditEvents => "list_audit_events",
+        Endpoint::RevokeByPossession => "revoke_key_by_possession",
+        Endpoint::GitHubSecretScanning => "github_secret_scanning",
     }
 }
 
@@ -569,6 +637,19 @@ fn description(endpoint: Endpoint) -> &'static str {
              keys created, rotated and revoked, logins, changes to the user. `next_before` is \
              null on the last page; otherwise pass it as `before` for the next. Events never \
              hold a key, token or password."
+        }
+        Endpoint::RevokeByPossession => {
+            "Needs no credentials: whoever holds a key may end it. A live key is revoked at \
+             once, with every key it created; the answer is the same 202 for a live, revoked, \
+             unknown or malformed key. Limited per client address (429 with Retry-After)."
+        }
+        Endpoint::GitHubSecretScanning => {
+            "For GitHub's secret-scanning partner program; served only when the server has \
+             GitHub's keys (404 otherwise). The body must be signed (ECDSA P-256, SHA-256, \
+             base64 DER in Github-Public-Key-Signature) by the GitHub key named in \
+             Github-Public-Key-Identifier. Each match that is a live key is revoked with \
+             every key it created (or only reported, by configuration) and labelled \
+             true_positive; every other match false_positive."
         }
     }
 }
@@ -691,15 +772,12 @@ fn unprocessable(causes: &[&str]) -> Response {
         .build()
 }
 
-fn too_many_requests() -> Response {
+fn too_many_requests(description: &str) -> Response {
     ResponseBuilder::new()
-        .description(
-            "Too many failed logins for this email or from this client, or too many password \
-             checks waiting.",
-        )
+        .description(description)
         .header(
             "Retry-After",
-            retry_after_header("Seconds until a login may succeed again."),
+            retry_after_header("Seconds until a request may succeed again."),
         )
         .content(JSON, json(Ref::from_schema_name(wire::ErrorBody::name())))
         .build()
@@ -1064,6 +1142,8 @@ mod tests {
             Endpoint::DeriveToken => &[200, 401, 403, 413, 422, 503],
             Endpoint::IssueTicket => &[200, 401, 413, 422, 503],
             Endpoint::AuditEvents => &[200, 401, 403, 422, 503],
+            Endpoint::RevokeByPossession => &[202, 413, 422, 429, 503],
+            Endpoint::GitHubSecretScanning => &[200, 401, 413, 422, 503],
         }
     }
 

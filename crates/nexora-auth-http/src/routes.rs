@@ -38,6 +38,11 @@ pub enum Endpoint {
     RevokeKey,
     /// `GET /users/me/audit-events`.
     AuditEvents,
+    /// `POST /keys/revoke`: revoke a key by its text, no credential needed.
+    RevokeByPossession,
+    /// `POST /secret-scanning/github`: GitHub's signed secret-scanning reports. Served only
+    /// when configured ([`crate::Api::secret_scanning`]); otherwise its path is unknown (404).
+    GitHubSecretScanning,
 }
 
 /// An HTTP method the table uses.
@@ -92,7 +97,7 @@ const KEY: &str = "/users/me/api-keys/{key_id}";
 const ROTATE: &str = "/users/me/api-keys/{key_id}/rotate";
 
 /// Every endpoint of the auth API, once.
-pub const ROUTES: [Route; 9] = [
+pub const ROUTES: [Route; 11] = [
     Route {
         method: Method::Post,
         path: "/auth/login",
@@ -183,6 +188,26 @@ pub const ROUTES: [Route; 9] = [
         allow: "GET,HEAD",
         summary: "The caller's audit trail, newest first",
     },
+    Route {
+        method: Method::Post,
+        path: "/keys/revoke",
+        endpoint: Endpoint::RevokeByPossession,
+        authenticated: false,
+        scope: None,
+        body: true,
+        allow: "POST",
+        summary: "Revoke a key by its text, for whoever finds one (no credential needed)",
+    },
+    Route {
+        method: Method::Post,
+        path: "/secret-scanning/github",
+        endpoint: Endpoint::GitHubSecretScanning,
+        authenticated: false,
+        scope: None,
+        body: true,
+        allow: "POST",
+        summary: "GitHub secret scanning: revoke the live keys of a signed report",
+    },
 ];
 
 /// What [`resolve`] found for a request.
@@ -241,8 +266,18 @@ pub(crate) fn percent_decode(segment: &str) -> Cow<'_, str> {
 /// Finds the route for `method` (as sent: `GET`, `HEAD`, …) and `path` (relative to the
 /// mount point, without the query string).
 pub fn resolve<'a>(method: &str, path: &'a str) -> Resolved<'a> {
+    resolve_served(method, path, |_| true)
+}
+
+/// [`resolve`] over the routes whose endpoint `served` accepts: the others do not exist, for
+/// any method (404, never 405).
+pub fn resolve_served<'a>(
+    method: &str,
+    path: &'a str,
+    served: impl Fn(Endpoint) -> bool,
+) -> Resolved<'a> {
     let mut allow = None;
-    for route in &ROUTES {
+    for route in ROUTES.iter().filter(|route| served(route.endpoint)) {
         if let Some(key_id) = match_path(route.path, path) {
             if method_matches(route.method, method) {
                 return Resolved::Found { route, key_id };
@@ -338,5 +373,25 @@ mod tests {
         };
         assert_eq!(key_id.as_deref(), Some("a-b"));
         assert_eq!(endpoint("GET", "/users/%6De"), None);
+    }
+
+    #[test]
+    fn a_route_not_served_is_unknown_for_every_method() {
+        let off = |endpoint| endpoint != Endpoint::GitHubSecretScanning;
+        for method in ["POST", "GET", "PUT"] {
+            assert_eq!(
+                resolve_served(method, "/secret-scanning/github", off),
+                Resolved::NotFound,
+                "{method}"
+            );
+        }
+        assert_eq!(
+            resolve("GET", "/secret-scanning/github"),
+            Resolved::MethodNotAllowed { allow: "POST" }
+        );
+        assert_eq!(
+            endpoint("POST", "/keys/revoke"),
+            Some(Endpoint::RevokeByPossession)
+        );
     }
 }

@@ -539,6 +539,53 @@ pub fn decode_optional_json<T: DeserializeOwned + Default>(
 /// `json_invalid` at `["body", <byte offset>]`, anything but an object `model_attributes_type`.
 /// Unknown fields are ignored; of two equal keys the last counts (as in Python's `json`).
 pub fn decode_json<T: DeserializeOwned>(body: RequestBody<'_>) -> Result<T, Vec<ValidationIssue>> {
+    let tree = parse_json(body)?;
+    if !tree.is_object() {
+        // serde's derive would accept an array for a struct; FastAPI's models take objects only.
+        return Err(expected_at(vec!["body".into()], Expected::Object));
+    }
+    decode_tree(&tree)
+}
+
+/// Decodes a JSON body that is a list of objects (`list[Model]` in FastAPI) of at most
+/// `max_items`, with [`decode_json`]'s rules for the body and for each item: anything but an
+/// array is `list_type` at `["body"]`, more than `max_items` items `too_long` at `["body"]`
+/// (before any item is looked at), an item that is not an object `model_attributes_type` at
+/// `["body", <index>]`, a bad field at `["body", <index>, <field>]`.
+pub fn decode_json_list<T: DeserializeOwned>(
+    body: RequestBody<'_>,
+    max_items: usize,
+) -> Result<Vec<T>, Vec<ValidationIssue>> {
+    let tree = parse_json(body)?;
+    let Some(items) = tree.as_array() else {
+        return Err(expected_at(vec!["body".into()], Expected::List));
+    };
+    if items.len() > max_items {
+        return Err(body_issue(
+            vec!["body".into()],
+            &format!(
+                "List should have at most {max_items} items after validation, not {}",
+                items.len()
+            ),
+            "too_long",
+        ));
+    }
+    if let Some(index) = items.iter().position(|item| !item.is_object()) {
+        return Err(expected_at(
+            vec!["body".into(), index.into()],
+            Expected::Object,
+        ));
+    }
+    decode_tree(&tree)
+}
+
+fn expected_at(loc: Vec<LocPart>, expected: Expected) -> Vec<ValidationIssue> {
+    let (kind, msg) = expected.issue();
+    body_issue(loc, msg, kind)
+}
+
+/// The body as a JSON tree: its content type checked, empty and malformed bodies refused.
+fn parse_json(body: RequestBody<'_>) -> Result<Value, Vec<ValidationIssue>> {
     if body
         .content_type
         .is_some_and(|ct| !is_json_content_type(ct))
@@ -552,17 +599,12 @@ pub fn decode_json<T: DeserializeOwned>(body: RequestBody<'_>) -> Result<T, Vec<
     if body.bytes.trim_ascii().is_empty() {
         return Err(body_issue(vec!["body".into()], "Field required", "missing"));
     }
-    let tree: Value =
-        serde_json::from_slice(body.bytes).map_err(|error| json_invalid(body.bytes, &error))?;
-    if !tree.is_object() {
-        // serde's derive would accept an array for a struct; FastAPI's models take objects only.
-        return Err(body_issue(
-            vec!["body".into()],
-            Expected::Object.issue().1,
-            Expected::Object.issue().0,
-        ));
-    }
-    serde_path_to_error::deserialize(Tree(&tree)).map_err(|error| {
+    serde_json::from_slice(body.bytes).map_err(|error| json_invalid(body.bytes, &error))
+}
+
+/// Deserialises `T` from the tree; a problem is reported at its path under `["body"]`.
+fn decode_tree<T: DeserializeOwned>(tree: &Value) -> Result<T, Vec<ValidationIssue>> {
+    serde_path_to_error::deserialize(Tree(tree)).map_err(|error| {
         let mut loc: Vec<LocPart> = vec!["body".into()];
         for segment in error.path().iter() {
             match segment {
@@ -579,10 +621,7 @@ pub fn decode_json<T: DeserializeOwned>(body: RequestBody<'_>) -> Result<T, Vec<
                 loc.push(field.into());
                 body_issue(loc, "Field required", "missing")
             }
-            DecodeError::Type(expected) => {
-                let (kind, msg) = expected.issue();
-                body_issue(loc, msg, kind)
-            }
+            DecodeError::Type(expected) => expected_at(loc, expected),
             DecodeError::Custom(text) => {
                 body_issue(loc, &format!("Value error, {text}"), "value_error")
             }

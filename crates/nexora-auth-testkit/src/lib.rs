@@ -95,7 +95,8 @@
 //! demand while forwarding every method ([`failure::FlakyStore`], [`failure::StoreCalls`]), an
 //! authenticator builder with cheap argon2 ([`authenticator_builder`], [`fast_passwords`]) and,
 //! with the `jwt` feature, a byte-level JWT forger (`jwt`) and embedded throwaway signing keys
-//! (`keys`). They live in this published crate rather than in an unpublished support crate
+//! (`keys`); with the `github` feature, GitHub's side of secret scanning (`github`: signing
+//! keys from a seeded generator, their key document, signed reports). They live in this published crate rather than in an unpublished support crate
 //! because published crates run them from their tests (the SQLite and Postgres stores, the
 //! conformance suite itself); the forger and the keys sit behind a feature because a store
 //! author needs neither. `nexora-auth`'s own integration tests use the kit from the workspace
@@ -131,6 +132,8 @@ include!(concat!(env!("OUT_DIR"), "/contracts.rs"));
 pub mod audit_store;
 pub mod failure;
 mod feed_support;
+#[cfg(feature = "github")]
+pub mod github;
 #[cfg(feature = "jwt")]
 pub mod jwt;
 pub mod key_feed;
