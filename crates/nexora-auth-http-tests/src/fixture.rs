@@ -6,13 +6,18 @@ use std::{sync::Arc, time::Duration};
 use nexora_auth::{
     AuditStore, Authenticator, Clock, Credential, JwtAlgorithm, JwtConfig, JwtKeys,
     MemoryAuditStore, MemoryKeyStore, MemoryTicketStore, MemoryUserStore, NewKey, OwnerId,
-    Principal, RevokeOptions, Scopes, SecretBytes, SecretString, TicketStore, TokenAuthority,
-    TokenRequest, UserStore, audit::Actor, store::KeyStore,
+    PossessionLimit, Principal, RevokeOptions, Scopes, SecretBytes, SecretString, TicketStore,
+    TokenAuthority, TokenRequest, UserStore, audit::Actor, store::KeyStore,
 };
-use nexora_auth_http::scopes::{AGENTS_READ, AUDIT_READ, KEYS_MANAGE};
+use nexora_auth_http::{
+    Api,
+    scopes::{AGENTS_READ, AUDIT_READ, KEYS_MANAGE},
+    secret_scanning::{GitHubKeys, SecretScanning},
+};
 use nexora_auth_testkit::{
     ManualClock, authenticator_builder,
     failure::{FlakyStore, StoreCalls},
+    github::{GitHubSigner, key_document},
     keys,
 };
 use serde_json::json;
@@ -241,6 +246,21 @@ pub struct Fixture {
     pub auditor_key: String,
     /// Its id.
     pub auditor_key_id: String,
+    /// Erin's user id: the owner of the keys the leak rows end.
+    pub erin_id: String,
+    /// Erin's keys that leak on GitHub: a key that created [`Fixture::leaked_child`], and its
+    /// id.
+    pub leaked_key: (String, String),
+    /// A key created by [`Fixture::leaked_key`] (so revoked with it).
+    pub leaked_child: String,
+    /// Erin's key that a finder revokes by possession.
+    pub found_key: String,
+    /// Erin's key that stays live: reports and requests that must not end it name it.
+    pub erin_key: String,
+    /// The GitHub key the served [`Fixture::api`] accepts secret-scanning reports from.
+    pub github: GitHubSigner,
+    /// A P-256 key GitHub never published (the attacker's).
+    pub not_github: GitHubSigner,
     /// Every key text the fixture created, for leak checks.
     pub all_keys: Vec<String>,
     /// A token derived from [`Fixture::alice_key`] (all its scopes).
@@ -302,6 +322,9 @@ impl Fixture {
             ))
             .clock(clock.clone())
             .ws_tickets(tickets)
+            // The suites send many revoke-by-possession requests from one address; the limit
+            // itself has tests of its own (tests/leaks.rs).
+            .possession_limit(PossessionLimit::default().per_client(100_000))
             .build()
             .expect("a valid authenticator");
 
@@ -521,6 +544,27 @@ impl Fixture {
             .expect("register ivy");
         let auditor = key(ivy.id, &[AUDIT_READ], "auditor").await;
 
+        // Leaks: Erin's keys, found on GitHub or by someone else.
+        let erin = auth
+            .register_user(
+                "erin@example.com",
+                &SecretString::from("erin's own password"),
+                all.clone(),
+            )
+            .await
+            .expect("register erin");
+        let leaked = key(erin.id.clone(), &alice_all, "leaked").await;
+        let as_leaked = auth
+            .authenticate(leaked.key.expose())
+            .await
+            .expect("the leaked key authenticates");
+        let leaked_child = auth
+            .create_key(&as_leaked, NewKey::named("minted by the leaked key"))
+            .await
+            .expect("a key creates a key");
+        let found = key(erin.id.clone(), &alice_all, "found").await;
+        let erin_key = key(erin.id.clone(), &alice_all, "kept").await;
+
         let text = text_of;
         let all_keys = [
             &auditor,
@@ -537,6 +581,10 @@ impl Fixture {
             &bob_key,
             &expired,
             &doomed,
+            &leaked,
+            &leaked_child,
+            &found,
+            &erin_key,
         ]
         .into_iter()
         .map(text)
@@ -575,6 +623,13 @@ impl Fixture {
             narrowed_user_key_id: narrowed_user_key_id.to_string(),
             auditor_key: text(&auditor),
             auditor_key_id: auditor.info.id.to_string(),
+            erin_id: erin.id.as_str().to_owned(),
+            leaked_key: (text(&leaked), leaked.info.id.to_string()),
+            leaked_child: text(&leaked_child),
+            found_key: text(&found),
+            erin_key: text(&erin_key),
+            github: GitHubSigner::from_seed(0x6769_7468_7562),
+            not_github: GitHubSigner::from_seed(0x6d61_6c6c_6f72_79),
             all_keys,
             derived_token,
             derived_from_short_lived,
@@ -587,6 +642,16 @@ impl Fixture {
             auth,
             _guard: guard.map(Guard),
         }
+    }
+}
+
+impl Fixture {
+    /// The endpoints over the fixture's authenticator as the suites serve them: the defaults,
+    /// and GitHub's secret-scanning reports signed by [`Fixture::github`].
+    pub fn api(&self) -> Api {
+        let keys = GitHubKeys::from_json(key_document(&[&self.github]).as_bytes())
+            .expect("the test key document loads");
+        Api::new(self.auth.clone()).secret_scanning(SecretScanning::new(keys))
     }
 }
 

@@ -51,10 +51,10 @@ where
             fixture.signing
         );
         let groups = identical_groups(&fixture);
-        let axum = servers::spawn_axum(fixture.auth.clone())
+        let axum = servers::spawn_axum(fixture.api())
             .await
             .expect("axum server starts");
-        let actix = servers::spawn_actix(fixture.auth.clone(), 1).expect("actix server starts");
+        let actix = servers::spawn_actix(fixture.api(), 1).expect("actix server starts");
         for (framework, url) in [("axum", axum), ("actix-web", actix)] {
             let tag = |line: String| format!("{framework}: {line}");
             failures.extend(

@@ -18,7 +18,7 @@ fn assert_passes(framework: &str, rows: usize, failures: &[String]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn axum_passes_the_table() {
     let fixture = Fixture::new().await;
-    let url = servers::spawn_axum(fixture.auth.clone())
+    let url = servers::spawn_axum(fixture.api())
         .await
         .expect("axum server starts");
     let rows = table(&fixture);
@@ -28,7 +28,7 @@ async fn axum_passes_the_table() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actix_passes_the_table() {
     let fixture = Fixture::new().await;
-    let url = servers::spawn_actix(fixture.auth.clone(), 1).expect("actix server starts");
+    let url = servers::spawn_actix(fixture.api(), 1).expect("actix server starts");
     let rows = table(&fixture);
     assert_passes("actix-web", rows.len(), &run_table(&url, &rows).await);
 }
@@ -38,7 +38,7 @@ async fn both_frameworks_pass_the_table(stores: Stores) {
     let name = stores.name();
     let fixture = Fixture::with(stores, Signing::Hs256).await;
     let rows = table(&fixture);
-    let axum = servers::spawn_axum(fixture.auth.clone())
+    let axum = servers::spawn_axum(fixture.api())
         .await
         .expect("axum server starts");
     let axum_failures = run_table(&axum, &rows).await;
@@ -53,7 +53,7 @@ async fn both_frameworks_pass_the_table(stores: Stores) {
     };
     let fixture = Fixture::with(stores, Signing::Hs256).await;
     let rows = table(&fixture);
-    let actix = servers::spawn_actix(fixture.auth.clone(), 1).expect("actix server starts");
+    let actix = servers::spawn_actix(fixture.api(), 1).expect("actix server starts");
     let actix_failures = run_table(&actix, &rows).await;
     assert_passes(&format!("actix-web on {name}"), rows.len(), &actix_failures);
 }
@@ -75,10 +75,10 @@ async fn both_frameworks_pass_the_table_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_runner_reports_wrong_expectations() {
     let fixture = Fixture::new().await;
-    let axum = servers::spawn_axum(fixture.auth.clone())
+    let axum = servers::spawn_axum(fixture.api())
         .await
         .expect("axum server starts");
-    let actix = servers::spawn_actix(fixture.auth.clone(), 1).expect("actix server starts");
+    let actix = servers::spawn_actix(fixture.api(), 1).expect("actix server starts");
     let mut rows = table(&fixture);
     // Flip every expected status: every row must then fail.
     for row in &mut rows {

@@ -18,7 +18,8 @@ pub struct IdenticalGroup {
 }
 
 /// The byte-identical groups: unknown vs revoked vs expired vs forged keys (on each route),
-/// and unknown vs another user's key id on the management endpoints.
+/// unknown vs another user's key id on the management endpoints, and every kind of key that
+/// is not live on the revoke-by-possession endpoint.
 pub fn identical_groups(f: &Fixture) -> Vec<IdenticalGroup> {
     let unknown = ApiKey::generate().expect("OS randomness");
     let bob_id = KeyId::parse_str(&f.bob_key_id).expect("a key id");
@@ -105,6 +106,37 @@ pub fn identical_groups(f: &Fixture) -> Vec<IdenticalGroup> {
                 .collect(),
         });
     }
+    // Revoke by possession: one answer whatever the key. (That a live key gets it too, and
+    // is revoked, is in tests/leaks.rs: a group here runs twice on one fixture.)
+    let mut flipped = f.erin_key.clone().into_bytes();
+    let last = flipped.len() - 1;
+    flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+    let erin_id = ApiKey::parse(&f.erin_key).expect("a valid key").id();
+    let forged_erin = ApiKey::generate_for(erin_id).expect("OS randomness");
+    groups.push(IdenticalGroup {
+        name: "POST /api/keys/revoke".into(),
+        status: 202,
+        requests: [
+            ("unknown id", unknown.expose().to_owned()),
+            ("revoked", f.revoked_key.clone()),
+            ("expired", f.expired_key.clone()),
+            ("own id, wrong secret", forged_erin.expose().to_owned()),
+            ("malformed", String::from_utf8(flipped).expect("ASCII")),
+            ("not a key", "ghp_notoneofours".to_owned()),
+        ]
+        .into_iter()
+        .map(|(label, key)| {
+            let request = RawRequest {
+                method: "POST",
+                target: "/api/keys/revoke".into(),
+                headers: vec![("content-type", b"application/json".to_vec())],
+                body: Some(format!(r#"{{"key": "{key}"}}"#).into_bytes()),
+                websocket: false,
+            };
+            (label.to_owned(), request)
+        })
+        .collect(),
+    });
     groups
 }
 

@@ -31,7 +31,11 @@ pub(super) fn check_answer(
     if status >= 500 {
         return Err(format!("server error {status}: {}", body_text()));
     }
-    let positive = matches!(row.expect, Outcome::Accepted(_) | Outcome::Upgraded);
+    let positive = match &row.expect {
+        Outcome::Accepted(_) | Outcome::Upgraded => true,
+        Outcome::Answered { status, .. } => *status < 300,
+        _ => false,
+    };
     if !positive && (status < 300 || status == 101) {
         return Err(format!("ACCEPTED an attack: {status} {}", body_text()));
     }
@@ -84,6 +88,25 @@ pub(super) fn check_answer(
             } else {
                 Err(format!("body {body}, want {want}"))
             }
+        }
+        Outcome::Answered { status: want, body } => {
+            if status != *want {
+                return Err(format!("status {status}, want {want}: {}", body_text()));
+            }
+            let got: Value = serde_json::from_slice(&response.body)
+                .map_err(|e| format!("body is not JSON ({e}): {}", body_text()))?;
+            if &got != body {
+                return Err(format!("body {got}, want {body}"));
+            }
+            if response.header("content-type") != Some(b"application/json".as_slice()) {
+                return Err("Content-Type is not application/json".into());
+            }
+            if response.header("www-authenticate").is_some()
+                || response.header("retry-after").is_some()
+            {
+                return Err("unexpected WWW-Authenticate or Retry-After".into());
+            }
+            Ok(())
         }
         Outcome::Upgraded if status == 101 => Ok(()),
         Outcome::Upgraded => Err(format!("status {status}, want 101: {}", body_text())),

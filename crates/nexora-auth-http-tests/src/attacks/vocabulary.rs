@@ -28,6 +28,15 @@ pub enum Outcome {
     /// Any 4xx, or the connection closed without an answer (a server may refuse a huge or
     /// malformed header before any application code runs). Never 2xx, 3xx or 5xx.
     RefusedOrClosed,
+    /// Exactly this status and JSON body, as `application/json`, with no `WWW-Authenticate`
+    /// and no `Retry-After`: the designed answer of an endpoint that needs no credential (a
+    /// 2xx here is not an accepted attack), or a refusal without a challenge.
+    Answered {
+        /// The status.
+        status: u16,
+        /// The body.
+        body: Value,
+    },
     /// A 422 whose first `detail` issue has this `loc` and `type`, as `application/json`,
     /// with no `WWW-Authenticate` and no `Retry-After`.
     Invalid {

@@ -5,7 +5,7 @@
 //!   rows are written with;
 //! * one module of rows per subject (login, credentials, key management, routing, the policy,
 //!   live users, derived tokens and tickets, the layer and extractors, WebSockets, the audit
-//!   trail), joined in order by [`table`];
+//!   trail, leaked keys), joined in order by [`table`];
 //! * [`run_table`] sends them and reports the failures.
 
 mod rows;
@@ -31,6 +31,7 @@ pub fn table(f: &Fixture) -> Vec<Row> {
         rows::layer::rows(f),
         rows::websocket::rows(f),
         rows::audit::rows(f),
+        rows::leaks::rows(f),
     ]
     .concat()
 }

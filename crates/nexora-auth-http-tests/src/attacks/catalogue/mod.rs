@@ -5,6 +5,7 @@ mod bearer;
 mod jwt_once;
 mod jwt_per_signer;
 mod keys;
+mod leaks;
 mod login;
 
 use std::ops::RangeInclusive;
@@ -230,5 +231,6 @@ pub fn attacks(f: &Fixture, canary: &str) -> Vec<Attack> {
     catalogue.bearer_rows();
     catalogue.key_rows();
     catalogue.login_rows();
+    catalogue.leak_rows();
     catalogue.rows
 }

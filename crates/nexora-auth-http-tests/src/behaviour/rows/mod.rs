@@ -7,6 +7,7 @@ pub(super) mod credentials;
 pub(super) mod derived_tokens;
 pub(super) mod key_management;
 pub(super) mod layer;
+pub(super) mod leaks;
 pub(super) mod live_users;
 pub(super) mod login;
 pub(super) mod policy;
