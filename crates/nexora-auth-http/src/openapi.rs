@@ -150,8 +150,15 @@ pub(crate) fn login_email() -> impl Into<RefOr<Schema>> {
 /// The host merges its own routes into it (see the [module docs](self)) and may replace
 /// [`OpenApi::info`].
 pub fn document(mount: &str) -> OpenApi {
+    document_served(mount, |_| true)
+}
+
+/// [`document`] of the endpoints `served` accepts, as a host serves them (an
+/// [`Api`](crate::Api) without secret scanning does not serve that endpoint: pass
+/// `|endpoint| api.serves(endpoint)`). Every schema is kept.
+pub fn document_served(mount: &str, served: impl Fn(Endpoint) -> bool) -> OpenApi {
     let mut paths = Paths::new();
-    for route in &ROUTES {
+    for route in ROUTES.iter().filter(|route| served(route.endpoint)) {
         paths.add_path_operation(
             format!("{mount}{}", route.path),
             vec![http_method(route.method)],
@@ -344,8 +351,8 @@ fn operation(route: &Route) -> Operation {
                 ArrayBuilder::new()
                     .items(Ref::from_schema_name(ScanMatch::name()))
                     .description(Some(
-                        "The matches GitHub found, at most 5,000 by default (else 422), in a \
-                         body of at most 4 MiB by default (else 413).",
+                        "The matches GitHub found, at most 2,000 by default (else 422), in a \
+                         body of at most 2 MiB by default (else 413).",
                     ))
                     .into(),
                 Required::True,
@@ -384,7 +391,7 @@ fn responses(route: &Route) -> BTreeMap<u16, Response> {
         out.insert(
             413,
             error_response(if endpoint == Endpoint::GitHubSecretScanning {
-                "The report is longer than its limit (4 MiB by default)."
+                "The report is longer than its limit (2 MiB by default)."
             } else {
                 "The body is longer than the server's limit (64 KiB by default)."
             }),
@@ -437,7 +444,7 @@ fn responses(route: &Route) -> BTreeMap<u16, Response> {
                      verify over the body as sent. Nothing was looked up or changed.",
                 ),
             );
-            invalid.push("more matches than the limit (5,000 by default)");
+            invalid.push("more matches than the limit (2,000 by default)");
         }
         Endpoint::CreateKey => invalid.push(
             "the name is empty after trimming, longer than 100 characters or holds a control \

@@ -204,11 +204,11 @@ async fn access_log(request: Request, next: Next) -> Response {
 /// The whole application.
 pub(crate) fn router(state: AppState, args: &ServeArgs) -> Router {
     let auth = state.api.authenticator().clone();
-    let body_limit = state.api.body_limit();
+    let body_limit = state.api.largest_body_limit();
     // Serialising utoipa's document types cannot fail: they hold strings, numbers and maps
     // with string keys only.
     let openapi_json = Bytes::from(
-        openapi::document()
+        openapi::document(state.api.scanning().is_some())
             .to_json()
             .expect("the OpenAPI document serialises"),
     );
@@ -235,8 +235,9 @@ pub(crate) fn router(state: AppState, args: &ServeArgs) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         // A layer, not `DefaultBodyLimit`: the library's handlers read the raw body, and this
-        // bounds it for every route (413 on Content-Length at once, or mid-stream). The same
-        // setting is the auth endpoints' own limit (`Api::max_body_bytes`).
+        // bounds it for every route (413 on Content-Length at once, or mid-stream). It is the
+        // largest limit of any endpoint (`--max-body-bytes`, or a secret-scanning report's
+        // 2 MiB when that is served); each auth endpoint also reads no more than its own.
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

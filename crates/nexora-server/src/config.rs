@@ -111,9 +111,51 @@ pub(crate) struct ServeArgs {
         default_value = "x-forwarded-for"
     )]
     pub(crate) forwarded_header: String,
+
+    /// GitHub's secret-scanning public keys: a file holding the answer of
+    /// `GET https://api.github.com/meta/public_keys/secret_scanning`
+    /// (`{"public_keys": [{"key_identifier", "key", "is_current"}]}`). With it (or
+    /// `--github-scanning-keys-url`), `POST /api/secret-scanning/github` takes GitHub's signed
+    /// reports of leaked keys; with neither (the default), that path does not exist (404). A
+    /// file that cannot be read or holds no P-256 key stops the start.
+    #[arg(long, env = "NEXORA_GITHUB_SCANNING_KEYS_FILE")]
+    pub(crate) github_scanning_keys_file: Option<PathBuf>,
+
+    /// Where to fetch GitHub's secret-scanning public keys (normally
+    /// `https://api.github.com/meta/public_keys/secret_scanning`), besides or instead of the
+    /// file: fetched at start, again when older than an hour, and when a report names a key
+    /// identifier not known yet, at most once a minute. A failed fetch keeps the keys fetched
+    /// before. Unset by default.
+    #[arg(long, env = "NEXORA_GITHUB_SCANNING_KEYS_URL")]
+    pub(crate) github_scanning_keys_url: Option<url::Url>,
+
+    /// What to do with a live key a GitHub report names: `revoke` it (and every key it
+    /// created) at once, or `notify` only (a warning in the log; the key keeps working).
+    /// Defaults to `revoke`.
+    #[arg(
+        long,
+        env = "NEXORA_GITHUB_SCANNING_POLICY",
+        value_enum,
+        default_value_t = ScanningPolicy::Revoke
+    )]
+    pub(crate) github_scanning_policy: ScanningPolicy,
+}
+
+/// `--github-scanning-policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ScanningPolicy {
+    /// Revoke the key, and every key it created.
+    Revoke,
+    /// Log a warning only.
+    Notify,
 }
 
 impl ServeArgs {
+    /// Whether GitHub's secret-scanning reports are served (a keys file or URL is given).
+    pub(crate) fn serves_secret_scanning(&self) -> bool {
+        self.github_scanning_keys_file.is_some() || self.github_scanning_keys_url.is_some()
+    }
+
     /// The verification cache from `--cache-ceiling-ms`.
     pub(crate) fn verification_cache(&self) -> CacheConfig {
         match self.cache_ceiling_ms {

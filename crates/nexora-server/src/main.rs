@@ -26,6 +26,7 @@ mod database_url;
 mod db;
 mod openapi;
 mod private_files;
+mod scanning;
 
 use std::{
     io::{BufRead, IsTerminal},
@@ -217,7 +218,7 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
         Some(Command::Key(cmd)) => key_command(&cli.common, &cli.auth, cmd).await,
         Some(Command::Audit(cmd)) => audit_command(&cli.common, &cli.auth, cmd).await,
         Some(Command::Openapi) => {
-            let json = openapi::document()
+            let json = openapi::document(cli.serve.serves_secret_scanning())
                 .to_pretty_json()
                 .or_else(|e| fail(format!("cannot write the OpenAPI document: {e}")))?;
             println!("{json}");
@@ -252,6 +253,7 @@ async fn authenticator(
 async fn serve(common: &CommonArgs, auth: &AuthArgs, args: &ServeArgs) -> Result<(), StartupError> {
     let proxies = args.trusted_proxies()?;
     let (authenticator, database) = authenticator(common, auth, args.verification_cache()).await?;
+    let scanning = scanning::from_args(args).await?;
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .or_else(|e| fail(format!("cannot listen on {}: {e}", args.bind)))?;
@@ -263,9 +265,12 @@ async fn serve(common: &CommonArgs, auth: &AuthArgs, args: &ServeArgs) -> Result
     if let Some(retention) = args.audit_retention() {
         tokio::spawn(prune_audit_events(authenticator.clone(), retention));
     }
-    let api = Api::new(authenticator)
+    let mut api = Api::new(authenticator)
         .trusted_proxies(proxies)
         .max_body_bytes(args.max_body_bytes);
+    if let Some(scanning) = scanning {
+        api = api.secret_scanning(scanning);
+    }
     let app = app::router(app::AppState::new(api, database), args);
     tracing::info!(%addr, database = %config::database_url(common), "nexora-server listening on http://{addr}");
     // TCP_NODELAY: small frames (a WebSocket Close right after a revocation, a short JSON

@@ -7,6 +7,7 @@
 use nexora_auth_http::{
     AuthRequirement,
     openapi::{self, error_response, guarded},
+    routes::Endpoint,
     scopes::AGENTS_READ,
 };
 use serde::Serialize;
@@ -50,10 +51,13 @@ fn health_status() -> impl Into<RefOr<Schema>> {
         ))
 }
 
-/// The whole document: the auth endpoints under [`API`], the server's routes, and the
-/// statuses its layers add to every route.
-pub(crate) fn document() -> OpenApi {
-    let mut doc = openapi::document(API);
+/// The whole document: the auth endpoints under [`API`] (GitHub's secret-scanning endpoint
+/// only when `secret_scanning` is served), the server's routes, and the statuses its layers
+/// add to every route.
+pub(crate) fn document(secret_scanning: bool) -> OpenApi {
+    let mut doc = openapi::document_served(API, |endpoint| {
+        secret_scanning || endpoint != Endpoint::GitHubSecretScanning
+    });
     doc.info = InfoBuilder::new()
         .title("Nexora API — authentication")
         .version(env!("CARGO_PKG_VERSION"))
@@ -206,8 +210,11 @@ pub(crate) fn document() -> OpenApi {
                 error_response("The request took longer than the server's timeout.").into()
             });
             responses.entry("413".into()).or_insert_with(|| {
-                error_response("The body is longer than the server's limit (64 KiB by default).")
-                    .into()
+                error_response(
+                    "The body is longer than the server's limit (64 KiB by default; 2 MiB while \
+                     GitHub secret-scanning reports are served).",
+                )
+                .into()
             });
         }
     }
@@ -252,7 +259,16 @@ mod tests {
     use super::*;
 
     fn doc() -> Value {
-        serde_json::to_value(document()).expect("the document serialises")
+        serde_json::to_value(document(true)).expect("the document serialises")
+    }
+
+    #[test]
+    fn the_scanning_endpoint_is_documented_only_when_served() {
+        let path = "/api/secret-scanning/github";
+        assert!(doc()["paths"][path]["post"].is_object());
+        let without = serde_json::to_value(document(false)).expect("the document serialises");
+        assert!(without["paths"][path].is_null());
+        assert!(without["paths"]["/api/keys/revoke"]["post"].is_object());
     }
 
     #[test]
