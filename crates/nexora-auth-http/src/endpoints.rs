@@ -616,7 +616,7 @@ where
                 .await
                 .map_err(ApiError::Signature)?;
             let matches = decode_json_list(body(), scanning.match_limit())?;
-            let feedback = secret_scanning::feedback(auth, scanning, &matches).await?;
+            let feedback = secret_scanning::feedback(auth, scanning, &matches, client).await?;
             Response::json(200, &feedback)
         }
         (Endpoint::Me, Some(principal)) => me(auth, principal).await,

@@ -50,6 +50,7 @@
 use std::{
     collections::HashMap,
     fmt,
+    net::IpAddr,
     sync::{Arc, PoisonError, RwLock, RwLockWriteGuard},
     time::Duration,
 };
@@ -558,14 +559,19 @@ pub(crate) struct Feedback<'a> {
 /// most of a connection pool (16 in `nexora-server`) to other requests.
 const MATCHES_IN_FLIGHT: usize = 8;
 
-/// Hands every match of a verified report to [`Authenticator::revoke_leaked`] under the
-/// configured policy, [`MATCHES_IN_FLIGHT`] at a time, and labels it. A text repeated in the
+/// The scanner's name in logs and in the audit trail (its system actor).
+pub const SCANNER: &str = "github-secret-scanning";
+
+/// Hands every match of a verified report (sent from `client`) to
+/// [`Authenticator::revoke_leaked`] under the configured policy, [`MATCHES_IN_FLIGHT`] at a
+/// time, and labels it. A text repeated in the
 /// report is handled once and labelled alike every time. A store failure fails the whole
 /// report (503, which GitHub retries); what was revoked before it stays revoked.
 pub(crate) async fn feedback<'a>(
     auth: &Authenticator,
     scanning: &SecretScanning,
     matches: &'a [ScanMatch],
+    client: Option<IpAddr>,
 ) -> Result<Vec<Feedback<'a>>, AuthError> {
     let mut first_of: HashMap<&str, &ScanMatch> = HashMap::with_capacity(matches.len());
     for found in matches {
@@ -575,7 +581,7 @@ pub(crate) async fn feedback<'a>(
     // future stays `Send` for every lifetime the frameworks ask about.
     let pending: Vec<_> = first_of
         .into_values()
-        .map(|found| label_of(auth, scanning.policy, found))
+        .map(|found| label_of(auth, scanning.policy, found, client))
         .collect();
     let labels: HashMap<&str, Label> = stream::iter(pending)
         .buffer_unordered(MATCHES_IN_FLIGHT)
@@ -600,8 +606,9 @@ async fn label_of<'a>(
     auth: &Authenticator,
     policy: LeakPolicy,
     found: &'a ScanMatch,
+    client: Option<IpAddr>,
 ) -> Result<(&'a str, Label), AuthError> {
-    let report = LeakReport::new(&found.url, &found.source);
+    let report = LeakReport::new(SCANNER, &found.url, &found.source).from_client(client);
     let token = found.token.expose();
     let outcome = auth.revoke_leaked(token, &report, policy).await?;
     let label = if outcome.was_live() {

@@ -5,7 +5,9 @@ use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use nexora_auth::{
     AuthError, Authenticator, Clock, KeyParseError, LeakOutcome, LeakPolicy, LeakReport,
-    MemoryKeyStore, NewKey, NotLive, OwnerId, PossessionLimit, RevokeOptions, RotateOptions,
+    MemoryAuditStore, MemoryKeyStore, NewKey, NotLive, OwnerId, PossessionLimit, RevokeOptions,
+    RotateOptions,
+    audit::{Actor, AuditAction, AuditEvent, AuditQuery, AuditStore, DetailValue},
 };
 use nexora_auth_testkit::{
     ManualClock, acting_as, authenticator_builder,
@@ -17,6 +19,29 @@ struct Fixture {
     auth: Authenticator,
     store: Arc<FlakyStore<MemoryKeyStore>>,
     clock: Arc<ManualClock>,
+    trail: Arc<MemoryAuditStore>,
+}
+
+impl Fixture {
+    /// The leak events of Alice's trail, oldest first.
+    async fn leak_events(&self) -> Vec<AuditEvent> {
+        let mut events = self
+            .trail
+            .list(&AuditQuery::for_owner(alice(), 1_000))
+            .await
+            .expect("the memory trail answers");
+        events.retain(|e| {
+            matches!(
+                e.action,
+                AuditAction::KeyRevokedBySecretScanning
+                    | AuditAction::KeyLeakReported
+                    | AuditAction::KeyRevokedByPossession
+                    | AuditAction::KeyRevokedByCascade
+            )
+        });
+        events.reverse();
+        events
+    }
 }
 
 fn fixture() -> Fixture {
@@ -26,12 +51,19 @@ fn fixture() -> Fixture {
 fn fixture_with(limit: PossessionLimit) -> Fixture {
     let store = Arc::new(FlakyStore::new(MemoryKeyStore::new()));
     let clock = Arc::new(ManualClock::starting_now());
+    let trail = Arc::new(MemoryAuditStore::new());
     let auth = authenticator_builder(store.clone())
         .clock(clock.clone())
         .possession_limit(limit)
+        .audit(trail.clone())
         .build()
         .expect("a valid authenticator");
-    Fixture { auth, store, clock }
+    Fixture {
+        auth,
+        store,
+        clock,
+        trail,
+    }
 }
 
 fn alice() -> OwnerId {
@@ -52,7 +84,12 @@ async fn live_key(auth: &Authenticator, name: &str) -> (String, nexora_auth::Key
 }
 
 fn report() -> LeakReport {
-    LeakReport::new("https://github.com/octo/repo/blob/main/.env", "content")
+    LeakReport::new(
+        "a-scanner",
+        "https://github.com/octo/repo/blob/main/.env",
+        "content",
+    )
+    .from_client(Some([192, 0, 2, 30].into()))
 }
 
 fn flip_last(text: &str) -> String {
@@ -95,6 +132,35 @@ async fn a_reported_live_key_is_revoked_with_every_key_it_created() {
         "others keep working"
     );
 
+    // One event per key revoked, by the scanner, from the report's client, never the key.
+    let events = f.leak_events().await;
+    assert_eq!(events.len(), 2, "{events:#?}");
+    let (root, cascade) = (&events[0], &events[1]);
+    assert_eq!(root.action, AuditAction::KeyRevokedBySecretScanning);
+    assert_eq!(root.actor, Actor::system("a-scanner"));
+    assert_eq!(root.target, Some(parent_id.to_string()));
+    assert_eq!(root.client, Some([192, 0, 2, 30].into()));
+    assert_eq!(
+        root.detail.get("url"),
+        Some(&DetailValue::Text(
+            "https://github.com/octo/repo/blob/main/.env".into()
+        ))
+    );
+    assert_eq!(
+        root.detail.get("source"),
+        Some(&DetailValue::Text("content".into()))
+    );
+    assert_eq!(root.detail.get("cascaded"), Some(&DetailValue::Count(1)));
+    assert_eq!(cascade.action, AuditAction::KeyRevokedByCascade);
+    assert_eq!(cascade.target, Some(child.info.id.to_string()));
+    assert_eq!(
+        cascade.detail.get("cascade_root"),
+        Some(&DetailValue::Text(parent_id.to_string()))
+    );
+    for event in &events {
+        assert!(!event.to_json().contains(&parent[4..]), "a key in the trail");
+    }
+
     // Reported again (a retried batch): nothing left to do.
     let again = f
         .auth
@@ -103,6 +169,7 @@ async fn a_reported_live_key_is_revoked_with_every_key_it_created() {
         .expect("the store is up");
     assert_eq!(again, LeakOutcome::NotLive(NotLive::Revoked));
     assert!(!again.was_live());
+    assert_eq!(f.leak_events().await.len(), 2, "nothing changed, nothing recorded");
 }
 
 #[tokio::test]
@@ -124,6 +191,11 @@ async fn notify_only_leaves_the_key_working() {
     assert!(outcome.was_live());
     assert!(f.auth.authenticate(&key).await.is_ok());
     assert_eq!(f.store.calls().of(StoreMethod::RevokeTree), 0);
+    let events = f.leak_events().await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].action, AuditAction::KeyLeakReported);
+    assert_eq!(events[0].target, Some(id.to_string()));
+    assert_eq!(events[0].actor, Actor::system("a-scanner"));
 }
 
 #[tokio::test]
@@ -185,6 +257,7 @@ async fn what_is_not_a_live_key_changes_nothing() {
         );
     }
     assert!(f.auth.authenticate(&live).await.is_ok());
+    assert_eq!(f.leak_events().await, vec![], "nothing changed, nothing recorded");
 }
 
 #[tokio::test]
@@ -271,6 +344,11 @@ async fn possession_is_limited_per_client() {
             .expect("another client")
             .was_live()
     );
+    let events = f.leak_events().await;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0].action, AuditAction::KeyRevokedByPossession);
+    assert_eq!(events[0].actor, Actor::system("revoke-by-possession"));
+    assert_eq!(events[0].client, Some(there));
     f.clock.advance(time::Duration::minutes(1));
     assert!(f.auth.revoke_by_possession("x", Some(here)).await.is_ok());
 }

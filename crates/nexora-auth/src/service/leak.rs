@@ -39,7 +39,11 @@
 use std::net::IpAddr;
 
 use super::{Authenticator, KeyEnd, key_end};
-use crate::{ApiKey, AuthError, KeyId, KeyParseError, store::OwnerId, store::RevokeOutcome};
+use crate::{
+    ApiKey, AuthError, KeyId, KeyParseError,
+    audit::{Actor, AuditAction, NewAuditEvent},
+    store::{OwnerId, RevokeOutcome},
+};
 
 /// Longest leak URL kept from a report, in bytes; the rest is cut (at a character boundary).
 pub const MAX_LEAK_URL_LEN: usize = 512;
@@ -59,24 +63,43 @@ pub enum LeakPolicy {
     NotifyOnly,
 }
 
-/// Where a scanner found a key: the URL and the kind of place, as the scanner reports them.
-/// Kept bounded ([`MAX_LEAK_URL_LEN`], [`MAX_LEAK_SOURCE_LEN`]) and free of control
-/// characters, since it reaches logs; it is never a secret.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A scanner's report of a leaked key: which scanner, where it found the key (the URL and the
+/// kind of place, as the scanner says), and the address the report came from. Kept bounded
+/// ([`MAX_LEAK_URL_LEN`], [`MAX_LEAK_SOURCE_LEN`]) and free of control characters, since it
+/// reaches logs and the audit trail; it is never a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeakReport {
+    scanner: &'static str,
     url: String,
     source: String,
+    client: Option<IpAddr>,
 }
 
 impl LeakReport {
-    /// A report of a leak at `url`, in a place of kind `source` (GitHub says `content`,
-    /// `commit`, `pull_request_description`, …). Both are cut to their bounds, and control
-    /// characters are dropped.
-    pub fn new(url: &str, source: &str) -> Self {
+    /// A report by `scanner` (a short static name, the audit trail's system actor:
+    /// `github-secret-scanning`) of a leak at `url`, in a place of kind `source` (GitHub says
+    /// `content`, `commit`, `pull_request_description`, …). Both texts are cut to their
+    /// bounds, and control characters are dropped. No client address until
+    /// [`LeakReport::from_client`].
+    pub fn new(scanner: &'static str, url: &str, source: &str) -> Self {
         Self {
+            scanner,
             url: bounded(url, MAX_LEAK_URL_LEN),
             source: bounded(source, MAX_LEAK_SOURCE_LEN),
+            client: None,
         }
+    }
+
+    /// The address the report came from (the scanner's), for the audit trail.
+    #[must_use]
+    pub fn from_client(mut self, client: Option<IpAddr>) -> Self {
+        self.client = client;
+        self
+    }
+
+    /// The scanner's name.
+    pub fn scanner(&self) -> &'static str {
+        self.scanner
     }
 
     /// Where the key was found.
@@ -152,7 +175,12 @@ impl Authenticator {
     /// Handles a key a secret scanner found in public (see the [module docs](self)): a live key
     /// is revoked with every key it created ([`LeakPolicy::Revoke`]) or only reported
     /// ([`LeakPolicy::NotifyOnly`]); anything else changes nothing. Either way a live key is
-    /// logged at `warn` with its id, its owner and where it was found, never its text.
+    /// logged at `warn` with its id, its owner and where it was found, never its text, and
+    /// recorded in its owner's audit trail: `key_revoked_by_secret_scanning` (one
+    /// `key_revoked_by_cascade` per key revoked with it) or `key_leak_reported`, by the
+    /// system actor named after the scanner, with the leak's URL and source and the report's
+    /// client address. What is not a live key is not recorded: nothing changed, and a flood of
+    /// junk must not become a flood of writes.
     ///
     /// `Err` only when the store fails ([`AuthError::StoreUnavailable`]): the report can be
     /// sent again, and a key revoked by the first attempt then reads as
@@ -163,7 +191,9 @@ impl Authenticator {
         report: &LeakReport,
         policy: LeakPolicy,
     ) -> Result<LeakOutcome, AuthError> {
-        let outcome = self.end_leaked_key(key, policy).await?;
+        let ended = self.end_leaked_key(key, policy).await?;
+        let outcome = ended.outcome;
+        let actor = Actor::system(report.scanner());
         match &outcome {
             LeakOutcome::Revoked {
                 key,
@@ -186,14 +216,40 @@ impl Authenticator {
             ),
             LeakOutcome::NotLive(_) => {}
         }
-        // AUDIT(leak): record `key_revoked_by_secret_scanning` (detail: report.url(),
-        // report.source()) or `key_leak_reported`, actor "system", once the audit trail lands.
+        let event = |action, owner: &OwnerId, key| {
+            NewAuditEvent::new(action, actor.clone())
+                .owner(owner.clone())
+                .target_key(key)
+                .client(report.client)
+                .detail("url", report.url())
+                .detail("source", report.source())
+        };
+        match &outcome {
+            LeakOutcome::Revoked {
+                key,
+                owner,
+                descendants,
+            } => {
+                let root = ended
+                    .root_revoked
+                    .then(|| event(AuditAction::KeyRevokedBySecretScanning, owner, *key));
+                self.record(with_cascade(root, &actor, owner, *key, descendants, report.client))
+                    .await;
+            }
+            LeakOutcome::Reported { key, owner } => {
+                self.record_event(event(AuditAction::KeyLeakReported, owner, *key))
+                    .await;
+            }
+            LeakOutcome::NotLive(_) => {}
+        }
         Ok(outcome)
     }
 
     /// Revokes a key by its text, for whoever holds it (no other credential): a live key is
-    /// revoked at once with every key it created; anything else changes nothing. Counted
-    /// against `client`'s limit first ([`AuthenticatorBuilder::possession_limit`](super::AuthenticatorBuilder::possession_limit);
+    /// revoked at once with every key it created, and recorded in its owner's audit trail as
+    /// `key_revoked_by_possession` (one `key_revoked_by_cascade` per key revoked with it) by the
+    /// system actor `revoke-by-possession`, with `client`; anything else changes and records
+    /// nothing. Counted against `client`'s limit first ([`AuthenticatorBuilder::possession_limit`](super::AuthenticatorBuilder::possession_limit);
     /// `None`: every request without an address shares one limit), so a refused request
     /// ([`AuthError::RateLimited`]) reads nothing.
     ///
@@ -207,12 +263,12 @@ impl Authenticator {
         self.inner
             .possession
             .count_client(client, self.inner.clock.now())?;
-        let outcome = self.end_leaked_key(key, LeakPolicy::Revoke).await?;
+        let ended = self.end_leaked_key(key, LeakPolicy::Revoke).await?;
         if let LeakOutcome::Revoked {
             key,
             owner,
             descendants,
-        } = &outcome
+        } = &ended.outcome
         {
             tracing::warn!(
                 key = %key,
@@ -221,61 +277,112 @@ impl Authenticator {
                 client = ?client,
                 "key revoked by possession"
             );
+            let actor = Actor::system("revoke-by-possession");
+            let root = ended.root_revoked.then(|| {
+                NewAuditEvent::new(AuditAction::KeyRevokedByPossession, actor.clone())
+                    .owner(owner.clone())
+                    .target_key(*key)
+                    .client(client)
+            });
+            self.record(with_cascade(root, &actor, owner, *key, descendants, client))
+                .await;
         }
-        // AUDIT(leak): record `key_revoked_by_possession`, actor "system", with `client`, once
-        // the audit trail lands.
-        Ok(outcome)
+        Ok(ended.outcome)
     }
 
     /// The one rule behind both entry points: judge the text, then revoke or report.
-    async fn end_leaked_key(
-        &self,
-        text: &str,
-        policy: LeakPolicy,
-    ) -> Result<LeakOutcome, AuthError> {
+    async fn end_leaked_key(&self, text: &str, policy: LeakPolicy) -> Result<Ended, AuthError> {
+        let not_live = |why| Ok(Ended::not_live(why));
         let key = match ApiKey::parse(text) {
             Ok(key) => key,
-            Err(e) => return Ok(LeakOutcome::NotLive(NotLive::Malformed(e))),
+            Err(e) => return not_live(NotLive::Malformed(e)),
         };
         let id = key.id();
         let Some(record) = self.inner.keys.find_credentials(id).await? else {
-            return Ok(LeakOutcome::NotLive(NotLive::Unknown));
+            return not_live(NotLive::Unknown);
         };
         let now = self.inner.clock.now();
         // Compare first, judge state second, as authentication does.
         if self.match_secret(&key, &record, now).is_err() {
-            return Ok(LeakOutcome::NotLive(NotLive::Unknown));
+            return not_live(NotLive::Unknown);
         }
         match key_end(&record, now) {
-            Some(KeyEnd::Revoked) => return Ok(LeakOutcome::NotLive(NotLive::Revoked)),
-            Some(KeyEnd::Expired) => return Ok(LeakOutcome::NotLive(NotLive::Expired)),
+            Some(KeyEnd::Revoked) => return not_live(NotLive::Revoked),
+            Some(KeyEnd::Expired) => return not_live(NotLive::Expired),
             None => {}
         }
         let owner = record.owner.clone();
         if policy == LeakPolicy::NotifyOnly {
-            return Ok(LeakOutcome::Reported { key: id, owner });
+            return Ok(Ended {
+                outcome: LeakOutcome::Reported { key: id, owner },
+                root_revoked: false,
+            });
         }
         let cascade = self.inner.keys.revoke_tree(&owner, id, now).await?;
         let revoked: Vec<KeyId> = std::iter::once(id)
             .chain(cascade.descendants.iter().copied())
             .collect();
         self.forget_revoked(&revoked);
-        Ok(match cascade.root {
-            RevokeOutcome::Revoked => LeakOutcome::Revoked {
+        let root_revoked = cascade.root == RevokeOutcome::Revoked;
+        // Revoked by someone else since it was read: what this call revoked, if anything.
+        if !root_revoked && cascade.descendants.is_empty() {
+            return not_live(match cascade.root {
+                RevokeOutcome::AlreadyRevoked => NotLive::Revoked,
+                _ => NotLive::Unknown,
+            });
+        }
+        Ok(Ended {
+            outcome: LeakOutcome::Revoked {
                 key: id,
                 owner,
                 descendants: cascade.descendants,
             },
-            // Revoked by someone else since it was read: what this call revoked, if anything.
-            _ if !cascade.descendants.is_empty() => LeakOutcome::Revoked {
-                key: id,
-                owner,
-                descendants: cascade.descendants,
-            },
-            RevokeOutcome::AlreadyRevoked => LeakOutcome::NotLive(NotLive::Revoked),
-            _ => LeakOutcome::NotLive(NotLive::Unknown),
+            root_revoked,
         })
     }
+}
+
+/// What [`Authenticator::end_leaked_key`] did: the outcome, and whether this call revoked the
+/// key itself (not only keys it created, when a concurrent revoke of the key won).
+struct Ended {
+    outcome: LeakOutcome,
+    root_revoked: bool,
+}
+
+impl Ended {
+    fn not_live(why: NotLive) -> Self {
+        Self {
+            outcome: LeakOutcome::NotLive(why),
+            root_revoked: false,
+        }
+    }
+}
+
+/// The events of a revocation of `key` with `descendants`, as the audit trail records
+/// cascades: the key's own event (`root`, when this call revoked the key itself) with
+/// `cascaded`, the number revoked with it, then one `key_revoked_by_cascade` per descendant
+/// (with `cascade_root`), by `actor` from `client`.
+fn with_cascade(
+    root: Option<NewAuditEvent>,
+    actor: &Actor,
+    owner: &OwnerId,
+    key: KeyId,
+    descendants: &[KeyId],
+    client: Option<IpAddr>,
+) -> Vec<NewAuditEvent> {
+    let root = root.map(|root| match descendants.len() {
+        0 => root,
+        n => root.detail("cascaded", n),
+    });
+    root.into_iter()
+        .chain(descendants.iter().map(|id| {
+            NewAuditEvent::new(AuditAction::KeyRevokedByCascade, actor.clone())
+                .owner(owner.clone())
+                .target_key(*id)
+                .client(client)
+                .detail("cascade_root", key)
+        }))
+        .collect()
 }
 
 #[cfg(test)]
@@ -285,6 +392,7 @@ mod tests {
     #[test]
     fn reports_are_bounded_and_free_of_control_characters() {
         let report = LeakReport::new(
+            "a-scanner",
             &format!("https://github.com/o/r/blob/x\n{}", "é".repeat(400)),
             "content\r\nforged: log line",
         );
@@ -292,7 +400,7 @@ mod tests {
         assert!(report.url().starts_with("https://github.com/o/r/blob/xé"));
         assert!(!report.url().contains('\n'));
         assert_eq!(report.source(), "contentforged: log line");
-        let long_source = LeakReport::new("", &"s".repeat(100));
+        let long_source = LeakReport::new("a-scanner", "", &"s".repeat(100));
         assert_eq!(long_source.source().len(), MAX_LEAK_SOURCE_LEN);
     }
 }
