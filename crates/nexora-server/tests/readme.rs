@@ -74,5 +74,9 @@ fn readme_quickstart_runs_as_written() {
         .copied()
         .filter(|l| l.len() == 3 && l.bytes().all(|b| b.is_ascii_digit()))
         .collect();
-    assert_eq!(codes, ["401", "101", "401"], "status lines:\n{stdout}");
+    assert_eq!(
+        codes,
+        ["401", "101", "401", "202", "401"],
+        "status lines:\n{stdout}"
+    );
 }
