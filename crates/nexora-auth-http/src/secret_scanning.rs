@@ -445,14 +445,14 @@ impl SecretScanning {
     /// The key named `identifier`, fetching as the [module docs](self) say.
     async fn key(&self, identifier: &str) -> Result<VerifyingKey, SignatureError> {
         if let Some(key) = self.fixed.get(identifier) {
-            return Ok(key.clone());
+            return Ok(*key);
         }
         let Some(source) = &self.source else {
             return Err(SignatureError::UnknownKey);
         };
         let before = self.snapshot();
         if let (Some(key), false) = (before.keys.get(identifier), before.stale) {
-            return Ok(key.clone());
+            return Ok(*key);
         }
         if before.may_fetch {
             let _one_at_a_time = self.cache.fetching.lock().await;
@@ -464,7 +464,7 @@ impl SecretScanning {
         }
         let after = self.snapshot();
         match after.keys.get(identifier) {
-            Some(key) => Ok(key.clone()),
+            Some(key) => Ok(*key),
             None if !after.ever_fetched && self.fixed.is_empty() => {
                 Err(SignatureError::KeysUnavailable)
             }

@@ -73,6 +73,38 @@
 //! be logged; [`Authenticator::redeem_ticket`] accepts it once, across every instance sharing
 //! the [`TicketStore`], as the principal that asked for it (see [`ticket`]).
 //!
+//! # When a key leaks
+//!
+//! [`Authenticator::revoke_leaked`] handles a secret scanner's report of a key found in public
+//! ([`LeakPolicy`]: revoke, the default, or notify only), and
+//! [`Authenticator::revoke_by_possession`] lets whoever holds a key end it.
+//!
+//! * **Authority.** The key's text is the authority, not a principal: whoever holds a key may
+//!   end it, and an id alone reaches nothing. So these operations stand beside [`policy`]
+//!   (which judges what a principal may do to its owner's keys) rather than under it; they
+//!   reach exactly the key the text authenticates as, and the keys it created.
+//! * **What counts as live.** The text is a well-formed key (prefix, alphabet, length,
+//!   checksum: [`ApiKey::parse`]), the store has its id, its secret matches the stored digest
+//!   (or the previous one, during a rotation's grace period) and the key is neither revoked
+//!   nor expired. The user behind it is not consulted: a disabled user's keys work again once
+//!   the user is enabled, so a leaked one is ended all the same.
+//! * **What revoking does.** The key and every key it created, transitively, are revoked in
+//!   one atomic step ([`KeyStore::revoke_tree`]): whoever read the leaked text could have
+//!   minted keys with it (holding `keys:manage`, it could as well have revoked the whole tree
+//!   itself), and nothing tells their keys from the owner's. The record is read from the
+//!   store, not the verification cache, and the secret is checked against it before the tree
+//!   is revoked: a rotation that lands between the two is revoked with the key, the safe
+//!   direction (its new secret was issued while the old one was public).
+//! * **What a caller learns.** Nothing the key itself would not tell it. Every well-formed key
+//!   costs one store read, and its secret is compared (in constant time) whatever the key's
+//!   state; only a live key, whose secret the caller therefore holds, costs a write as well,
+//!   and its holder could learn that it is live by authenticating with it. A malformed text
+//!   costs no read: its format is public and checked offline, so its timing tells the caller
+//!   only what it could compute itself. Requests are limited per client ([`PossessionLimit`]).
+//! * **What is recorded.** A live key ended this way is logged at `warn` (its id and owner,
+//!   never its text) and recorded in its owner's [audit trail](audit); a text that is not a
+//!   live key changes nothing and records nothing.
+//!
 //! # Memory speed on any store: the verification cache
 //!
 //! What `authenticate` needs from the stores — a key's record, its user's status and scopes —

@@ -158,7 +158,10 @@ async fn a_reported_live_key_is_revoked_with_every_key_it_created() {
         Some(&DetailValue::Text(parent_id.to_string()))
     );
     for event in &events {
-        assert!(!event.to_json().contains(&parent[4..]), "a key in the trail");
+        assert!(
+            !event.to_json().contains(&parent[4..]),
+            "a key in the trail"
+        );
     }
 
     // Reported again (a retried batch): nothing left to do.
@@ -169,7 +172,11 @@ async fn a_reported_live_key_is_revoked_with_every_key_it_created() {
         .expect("the store is up");
     assert_eq!(again, LeakOutcome::NotLive(NotLive::Revoked));
     assert!(!again.was_live());
-    assert_eq!(f.leak_events().await.len(), 2, "nothing changed, nothing recorded");
+    assert_eq!(
+        f.leak_events().await.len(),
+        2,
+        "nothing changed, nothing recorded"
+    );
 }
 
 #[tokio::test]
@@ -257,7 +264,11 @@ async fn what_is_not_a_live_key_changes_nothing() {
         );
     }
     assert!(f.auth.authenticate(&live).await.is_ok());
-    assert_eq!(f.leak_events().await, vec![], "nothing changed, nothing recorded");
+    assert_eq!(
+        f.leak_events().await,
+        vec![],
+        "nothing changed, nothing recorded"
+    );
 }
 
 #[tokio::test]

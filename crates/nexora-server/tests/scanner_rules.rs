@@ -45,7 +45,12 @@ fn documented_checksum_holds(text: &str) -> bool {
 /// Keys as the server makes them: random ones, and ids at the edges of their range.
 fn generated_keys() -> Vec<String> {
     let mut keys: Vec<String> = (0..1_000)
-        .map(|_| ApiKey::generate().expect("OS randomness").expose().to_owned())
+        .map(|_| {
+            ApiKey::generate()
+                .expect("OS randomness")
+                .expose()
+                .to_owned()
+        })
         .collect();
     for bytes in [[0u8; 16], [0xff; 16], [0x80; 16]] {
         let key = ApiKey::generate_for(KeyId::from_bytes(bytes)).expect("OS randomness");
@@ -145,7 +150,8 @@ fn the_documented_checksum_accepts_real_keys_and_refuses_one_character_off() {
 /// without it the test says so loudly and checks the rest).
 #[test]
 fn the_python_reference_agrees() {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/scanners/nexora_key_check.py");
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/scanners/nexora_key_check.py");
     let keys = generated_keys();
     let mut candidates: Vec<(String, bool)> = Vec::new();
     for key in keys.iter().take(50) {

@@ -1,40 +1,7 @@
 //! Leaked keys: ending a key whose text turned up where it should not, reported by a secret
 //! scanner ([`Authenticator::revoke_leaked`]) or handed in by whoever found it
-//! ([`Authenticator::revoke_by_possession`]).
-//!
-//! # Authority
-//!
-//! The key's text is the authority, not a principal: whoever holds a key may end it, and an id
-//! alone reaches nothing. So these operations stand beside [`crate::policy`] (which judges what
-//! a principal may do to its owner's keys) rather than under it; they reach exactly the key the
-//! text authenticates as, and the keys it created.
-//!
-//! # What counts as live
-//!
-//! The text is a well-formed key (prefix, alphabet, length, checksum: [`ApiKey::parse`]), the
-//! store has its id, its secret matches the stored digest (or the previous one, during a
-//! rotation's grace period) and the key is neither revoked nor expired. The user behind it is
-//! not consulted: a disabled user's keys work again once the user is enabled, so a leaked one
-//! is ended all the same.
-//!
-//! # What revoking does
-//!
-//! The key and every key it created, transitively, are revoked in one atomic step
-//! ([`KeyStore::revoke_tree`](crate::KeyStore::revoke_tree)): whoever read the leaked text
-//! could have minted keys with it (if it held `keys:manage`, it could equally have revoked
-//! the whole tree itself), and nothing tells their keys from the owner's. The record is read
-//! from the store, not the verification cache, and the secret is checked against it before the
-//! tree is revoked: a rotation that lands between the two is revoked with the key, the safe
-//! direction (the new secret was issued while the old one was public).
-//!
-//! # What a caller learns
-//!
-//! Nothing but what the key itself would tell it. Every well-formed key costs one store read,
-//! and the secret is compared (in constant time) whatever the key's state; only a key that
-//! is live, and whose secret the caller therefore holds, costs a write as well. A holder of
-//! that secret can learn the same by authenticating with it. A malformed text costs no read:
-//! its format is public and checked offline, so the time it takes tells the caller only what
-//! it could compute itself.
+//! ([`Authenticator::revoke_by_possession`]). The rules are in the crate docs, "When a key
+//! leaks".
 
 use std::net::IpAddr;
 
@@ -172,7 +139,7 @@ pub enum NotLive {
 }
 
 impl Authenticator {
-    /// Handles a key a secret scanner found in public (see the [module docs](self)): a live key
+    /// Handles a key a secret scanner found in public (see [When a key leaks](crate#when-a-key-leaks)): a live key
     /// is revoked with every key it created ([`LeakPolicy::Revoke`]) or only reported
     /// ([`LeakPolicy::NotifyOnly`]); anything else changes nothing. Either way a live key is
     /// logged at `warn` with its id, its owner and where it was found, never its text, and
@@ -233,8 +200,15 @@ impl Authenticator {
                 let root = ended
                     .root_revoked
                     .then(|| event(AuditAction::KeyRevokedBySecretScanning, owner, *key));
-                self.record(with_cascade(root, &actor, owner, *key, descendants, report.client))
-                    .await;
+                self.record(with_cascade(
+                    root,
+                    &actor,
+                    owner,
+                    *key,
+                    descendants,
+                    report.client,
+                ))
+                .await;
             }
             LeakOutcome::Reported { key, owner } => {
                 self.record_event(event(AuditAction::KeyLeakReported, owner, *key))
@@ -254,7 +228,7 @@ impl Authenticator {
     /// ([`AuthError::RateLimited`]) reads nothing.
     ///
     /// The outcome is for the host's own records; whoever asked should be told the same
-    /// whatever it is (see the [module docs](self) for what timing can tell them).
+    /// whatever it is (see [When a key leaks](crate#when-a-key-leaks) for what timing can tell them).
     pub async fn revoke_by_possession(
         &self,
         key: &str,

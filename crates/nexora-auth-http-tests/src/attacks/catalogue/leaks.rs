@@ -12,7 +12,7 @@ use crate::attacks::{Attack, Outcome, wire::RawRequest};
 const GITHUB: &str = "/api/secret-scanning/github";
 const REVOKE: &str = "/api/keys/revoke";
 
-fn post(target: &str, headers: Vec<(&'static str, Vec<u8>)>, body: &[u8]) -> RawRequest {
+fn post(target: &str, headers: Headers, body: &[u8]) -> RawRequest {
     let mut headers = headers;
     headers.push(("content-type", b"application/json".to_vec()));
     RawRequest {
@@ -24,7 +24,10 @@ fn post(target: &str, headers: Vec<(&'static str, Vec<u8>)>, body: &[u8]) -> Raw
     }
 }
 
-fn signature_headers(identifier: &[u8], signature: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+/// Headers as the wire sends them: names and raw values.
+type Headers = Vec<(&'static str, Vec<u8>)>;
+
+fn signature_headers(identifier: &[u8], signature: &[u8]) -> Headers {
     vec![
         ("github-public-key-identifier", identifier.to_vec()),
         ("github-public-key-signature", signature.to_vec()),
@@ -104,7 +107,7 @@ impl Catalogue<'_> {
         };
         let mut with_newline = body.clone().into_bytes();
         with_newline.push(b'\n');
-        let cases: Vec<(&str, Vec<(&'static str, Vec<u8>)>, Vec<u8>)> = vec![
+        let cases: Vec<(&str, Headers, Vec<u8>)> = vec![
             ("no signature headers", vec![], bytes.to_vec()),
             (
                 "the identifier alone",
