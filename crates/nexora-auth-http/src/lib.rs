@@ -82,6 +82,9 @@
 //!   credential) answers 404 like an unknown id;
 //! * a name is 1 to 100 characters *after trimming*, a login email at most 254 *bytes*;
 //! * repeated login failures answer 429 whatever the body;
+//! * `POST /keys/revoke` answers the same 202 whatever the key, and 429 past a client's limit;
+//!   `POST /secret-scanning/github` exists only where it is configured, and its signature must
+//!   verify over the raw body;
 //! * a WebSocket route behind the auth layer (the server's `/api/ws/{chat_id}`) answers a plain
 //!   `GET`, one that asks for no upgrade, with 400 (or 426 when the connection cannot be
 //!   upgraded) after the credential check.

@@ -61,6 +61,11 @@
 //!   `/api/ws/{chat_id}`) answers a request that is not a WebSocket upgrade with 400, or 426
 //!   where the connection cannot be upgraded, after the credential check. OpenAPI has no way to
 //!   describe the upgrade itself; the host documents 101, 400 and 426.
+//! * **Leaked keys**: `POST /keys/revoke` answers the same 202 for a live, revoked, unknown or
+//!   malformed key, and 429 with `Retry-After` past a client's limit; GitHub's
+//!   `POST /secret-scanning/github` exists only where it is configured
+//!   ([`document_served`]), and its signature headers must verify over the body exactly as
+//!   sent (a re-serialised body does not), else 401.
 //!
 //! Unknown body fields are ignored and, of two equal keys, the last counts; a 405 carries an
 //! `Allow` header listing the path's methods (OpenAPI documents operations, not their absence).
