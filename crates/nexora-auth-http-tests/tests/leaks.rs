@@ -25,6 +25,34 @@ use nexora_auth_http_tests::{
 use nexora_auth_testkit::{github::report, scopes};
 use serde_json::{Value, json};
 
+/// A module of three tests running `$check(stores)`: on the memory stores, on SQLite, and on
+/// Postgres (the testkit's loud skip when unreachable, a failure when required).
+macro_rules! on_every_store {
+    ($check:ident) => {
+        mod $check {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_the_memory_stores() {
+                $check(Stores::memory()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_sqlite() {
+                $check(common::sqlite().await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_postgres() {
+                let Some(stores) = common::postgres().await else {
+                    return;
+                };
+                $check(stores).await;
+            }
+        }
+    };
+}
+
 fn revoke_request(key: &str) -> RawRequest {
     RawRequest {
         method: "POST",
@@ -91,23 +119,7 @@ async fn possession_answers_are_identical(stores: Stores) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn possession_answers_are_identical_on_the_memory_stores() {
-    possession_answers_are_identical(Stores::memory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn possession_answers_are_identical_on_sqlite() {
-    possession_answers_are_identical(common::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn possession_answers_are_identical_on_postgres() {
-    let Some(stores) = common::postgres().await else {
-        return;
-    };
-    possession_answers_are_identical(stores).await;
-}
+on_every_store!(possession_answers_are_identical);
 
 /// An authenticator with the default possession limit (10 a minute per client), behind a
 /// proxy on the loopback address.
@@ -253,20 +265,4 @@ async fn a_large_signed_report_revokes_exactly_its_live_keys(stores: Stores) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_large_signed_report_on_the_memory_stores() {
-    a_large_signed_report_revokes_exactly_its_live_keys(Stores::memory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_large_signed_report_on_sqlite() {
-    a_large_signed_report_revokes_exactly_its_live_keys(common::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_large_signed_report_on_postgres() {
-    let Some(stores) = common::postgres().await else {
-        return;
-    };
-    a_large_signed_report_revokes_exactly_its_live_keys(stores).await;
-}
+on_every_store!(a_large_signed_report_revokes_exactly_its_live_keys);

@@ -23,6 +23,24 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// `text` reported by the test scanner under `policy`.
+    async fn scanner_reports(&self, text: &str, policy: LeakPolicy) -> LeakOutcome {
+        self.auth
+            .revoke_leaked(text, &report(), policy)
+            .await
+            .expect("the store is up")
+    }
+
+    /// A key of Alice's, revoked by her: its text.
+    async fn revoked_key(&self) -> String {
+        let (text, id) = live_key(&self.auth, "revoked").await;
+        self.auth
+            .revoke_key(&acting_as(&alice()), id, RevokeOptions::key_only())
+            .await
+            .expect("revoke");
+        text
+    }
+
     /// The leak events of Alice's trail, oldest first.
     async fn leak_events(&self) -> Vec<AuditEvent> {
         let mut events = self
@@ -111,11 +129,7 @@ async fn a_reported_live_key_is_revoked_with_every_key_it_created() {
         .expect("a key creates a key");
     let (other, _) = live_key(&f.auth, "unrelated").await;
 
-    let outcome = f
-        .auth
-        .revoke_leaked(&parent, &report(), LeakPolicy::Revoke)
-        .await
-        .expect("the store is up");
+    let outcome = f.scanner_reports(&parent, LeakPolicy::Revoke).await;
     assert_eq!(
         outcome,
         LeakOutcome::Revoked {
@@ -165,11 +179,7 @@ async fn a_reported_live_key_is_revoked_with_every_key_it_created() {
     }
 
     // Reported again (a retried batch): nothing left to do.
-    let again = f
-        .auth
-        .revoke_leaked(&parent, &report(), LeakPolicy::Revoke)
-        .await
-        .expect("the store is up");
+    let again = f.scanner_reports(&parent, LeakPolicy::Revoke).await;
     assert_eq!(again, LeakOutcome::NotLive(NotLive::Revoked));
     assert!(!again.was_live());
     assert_eq!(
@@ -183,11 +193,7 @@ async fn a_reported_live_key_is_revoked_with_every_key_it_created() {
 async fn notify_only_leaves_the_key_working() {
     let f = fixture();
     let (key, id) = live_key(&f.auth, "ci").await;
-    let outcome = f
-        .auth
-        .revoke_leaked(&key, &report(), LeakPolicy::NotifyOnly)
-        .await
-        .expect("the store is up");
+    let outcome = f.scanner_reports(&key, LeakPolicy::NotifyOnly).await;
     assert_eq!(
         outcome,
         LeakOutcome::Reported {
@@ -209,11 +215,7 @@ async fn notify_only_leaves_the_key_working() {
 async fn what_is_not_a_live_key_changes_nothing() {
     let f = fixture();
     let (live, _) = live_key(&f.auth, "live").await;
-    let (revoked, revoked_id) = live_key(&f.auth, "revoked").await;
-    f.auth
-        .revoke_key(&acting_as(&alice()), revoked_id, RevokeOptions::key_only())
-        .await
-        .expect("revoke");
+    let revoked = f.revoked_key().await;
     let expiring = f
         .auth
         .create_key_for(
@@ -251,11 +253,7 @@ async fn what_is_not_a_live_key_changes_nothing() {
     ];
     for (text, want) in cases {
         let before = f.store.calls().of(StoreMethod::RevokeTree);
-        let outcome = f
-            .auth
-            .revoke_leaked(&text, &report(), LeakPolicy::Revoke)
-            .await
-            .expect("the store is up");
+        let outcome = f.scanner_reports(&text, LeakPolicy::Revoke).await;
         assert_eq!(outcome, LeakOutcome::NotLive(want), "{want:?}");
         assert_eq!(
             f.store.calls().of(StoreMethod::RevokeTree),
@@ -298,11 +296,7 @@ async fn the_old_secret_in_its_grace_period_is_live() {
 async fn possession_reads_the_store_once_for_every_well_formed_key() {
     let f = fixture_with(PossessionLimit::default().per_client(100));
     let (live, _) = live_key(&f.auth, "live").await;
-    let (revoked, revoked_id) = live_key(&f.auth, "revoked").await;
-    f.auth
-        .revoke_key(&acting_as(&alice()), revoked_id, RevokeOptions::key_only())
-        .await
-        .expect("revoke");
+    let revoked = f.revoked_key().await;
     let unknown = nexora_auth::ApiKey::generate().expect("OS randomness");
     for (text, reads) in [
         (unknown.expose().to_owned(), 1),

@@ -16,6 +16,17 @@ use nexora_auth_testkit::failure::StoreCalls;
 /// not fail it; a slow code path still does.
 pub const TIME_LIMIT: Duration = Duration::from_millis(500);
 
+/// A JSON answer with neither a challenge nor a `Retry-After`.
+fn plain_json(response: &RawResponse) -> Result<(), String> {
+    if response.header("content-type") != Some(b"application/json".as_slice()) {
+        return Err("Content-Type is not application/json".into());
+    }
+    if response.header("www-authenticate").is_some() || response.header("retry-after").is_some() {
+        return Err("unexpected WWW-Authenticate or Retry-After".into());
+    }
+    Ok(())
+}
+
 pub(super) fn check_answer(
     row: &Attack,
     answer: &Result<RawResponse, String>,
@@ -98,15 +109,7 @@ pub(super) fn check_answer(
             if &got != body {
                 return Err(format!("body {got}, want {body}"));
             }
-            if response.header("content-type") != Some(b"application/json".as_slice()) {
-                return Err("Content-Type is not application/json".into());
-            }
-            if response.header("www-authenticate").is_some()
-                || response.header("retry-after").is_some()
-            {
-                return Err("unexpected WWW-Authenticate or Retry-After".into());
-            }
-            Ok(())
+            plain_json(response)
         }
         Outcome::Upgraded if status == 101 => Ok(()),
         Outcome::Upgraded => Err(format!("status {status}, want 101: {}", body_text())),
@@ -120,15 +123,7 @@ pub(super) fn check_answer(
             if issue["loc"] != *loc || issue["type"] != *kind {
                 return Err(format!("body {body}, want loc {loc} and type {kind:?}"));
             }
-            if response.header("content-type") != Some(b"application/json".as_slice()) {
-                return Err("Content-Type is not application/json".into());
-            }
-            if response.header("www-authenticate").is_some()
-                || response.header("retry-after").is_some()
-            {
-                return Err("unexpected WWW-Authenticate or Retry-After".into());
-            }
-            Ok(())
+            plain_json(response)
         }
         Outcome::RefusedOrClosed if (400..500).contains(&status) => Ok(()),
         Outcome::RefusedOrClosed => Err(format!("status {status}, want a 4xx or a close")),
