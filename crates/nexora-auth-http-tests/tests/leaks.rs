@@ -84,16 +84,22 @@ async fn erins_key(f: &Fixture, name: &str) -> String {
         .to_owned()
 }
 
-/// On both frameworks over `make_stores`' stores: the four answers are byte-identical, and
-/// the live key among them is revoked.
-async fn possession_answers_are_identical(stores: Stores) {
+/// A fixture over `stores` (and their name), served by both frameworks: `(framework, URL)`.
+async fn fixture_on_both(stores: Stores) -> (&'static str, Fixture, [(&'static str, String); 2]) {
     let name = stores.name();
     let f = Fixture::with(stores, Signing::Hs256).await;
     let axum = servers::spawn_axum(f.api())
         .await
         .expect("axum server starts");
     let actix = servers::spawn_actix(f.api(), 1).expect("actix server starts");
-    for (framework, url) in [("axum", axum), ("actix-web", actix)] {
+    (name, f, [("axum", axum), ("actix-web", actix)])
+}
+
+/// On both frameworks over `stores`: the four answers are byte-identical, and
+/// the live key among them is revoked.
+async fn possession_answers_are_identical(stores: Stores) {
+    let (name, f, servers) = fixture_on_both(stores).await;
+    for (framework, url) in servers {
         let live = erins_key(&f, framework).await;
         let unknown = ApiKey::generate().expect("OS randomness");
         let group = IdenticalGroup {
@@ -204,14 +210,9 @@ async fn an_unconfigured_scanning_endpoint_does_not_exist() {
 /// A report of 1,000 matches, 200 of them live keys (some listed twice), on both frameworks:
 /// exactly the live keys are revoked and labelled `true_positive`.
 async fn a_large_signed_report_revokes_exactly_its_live_keys(stores: Stores) {
-    let name = stores.name();
-    let f = Fixture::with(stores, Signing::Hs256).await;
-    let axum = servers::spawn_axum(f.api())
-        .await
-        .expect("axum server starts");
-    let actix = servers::spawn_actix(f.api(), 1).expect("actix server starts");
+    let (name, f, servers) = fixture_on_both(stores).await;
     let client = reqwest::Client::new();
-    for url in [axum, actix] {
+    for (_, url) in servers {
         let mut live = Vec::new();
         for i in 0..200 {
             live.push(erins_key(&f, &format!("leak {i}")).await);

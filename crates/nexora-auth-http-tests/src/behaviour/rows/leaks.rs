@@ -50,6 +50,11 @@ fn unsigned() -> Expect {
     challenge(401, UNSIGNED, None)
 }
 
+/// The 401 of a key that no longer authenticates.
+fn refused() -> Expect {
+    challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN)
+}
+
 fn me_as(key: &str) -> Probe {
     http("GET", ME, bearer(key))
 }
@@ -106,7 +111,7 @@ pub(crate) fn rows(f: &Fixture) -> Vec<Row> {
         row(
             "revoke by possession: … and it is refused from then on",
             me_as(&f.found_key),
-            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+            refused(),
         ),
         row(
             "revoke by possession: the same key again → the same 202",
@@ -291,12 +296,12 @@ pub(crate) fn rows(f: &Fixture) -> Vec<Row> {
         row(
             "secret scanning: the reported key is refused from then on",
             me_as(&leaked),
-            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+            refused(),
         ),
         row(
             "secret scanning: … and so is the key it created",
             me_as(&f.leaked_child),
-            challenge(401, INVALID_CREDENTIALS, INVALID_TOKEN),
+            refused(),
         ),
         row(
             "secret scanning: the owner's other keys still work",
