@@ -50,7 +50,7 @@
 //!
 //! Read only by the endpoints that take one, after the credential and scope checks, up to
 //! [`Api::max_body_bytes`] (64 KiB by default; a secret-scanning report up to
-//! [`SecretScanning::max_body_bytes`], 2 MiB by default): more is 413. Decoding is
+//! [`SecretScanning::max_body_bytes`], 1 MiB by default): more is 413. Decoding is
 //! [`decode_json`]'s: a non-JSON `Content-Type` is 422 (rather
 //! than 415, because FastAPI-style clients already parse 422 `detail` arrays and FastAPI itself
 //! answers a non-JSON body for a JSON model that way); a malformed `{key_id}` is 422

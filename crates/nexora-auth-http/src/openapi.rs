@@ -356,8 +356,8 @@ fn operation(route: &Route) -> Operation {
                 ArrayBuilder::new()
                     .items(Ref::from_schema_name(ScanMatch::name()))
                     .description(Some(
-                        "The matches GitHub found, at most 2,000 by default (else 422), in a \
-                         body of at most 2 MiB by default (else 413).",
+                        "The matches GitHub found, at most 1,000 by default (else 422), in a \
+                         body of at most 1 MiB by default (else 413).",
                     ))
                     .into(),
                 Required::True,
@@ -396,7 +396,7 @@ fn responses(route: &Route) -> BTreeMap<u16, Response> {
         out.insert(
             413,
             error_response(if endpoint == Endpoint::GitHubSecretScanning {
-                "The report is longer than its limit (2 MiB by default)."
+                "The report is longer than its limit (1 MiB by default)."
             } else {
                 "The body is longer than the server's limit (64 KiB by default)."
             }),
@@ -449,7 +449,7 @@ fn responses(route: &Route) -> BTreeMap<u16, Response> {
                      verify over the body as sent. Nothing was looked up or changed.",
                 ),
             );
-            invalid.push("more matches than the limit (2,000 by default)");
+            invalid.push("more matches than the limit (1,000 by default)");
         }
         Endpoint::CreateKey => invalid.push(
             "the name is empty after trimming, longer than 100 characters or holds a control \

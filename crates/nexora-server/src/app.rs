@@ -237,7 +237,7 @@ pub(crate) fn router(state: AppState, args: &ServeArgs) -> Router {
         // A layer, not `DefaultBodyLimit`: the library's handlers read the raw body, and this
         // bounds it for every route (413 on Content-Length at once, or mid-stream). It is the
         // largest limit of any endpoint (`--max-body-bytes`, or a secret-scanning report's
-        // 2 MiB when that is served); each auth endpoint also reads no more than its own.
+        // 1 MiB when that is served); each auth endpoint also reads no more than its own.
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -211,7 +211,7 @@ pub(crate) fn document(secret_scanning: bool) -> OpenApi {
             });
             responses.entry("413".into()).or_insert_with(|| {
                 error_response(
-                    "The body is longer than the server's limit (64 KiB by default; 2 MiB while \
+                    "The body is longer than the server's limit (64 KiB by default; 1 MiB while \
                      GitHub secret-scanning reports are served).",
                 )
                 .into()

@@ -120,8 +120,9 @@ async fn a_report_of_1000_live_keys(database: &str, dir: &std::path::Path, store
         labels.iter().all(|entry| entry["label"] == "true_positive"),
         "{answer}"
     );
+    // GitHub waits 30 s; a shared 2-core machine has taken up to 12 s on Postgres.
     assert!(
-        took < Duration::from_secs(10),
+        took < Duration::from_secs(20),
         "{took:?}: GitHub waits 30 s at most"
     );
     for key in [&live[0], &live[BATCH / 2], &live[BATCH - 1]] {

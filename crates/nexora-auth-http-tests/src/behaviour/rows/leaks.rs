@@ -98,8 +98,8 @@ pub(crate) fn rows(f: &Fixture) -> Vec<Row> {
     ]);
     let tampered = batch.replace(&unknown, &f.erin_key);
     let signature = f.github.sign(batch.as_bytes());
-    let too_many = format!("[{}{{}}]", "{},".repeat(2_000));
-    let over_limit = format!(r#"[{{"token":"{}"}}]"#, "x".repeat(2 * 1024 * 1024));
+    let too_many = format!("[{}{{}}]", "{},".repeat(1_000));
+    let over_limit = format!(r#"[{{"token":"{}"}}]"#, "x".repeat(1024 * 1024));
     let erin = || me_of(&f.erin_id, "erin@example.com");
     vec![
         // Revoke by possession.
@@ -252,13 +252,13 @@ pub(crate) fn rows(f: &Fixture) -> Vec<Row> {
             ),
         ),
         row(
-            "secret scanning: a signed report of more than 2,000 matches → 422",
+            "secret scanning: a signed report of more than 1,000 matches → 422",
             signed_by(&f.github, &too_many),
             expect(
                 422,
                 issue(
                     json!(["body"]),
-                    "List should have at most 2000 items after validation, not 2001",
+                    "List should have at most 1000 items after validation, not 1001",
                     "too_long",
                 ),
             ),
@@ -272,7 +272,7 @@ pub(crate) fn rows(f: &Fixture) -> Vec<Row> {
             ),
         ),
         row(
-            "secret scanning: a report over 2 MiB → 413",
+            "secret scanning: a report over 1 MiB → 413",
             signed_by(&f.github, &over_limit),
             challenge(413, "Request body too large", None),
         ),
