@@ -26,7 +26,8 @@ pub enum LeakPolicy {
     #[default]
     Revoke,
     /// Leave it working and only report it (a `warn` event with the key's id, owner and the
-    /// report): for deployments that let owners rotate on their own schedule.
+    /// report, and a `key_leak_reported` audit event): for deployments that let owners rotate
+    /// on their own schedule.
     NotifyOnly,
 }
 
