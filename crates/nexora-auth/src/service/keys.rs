@@ -419,20 +419,13 @@ impl Authenticator {
         if root != RevokeOutcome::Revoked && descendants.is_empty() {
             return Err(AuthError::KeyNotFound);
         }
-        let root_event = (root == RevokeOutcome::Revoked).then(|| {
-            let event = NewAuditEvent::by(AuditAction::KeyRevoked, principal).target_key(id);
-            if options.cascade {
-                event.detail("cascaded", descendants.len())
-            } else {
-                event
-            }
-        });
-        let cascade_events = descendants.iter().map(|descendant| {
-            NewAuditEvent::by(AuditAction::KeyRevokedByCascade, principal)
-                .target_key(*descendant)
-                .detail("cascade_root", id)
-        });
-        let events: Vec<NewAuditEvent> = root_event.into_iter().chain(cascade_events).collect();
+        let by_principal = |action| NewAuditEvent::by(action, principal);
+        let events = revocation_events(
+            (root == RevokeOutcome::Revoked).then(|| by_principal(AuditAction::KeyRevoked)),
+            (id, &descendants),
+            options.cascade,
+            by_principal,
+        );
         let revoked: Vec<KeyId> = std::iter::once(id).chain(descendants).collect();
         self.forget_revoked(&revoked);
         self.record(events).await;
@@ -447,4 +440,32 @@ impl Authenticator {
             self.inner.last_used.forget(*id);
         }
     }
+}
+
+/// The audit events of revoking `key` with `descendants`, as the trail records revocations
+/// (see [`crate::audit`], "Cascades and throttling"): the key's own event (`root`, when this
+/// call revoked the key itself) targeting it, with `cascaded` (how many keys went with it)
+/// when the revoke `cascade`d, then one `key_revoked_by_cascade` per descendant with
+/// `cascade_root`. `event` makes each event's actor, owner and client.
+pub(super) fn revocation_events(
+    root: Option<NewAuditEvent>,
+    (key, descendants): (KeyId, &[KeyId]),
+    cascade: bool,
+    event: impl Fn(AuditAction) -> NewAuditEvent,
+) -> Vec<NewAuditEvent> {
+    let root = root.map(|root| {
+        let root = root.target_key(key);
+        if cascade {
+            root.detail("cascaded", descendants.len())
+        } else {
+            root
+        }
+    });
+    root.into_iter()
+        .chain(descendants.iter().map(|descendant| {
+            event(AuditAction::KeyRevokedByCascade)
+                .target_key(*descendant)
+                .detail("cascade_root", key)
+        }))
+        .collect()
 }

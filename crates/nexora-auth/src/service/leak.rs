@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use super::{Authenticator, KeyEnd, key_end};
+use super::{Authenticator, KeyEnd, key_end, keys::revocation_events};
 use crate::{
     ApiKey, AuthError, KeyId, KeyParseError,
     audit::{Actor, AuditAction, NewAuditEvent},
@@ -184,11 +184,13 @@ impl Authenticator {
             ),
             LeakOutcome::NotLive(_) => {}
         }
-        let event = |action, owner: &OwnerId, key| {
+        let by_scanner = |action, owner: &OwnerId| {
             NewAuditEvent::new(action, actor.clone())
                 .owner(owner.clone())
-                .target_key(key)
                 .client(report.client)
+        };
+        let with_report = |event: NewAuditEvent| {
+            event
                 .detail("url", report.url())
                 .detail("source", report.source())
         };
@@ -198,22 +200,17 @@ impl Authenticator {
                 owner,
                 descendants,
             } => {
-                let root = ended
-                    .root_revoked
-                    .then(|| event(AuditAction::KeyRevokedBySecretScanning, owner, *key));
-                self.record(with_cascade(
-                    root,
-                    &actor,
-                    owner,
-                    *key,
-                    descendants,
-                    report.client,
-                ))
-                .await;
+                let root = ended.root_revoked.then(|| {
+                    with_report(by_scanner(AuditAction::KeyRevokedBySecretScanning, owner))
+                });
+                let events = revocation_events(root, (*key, descendants), true, |action| {
+                    by_scanner(action, owner)
+                });
+                self.record(events).await;
             }
             LeakOutcome::Reported { key, owner } => {
-                self.record_event(event(AuditAction::KeyLeakReported, owner, *key))
-                    .await;
+                let event = by_scanner(AuditAction::KeyLeakReported, owner).target_key(*key);
+                self.record_event(with_report(event)).await;
             }
             LeakOutcome::NotLive(_) => {}
         }
@@ -252,15 +249,16 @@ impl Authenticator {
                 client = ?client,
                 "key revoked by possession"
             );
-            let actor = Actor::system("revoke-by-possession");
-            let root = ended.root_revoked.then(|| {
-                NewAuditEvent::new(AuditAction::KeyRevokedByPossession, actor.clone())
+            let by_finder = |action| {
+                NewAuditEvent::new(action, Actor::system("revoke-by-possession"))
                     .owner(owner.clone())
-                    .target_key(*key)
                     .client(client)
-            });
-            self.record(with_cascade(root, &actor, owner, *key, descendants, client))
-                .await;
+            };
+            let root = ended
+                .root_revoked
+                .then(|| by_finder(AuditAction::KeyRevokedByPossession));
+            let events = revocation_events(root, (*key, descendants), true, by_finder);
+            self.record(events).await;
         }
         Ok(ended.outcome)
     }
@@ -331,33 +329,6 @@ impl Ended {
             root_revoked: false,
         }
     }
-}
-
-/// The events of a revocation of `key` with `descendants`, as the audit trail records
-/// cascades: the key's own event (`root`, when this call revoked the key itself) with
-/// `cascaded`, the number revoked with it, then one `key_revoked_by_cascade` per descendant
-/// (with `cascade_root`), by `actor` from `client`.
-fn with_cascade(
-    root: Option<NewAuditEvent>,
-    actor: &Actor,
-    owner: &OwnerId,
-    key: KeyId,
-    descendants: &[KeyId],
-    client: Option<IpAddr>,
-) -> Vec<NewAuditEvent> {
-    let root = root.map(|root| match descendants.len() {
-        0 => root,
-        n => root.detail("cascaded", n),
-    });
-    root.into_iter()
-        .chain(descendants.iter().map(|id| {
-            NewAuditEvent::new(AuditAction::KeyRevokedByCascade, actor.clone())
-                .owner(owner.clone())
-                .target_key(*id)
-                .client(client)
-                .detail("cascade_root", key)
-        }))
-        .collect()
 }
 
 #[cfg(test)]
