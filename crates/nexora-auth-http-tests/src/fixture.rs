@@ -246,17 +246,17 @@ pub struct Fixture {
     pub auditor_key: String,
     /// Its id.
     pub auditor_key_id: String,
-    /// Erin's user id: the owner of the keys the leak rows end.
-    pub erin_id: String,
-    /// Erin's keys that leak on GitHub: a key that created [`Fixture::leaked_child`], and its
+    /// Finn's user id: the owner of the keys the leak rows end.
+    pub finn_id: String,
+    /// Finn's keys that leak on GitHub: a key that created [`Fixture::leaked_child`], and its
     /// id.
     pub leaked_key: (String, String),
     /// A key created by [`Fixture::leaked_key`] (so revoked with it).
     pub leaked_child: String,
-    /// Erin's key that a finder revokes by possession.
+    /// Finn's key that a finder revokes by possession.
     pub found_key: String,
-    /// Erin's key that stays live: reports and requests that must not end it name it.
-    pub erin_key: String,
+    /// Finn's key that stays live: reports and requests that must not end it name it.
+    pub finn_key: String,
     /// The GitHub key the served [`Fixture::api`] accepts secret-scanning reports from.
     pub github: GitHubSigner,
     /// A P-256 key GitHub never published (the attacker's).
@@ -544,16 +544,16 @@ impl Fixture {
             .expect("register ivy");
         let auditor = key(ivy.id, &[AUDIT_READ], "auditor").await;
 
-        // Leaks: Erin's keys, found on GitHub or by someone else.
-        let erin = auth
+        // Leaks: Finn's keys, found on GitHub or by someone else.
+        let finn = auth
             .register_user(
-                "erin@example.com",
-                &SecretString::from("erin's own password"),
+                "finn@example.com",
+                &SecretString::from("finn's own password"),
                 all.clone(),
             )
             .await
-            .expect("register erin");
-        let leaked = key(erin.id.clone(), &alice_all, "leaked").await;
+            .expect("register finn");
+        let leaked = key(finn.id.clone(), &alice_all, "leaked").await;
         let as_leaked = auth
             .authenticate(leaked.key.expose())
             .await
@@ -562,8 +562,8 @@ impl Fixture {
             .create_key(&as_leaked, NewKey::named("minted by the leaked key"))
             .await
             .expect("a key creates a key");
-        let found = key(erin.id.clone(), &alice_all, "found").await;
-        let erin_key = key(erin.id.clone(), &alice_all, "kept").await;
+        let found = key(finn.id.clone(), &alice_all, "found").await;
+        let finn_key = key(finn.id.clone(), &alice_all, "kept").await;
 
         let text = text_of;
         let all_keys = [
@@ -584,7 +584,7 @@ impl Fixture {
             &leaked,
             &leaked_child,
             &found,
-            &erin_key,
+            &finn_key,
         ]
         .into_iter()
         .map(text)
@@ -623,11 +623,11 @@ impl Fixture {
             narrowed_user_key_id: narrowed_user_key_id.to_string(),
             auditor_key: text(&auditor),
             auditor_key_id: auditor.info.id.to_string(),
-            erin_id: erin.id.as_str().to_owned(),
+            finn_id: finn.id.as_str().to_owned(),
             leaked_key: (text(&leaked), leaked.info.id.to_string()),
             leaked_child: text(&leaked_child),
             found_key: text(&found),
-            erin_key: text(&erin_key),
+            finn_key: text(&finn_key),
             github: GitHubSigner::from_seed(1),
             not_github: GitHubSigner::from_seed(2),
             all_keys,

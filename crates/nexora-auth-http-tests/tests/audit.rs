@@ -1,5 +1,6 @@
 //! The audit trail over real HTTP, on axum and actix-web, on every store: each action that
-//! exists leaves exactly one event with the right actor, target, client and outcome; the
+//! exists (revoking a leaked key by possession or by a GitHub report included) leaves exactly
+//! one event with the right actor, target, client and outcome; the
 //! caller's trail pages newest first and never shows another user's events; a key without
 //! `audit:read` is refused; a failed audit write neither undoes nor hides the change; and no
 //! audit row or log line of the whole run holds a key, token or password.
@@ -21,6 +22,7 @@ use nexora_auth_http::{
     scopes::{AGENTS_READ, AUDIT_READ, KEYS_MANAGE},
 };
 use nexora_auth_http_tests::{ALICE_PASSWORD, Fixture, Signing, Stores, servers};
+use nexora_auth_testkit::github;
 use reqwest::{Client, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 
@@ -29,6 +31,8 @@ const ERIN_PASSWORD: &str = "erin's audited passphrase";
 const WRONG_PASSWORD: &str = "a wrong guess at it";
 /// The client the requests come from, behind the trusted proxy at 127.0.0.1.
 const CLIENT: &str = "203.0.113.5";
+/// Where "GitHub" found the leaked key.
+const LEAK_URL: &str = "https://github.com/octo/app/blob/main/.env";
 
 /// Everything every test of this binary logs, at `DEBUG` and above, on any thread.
 fn logs() -> Arc<Mutex<Vec<u8>>> {
@@ -156,7 +160,9 @@ async fn scenario(framework: Framework, stores: Stores) {
     let name = stores.name();
     let fixture = Fixture::with(stores, Signing::Hs256).await;
     let auth = fixture.auth.clone();
-    let api = Api::new(auth.clone()).trusted_proxies(TrustedProxies::parse("127.0.0.1").unwrap());
+    let api = fixture
+        .api()
+        .trusted_proxies(TrustedProxies::parse("127.0.0.1").unwrap());
     let url = spawn(framework, api).await;
     let http = Client::new();
     let context = format!("{framework:?} on {name}");
@@ -248,6 +254,28 @@ async fn scenario(framework: Framework, stores: Stores) {
         StatusCode::TOO_MANY_REQUESTS,
     )
     .await;
+    // Leaked keys: one handed in by whoever found it, one reported by GitHub.
+    let found = send(create(&jwt, "found"), StatusCode::CREATED).await;
+    let found_key = found["key"].as_str().unwrap().to_owned();
+    let found_id = found["id"].as_str().unwrap().to_owned();
+    send(
+        http.post(format!("{url}/api/keys/revoke"))
+            .json(&json!({ "key": found_key })),
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let leaked = send(create(&jwt, "leaked"), StatusCode::CREATED).await;
+    let leaked_key = leaked["key"].as_str().unwrap().to_owned();
+    let leaked_id = leaked["id"].as_str().unwrap().to_owned();
+    let report = github::report(&[(&leaked_key, LEAK_URL)]);
+    let mut reported = http
+        .post(format!("{url}/api/secret-scanning/github"))
+        .header("content-type", "application/json")
+        .body(report.clone());
+    for (name, value) in fixture.github.headers(report.as_bytes()) {
+        reported = reported.header(name, value);
+    }
+    send(reported, StatusCode::OK).await;
 
     let user = |id: &OwnerId| format!("user:{id}");
     let event = |action: &str, actor: &str, owner: Option<&OwnerId>, target: Option<&str>| {
@@ -331,6 +359,28 @@ async fn scenario(framework: Framework, stores: Stores) {
         ),
         json!({"outcome": "denied", "detail": {"locked": "email"}}),
     ));
+    expected.extend([
+        event("key_created", &user(&erin), Some(&erin), Some(&found_id)),
+        with(
+            event(
+                "key_revoked_by_possession",
+                "system:revoke-by-possession",
+                Some(&erin),
+                Some(&found_id),
+            ),
+            json!({"detail": {"cascaded": 0}}),
+        ),
+        event("key_created", &user(&erin), Some(&erin), Some(&leaked_id)),
+        with(
+            event(
+                "key_revoked_by_secret_scanning",
+                "system:github-secret-scanning",
+                Some(&erin),
+                Some(&leaked_id),
+            ),
+            json!({"detail": {"cascaded": 0, "url": LEAK_URL, "source": "content"}}),
+        ),
+    ]);
     let recorded = events_since(&fixture, start).await;
     let recorded: Vec<Value> = recorded.iter().map(summary).collect();
     assert_eq!(
@@ -443,6 +493,8 @@ async fn scenario(framework: Framework, stores: Stores) {
             &parent_key,
             &child_key,
             &rotated_key,
+            &found_key,
+            &leaked_key,
             &reader.key.expose().to_owned(),
         ])
         .enumerate()

@@ -70,10 +70,10 @@ fn flipped(text: &str) -> String {
     String::from_utf8(bytes).expect("ASCII")
 }
 
-async fn erins_key(f: &Fixture, name: &str) -> String {
+async fn finns_key(f: &Fixture, name: &str) -> String {
     f.auth
         .create_key_for(
-            &OwnerId::new(f.erin_id.as_str()),
+            &OwnerId::new(f.finn_id.as_str()),
             &scopes(&[KEYS_MANAGE, AGENTS_READ]),
             NewKey::named(name),
         )
@@ -100,7 +100,7 @@ async fn fixture_on_both(stores: Stores) -> (&'static str, Fixture, [(&'static s
 async fn possession_answers_are_identical(stores: Stores) {
     let (name, f, servers) = fixture_on_both(stores).await;
     for (framework, url) in servers {
-        let live = erins_key(&f, framework).await;
+        let live = finns_key(&f, framework).await;
         let unknown = ApiKey::generate().expect("OS randomness");
         let group = IdenticalGroup {
             name: format!("{framework} on {name}: POST /api/keys/revoke"),
@@ -109,7 +109,7 @@ async fn possession_answers_are_identical(stores: Stores) {
                 ("live", live.clone()),
                 ("revoked", f.revoked_key.clone()),
                 ("unknown", unknown.expose().to_owned()),
-                ("malformed", flipped(&f.erin_key)),
+                ("malformed", flipped(&f.finn_key)),
             ]
             .into_iter()
             .map(|(label, key)| (label.to_owned(), revoke_request(&key)))
@@ -121,7 +121,7 @@ async fn possession_answers_are_identical(stores: Stores) {
             f.auth.authenticate(&live).await.is_err(),
             "{framework} on {name}: the live key is revoked"
         );
-        assert!(f.auth.authenticate(&f.erin_key).await.is_ok());
+        assert!(f.auth.authenticate(&f.finn_key).await.is_ok());
     }
 }
 
@@ -189,7 +189,7 @@ async fn an_unconfigured_scanning_endpoint_does_not_exist() {
         .expect("axum server starts");
     let actix = servers::spawn_actix(f.auth.clone(), 1).expect("actix server starts");
     let client = reqwest::Client::new();
-    let body = report(&[(&f.erin_key, "https://github.com/octo/app")]);
+    let body = report(&[(&f.finn_key, "https://github.com/octo/app")]);
     for url in [axum, actix] {
         for method in [reqwest::Method::POST, reqwest::Method::GET] {
             let mut request =
@@ -204,7 +204,7 @@ async fn an_unconfigured_scanning_endpoint_does_not_exist() {
             assert_eq!(answer, json!({"detail": "Not Found"}));
         }
     }
-    assert!(f.auth.authenticate(&f.erin_key).await.is_ok());
+    assert!(f.auth.authenticate(&f.finn_key).await.is_ok());
 }
 
 /// A report of 1,000 matches, 200 of them live keys (some listed twice), on both frameworks:
@@ -215,7 +215,7 @@ async fn a_large_signed_report_revokes_exactly_its_live_keys(stores: Stores) {
     for (_, url) in servers {
         let mut live = Vec::new();
         for i in 0..200 {
-            live.push(erins_key(&f, &format!("leak {i}")).await);
+            live.push(finns_key(&f, &format!("leak {i}")).await);
         }
         let unknown: Vec<String> = (0..600)
             .map(|_| {
@@ -262,7 +262,7 @@ async fn a_large_signed_report_revokes_exactly_its_live_keys(stores: Stores) {
         for key in &live {
             assert!(f.auth.authenticate(key).await.is_err(), "{url} on {name}");
         }
-        assert!(f.auth.authenticate(&f.erin_key).await.is_ok());
+        assert!(f.auth.authenticate(&f.finn_key).await.is_ok());
     }
 }
 

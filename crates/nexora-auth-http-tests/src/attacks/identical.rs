@@ -108,11 +108,11 @@ pub fn identical_groups(f: &Fixture) -> Vec<IdenticalGroup> {
     }
     // Revoke by possession: one answer whatever the key. (That a live key gets it too, and
     // is revoked, is in tests/leaks.rs: a group here runs twice on one fixture.)
-    let mut flipped = f.erin_key.clone().into_bytes();
+    let mut flipped = f.finn_key.clone().into_bytes();
     let last = flipped.len() - 1;
     flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
-    let erin_id = ApiKey::parse(&f.erin_key).expect("a valid key").id();
-    let forged_erin = ApiKey::generate_for(erin_id).expect("OS randomness");
+    let finn_id = ApiKey::parse(&f.finn_key).expect("a valid key").id();
+    let forged_finn = ApiKey::generate_for(finn_id).expect("OS randomness");
     groups.push(IdenticalGroup {
         name: "POST /api/keys/revoke".into(),
         status: 202,
@@ -120,7 +120,7 @@ pub fn identical_groups(f: &Fixture) -> Vec<IdenticalGroup> {
             ("unknown id", unknown.expose().to_owned()),
             ("revoked", f.revoked_key.clone()),
             ("expired", f.expired_key.clone()),
-            ("own id, wrong secret", forged_erin.expose().to_owned()),
+            ("own id, wrong secret", forged_finn.expose().to_owned()),
             ("malformed", String::from_utf8(flipped).expect("ASCII")),
             ("not a key", "ghp_notoneofours".to_owned()),
         ]

@@ -63,7 +63,7 @@ impl Catalogue<'_> {
         self.unsigned_report_rows();
         self.possession_rows();
         // Positive control: the key every row above named still works.
-        let erin = self.f.erin_key.clone();
+        let finn = self.f.finn_key.clone();
         self.rows.push(Attack {
             name: format!(
                 "[{}/{}] leaks: the key the refused reports and requests named still works",
@@ -71,18 +71,18 @@ impl Catalogue<'_> {
             ),
             request: RawRequest::get(
                 "/api/users/me",
-                vec![("authorization", format!("Bearer {erin}").into_bytes())],
+                vec![("authorization", format!("Bearer {finn}").into_bytes())],
             ),
-            expect: Outcome::Accepted(json!({"id": self.f.erin_id, "email": "erin@example.com"})),
+            expect: Outcome::Accepted(json!({"id": self.f.finn_id, "email": "finn@example.com"})),
             store_calls: None,
             must_not_echo: vec![],
         });
     }
 
-    /// Reports that GitHub did not sign, each naming Erin's live key: 401 before any lookup.
+    /// Reports that GitHub did not sign, each naming Finn's live key: 401 before any lookup.
     fn unsigned_report_rows(&mut self) {
         let f = self.f;
-        let live = f.erin_key.clone();
+        let live = f.finn_key.clone();
         let body = report(&[(&live, "https://github.com/octo/app/blob/main/.env")]);
         let bytes = body.as_bytes();
         let id = f.github.identifier().as_bytes();
@@ -247,13 +247,13 @@ impl Catalogue<'_> {
         }
     }
 
-    /// Revoke-by-possession requests that name no live key, or another key than Erin's own:
+    /// Revoke-by-possession requests that name no live key, or another key than Finn's own:
     /// the one 202, one lookup for a well-formed key (none for anything else), no write.
     fn possession_rows(&mut self) {
         let f = self.f;
         let accepted = || answered(202, json!({"status": "accepted"}));
         let with_key = |key: &str| json!({ "key": key }).to_string().into_bytes();
-        let erin_id = ApiKey::parse(&f.erin_key).expect("a valid key").id();
+        let finn_id = ApiKey::parse(&f.finn_key).expect("a valid key").id();
         let alice_id = ApiKey::parse(&f.alice_key).expect("a valid key").id();
         let bob_id = KeyId::parse_str(&f.bob_key_id).expect("a key id");
         let forged = |id| {
@@ -263,12 +263,12 @@ impl Catalogue<'_> {
                 .to_owned()
         };
         let unknown = ApiKey::generate().expect("OS randomness");
-        let mut flipped = f.erin_key.clone().into_bytes();
+        let mut flipped = f.finn_key.clone().into_bytes();
         let last = flipped.len() - 1;
         flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
         let flipped = String::from_utf8(flipped).expect("ASCII");
         let well_formed = [
-            ("Erin's id with a forged secret", forged(erin_id)),
+            ("Finn's id with a forged secret", forged(finn_id)),
             ("Alice's id with a forged secret", forged(alice_id)),
             ("Bob's id with a forged secret", forged(bob_id)),
             ("an unknown key", unknown.expose().to_owned()),
@@ -285,9 +285,9 @@ impl Catalogue<'_> {
             );
         }
         let malformed = [
-            ("Erin's key, mistyped", flipped),
-            ("Erin's key with a NUL byte", format!("{}\u{0}", f.erin_key)),
-            ("Erin's key in capitals", f.erin_key.to_uppercase()),
+            ("Finn's key, mistyped", flipped),
+            ("Finn's key with a NUL byte", format!("{}\u{0}", f.finn_key)),
+            ("Finn's key in capitals", f.finn_key.to_uppercase()),
             ("a GitHub token", "ghp_notoneofours".to_owned()),
             ("an empty key", String::new()),
             ("60 KB of key", format!("nxr_{}", "a".repeat(60 * 1024))),
@@ -301,12 +301,12 @@ impl Catalogue<'_> {
                 &[&key],
             );
         }
-        let erin = f.erin_key.clone();
+        let finn = f.finn_key.clone();
         self.leak_row(
             "revoke by possession: the key in the Authorization header, no body",
             post(
                 REVOKE,
-                vec![("authorization", format!("Bearer {erin}").into_bytes())],
+                vec![("authorization", format!("Bearer {finn}").into_bytes())],
                 b"",
             ),
             Outcome::Invalid {
@@ -314,7 +314,7 @@ impl Catalogue<'_> {
                 kind: "missing",
             },
             0,
-            &[&erin],
+            &[&finn],
         );
         self.leak_row(
             "revoke by possession: a body over 64 KiB",

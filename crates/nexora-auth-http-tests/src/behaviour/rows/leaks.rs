@@ -92,15 +92,15 @@ pub(crate) fn rows(f: &Fixture) -> Vec<Row> {
         (&leaked, url),
         (&f.revoked_key, url),
         (&unknown, url),
-        (&flipped(&f.erin_key), url),
+        (&flipped(&f.finn_key), url),
         (&leaked, "https://github.com/octo/app/commit/1"),
         ("ghp_notoneofours", url),
     ]);
-    let tampered = batch.replace(&unknown, &f.erin_key);
+    let tampered = batch.replace(&unknown, &f.finn_key);
     let signature = f.github.sign(batch.as_bytes());
     let too_many = format!("[{}{{}}]", "{},".repeat(1_000));
     let over_limit = format!(r#"[{{"token":"{}"}}]"#, "x".repeat(1024 * 1024));
-    let erin = || me_of(&f.erin_id, "erin@example.com");
+    let finn = || me_of(&f.finn_id, "finn@example.com");
     vec![
         // Revoke by possession.
         row(
@@ -125,7 +125,7 @@ pub(crate) fn rows(f: &Fixture) -> Vec<Row> {
         ),
         row(
             "revoke by possession: a mistyped key → the same 202, and nothing else ends",
-            possession(&flipped(&f.erin_key)),
+            possession(&flipped(&f.finn_key)),
             accepted(),
         ),
         row(
@@ -135,8 +135,8 @@ pub(crate) fn rows(f: &Fixture) -> Vec<Row> {
         ),
         row(
             "revoke by possession: the other keys of the owner still work",
-            me_as(&f.erin_key),
-            erin(),
+            me_as(&f.finn_key),
+            finn(),
         ),
         row(
             "revoke by possession: malformed JSON → 422",
@@ -231,12 +231,12 @@ pub(crate) fn rows(f: &Fixture) -> Vec<Row> {
         row(
             "secret scanning: after the refused reports, the keys in them still work",
             me_as(&leaked),
-            erin(),
+            finn(),
         ),
         row(
             "secret scanning: … the key a tampered body put in too",
-            me_as(&f.erin_key),
-            erin(),
+            me_as(&f.finn_key),
+            finn(),
         ),
         row(
             "secret scanning: GET → 405 with Allow",
@@ -287,7 +287,7 @@ pub(crate) fn rows(f: &Fixture) -> Vec<Row> {
                     (&leaked, "true_positive"),
                     (&f.revoked_key, "false_positive"),
                     (&unknown, "false_positive"),
-                    (&flipped(&f.erin_key), "false_positive"),
+                    (&flipped(&f.finn_key), "false_positive"),
                     (&leaked, "true_positive"),
                     ("ghp_notoneofours", "false_positive"),
                 ])),
@@ -305,8 +305,8 @@ pub(crate) fn rows(f: &Fixture) -> Vec<Row> {
         ),
         row(
             "secret scanning: the owner's other keys still work",
-            me_as(&f.erin_key),
-            erin(),
+            me_as(&f.finn_key),
+            finn(),
         ),
         row(
             "secret scanning: the same report again (a replay) → 200, nothing live left",
