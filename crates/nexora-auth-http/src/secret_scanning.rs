@@ -41,8 +41,8 @@
 //! being refused without a fetch. GitHub waits 30 seconds for an answer: matches are handled
 //! eight at a time, but the live keys of one owner are revoked one after another (a SQL store
 //! serialises an owner's cascades, each its own commit), and the worst case, a report of
-//! 1,000 live keys of one owner, took 1.3 to 2.7 s on SQLite and 6.0 to 11.7 s on Postgres on
-//! a 2-core test machine shared with other builds
+//! 1,000 live keys of one owner, took 1.8 s on SQLite and 6.1 s on Postgres (up to 4.1 s and
+//! 11.7 s under load) on a 2-core test machine shared with other builds
 //! (`cargo test -p nexora-server --test secret_scanning -- --nocapture`): the default bound
 //! keeps that within the 30 seconds with room to spare. A signature carries no time, so a recorded report can be
 //! replayed: that revokes nothing new (a revoked key stays revoked) and answers
