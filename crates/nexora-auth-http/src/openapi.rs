@@ -1363,6 +1363,8 @@ mod tests {
                 digest: peppers.digest(&key),
                 previous: None,
                 created_by,
+                rate_limit: None,
+                credits: None,
             };
             (record, key)
         })

@@ -792,6 +792,8 @@ pub fn new_record(owner: &str, name: &str, created_at: OffsetDateTime) -> (ApiKe
         digest: peppers().digest(&key),
         previous: None,
         created_by: None,
+        rate_limit: None,
+        credits: None,
     };
     (key, record)
 }

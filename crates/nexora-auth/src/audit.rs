@@ -235,7 +235,7 @@ actions! {
     KeyRevokedBySecretScanning = "key_revoked_by_secret_scanning",
     /// A secret scanner reported a key leaked, and the policy is to notify only.
     KeyLeakReported = "key_leak_reported",
-    /// A key's limits (scopes, expiry, rate) were changed.
+    /// A key's name or limits (rate limit, credits) were changed.
     KeyLimitsChanged = "key_limits_changed",
     /// A password login succeeded.
     LoginSucceeded = "login_succeeded",

@@ -421,6 +421,8 @@ impl std::ops::Deref for CachedKey {
 pub(crate) struct UserStatus {
     pub(crate) disabled: bool,
     pub(crate) scopes: Scopes,
+    /// The user's own rate limit ([`crate::limits`]).
+    pub(crate) rate_limit: Option<crate::limits::RateLimit>,
 }
 
 /// What a lookup found in the cache.
@@ -910,6 +912,8 @@ mod tests {
                 digest: crate::KeyDigest::try_from(&[7u8; 32][..]).unwrap(),
             },
             previous: None,
+            rate_limit: None,
+            metered: false,
         }))
     }
 

@@ -30,6 +30,13 @@ pub enum AuthError {
     /// A key or a derived token was requested with scopes its creator does not hold.
     #[error("requested scopes exceed the creator's")]
     ScopeNotHeld,
+    /// A key was requested, or changed, with limits looser than the acting key's own (see
+    /// [`crate::policy::grant_limits`] and [`crate::policy::may_change_limits`]).
+    #[error("requested limits exceed the creator's")]
+    LimitNotHeld,
+    /// A rate limit or the key's credits refused the request (see [`crate::limits`]).
+    #[error("limit exceeded: {0:?}")]
+    LimitExceeded(Box<crate::limits::LimitRefusal>),
     /// The operation takes an API key as credential and was given another (a JWT, a derived
     /// token): [`Authenticator::derive_token`](crate::Authenticator::derive_token).
     #[error("an API key is required")]

@@ -161,6 +161,7 @@ mod error;
 pub mod jwt;
 pub mod key;
 mod last_used;
+pub mod limits;
 mod memory;
 mod nesting;
 mod password;
@@ -187,14 +188,18 @@ pub use jwt::{
     UnknownAlgorithm, VerifiedToken,
 };
 pub use key::{ApiKey, KEY_LEN, KEY_PREFIX, KeyId, KeyParseError, RandomnessError};
+pub use limits::{
+    Credits, Exceeded, InProcessLimits, LimitBackend, LimitRefusal, NewCredits, RateLimit, Refill,
+    Usage,
+};
 pub use memory::{MemoryKeyStore, MemoryTicketStore, MemoryUserStore};
 pub use password::{HashTicket, PasswordCheck, PasswordHasher, PasswordPolicy};
 pub use scope::{MAX_SCOPE_LEN, MAX_SCOPES, ScopeError, Scopes};
 pub use secret::{SecretBytes, SecretString};
 pub use service::{
-    Authenticator, AuthenticatorBuilder, Clock, CreatedKey, Credential,
-    DEFAULT_DERIVED_TOKEN_MAX_TTL, DEFAULT_TICKET_TTL, DerivedToken, IssuedTicket, KeyInfo,
-    LastUsedFlusher, LeakOutcome, LeakPolicy, LeakReport, LoginResponse, MAX_EMAIL_LEN,
+    Authenticator, AuthenticatorBuilder, Clock, CreatedKey, Credential, DEFAULT_CREDIT_LEASE_BLOCK,
+    DEFAULT_DERIVED_TOKEN_MAX_TTL, DEFAULT_TICKET_TTL, DerivedToken, IssuedTicket, KeyChanges,
+    KeyInfo, LastUsedFlusher, LeakOutcome, LeakPolicy, LeakReport, LoginResponse, MAX_EMAIL_LEN,
     MAX_KEY_NAME_LEN, MAX_LEAK_SOURCE_LEN, MAX_LEAK_URL_LEN, NewKey, NotLive, Principal,
     RevokeOptions, RotateOptions, SystemClock, TokenRequest, UserInfo, normalize_email,
 };

@@ -16,9 +16,10 @@ use time::OffsetDateTime;
 use crate::{
     KeyId, Scopes,
     cache::{ChangeFeed, ChangeFeeds, Freshness},
+    limits::{Credits, RateLimit},
     store::{
-        CascadeOutcome, KeyCredentials, KeyRecord, KeyStore, LastUsed, OwnerId, PreviousDigest,
-        RevokeOutcome, RotateOutcome, Rotation, StoreError, UserRecord, UserStore,
+        CascadeOutcome, KeyCredentials, KeyRecord, KeyStore, KeyUpdate, LastUsed, OwnerId,
+        PreviousDigest, RevokeOutcome, RotateOutcome, Rotation, StoreError, UserRecord, UserStore,
     },
     ticket::{TicketDigest, TicketRecord, TicketStore},
 };
@@ -99,7 +100,51 @@ impl KeyStore for MemoryKeyStore {
             revoked_at: r.revoked_at,
             digest: r.digest,
             previous: r.previous,
+            rate_limit: r.rate_limit,
+            metered: r.credits.is_some(),
         }))
+    }
+
+    async fn update_key(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        update: &KeyUpdate,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let updated = match self.keys.get_mut(&id) {
+            Some(mut r) if &r.owner == owner && r.revoked_at.is_none() => {
+                if let Some(name) = &update.name {
+                    r.name.clone_from(name);
+                }
+                if let Some(rate_limit) = update.rate_limit {
+                    r.rate_limit = rate_limit;
+                }
+                if let Some(credits) = update.credits {
+                    r.credits = credits;
+                }
+                Some(r.clone())
+            }
+            _ => None,
+        };
+        if updated.is_some() {
+            self.feeds.key_changed(id);
+        }
+        Ok(updated)
+    }
+
+    async fn swap_credits(
+        &self,
+        id: KeyId,
+        current: &Credits,
+        new: &Credits,
+    ) -> Result<bool, StoreError> {
+        Ok(match self.keys.get_mut(&id) {
+            Some(mut r) if r.revoked_at.is_none() && r.credits.as_ref() == Some(current) => {
+                r.credits = Some(*new);
+                true
+            }
+            _ => false,
+        })
     }
 
     async fn list(&self, owner: &OwnerId) -> Result<Vec<KeyRecord>, StoreError> {
@@ -275,6 +320,7 @@ impl MemoryKeyStore {
 pub struct MemoryUserStore {
     by_email: DashMap<String, UserRecord>,
     email_of: DashMap<OwnerId, String>,
+    rate_limits: DashMap<OwnerId, RateLimit>,
     feeds: ChangeFeeds,
 }
 
@@ -340,6 +386,31 @@ impl UserStore for MemoryUserStore {
             return Ok(false);
         };
         self.by_email.remove(&email);
+        self.rate_limits.remove(id);
+        self.feeds.user_changed(id);
+        Ok(true)
+    }
+
+    async fn owner_rate_limit(&self, id: &OwnerId) -> Result<Option<RateLimit>, StoreError> {
+        Ok(self.rate_limits.get(id).map(|l| *l))
+    }
+
+    async fn set_owner_rate_limit(
+        &self,
+        id: &OwnerId,
+        limit: Option<RateLimit>,
+    ) -> Result<bool, StoreError> {
+        if !self.email_of.contains_key(id) {
+            return Ok(false);
+        }
+        match limit {
+            Some(limit) => {
+                self.rate_limits.insert(id.clone(), limit);
+            }
+            None => {
+                self.rate_limits.remove(id);
+            }
+        }
         self.feeds.user_changed(id);
         Ok(true)
     }

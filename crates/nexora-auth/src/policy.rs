@@ -29,7 +29,11 @@
 
 use time::OffsetDateTime;
 
-use crate::{AuthError, KeyId, Principal, Scopes, store::KeyRecord};
+use crate::{
+    AuthError, KeyId, Principal, Scopes,
+    limits::{NewCredits, RateLimit, Refill},
+    store::KeyRecord,
+};
 
 /// Whether `principal` may see and act on `key`: the same owner, not revoked, scopes within
 /// the principal's, and a lifetime within the principal's. `owner_scopes` are the owner's
@@ -101,6 +105,90 @@ pub fn grant(
         expires_at,
         created_by: creator.key_id(),
     })
+}
+
+/// Whether the rate limit `rate` is no looser than `cap` (`None`: unlimited): no larger burst
+/// and no faster rate.
+pub fn rate_within(rate: Option<RateLimit>, cap: Option<RateLimit>) -> bool {
+    match (rate, cap) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(r), Some(c)) => {
+            r.limit <= c.limit
+                && u64::from(r.limit) * u64::from(c.period_secs)
+                    <= u64::from(c.limit) * u64::from(r.period_secs)
+        }
+    }
+}
+
+/// Whether the refill `refill` is no more generous than `cap` (`None`: no refill): no larger
+/// amount and no faster rate.
+fn refill_within(refill: Option<Refill>, cap: Option<Refill>) -> bool {
+    match (refill, cap) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(r), Some(c)) => {
+            r.amount <= c.amount
+                && u128::from(r.amount) * u128::from(c.every_secs)
+                    <= u128::from(c.amount) * u128::from(r.every_secs)
+        }
+    }
+}
+
+/// Whether the principal is bound by limits of its own: a key (or a token derived from one)
+/// with a rate limit or credits.
+fn is_limited(principal: &Principal) -> bool {
+    let limits = principal.key_limits();
+    limits.rate.is_some() || limits.metered
+}
+
+/// Decides the limits of a key created by `creator` (see the module docs of
+/// [`crate::limits`]): a rate-limited creator grants at most its own rate (its own when none is
+/// requested); a metered creator grants only credits without refill, which it pays for from
+/// its own (the authenticator takes them). Anything looser is [`AuthError::LimitNotHeld`].
+pub fn grant_limits(
+    creator: &Principal,
+    rate: Option<RateLimit>,
+    credits: Option<NewCredits>,
+) -> Result<(Option<RateLimit>, Option<NewCredits>), AuthError> {
+    let cap = creator.key_rate_limit();
+    let rate = match rate {
+        None => cap,
+        Some(r) if rate_within(Some(r), cap) => Some(r),
+        Some(_) => return Err(AuthError::LimitNotHeld),
+    };
+    if creator.key_limits().metered && credits.is_none_or(|c| c.refill.is_some()) {
+        return Err(AuthError::LimitNotHeld);
+    }
+    Ok((rate, credits))
+}
+
+/// Whether `principal` may set `key`'s rate limit to `rate` and its credits to `credits`
+/// (`None` in either: unchanged; `Some(None)`: removed), once [`within_reach`] allowed it to
+/// act on the key at all. A principal bound by limits of its own may only tighten — never
+/// loosen its own limits, nor those of a key it can reach (which could then serve it instead);
+/// others may set anything. `current_remaining` is the key's credit count now.
+pub fn may_change_limits(
+    principal: &Principal,
+    key: &KeyRecord,
+    rate: Option<Option<RateLimit>>,
+    credits: Option<Option<NewCredits>>,
+    current_remaining: Option<u64>,
+) -> bool {
+    if !is_limited(principal) {
+        return true;
+    }
+    let rate_ok = rate.is_none_or(|new| rate_within(new, key.rate_limit));
+    let credits_ok = match (credits, key.credits) {
+        (None, _) | (Some(Some(_)), None) => true,
+        (Some(None), Some(_)) => false,
+        (Some(None), None) => true,
+        (Some(Some(new)), Some(old)) => {
+            new.remaining <= current_remaining.unwrap_or(old.remaining)
+                && refill_within(new.refill, old.refill)
+        }
+    };
+    rate_ok && credits_ok
 }
 
 #[cfg(test)]

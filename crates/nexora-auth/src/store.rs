@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use crate::{
     KeyId, Scopes, StoredDigest,
     cache::{ChangeFeed, Freshness},
+    limits::{Credits, RateLimit},
 };
 
 /// The owner of a credential: an opaque id from the host application (a user id, a tenant id,
@@ -106,6 +107,12 @@ pub struct KeyRecord {
     /// The key whose holder created this one; `None` when a user (a login session) or the
     /// application itself created it. Revoking a key with `cascade` follows these links.
     pub created_by: Option<KeyId>,
+    /// The key's rate limit ([`crate::limits`]); `None`: no limit of its own.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub rate_limit: Option<RateLimit>,
+    /// The key's usage credits ([`crate::limits`]); `None`: unmetered.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub credits: Option<Credits>,
 }
 
 /// The digest of a rotated-out secret that keeps working until `valid_until`.
@@ -137,6 +144,11 @@ pub struct KeyCredentials {
     pub digest: StoredDigest,
     /// The rotated-out digest, while its grace period lasts.
     pub previous: Option<PreviousDigest>,
+    /// The key's rate limit.
+    pub rate_limit: Option<RateLimit>,
+    /// Whether the key has credits ([`KeyRecord::credits`] is set): the count itself is read
+    /// only when a lease runs out.
+    pub metered: bool,
 }
 
 impl From<KeyRecord> for KeyCredentials {
@@ -149,8 +161,22 @@ impl From<KeyRecord> for KeyCredentials {
             revoked_at: r.revoked_at,
             digest: r.digest,
             previous: r.previous,
+            rate_limit: r.rate_limit,
+            metered: r.credits.is_some(),
         }
     }
+}
+
+/// What [`KeyStore::update_key`] changes: each `Some` field is written, each `None` left as
+/// it is (`Some(None)` clears a limit).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyUpdate {
+    /// A new name (already validated by the core).
+    pub name: Option<String>,
+    /// A new rate limit, or `Some(None)` to remove it.
+    pub rate_limit: Option<Option<RateLimit>>,
+    /// New credits, or `Some(None)` to remove them.
+    pub credits: Option<Option<Credits>>,
 }
 
 /// What [`KeyStore::rotate`] writes.
@@ -360,6 +386,15 @@ impl StoreError {
 ///   (children, their children, …), whether or not the key itself was already revoked. It
 ///   returns the ids it revoked. A concurrent `insert` whose creator is in the tree either
 ///   lands before (and is revoked) or fails with [`StoreError::CreatorRevoked`].
+/// * **update_key** changes, in one atomic step, the fields of a [`KeyUpdate`] that are `Some`
+///   on the owner's key if it is not revoked, and returns the updated record; `Ok(None)` (and
+///   nothing changed) for an unknown, another owner's or a revoked key. It reports the change
+///   to the change feed like any other.
+/// * **swap_credits** is a compare-and-swap: it writes `new` as the key's credits only if they
+///   are exactly `current` (every field, compared as stored) and the key is not revoked, in one
+///   atomic step, and answers whether it wrote. Of concurrent swaps from the same `current`,
+///   exactly one succeeds. This is what keeps credits from ever going negative or being spent
+///   twice across instances. No other field changes.
 /// * **record_last_used** applies a batch; `last_used_at` never moves backwards (also within
 ///   one batch, where the latest time of a key wins), unknown ids are ignored, and no other
 ///   field changes. The [`crate::Authenticator`] queues at most one use per key per
@@ -558,6 +593,35 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Applies a batch of last-used times (never moving one backwards).
     async fn record_last_used(&self, batch: &[LastUsed]) -> Result<(), StoreError>;
 
+    /// Changes the owner's live key's name and limits (see the contract above).
+    ///
+    /// The default answers [`StoreError::Unavailable`]: a store that does not override it
+    /// cannot change keys, and requests to do so fail closed (503).
+    async fn update_key(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        update: &KeyUpdate,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let _ = (owner, id, update);
+        Err(StoreError::unavailable("this key store cannot update keys"))
+    }
+
+    /// Writes `new` as the key's credits if they are still `current` (see the contract above).
+    ///
+    /// The default answers [`StoreError::Unavailable`]: without it, metered keys fail closed.
+    async fn swap_credits(
+        &self,
+        id: KeyId,
+        current: &Credits,
+        new: &Credits,
+    ) -> Result<bool, StoreError> {
+        let _ = (id, current, new);
+        Err(StoreError::unavailable(
+            "this key store cannot keep credits",
+        ))
+    }
+
     /// Connects the store to an authenticator's verification cache (see [`crate::cache`]):
     /// called once by [`crate::AuthenticatorBuilder::build`]. A store that reports its changes
     /// keeps `feed` and answers how ([`Freshness::Synchronous`] or [`Freshness::Watched`]);
@@ -617,6 +681,9 @@ impl fmt::Debug for UserRecord {
 ///   them exactly. A second user with the same email is [`StoreError::DuplicateEmail`], a
 ///   second with the same id [`StoreError::DuplicateId`].
 /// * `Ok(None)` means "no such user", `Err` a store failure — never confused.
+/// * [`owner_rate_limit`](Self::owner_rate_limit) returns what
+///   [`set_owner_rate_limit`](Self::set_owner_rate_limit) last wrote (`None` for a user never
+///   given one, and for an unknown id); setting it on an unknown id is `Ok(false)`.
 /// * The updates ([`update_password_hash`](Self::update_password_hash),
 ///   [`set_user_disabled`](Self::set_user_disabled), [`set_user_scopes`](Self::set_user_scopes))
 ///   change only their own field and return `Ok(false)` for an unknown id;
@@ -647,6 +714,28 @@ pub trait UserStore: Send + Sync + 'static {
 
     /// Deletes a user. `Ok(false)`: no such user.
     async fn delete_user(&self, id: &OwnerId) -> Result<bool, StoreError>;
+
+    /// The user's own rate limit, shared by all of their keys and tokens ([`crate::limits`]).
+    /// `Ok(None)`: none set (the server default applies), or no such user. The default
+    /// answers `Ok(None)`: a store that does not keep owner limits has none.
+    async fn owner_rate_limit(&self, id: &OwnerId) -> Result<Option<RateLimit>, StoreError> {
+        let _ = id;
+        Ok(None)
+    }
+
+    /// Sets (`Some`) or clears (`None`) the user's own rate limit, reported to the change feed
+    /// like any change to the user. `Ok(false)`: no such user. The default answers
+    /// [`StoreError::Unavailable`].
+    async fn set_owner_rate_limit(
+        &self,
+        id: &OwnerId,
+        limit: Option<RateLimit>,
+    ) -> Result<bool, StoreError> {
+        let _ = (id, limit);
+        Err(StoreError::unavailable(
+            "this user store cannot keep rate limits",
+        ))
+    }
 
     /// Connects the store to an authenticator's verification cache, as
     /// [`KeyStore::watch_changes`] does for keys: a store that keeps `feed` reports, through

@@ -208,7 +208,8 @@ pub(super) fn as_derived(
         scopes,
     )
     .with_expiry(key.expires_at())
-    .with_credential_expiry(until);
+    .with_credential_expiry(until)
+    .with_key_limits(key.key_limits());
     if let Some(digest) = key.matched_digest() {
         principal = principal.with_digest(digest);
     }

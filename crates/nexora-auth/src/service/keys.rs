@@ -10,6 +10,7 @@ use crate::Unavailable;
 use crate::{
     ApiKey, AuthError, Field, InvalidInput, InvalidReason, KeyId, NewAuditEvent, Problem, Scopes,
     audit::AuditAction,
+    limits::{Credits, NewCredits, RateLimit, Refill},
     policy,
     store::{KeyRecord, OwnerId, RevokeOutcome, RotateOutcome, Rotation, StoreError},
 };
@@ -40,16 +41,39 @@ pub struct NewKey {
     /// [`crate::policy::grant`]).
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
+    /// Optional rate limit ([`crate::limits`]). A key created by a rate-limited key gets at
+    /// most that key's rate, and that key's rate when none is asked for (see
+    /// [`crate::policy::grant_limits`]).
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    /// Optional usage credits, counted from creation. A key created by a metered key must have
+    /// credits without refill, which that key pays from its own.
+    #[serde(default)]
+    pub credits: Option<NewCredits>,
 }
 
 impl NewKey {
-    /// A request with just a name (scopes inherited, no expiry).
+    /// A request with just a name (scopes inherited, no expiry, no limits).
     pub fn named(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             scopes: None,
             expires_at: None,
+            rate_limit: None,
+            credits: None,
         }
+    }
+
+    /// Sets a rate limit.
+    pub fn with_rate_limit(mut self, rate: RateLimit) -> Self {
+        self.rate_limit = Some(rate);
+        self
+    }
+
+    /// Sets usage credits.
+    pub fn with_credits(mut self, credits: NewCredits) -> Self {
+        self.credits = Some(credits);
+        self
     }
 
     /// Sets the requested scopes.
@@ -90,6 +114,42 @@ pub struct KeyInfo {
     /// `{"kind": "key", "key_id": "…"}` (another key, which a cascading revoke follows).
     #[serde(serialize_with = "serialize_created_by")]
     pub created_by: Option<KeyId>,
+    /// The key's rate limit: `{"limit", "period_secs"}` or `null`.
+    pub rate_limit: Option<RateLimit>,
+    /// The key's credits as the store holds them (refills applied; up to a lease block per
+    /// instance may be out on instances): `{"remaining", "refill": {"amount", "every_secs"} or
+    /// null, "next_refill_at": RFC 3339 or null}`, or `null` for an unmetered key.
+    #[serde(serialize_with = "serialize_credits")]
+    pub credits: Option<Credits>,
+}
+
+fn serialize_credits<S: serde::Serializer>(
+    credits: &Option<Credits>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Shown {
+        remaining: u64,
+        refill: Option<Refill>,
+        #[serde(with = "time::serde::rfc3339::option")]
+        next_refill_at: Option<OffsetDateTime>,
+    }
+    credits
+        .map(|c| Shown {
+            remaining: c.remaining,
+            refill: c.refill,
+            next_refill_at: c.next_refill(),
+        })
+        .serialize(serializer)
+}
+
+impl KeyInfo {
+    /// The view of `record` at `now` (its credits refilled if a refill fell due).
+    pub(super) fn at(record: &KeyRecord, now: OffsetDateTime) -> Self {
+        let mut info = Self::from(record);
+        info.credits = info.credits.map(|c| c.at(now));
+        info
+    }
 }
 
 fn serialize_created_by<S: serde::Serializer>(
@@ -120,6 +180,8 @@ impl From<&KeyRecord> for KeyInfo {
             last_used_at: r.last_used_at,
             expires_at: r.expires_at,
             created_by: r.created_by,
+            rate_limit: r.rate_limit,
+            credits: r.credits,
         }
     }
 }
@@ -127,7 +189,7 @@ impl From<&KeyRecord> for KeyInfo {
 /// A key just created or rotated: the only time its full text is available.
 ///
 /// Serialises as `{id, name, key, display, scopes, created_at, last_used_at, expires_at,
-/// created_by}`.
+/// created_by, rate_limit, credits}`.
 #[derive(Debug, Clone)]
 pub struct CreatedKey {
     /// The public view.
@@ -153,6 +215,9 @@ impl Serialize for CreatedKey {
             expires_at: Option<OffsetDateTime>,
             #[serde(serialize_with = "serialize_created_by")]
             created_by: Option<KeyId>,
+            rate_limit: Option<RateLimit>,
+            #[serde(serialize_with = "serialize_credits")]
+            credits: Option<Credits>,
         }
         Shown {
             id: self.info.id,
@@ -164,6 +229,8 @@ impl Serialize for CreatedKey {
             last_used_at: self.info.last_used_at,
             expires_at: self.info.expires_at,
             created_by: self.info.created_by,
+            rate_limit: self.info.rate_limit,
+            credits: self.info.credits,
         }
         .serialize(serializer)
     }
@@ -221,26 +288,22 @@ impl Authenticator {
         creator: &Principal,
         request: NewKey,
     ) -> Result<CreatedKey, AuthError> {
-        let name = request.name.trim().to_owned();
-        if name.is_empty() || name.chars().count() > MAX_KEY_NAME_LEN {
-            return Err(InvalidInput::new(
-                Field::Name,
-                Problem::Length {
-                    min: 1,
-                    max: MAX_KEY_NAME_LEN,
-                },
-            )
-            .into());
-        }
-        if name.chars().any(char::is_control) {
-            return Err(InvalidInput::new(Field::Name, Problem::ControlCharacter).into());
-        }
+        let name = super::limits::key_name(&request.name)?;
         let expires_at = request.expires_at.map(utc_expiry).transpose()?;
         let now = self.inner.clock.now();
         if expires_at.is_some_and(|at| at <= now) {
             return Err(InvalidInput::new(Field::ExpiresAt, Problem::NotInFuture).into());
         }
         let grant = policy::grant(creator, request.scopes, expires_at)?;
+        let (rate_limit, credits) =
+            policy::grant_limits(creator, request.rate_limit, request.credits)?;
+        if let (Some(payer), true, Some(credits)) = (
+            creator.key_id(),
+            creator.key_limits().metered,
+            credits.as_ref(),
+        ) {
+            self.pay_for_credits(payer, credits).await?;
+        }
         // A fresh random id colliding is astronomically unlikely, but the store's duplicate
         // check is the truth: retry once with a new id rather than fail the request.
         for _ in 0..2 {
@@ -258,6 +321,8 @@ impl Authenticator {
                 digest: self.inner.peppers.digest(&key),
                 previous: None,
                 created_by: grant.created_by,
+                rate_limit,
+                credits: credits.map(|c| c.at(now)),
             };
             match self.inner.keys.insert(&record).await {
                 Ok(()) => {
@@ -298,6 +363,7 @@ impl Authenticator {
     /// never revoked ones, never broader or longer-lived ones; oldest first.
     pub async fn list_keys(&self, principal: &Principal) -> Result<Vec<KeyInfo>, AuthError> {
         let owner_scopes = self.owner_scopes(principal).await?;
+        let now = self.inner.clock.now();
         Ok(self
             .inner
             .keys
@@ -305,7 +371,7 @@ impl Authenticator {
             .await?
             .iter()
             .filter(|r| policy::within_reach(principal, r, owner_scopes.as_ref()))
-            .map(KeyInfo::from)
+            .map(|r| KeyInfo::at(r, now))
             .collect())
     }
 
@@ -325,7 +391,7 @@ impl Authenticator {
     /// exactly as for an unknown id.
     /// `to_rotate`: judged by [`policy::may_rotate`] (the caller receives the new secret),
     /// otherwise by [`policy::within_reach`].
-    async fn reachable_key(
+    pub(super) async fn reachable_key(
         &self,
         principal: &Principal,
         id: KeyId,

@@ -5,6 +5,7 @@ mod clock;
 mod derived;
 mod keys;
 mod leak;
+mod limits;
 mod login;
 mod principal;
 mod tickets;
@@ -17,6 +18,7 @@ pub use keys::{CreatedKey, KeyInfo, MAX_KEY_NAME_LEN, NewKey, RevokeOptions, Rot
 pub use leak::{
     LeakOutcome, LeakPolicy, LeakReport, MAX_LEAK_SOURCE_LEN, MAX_LEAK_URL_LEN, NotLive,
 };
+pub use limits::{DEFAULT_CREDIT_LEASE_BLOCK, KeyChanges};
 pub use login::LoginResponse;
 pub use principal::{Credential, Principal};
 pub use tickets::{DEFAULT_TICKET_TTL, IssuedTicket};
@@ -29,8 +31,8 @@ use std::{
 };
 
 use crate::{
-    ApiKey, AuthError, ConfigError, InvalidReason, KeyCredentials, KeyId, PasswordHasher,
-    PasswordPolicy, PepperRing, Scopes, TokenAuthority,
+    ApiKey, AuthError, ConfigError, InvalidReason, KeyCredentials, KeyId, LimitBackend,
+    PasswordHasher, PasswordPolicy, PepperRing, RateLimit, Scopes, TokenAuthority,
     audit::AuditStore,
     cache::{CacheConfig, CachedKey, Lookup, UserStatus, VerificationCache},
     key::{KEY_LEN, has_key_prefix},
@@ -56,9 +58,37 @@ pub struct AuthenticatorBuilder {
     tickets: Option<Arc<dyn TicketStore>>,
     ticket_ttl: Duration,
     derived_max_ttl: Duration,
+    rate_backend: Option<Arc<dyn LimitBackend>>,
+    owner_rate_default: Option<RateLimit>,
+    credit_lease_block: u64,
 }
 
 impl AuthenticatorBuilder {
+    /// Where rate limits are counted (see [`crate::limits`]). Defaults to an
+    /// [`InProcessLimits`](crate::InProcessLimits) table: exact on one instance, `N ×` the
+    /// limit across `N`. `nexora-auth-redis` shares the count between instances.
+    pub fn rate_limits(mut self, backend: Arc<dyn LimitBackend>) -> Self {
+        self.rate_backend = Some(backend);
+        self
+    }
+
+    /// The rate limit of every owner who has none of their own (see
+    /// [`Authenticator::set_owner_rate_limit`]), shared by all of the owner's keys and tokens.
+    /// Without a user store it applies to every owner. Defaults to none.
+    pub fn owner_rate_limit(mut self, limit: Option<RateLimit>) -> Self {
+        self.owner_rate_default = limit;
+        self
+    }
+
+    /// How many credits an instance takes from the store beyond a request's cost, to spend
+    /// locally (see [`crate::limits`]): the store is written once per block rather than once
+    /// per request, and a crash loses at most a block per key. Defaults to
+    /// [`DEFAULT_CREDIT_LEASE_BLOCK`], 10; 0 writes the store on every metered request.
+    pub fn credit_lease_block(mut self, block: u64) -> Self {
+        self.credit_lease_block = block;
+        self
+    }
+
     /// Where the audit trail is kept (see [`crate::audit`]). Defaults to none: every event is
     /// still emitted as a `tracing` event under [`AUDIT_TARGET`](crate::audit::AUDIT_TARGET),
     /// and [`Authenticator::audit_events`] answers
@@ -190,6 +220,13 @@ impl AuthenticatorBuilder {
                 ticket_ttl: self.ticket_ttl,
                 derived_max_ttl: self.derived_max_ttl,
                 last_ticket_prune: AtomicI64::new(i64::MIN),
+                rates: match self.rate_backend {
+                    Some(backend) => limits::Rates::Shared(backend),
+                    None => limits::Rates::InProcess(crate::InProcessLimits::new()),
+                },
+                owner_rate_default: self.owner_rate_default,
+                credit_lease_block: self.credit_lease_block,
+                leases: dashmap::DashMap::new(),
             }),
         })
     }
@@ -213,6 +250,10 @@ struct Inner {
     derived_max_ttl: Duration,
     /// When expired tickets were last pruned (Unix seconds).
     last_ticket_prune: AtomicI64,
+    rates: limits::Rates,
+    owner_rate_default: Option<RateLimit>,
+    credit_lease_block: u64,
+    leases: dashmap::DashMap<KeyId, Arc<tokio::sync::Mutex<limits::Lease>>>,
 }
 
 /// The authentication service: keys, tokens, passwords, over pluggable stores.
@@ -251,6 +292,9 @@ impl Authenticator {
             tickets: None,
             ticket_ttl: DEFAULT_TICKET_TTL,
             derived_max_ttl: DEFAULT_DERIVED_TOKEN_MAX_TTL,
+            rate_backend: None,
+            owner_rate_default: None,
+            credit_lease_block: DEFAULT_CREDIT_LEASE_BLOCK,
         }
     }
 
@@ -448,10 +492,14 @@ impl Authenticator {
         let status = match cache.user(owner) {
             Lookup::Hit(status) => status,
             Lookup::Miss(ticket) => {
-                let status = users.find_user(owner).await?.map(|user| UserStatus {
-                    disabled: user.disabled,
-                    scopes: user.scopes,
-                });
+                let status = match users.find_user(owner).await? {
+                    Some(user) => Some(UserStatus {
+                        disabled: user.disabled,
+                        scopes: user.scopes,
+                        rate_limit: users.owner_rate_limit(owner).await?,
+                    }),
+                    None => None,
+                };
                 cache.fill_user(ticket, owner, status.clone());
                 status
             }
@@ -553,6 +601,10 @@ fn key_principal(
         .with_expiry(record.expires_at)
         .with_credential_expiry(valid_until)
         .with_digest(matched)
+        .with_key_limits(principal::KeyLimits {
+            rate: record.rate_limit,
+            metered: record.metered,
+        })
 }
 
 /// The live-user rule over a user's status (`None`: no such user).

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use time::OffsetDateTime;
 
-use crate::{AuthError, KeyId, Scopes, StoredDigest, store::OwnerId};
+use crate::{AuthError, KeyId, Scopes, StoredDigest, limits::RateLimit, store::OwnerId};
 
 /// Which credential authenticated a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +42,14 @@ pub struct Principal {
     valid_until: Option<OffsetDateTime>,
     digest: Option<StoredDigest>,
     client: Option<IpAddr>,
+    key_limits: KeyLimits,
+}
+
+/// The limits of the key behind a principal, as read when it authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct KeyLimits {
+    pub(crate) rate: Option<RateLimit>,
+    pub(crate) metered: bool,
 }
 
 impl Principal {
@@ -57,7 +65,25 @@ impl Principal {
             valid_until: None,
             digest: None,
             client: None,
+            key_limits: KeyLimits::default(),
         }
+    }
+
+    /// Carries the limits of the key behind the principal.
+    #[must_use]
+    pub(crate) fn with_key_limits(mut self, limits: KeyLimits) -> Self {
+        self.key_limits = limits;
+        self
+    }
+
+    /// The limits of the key behind the principal (none for sessions and the application).
+    pub(crate) fn key_limits(&self) -> KeyLimits {
+        self.key_limits
+    }
+
+    /// The rate limit of the key behind this principal, as it was when it authenticated.
+    pub fn key_rate_limit(&self) -> Option<RateLimit> {
+        self.key_limits.rate
     }
 
     /// Sets the address of the client that presented the credential (the HTTP layer sets it
