@@ -52,7 +52,7 @@ use actix_web::{
     dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
     http::{
         StatusCode,
-        header::{self, HeaderMap, HeaderValue},
+        header::{self, HeaderMap, HeaderName, HeaderValue},
     },
     web,
 };
@@ -61,7 +61,7 @@ use nexora_auth::Principal;
 #[cfg(doc)]
 use nexora_auth::{AuthError, Authenticator};
 use nexora_auth_http::{
-    ApiError, BodyError, Guard, HeaderText, RequestHeaders,
+    ApiError, BodyError, Guard, HeaderText, LimitHeaders, RequestHeaders,
     scopes::{ScopeName, Scoped},
 };
 
@@ -77,6 +77,7 @@ fn to_actix(response: nexora_auth_http::Response) -> HttpResponse {
         match value {
             HeaderText::Static(text) => out.insert_header((name, text)),
             HeaderText::Seconds(seconds) => out.insert_header((name, seconds)),
+            HeaderText::Text(text) => out.insert_header((name, text)),
         };
     }
     match response.body {
@@ -179,17 +180,23 @@ where
             let headers = request.headers().get_all(header::AUTHORIZATION);
             let values = headers.map(HeaderValue::as_bytes);
             match guard
-                .check(values, request.uri().path(), request.uri().query(), client)
+                .admit(values, request.uri().path(), request.uri().query(), client)
                 .await
             {
-                Ok(principal) => {
-                    if let Some(principal) = principal {
+                Ok(admitted) => {
+                    if let Some(principal) = admitted.principal {
                         request.extensions_mut().insert(principal);
                     }
-                    service
-                        .call(request)
-                        .await
-                        .map(ServiceResponse::map_into_left_body)
+                    let mut response = service.call(request).await?;
+                    if let Some(limits) = LimitHeaders::of(&admitted.usage) {
+                        let headers = response.headers_mut();
+                        for (name, value) in limits.pairs() {
+                            if let Ok(value) = HeaderValue::from_str(value) {
+                                headers.insert(HeaderName::from_static(name), value);
+                            }
+                        }
+                    }
+                    Ok(response.map_into_left_body())
                 }
                 Err(error) => Ok(request
                     .into_response(error_response(&error))

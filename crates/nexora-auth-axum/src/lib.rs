@@ -56,7 +56,7 @@ use nexora_auth::Principal;
 #[cfg(doc)]
 use nexora_auth::{AuthError, Authenticator};
 use nexora_auth_http::{
-    ApiError, BodyError, Guard, HeaderText, RequestHeaders,
+    ApiError, BodyError, Guard, HeaderText, LimitHeaders, RequestHeaders,
     scopes::{ScopeName, Scoped},
 };
 use tower::{Layer, Service};
@@ -78,6 +78,11 @@ fn to_http<B: From<String>>(response: nexora_auth_http::Response) -> http::Respo
         let value = match value {
             HeaderText::Static(text) => HeaderValue::from_static(text),
             HeaderText::Seconds(seconds) => HeaderValue::from(seconds),
+            // The HTTP layer writes visible ASCII only; a value that is not is left out.
+            HeaderText::Text(text) => match HeaderValue::try_from(text) {
+                Ok(value) => value,
+                Err(_) => continue,
+            },
         };
         headers.insert(name, value);
     }
@@ -174,12 +179,21 @@ where
         let client = guard.client(peer(request.extensions()), &Headers(request.headers()));
         Box::pin(async move {
             let values = authorization.iter().flatten().map(HeaderValue::as_bytes);
-            match guard.check(values, uri.path(), uri.query(), client).await {
-                Ok(principal) => {
-                    if let Some(principal) = principal {
+            match guard.admit(values, uri.path(), uri.query(), client).await {
+                Ok(admitted) => {
+                    if let Some(principal) = admitted.principal {
                         request.extensions_mut().insert(principal);
                     }
-                    inner.call(request).await
+                    let mut response = inner.call(request).await?;
+                    if let Some(limits) = LimitHeaders::of(&admitted.usage) {
+                        let headers = response.headers_mut();
+                        for (name, value) in limits.pairs() {
+                            if let Ok(value) = HeaderValue::from_str(value) {
+                                headers.insert(name, value);
+                            }
+                        }
+                    }
+                    Ok(response)
                 }
                 Err(error) => Ok(to_http(error.response())),
             }

@@ -12,9 +12,10 @@
 //! | `POST /auth/token` (an API key only: any other credential is 403) `[{scopes, ttl_secs}]` | 200 `{access_token, token_type, expires_in}`: a token derived from the key |
 //! | `POST /auth/ws-tickets` `[{chat_id}]` | 200 `{ticket, expires_in}`: a single-use WebSocket ticket |
 //! | `GET /users/me` | 200 `{id, email}` |
-//! | `GET /users/me/api-keys` | 200 `[{id, name, display, scopes, created_at, last_used_at, expires_at, created_by}]`: the keys within the caller's reach |
-//! | `POST /users/me/api-keys` | 201 the key, shown once |
+//! | `GET /users/me/api-keys` | 200 `[{id, name, display, scopes, created_at, last_used_at, expires_at, created_by, rate_limit, credits}]`: the keys within the caller's reach |
+//! | `POST /users/me/api-keys` `{name, scopes?, expires_at?, rate_limit?, credits?}` | 201 the key, shown once |
 //! | `POST /users/me/api-keys/{key_id}/rotate` | 200 the new key, shown once |
+//! | `PATCH /users/me/api-keys/{key_id}` `{name?, rate_limit?, credits?}` | 200 the key: name, rate limit and credits changed (`null` removes a limit) |
 //! | `DELETE /users/me/api-keys/{key_id}[?cascade=true]` | 204 |
 //! | `GET /users/me/audit-events[?limit=…&before=…]` | 200 `{events: [{id, at, action, actor, owner, target, client, outcome, detail}], next_before}`: the caller's audit trail, newest first |
 //! | `POST /keys/revoke` `{"key": "nxr_…"}` (no credentials) | 202 `{"status": "accepted"}`, the same for any key |
@@ -60,8 +61,8 @@
 use std::{borrow::Cow, future::Future, net::IpAddr, sync::Arc};
 
 use nexora_auth::{
-    AuditEvent, Authenticator, KeyId, NewKey, Principal, RevokeOptions, RotateOptions,
-    SecretString, TokenRequest, audit::EventId,
+    AuditEvent, Authenticator, KeyChanges, KeyId, NewKey, Principal, RevokeOptions, RotateOptions,
+    SecretString, TokenRequest, Usage, audit::EventId,
 };
 use serde::Serialize;
 
@@ -335,6 +336,19 @@ pub struct Guard {
     auth: Authenticator,
     requirement: AuthRequirement,
     proxies: TrustedProxies,
+    cost: u32,
+}
+
+/// A request a [`Guard`] let through: its principal (none for an optional guard without
+/// credentials) and where the principal's limits stand, for the response's `RateLimit` headers
+/// ([`Response::with_usage`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Admitted {
+    /// The authenticated caller.
+    pub principal: Option<Principal>,
+    /// The limits charged (empty when none applied).
+    pub usage: Usage,
 }
 
 impl Guard {
@@ -344,7 +358,16 @@ impl Guard {
             auth,
             requirement: AuthRequirement::required(),
             proxies: TrustedProxies::none(),
+            cost: 1,
         }
+    }
+
+    /// What each request costs against its credential's limits (see [`crate::limits`]).
+    /// Defaults to 1; 0 charges nothing and still reports the limits.
+    #[must_use]
+    pub fn cost(mut self, cost: u32) -> Self {
+        self.cost = cost;
+        self
     }
 
     /// The reverse proxies whose forwarding header names the client a principal carries (see
@@ -417,6 +440,27 @@ impl Guard {
             client,
         )
         .await
+    }
+
+    /// [`Guard::check`], then the principal's limits at the guard's [`cost`](Guard::cost)
+    /// ([`Authenticator::charge`]): a bad credential is refused first (401), then a limit
+    /// (429 with `Retry-After` and the `RateLimit` headers).
+    pub async fn admit<'a, I>(
+        &self,
+        authorization: I,
+        path: &str,
+        query: Option<&'a str>,
+        client: Option<IpAddr>,
+    ) -> Result<Admitted, ApiError>
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+    {
+        let principal = self.check(authorization, path, query, client).await?;
+        let usage = match &principal {
+            Some(principal) => self.auth.charge(principal, self.cost).await?,
+            None => Usage::default(),
+        };
+        Ok(Admitted { principal, usage })
     }
 }
 
@@ -501,9 +545,10 @@ where
     Fut: Future<Output = Result<B, BodyError>>,
     B: AsRef<[u8]>,
 {
-    match dispatch(api, request, read_body).await {
-        Ok(response) => response,
-        Err(error) => error.response(),
+    let mut usage = None;
+    match dispatch(api, request, read_body, &mut usage).await {
+        Ok(response) => response.with_usage(usage.as_ref()),
+        Err(error) => error.response().with_usage(usage.as_ref()),
     }
 }
 
@@ -511,6 +556,7 @@ async fn dispatch<H, F, Fut, B>(
     api: &Api,
     request: Request<'_, H>,
     read_body: F,
+    usage: &mut Option<Usage>,
 ) -> Result<Response, ApiError>
 where
     H: RequestHeaders + ?Sized,
@@ -550,6 +596,10 @@ where
         };
         if let Some(scope) = route.scope {
             principal.require_scope(scope)?;
+        }
+        // An outer layer that authenticated the request also charged it.
+        if request.principal.is_none() {
+            *usage = Some(auth.charge(&principal, route.cost).await?);
         }
         Some(principal)
     } else {
@@ -632,6 +682,11 @@ where
                 .rotate_key(principal, key_id()?, RotateOptions::immediate())
                 .await?;
             Response::json(200, &rotated)
+        }
+        (Endpoint::UpdateKey, Some(principal)) => {
+            let id = key_id()?;
+            let changes: KeyChanges = decode_json(body())?;
+            Response::json(200, &auth.update_key(principal, id, changes).await?)
         }
         (Endpoint::RevokeKey, Some(principal)) => {
             let id = key_id()?;

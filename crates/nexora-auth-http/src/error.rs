@@ -3,11 +3,11 @@
 //! Framework crates call [`ApiError::response`] and copy the [`Response`] into their own
 //! response type; they never decide a status themselves.
 
-use nexora_auth::{AuthError, InvalidReason};
+use nexora_auth::{AuthError, Exceeded, InvalidReason};
 use serde::Serialize;
 
 use crate::{
-    Response,
+    LimitHeaders, Response,
     secret_scanning::SignatureError,
     validation::{ValidationIssue, input_issue},
 };
@@ -23,8 +23,9 @@ use crate::{
 pub enum ApiError {
     /// The core refused. Statuses: bad credential 401, wrong login 401, missing scope or scope
     /// not held 403, a credential other than an API key where one is required (deriving a
-    /// token) 403, unknown key 404, expired key or taken email 409, a broken rule 422 at
-    /// `["body", <field>]`, throttled 429, store or service down 503.
+    /// token) 403, limits looser than the acting key's 403, unknown key 404, expired key or
+    /// taken email 409, a broken rule 422 at `["body", <field>]`, throttled or over a limit
+    /// 429 (see [`crate::limits`]), store or service down 503.
     #[error(transparent)]
     Auth(#[from] AuthError),
     /// No credentials were presented. 401 with `WWW-Authenticate: Bearer`.
@@ -97,11 +98,12 @@ impl ApiError {
                 // credential is good, and retrying it will not help).
                 AuthError::InsufficientScope { .. }
                 | AuthError::ScopeNotHeld
+                | AuthError::LimitNotHeld
                 | AuthError::KeyRequired => 403,
                 AuthError::KeyNotFound => 404,
                 AuthError::KeyExpired | AuthError::EmailTaken => 409,
                 AuthError::InvalidInput(_) => 422,
-                AuthError::RateLimited { .. } => 429,
+                AuthError::RateLimited { .. } | AuthError::LimitExceeded(_) => 429,
                 // Unavailable, and anything the core adds later: fail closed, never 2xx/401.
                 _ => 503,
             },
@@ -123,6 +125,11 @@ impl ApiError {
                 AuthError::InvalidLogin => "Incorrect email or password",
                 AuthError::InsufficientScope { .. } => "Insufficient permissions",
                 AuthError::ScopeNotHeld => "Cannot grant scopes you do not have",
+                AuthError::LimitNotHeld => "Cannot grant limits looser than your own",
+                AuthError::LimitExceeded(refusal) => match refusal.exceeded {
+                    Exceeded::Credits => "API key usage limit exceeded",
+                    _ => "Rate limit exceeded",
+                },
                 AuthError::KeyRequired => "An API key is required to derive a token",
                 AuthError::KeyNotFound => "API key not found",
                 AuthError::KeyExpired => "API key has expired and cannot be rotated",
@@ -161,11 +168,16 @@ impl ApiError {
         let status = self.status();
         let retry_after = match self {
             Self::Auth(AuthError::RateLimited { retry_after_secs }) => Some(*retry_after_secs),
+            Self::Auth(AuthError::LimitExceeded(refusal)) => refusal.retry_after_secs,
             _ if status == 503 => Some(1),
             _ => None,
         };
         let allow = match self {
             Self::MethodNotAllowed { allow } => *allow,
+            _ => None,
+        };
+        let limits = match self {
+            Self::Auth(AuthError::LimitExceeded(refusal)) => LimitHeaders::of(&refusal.usage),
             _ => None,
         };
         Response {
@@ -174,6 +186,7 @@ impl ApiError {
             www_authenticate,
             retry_after,
             allow,
+            limits,
         }
     }
 }

@@ -101,6 +101,7 @@
 pub mod credentials;
 pub mod endpoints;
 mod error;
+pub mod limits;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 pub mod proxy;
@@ -118,6 +119,7 @@ pub use endpoints::{
     authenticate_request, authenticate_request_at, client_address, handle,
 };
 pub use error::ApiError;
+pub use limits::LimitHeaders;
 pub use nexora_auth;
 
 /// A response, to be copied into the framework's own response type.
@@ -137,15 +139,20 @@ pub struct Response {
     pub retry_after: Option<u64>,
     /// The `Allow` header value, for 405.
     pub allow: Option<&'static str>,
+    /// The `RateLimit-Policy` and `RateLimit` headers, when the credential has limits (see
+    /// [`limits`]).
+    pub limits: Option<LimitHeaders>,
 }
 
 /// A header value of a [`Response`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderText {
     /// A fixed text.
     Static(&'static str),
     /// A number of seconds (`Retry-After`).
     Seconds(u64),
+    /// A computed text (the `RateLimit` headers): visible ASCII only.
+    Text(String),
 }
 
 impl Response {
@@ -160,6 +167,7 @@ impl Response {
             www_authenticate: None,
             retry_after: None,
             allow: None,
+            limits: None,
         })
     }
 
@@ -170,12 +178,27 @@ impl Response {
             www_authenticate: None,
             retry_after: None,
             allow: None,
+            limits: None,
         }
     }
 
+    /// Adds the `RateLimit` headers of `usage` (see [`limits`]), unless the response already
+    /// has them.
+    #[must_use]
+    pub fn with_usage(mut self, usage: Option<&nexora_auth::Usage>) -> Self {
+        if self.limits.is_none() {
+            self.limits = usage.and_then(LimitHeaders::of);
+        }
+        self
+    }
+
     /// Every header to set, lower-case names: `content-type` (with a body),
-    /// `www-authenticate`, `retry-after`, `allow`.
+    /// `www-authenticate`, `retry-after`, `allow`, `ratelimit-policy`, `ratelimit`.
     pub fn headers(&self) -> impl Iterator<Item = (&'static str, HeaderText)> + use<> {
+        let (policy, state) = match &self.limits {
+            Some(l) => (l.policy.clone(), Some(l.state.clone())),
+            None => (None, None),
+        };
         [
             self.body
                 .as_ref()
@@ -185,6 +208,8 @@ impl Response {
             self.retry_after
                 .map(|s| ("retry-after", HeaderText::Seconds(s))),
             self.allow.map(|v| ("allow", HeaderText::Static(v))),
+            policy.map(|v| ("ratelimit-policy", HeaderText::Text(v))),
+            state.map(|v| ("ratelimit", HeaderText::Text(v))),
         ]
         .into_iter()
         .flatten()

@@ -177,6 +177,7 @@ pub fn document_served(mount: &str, served: impl Fn(Endpoint) -> bool) -> OpenAp
     collect::<wire::LoginResponse>(&mut schemas);
     collect::<Me<'static>>(&mut schemas);
     collect::<wire::CreateKeyRequest>(&mut schemas);
+    collect::<wire::UpdateKeyRequest>(&mut schemas);
     collect::<wire::ApiKey>(&mut schemas);
     collect::<wire::CreatedApiKey>(&mut schemas);
     collect::<wire::TokenRequest>(&mut schemas);
@@ -362,6 +363,7 @@ fn operation(route: &Route) -> Operation {
                     .into(),
                 Required::True,
             ),
+            Endpoint::UpdateKey => (reference(wire::UpdateKeyRequest::name()), Required::True),
             _ => (reference(wire::CreateKeyRequest::name()), Required::True),
         };
         operation = operation.request_body(Some(
@@ -386,10 +388,28 @@ fn responses(route: &Route) -> BTreeMap<u16, Response> {
     if route.authenticated {
         out.insert(401, unauthorized());
     }
+    if route.cost > 0 {
+        out.insert(
+            429,
+            over_limit(
+                "The credential's rate limit, or its owner's, is exhausted (`Rate limit \
+                 exceeded`, with the exact wait in Retry-After), or the key's credits are \
+                 (`API key usage limit exceeded`, with Retry-After only when a refill is due). \
+                 Every response to a credential with limits carries the RateLimit-Policy and \
+                 RateLimit headers (draft-ietf-httpapi-ratelimit-headers-10).",
+            ),
+        );
+    }
     if let Some(scope) = route.scope {
         // Creating a key refuses scopes the caller does not hold with a 403 of its own,
         // without a challenge: the credential is fine, the request asks too much.
-        out.insert(403, forbidden(scope, endpoint == Endpoint::CreateKey));
+        out.insert(
+            403,
+            forbidden(
+                scope,
+                matches!(endpoint, Endpoint::CreateKey | Endpoint::UpdateKey),
+            ),
+        );
     }
     let mut invalid = Vec::new();
     if route.body {
@@ -451,10 +471,20 @@ fn responses(route: &Route) -> BTreeMap<u16, Response> {
             );
             invalid.push("more matches than the limit (1,000 by default)");
         }
-        Endpoint::CreateKey => invalid.push(
-            "the name is empty after trimming, longer than 100 characters or holds a control \
-             character; `expires_at` is not in the future, or past the year 9999 in UTC",
-        ),
+        Endpoint::CreateKey => {
+            out.insert(
+                429,
+                over_limit(
+                    "The creating key has credits of its own and fewer than the new key's \
+                     (`API key usage limit exceeded`; Retry-After only when a refill is due).",
+                ),
+            );
+            invalid.push(
+                "the name is empty after trimming, longer than 100 characters or holds a \
+                 control character; `expires_at` is not in the future, or past the year 9999 \
+                 in UTC; a limit is out of range",
+            );
+        }
         Endpoint::RotateKey => {
             out.insert(
                 409,
@@ -462,6 +492,12 @@ fn responses(route: &Route) -> BTreeMap<u16, Response> {
             );
         }
         Endpoint::RevokeKey => invalid.push("`cascade` is not a boolean"),
+        Endpoint::UpdateKey => {
+            invalid.push(
+                "the name is empty after trimming, longer than 100 characters or holds a \
+                 control character; a limit is out of range",
+            );
+        }
         Endpoint::DeriveToken => {
             out.insert(
                 403,
@@ -535,6 +571,13 @@ fn success(endpoint: Endpoint) -> (u16, Response) {
             ),
         ),
         Endpoint::RevokeKey => (204, ResponseBuilder::new().description("Revoked.").build()),
+        Endpoint::UpdateKey => (
+            200,
+            body(
+                "The key as changed (never its value).",
+                Ref::from_schema_name(wire::ApiKey::name()).into(),
+            ),
+        ),
         Endpoint::DeriveToken => (
             200,
             body(
@@ -584,6 +627,7 @@ fn operation_id(endpoint: Endpoint) -> &'static str {
         Endpoint::CreateKey => "create_key",
         Endpoint::RotateKey => "rotate_key",
         Endpoint::RevokeKey => "revoke_key",
+        Endpoint::UpdateKey => "update_key",
         Endpoint::DeriveToken => "derive_token",
         Endpoint::IssueTicket => "issue_ws_ticket",
         Endpoint::AuditEvents => "list_audit_events",
@@ -625,6 +669,13 @@ fn description(endpoint: Endpoint) -> &'static str {
             "Keys out of the caller's reach (broader scopes, a longer lifetime, another user's) \
              and already revoked keys answer 404 like unknown ids. With cascade=true, every key \
              the key created, transitively, is revoked in the same atomic step."
+        }
+        Endpoint::UpdateKey => {
+            "Changes the fields present: `name`, `rate_limit` and `credits` (`null` removes a \
+             limit; credits set here start now). Keys out of the caller's reach answer 404 like \
+             unknown ids. A credential with limits of its own may only tighten limits: never \
+             raise a rate, add or raise credits or a refill, or remove a limit (403). \
+             Rotation keeps a key's limits and credits."
         }
         Endpoint::DeriveToken => {
             "Authenticated by an nxr_ API key only: any other credential answers 403. The \
@@ -671,6 +722,7 @@ fn http_method(method: Method) -> HttpMethod {
         Method::Get => HttpMethod::Get,
         Method::Post => HttpMethod::Post,
         Method::Delete => HttpMethod::Delete,
+        Method::Patch => HttpMethod::Patch,
     }
 }
 
@@ -750,7 +802,8 @@ fn forbidden(scope: &str, grants: bool) -> Response {
         format!(
             "The credential lacks the scope `{scope}` (with a challenge), or the request asks \
              for scopes the caller does not hold (`Cannot grant scopes you do not have`, \
-             without one)."
+             without one), or for limits looser than the acting key's own (`Cannot grant \
+             limits looser than your own`, without one)."
         )
     } else {
         format!("The credential lacks the scope `{scope}`.")
@@ -790,6 +843,34 @@ fn too_many_requests(description: &str) -> Response {
         .header(
             "Retry-After",
             retry_after_header("Seconds until a request may succeed again."),
+        )
+        .content(JSON, json(Ref::from_schema_name(wire::ErrorBody::name())))
+        .build()
+}
+
+/// A 429 of a limit: `Retry-After` is absent for credits that never refill.
+fn over_limit(description: &str) -> Response {
+    let mut retry_after = retry_after_header(
+        "Seconds until a request may succeed again; absent when the key's credits are \
+         exhausted and never refill.",
+    );
+    retry_after.extensions = None;
+    let text = |description: &str| {
+        HeaderBuilder::new()
+            .schema(Some(string()))
+            .description(Some(description))
+            .build()
+    };
+    ResponseBuilder::new()
+        .description(description)
+        .header("Retry-After", retry_after)
+        .header(
+            "RateLimit-Policy",
+            text("The rate limits that applied, e.g. `\"key\";q=100;w=60`."),
+        )
+        .header(
+            "RateLimit",
+            text("Where each stands, e.g. `\"key\";r=0;t=42, \"credits\";r=0`."),
         )
         .content(JSON, json(Ref::from_schema_name(wire::ErrorBody::name())))
         .build()
@@ -876,6 +957,89 @@ mod wire {
             with = "time::serde::rfc3339::option"
         )]
         pub(super) expires_at: Option<OffsetDateTime>,
+        /// A rate limit; none when absent or null. A key created with a rate-limited key gets
+        /// at most that key's rate (its rate when absent).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub(super) rate_limit: Option<RateLimit>,
+        /// Credits; none when absent or null. A key created with a metered key must have
+        /// credits without refill, taken from that key's own.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub(super) credits: Option<NewCredits>,
+    }
+
+    /// A rate limit: at most `limit` requests per `period_secs` (GCRA: a burst of `limit`
+    /// passes, a steady stream at the rate is never refused).
+    #[derive(Serialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct RateLimit {
+        /// Requests per period, also the largest burst.
+        #[schema(minimum = 1, maximum = 100_000)]
+        pub(super) limit: u32,
+        /// The period in seconds, at most a day.
+        #[schema(minimum = 1, maximum = 86_400)]
+        pub(super) period_secs: u32,
+    }
+
+    /// How credits come back: `remaining` is set back to `amount` every `every_secs` (a reset,
+    /// not a bucket).
+    #[derive(Serialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct Refill {
+        /// What `remaining` is set back to.
+        #[schema(minimum = 1, maximum = 1_000_000_000_000_u64)]
+        pub(super) amount: u64,
+        /// Seconds between refills, at most 366 days.
+        #[schema(minimum = 1, maximum = 31_622_400)]
+        pub(super) every_secs: u64,
+    }
+
+    /// Credits as a request sets them, counted from the request.
+    #[derive(Serialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    #[schema(as = NewCredits)]
+    pub(super) struct NewCredits {
+        /// Requests the key may make in total (each authenticated request costs 1; managing
+        /// keys costs 0). At 0 the key is refused with 429, never deleted.
+        #[schema(minimum = 0, maximum = 1_000_000_000_000_u64)]
+        pub(super) remaining: u64,
+        /// The refill; none when absent or null.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub(super) refill: Option<Refill>,
+    }
+
+    /// A key's credits as stored.
+    #[derive(Serialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct Credits {
+        /// Credits left in the store (up to a lease of 10 per server instance may be out,
+        /// spent or given back later).
+        pub(super) remaining: u64,
+        /// The refill; null without one.
+        #[schema(required = true)]
+        pub(super) refill: Option<Refill>,
+        /// When the next refill sets `remaining` back; null without a refill.
+        #[serde(with = "time::serde::rfc3339::option")]
+        #[schema(required = true)]
+        pub(super) next_refill_at: Option<OffsetDateTime>,
+    }
+
+    /// A change to a key (the core's `KeyChanges`): each field present is written; `null`
+    /// removes a limit.
+    #[derive(Serialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct UpdateKeyRequest {
+        /// The new label (described by `key_name`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(schema_with = key_name)]
+        pub(super) name: Option<String>,
+        /// The new rate limit, or null to remove it. A credential with limits of its own may
+        /// only tighten limits (else 403).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub(super) rate_limit: Option<Option<RateLimit>>,
+        /// New credits counted from now, or null to remove them. A credential with limits of
+        /// its own may only tighten limits (else 403).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub(super) credits: Option<Option<NewCredits>>,
     }
 
     /// A request for a derived token (the core's `TokenRequest`); the body may be left out.
@@ -932,6 +1096,12 @@ mod wire {
         pub(super) expires_at: Option<OffsetDateTime>,
         /// What created the key.
         pub(super) created_by: CreatedBy,
+        /// The key's rate limit; null without one.
+        #[schema(required = true)]
+        pub(super) rate_limit: Option<RateLimit>,
+        /// The key's credits; null for a key without.
+        #[schema(required = true)]
+        pub(super) credits: Option<Credits>,
     }
 
     /// A key just created or rotated (the core's `CreatedKey`): the public view and the key's
@@ -966,6 +1136,12 @@ mod wire {
         pub(super) expires_at: Option<OffsetDateTime>,
         /// What created the key.
         pub(super) created_by: CreatedBy,
+        /// The key's rate limit; null without one.
+        #[schema(required = true)]
+        pub(super) rate_limit: Option<RateLimit>,
+        /// The key's credits; null for a key without.
+        #[schema(required = true)]
+        pub(super) credits: Option<Credits>,
     }
 
     /// What created a key: a user (a login session, or the application acting for its user),
@@ -1146,12 +1322,13 @@ mod tests {
     fn expected_statuses(endpoint: Endpoint) -> &'static [u16] {
         match endpoint {
             Endpoint::Login => &[200, 401, 413, 422, 429, 503],
-            Endpoint::Me => &[200, 401, 503],
+            Endpoint::Me => &[200, 401, 429, 503],
             Endpoint::ListKeys => &[200, 401, 403, 503],
-            Endpoint::CreateKey => &[201, 401, 403, 413, 422, 503],
+            Endpoint::CreateKey => &[201, 401, 403, 413, 422, 429, 503],
             Endpoint::RotateKey => &[200, 401, 403, 404, 409, 422, 503],
             Endpoint::RevokeKey => &[204, 401, 403, 404, 422, 503],
-            Endpoint::DeriveToken => &[200, 401, 403, 413, 422, 503],
+            Endpoint::UpdateKey => &[200, 401, 403, 404, 413, 422, 503],
+            Endpoint::DeriveToken => &[200, 401, 403, 413, 422, 429, 503],
             Endpoint::IssueTicket => &[200, 401, 413, 422, 503],
             Endpoint::AuditEvents => &[200, 401, 403, 422, 503],
             Endpoint::RevokeByPossession => &[202, 413, 422, 429, 503],
@@ -1206,13 +1383,20 @@ mod tests {
                     "403" => {
                         // Refusals of what the request asks (scopes not held, a credential
                         // that may not derive) carry no challenge.
-                        let required =
-                            !matches!(route.endpoint, Endpoint::CreateKey | Endpoint::DeriveToken);
+                        let required = !matches!(
+                            route.endpoint,
+                            Endpoint::CreateKey | Endpoint::UpdateKey | Endpoint::DeriveToken
+                        );
                         assert_eq!(
                             header("WWW-Authenticate")["required"].as_bool(),
                             required.then_some(true),
                             "{path}"
                         );
+                    }
+                    // A limit's 429: no Retry-After for credits that never refill.
+                    "429" if route.authenticated => {
+                        assert!(header("Retry-After")["required"].is_null(), "{path}");
+                        assert!(header("RateLimit").is_object(), "{path}");
                     }
                     "429" | "503" => assert_eq!(header("Retry-After")["required"], true),
                     _ => assert!(response["headers"].is_null(), "{path} {status}"),
@@ -1303,6 +1487,8 @@ mod tests {
             last_used_at: info.last_used_at,
             expires_at: info.expires_at,
             created_by: created_by(info.created_by),
+            rate_limit: rate_limit(info.rate_limit),
+            credits: credits(info.credits),
         }
     }
 
@@ -1318,7 +1504,31 @@ mod tests {
             last_used_at: info.last_used_at,
             expires_at: info.expires_at,
             created_by: created_by(info.created_by),
+            rate_limit: rate_limit(info.rate_limit),
+            credits: credits(info.credits),
         }
+    }
+
+    fn rate_limit(rate: Option<nexora_auth::RateLimit>) -> Option<wire::RateLimit> {
+        rate.map(|r| wire::RateLimit {
+            limit: r.limit,
+            period_secs: r.period_secs,
+        })
+    }
+
+    fn refill(refill: Option<nexora_auth::Refill>) -> Option<wire::Refill> {
+        refill.map(|r| wire::Refill {
+            amount: r.amount,
+            every_secs: r.every_secs,
+        })
+    }
+
+    fn credits(credits: Option<nexora_auth::Credits>) -> Option<wire::Credits> {
+        credits.map(|c| wire::Credits {
+            remaining: c.remaining,
+            refill: refill(c.refill),
+            next_refill_at: c.next_refill(),
+        })
     }
 
     fn created_by(by: Option<nexora_auth::KeyId>) -> wire::CreatedBy {
@@ -1338,36 +1548,47 @@ mod tests {
         .unwrap();
         let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
         let parent = Key::generate().unwrap().id();
+        let limited = (
+            nexora_auth::RateLimit::new(100, 60),
+            Some(nexora_auth::Credits {
+                remaining: 7,
+                refill: nexora_auth::Refill::new(1000, 86_400),
+                refilled_at: at + Duration::nanoseconds(5_000),
+            }),
+        );
         [
-            (None, None, None, at),
+            (None, None, None, at, (None, None)),
             (
                 Some(at + Duration::days(30)),
                 Some(at + Duration::milliseconds(1_500)),
                 Some(parent),
                 at + Duration::nanoseconds(123_456_789),
+                limited,
             ),
         ]
         .into_iter()
-        .map(|(expires_at, last_used_at, created_by, created_at)| {
-            let key = Key::generate().unwrap();
-            let record = KeyRecord {
-                id: key.id(),
-                owner: OwnerId::new("alice"),
-                name: "CI \"pipeline\" ✓".into(),
-                scopes: Scopes::new(["keys:manage", "agents:read"]).unwrap(),
-                created_at,
-                last_used_at,
-                expires_at,
-                revoked_at: None,
-                display: key.display_fragment(),
-                digest: peppers.digest(&key),
-                previous: None,
-                created_by,
-                rate_limit: None,
-                credits: None,
-            };
-            (record, key)
-        })
+        .map(
+            |(expires_at, last_used_at, created_by, created_at, (rate_limit, credits))| {
+                let key = Key::generate().unwrap();
+                let record = KeyRecord {
+                    id: key.id(),
+                    owner: OwnerId::new("alice"),
+                    name: "CI \"pipeline\" ✓".into(),
+                    scopes: Scopes::new(["keys:manage", "agents:read"]).unwrap(),
+                    created_at,
+                    last_used_at,
+                    expires_at,
+                    revoked_at: None,
+                    display: key.display_fragment(),
+                    digest: peppers.digest(&key),
+                    previous: None,
+                    created_by,
+                    rate_limit,
+                    credits,
+                };
+                (record, key)
+            },
+        )
         .collect()
     }
 
@@ -1426,6 +1647,17 @@ mod tests {
                 name: "deploy bot".into(),
                 scopes: scopes.clone(),
                 expires_at,
+                rate_limit: expires_at.map(|_| wire::RateLimit {
+                    limit: 10,
+                    period_secs: 60,
+                }),
+                credits: expires_at.map(|_| wire::NewCredits {
+                    remaining: 50,
+                    refill: Some(wire::Refill {
+                        amount: 50,
+                        every_secs: 3600,
+                    }),
+                }),
             };
             let body = serde_json::to_vec(&mirror).unwrap();
             let real: NewKey = decode_json(RequestBody::json(&body)).unwrap();
@@ -1436,6 +1668,17 @@ mod tests {
                 scopes
             );
             assert_eq!(real.expires_at, expires_at);
+            assert_eq!(
+                real.rate_limit,
+                expires_at.and_then(|_| nexora_auth::RateLimit::new(10, 60))
+            );
+            assert_eq!(
+                real.credits,
+                expires_at.and_then(|_| nexora_auth::NewCredits::new(
+                    50,
+                    nexora_auth::Refill::new(50, 3600)
+                ))
+            );
         }
     }
 
@@ -1648,9 +1891,37 @@ mod tests {
                 "created_at",
                 "last_used_at",
                 "expires_at",
-                "created_by"
+                "created_by",
+                "rate_limit",
+                "credits"
             ])
         );
         assert_eq!(schemas["User"]["required"], json!(["id", "email"]));
+        let rate = &schemas["RateLimit"]["properties"];
+        assert_eq!(
+            (
+                rate["limit"]["maximum"].clone(),
+                rate["period_secs"]["maximum"].clone()
+            ),
+            (
+                json!(nexora_auth::limits::MAX_RATE_LIMIT),
+                json!(nexora_auth::limits::MAX_PERIOD_SECS)
+            )
+        );
+        let refill = &schemas["Refill"]["properties"];
+        assert_eq!(
+            (
+                refill["amount"]["maximum"].clone(),
+                refill["every_secs"]["maximum"].clone()
+            ),
+            (
+                json!(nexora_auth::limits::MAX_CREDITS),
+                json!(nexora_auth::limits::MAX_REFILL_SECS)
+            )
+        );
+        assert_eq!(
+            schemas["NewCredits"]["properties"]["remaining"]["maximum"],
+            json!(nexora_auth::limits::MAX_CREDITS)
+        );
     }
 }

@@ -36,6 +36,8 @@ pub enum Endpoint {
     RotateKey,
     /// `DELETE /users/me/api-keys/{key_id}`.
     RevokeKey,
+    /// `PATCH /users/me/api-keys/{key_id}`: a key's name, rate limit and credits.
+    UpdateKey,
     /// `GET /users/me/audit-events`.
     AuditEvents,
     /// `POST /keys/revoke`: revoke a key by its text, no credential needed.
@@ -55,6 +57,8 @@ pub enum Method {
     Post,
     /// `DELETE`.
     Delete,
+    /// `PATCH`.
+    Patch,
 }
 
 impl Method {
@@ -64,6 +68,7 @@ impl Method {
             Self::Get => "GET",
             Self::Post => "POST",
             Self::Delete => "DELETE",
+            Self::Patch => "PATCH",
         }
     }
 }
@@ -88,6 +93,10 @@ pub struct Route {
     pub allow: &'static str,
     /// One line on what the endpoint does (the OpenAPI summary).
     pub summary: &'static str,
+    /// What a request costs against its credential's limits (see [`crate::limits`]): 1 for
+    /// the API's own work, 0 for managing keys and reading the audit trail (so that a key
+    /// at its limit can still be managed), 0 without credentials.
+    pub cost: u32,
 }
 
 use crate::scopes::{AUDIT_READ, KEYS_MANAGE};
@@ -97,7 +106,7 @@ const KEY: &str = "/users/me/api-keys/{key_id}";
 const ROTATE: &str = "/users/me/api-keys/{key_id}/rotate";
 
 /// Every endpoint of the auth API, once.
-pub const ROUTES: [Route; 11] = [
+pub const ROUTES: [Route; 12] = [
     Route {
         method: Method::Post,
         path: "/auth/login",
@@ -107,6 +116,7 @@ pub const ROUTES: [Route; 11] = [
         body: true,
         allow: "POST",
         summary: "Exchange email and password for an access token",
+        cost: 0,
     },
     Route {
         method: Method::Post,
@@ -117,6 +127,7 @@ pub const ROUTES: [Route; 11] = [
         body: true,
         allow: "POST",
         summary: "Derive a short-lived access token from the API key presented",
+        cost: 1,
     },
     Route {
         method: Method::Post,
@@ -127,6 +138,7 @@ pub const ROUTES: [Route; 11] = [
         body: true,
         allow: "POST",
         summary: "Issue a single-use ticket for a WebSocket URL",
+        cost: 0,
     },
     Route {
         method: Method::Get,
@@ -137,6 +149,7 @@ pub const ROUTES: [Route; 11] = [
         body: false,
         allow: "GET,HEAD",
         summary: "Who the credential belongs to",
+        cost: 1,
     },
     Route {
         method: Method::Get,
@@ -147,6 +160,7 @@ pub const ROUTES: [Route; 11] = [
         body: false,
         allow: "GET,HEAD,POST",
         summary: "List the API keys within the caller's reach",
+        cost: 0,
     },
     Route {
         method: Method::Post,
@@ -157,6 +171,7 @@ pub const ROUTES: [Route; 11] = [
         body: true,
         allow: "GET,HEAD,POST",
         summary: "Create an API key (the key is shown once)",
+        cost: 0,
     },
     Route {
         method: Method::Post,
@@ -167,6 +182,7 @@ pub const ROUTES: [Route; 11] = [
         body: false,
         allow: "POST",
         summary: "Rotate an API key: the old key stops working at once",
+        cost: 0,
     },
     Route {
         method: Method::Delete,
@@ -175,8 +191,20 @@ pub const ROUTES: [Route; 11] = [
         authenticated: true,
         scope: Some(KEYS_MANAGE),
         body: false,
-        allow: "DELETE",
+        allow: "DELETE,PATCH",
         summary: "Revoke an API key, optionally with every key it created",
+        cost: 0,
+    },
+    Route {
+        method: Method::Patch,
+        path: KEY,
+        endpoint: Endpoint::UpdateKey,
+        authenticated: true,
+        scope: Some(KEYS_MANAGE),
+        body: true,
+        allow: "DELETE,PATCH",
+        summary: "Change an API key's name, rate limit or credits",
+        cost: 0,
     },
     Route {
         method: Method::Get,
@@ -187,6 +215,7 @@ pub const ROUTES: [Route; 11] = [
         body: false,
         allow: "GET,HEAD",
         summary: "The caller's audit trail, newest first",
+        cost: 0,
     },
     Route {
         method: Method::Post,
@@ -197,6 +226,7 @@ pub const ROUTES: [Route; 11] = [
         body: true,
         allow: "POST",
         summary: "Revoke a key by its text, for whoever finds one (no credential needed)",
+        cost: 0,
     },
     Route {
         method: Method::Post,
@@ -207,6 +237,7 @@ pub const ROUTES: [Route; 11] = [
         body: true,
         allow: "POST",
         summary: "GitHub secret scanning: revoke the live keys of a signed report",
+        cost: 0,
     },
 ];
 

@@ -219,6 +219,13 @@ macro_rules! guard_builder {
             pub fn trusted_proxies(self, proxies: $crate::proxy::TrustedProxies) -> Self {
                 Self(self.0.trusted_proxies(proxies))
             }
+
+            /// What each request through the layer costs against its credential's limits
+            /// (rate limits and credits; see [`$crate::limits`]). Defaults to 1; 0 charges
+            /// nothing but still reports the limits in the `RateLimit` headers.
+            pub fn cost(self, cost: u32) -> Self {
+                Self(self.0.cost(cost))
+            }
         }
     };
 }

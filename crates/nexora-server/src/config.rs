@@ -9,7 +9,8 @@ use std::{
 
 use base64::Engine;
 use nexora_auth::{
-    CacheConfig, JwtAlgorithm, JwtConfig, JwtKeys, PepperRing, SecretBytes, TokenAuthority,
+    CacheConfig, JwtAlgorithm, JwtConfig, JwtKeys, PepperRing, RateLimit, SecretBytes,
+    TokenAuthority,
 };
 
 use nexora_auth_http::proxy::{ForwardedHeader, TrustedProxies};
@@ -30,6 +31,22 @@ impl std::fmt::Display for StartupError {
 }
 
 impl std::error::Error for StartupError {}
+
+/// A rate limit written `LIMIT/PERIOD_SECS` (`1000/60`); `none` is no limit (for
+/// `user set-limit`).
+pub(crate) fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
+    let (limit, period) = text
+        .split_once('/')
+        .ok_or_else(|| format!("expected LIMIT/PERIOD_SECS, e.g. 1000/60, not {text:?}"))?;
+    let number = |s: &str| s.trim().parse::<u32>().map_err(|e| format!("{s:?}: {e}"));
+    RateLimit::new(number(limit)?, number(period)?).ok_or_else(|| {
+        format!(
+            "the limit must be 1 to {} and the period 1 to {} seconds",
+            nexora_auth::limits::MAX_RATE_LIMIT,
+            nexora_auth::limits::MAX_PERIOD_SECS
+        )
+    })
+}
 
 pub(crate) fn fail<T>(message: impl Into<String>) -> Result<T, StartupError> {
     Err(StartupError(message.into()))
@@ -97,6 +114,21 @@ pub(crate) struct ServeArgs {
     /// the TCP peer is the client.
     #[arg(long, env = "NEXORA_TRUSTED_PROXIES", default_value = "")]
     pub(crate) trusted_proxies: String,
+
+    /// The rate limit of every user who has none of their own (`user set-limit`), shared by all
+    /// of the user's keys and tokens: `LIMIT/PERIOD_SECS`, e.g. `1000/60`. None by default.
+    #[arg(long, env = "NEXORA_OWNER_RATE_LIMIT", value_parser = parse_rate_limit)]
+    pub(crate) owner_rate_limit: Option<RateLimit>,
+
+    /// How many credits each instance takes from the database beyond a request's cost, for a
+    /// key with credits: the database is written once per block, and a crash loses at most a
+    /// block per key. Defaults to 10; 0 writes the database on every metered request.
+    #[arg(
+        long,
+        env = "NEXORA_CREDIT_LEASE_BLOCK",
+        default_value_t = nexora_auth::DEFAULT_CREDIT_LEASE_BLOCK
+    )]
+    pub(crate) credit_lease_block: u64,
 
     /// How many days audit events are kept: events older than this are deleted at start and
     /// every hour after. Defaults to 90. 0 keeps them forever.

@@ -125,6 +125,16 @@ enum UserCommand {
         #[arg(long, value_delimiter = ',', num_args = 0..)]
         scopes: Vec<String>,
     },
+    /// Set a user's own rate limit, shared by all of their keys and tokens (it replaces the
+    /// server's `--owner-rate-limit` for them), or clear it with `--rate none`.
+    SetLimit {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+        /// `LIMIT/PERIOD_SECS` (`1000/60`), or `none`.
+        #[arg(long)]
+        rate: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,9 +243,16 @@ async fn authenticator(
     common: &CommonArgs,
     auth: &AuthArgs,
     cache: CacheConfig,
+    serve: Option<&ServeArgs>,
 ) -> Result<(Authenticator, db::Database), StartupError> {
     let database = db::open(common).await?;
-    let authenticator = Authenticator::builder(database.key_store(), config::peppers(common)?)
+    let mut builder = Authenticator::builder(database.key_store(), config::peppers(common)?);
+    if let Some(args) = serve {
+        builder = builder
+            .owner_rate_limit(args.owner_rate_limit)
+            .credit_lease_block(args.credit_lease_block);
+    }
+    let authenticator = builder
         .users(database.user_store())
         .ws_tickets(database.ticket_store())
         .ws_ticket_ttl(Duration::from_secs(auth.ws_ticket_ttl_secs))
@@ -252,7 +269,8 @@ async fn authenticator(
 
 async fn serve(common: &CommonArgs, auth: &AuthArgs, args: &ServeArgs) -> Result<(), StartupError> {
     let proxies = args.trusted_proxies()?;
-    let (authenticator, database) = authenticator(common, auth, args.verification_cache()).await?;
+    let (authenticator, database) =
+        authenticator(common, auth, args.verification_cache(), Some(args)).await?;
     let scanning = scanning::from_args(args).await?;
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
@@ -265,6 +283,7 @@ async fn serve(common: &CommonArgs, auth: &AuthArgs, args: &ServeArgs) -> Result
     if let Some(retention) = args.audit_retention() {
         tokio::spawn(prune_audit_events(authenticator.clone(), retention));
     }
+    let leases = authenticator.clone();
     let mut api = Api::new(authenticator)
         .trusted_proxies(proxies)
         .max_body_bytes(args.max_body_bytes);
@@ -287,6 +306,10 @@ async fn serve(common: &CommonArgs, auth: &AuthArgs, args: &ServeArgs) -> Result
     .with_graceful_shutdown(shutdown_signal())
     .await
     .or_else(|e| fail(format!("server error: {e}")))?;
+    match leases.return_credit_leases().await {
+        Ok(n) => tracing::info!(returned = n, "unspent credit leases returned"),
+        Err(e) => tracing::warn!(error = %e, "could not return unspent credit leases"),
+    }
     match flusher.shutdown().await {
         Ok(n) => tracing::info!(flushed = n, "stopped; last-used times flushed"),
         Err(e) => tracing::warn!(error = %e, "stopped; could not flush last-used times"),
@@ -373,7 +396,7 @@ async fn user_command(
     auth: &AuthArgs,
     cmd: UserCommand,
 ) -> Result<(), StartupError> {
-    let (authenticator, db) = authenticator(common, auth, one_shot_cache()).await?;
+    let (authenticator, db) = authenticator(common, auth, one_shot_cache(), None).await?;
     let failed = |e: nexora_auth::AuthError| StartupError(detail(&e));
     match cmd {
         UserCommand::Create {
@@ -439,6 +462,24 @@ async fn user_command(
                 .map_err(failed)?;
             eprintln!("{} now holds: {}", user.email, scopes.to_space_separated());
         }
+        UserCommand::SetLimit { email, rate } => {
+            let user = find_user(&db, &email).await?;
+            let limit = match rate.trim() {
+                "none" => None,
+                text => Some(config::parse_rate_limit(text).or_else(fail)?),
+            };
+            authenticator
+                .set_owner_rate_limit(&user.id, limit)
+                .await
+                .map_err(failed)?;
+            match limit {
+                Some(l) => eprintln!(
+                    "{} is limited to {} requests per {} s",
+                    user.email, l.limit, l.period_secs
+                ),
+                None => eprintln!("{} has no rate limit of their own", user.email),
+            }
+        }
     }
     Ok(())
 }
@@ -463,7 +504,7 @@ async fn key_command(
     auth: &AuthArgs,
     cmd: KeyCommand,
 ) -> Result<(), StartupError> {
-    let (authenticator, db) = authenticator(common, auth, one_shot_cache()).await?;
+    let (authenticator, db) = authenticator(common, auth, one_shot_cache(), None).await?;
     match cmd {
         KeyCommand::Create {
             email,
@@ -517,7 +558,7 @@ async fn audit_command(
     auth: &AuthArgs,
     cmd: AuditCommand,
 ) -> Result<(), StartupError> {
-    let (authenticator, db) = authenticator(common, auth, one_shot_cache()).await?;
+    let (authenticator, db) = authenticator(common, auth, one_shot_cache(), None).await?;
     let AuditCommand::List { user, limit } = cmd;
     let owner = match user {
         Some(email) if email.contains('@') => Some(find_user(&db, &email).await?.id),

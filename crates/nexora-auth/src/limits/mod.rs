@@ -62,14 +62,16 @@ pub use gcra::{GcraDecision, GcraState, MAX_SCALED};
 
 /// Longest period of a rate limit: one day.
 pub const MAX_PERIOD_SECS: u32 = 86_400;
+/// Largest `limit` of a rate limit: 100,000 requests per period.
+pub const MAX_RATE_LIMIT: u32 = 100_000;
 /// Largest credit count or refill amount: 10¹².
 pub const MAX_CREDITS: u64 = 1_000_000_000_000;
 /// Longest refill interval: one year.
 pub const MAX_REFILL_SECS: u64 = 366 * 86_400;
 
-/// At most `limit` requests per `period_secs` (GCRA; see [`gcra`]). Valid when `limit ≥ 1`,
-/// `1 ≤ period_secs ≤` [`MAX_PERIOD_SECS`] and `limit × period_secs × 10⁶ ≤` [`MAX_SCALED`]
-/// (so a one-day period allows up to 104,249 requests, a minute up to 150 million).
+/// At most `limit` requests per `period_secs` (GCRA; see [`gcra`]). Valid when
+/// `1 ≤ limit ≤` [`MAX_RATE_LIMIT`] and `1 ≤ period_secs ≤` [`MAX_PERIOD_SECS`] (so that
+/// `limit × period_secs × 10⁶` stays within [`MAX_SCALED`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct RateLimit {
     /// Requests allowed per period (also the largest burst).
@@ -81,8 +83,7 @@ pub struct RateLimit {
 impl RateLimit {
     /// A limit, or `None` when out of range (see the type's docs).
     pub fn new(limit: u32, period_secs: u32) -> Option<Self> {
-        let scaled = u64::from(limit) * u64::from(period_secs) * 1_000_000;
-        (limit >= 1 && (1..=MAX_PERIOD_SECS).contains(&period_secs) && scaled <= MAX_SCALED)
+        ((1..=MAX_RATE_LIMIT).contains(&limit) && (1..=MAX_PERIOD_SECS).contains(&period_secs))
             .then_some(Self { limit, period_secs })
     }
 }
@@ -98,9 +99,7 @@ impl<'de> serde::Deserialize<'de> for RateLimit {
         let raw = Raw::deserialize(deserializer)?;
         Self::new(raw.limit, raw.period_secs).ok_or_else(|| {
             serde::de::Error::custom(format!(
-                "limit must be at least 1, period_secs 1 to {MAX_PERIOD_SECS}, and \
-                 limit × period_secs at most {}",
-                MAX_SCALED / 1_000_000
+                "limit must be 1 to {MAX_RATE_LIMIT} and period_secs 1 to {MAX_PERIOD_SECS}"
             ))
         })
     }
