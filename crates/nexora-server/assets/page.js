@@ -327,6 +327,7 @@
   function forgetPage() {
     hideNewKey();
     keys = [];
+    known.clear();
     $("key-list").replaceChildren();
     $("audit-list").replaceChildren();
     $("keys-empty").hidden = true;
@@ -360,6 +361,7 @@
   async function loadKeys() {
     const listed = await call("GET", "/users/me/api-keys");
     keys = Array.isArray(listed) ? listed : [];
+    keys.forEach(remember);
     renderKeys();
   }
 
@@ -384,8 +386,12 @@
 
   // --- Rendering ----------------------------------------------------------------------------
 
+  /** The scope checkboxes, one per scope the session holds; choices already made are kept. */
   function renderScopes() {
     const box = $("scope-options");
+    const before = new Map(
+      [...box.querySelectorAll("input[type=checkbox]")].map((b) => [b.value, b.checked]),
+    );
     box.replaceChildren();
     const scopes = session ? session.scopes : [];
     $("scopes-hint").textContent = scopes.length
@@ -393,14 +399,24 @@
       : "The key gets all of your scopes.";
     for (const scope of scopes) {
       const id = `scope-${scope.replace(/[^a-z0-9]/gi, "-")}`;
-      const input = el("input", { type: "checkbox", id, name: "scopes", value: scope, checked: true });
+      const checked = before.has(scope) ? before.get(scope) : true;
+      const input = el("input", { type: "checkbox", id, name: "scopes", value: scope, checked });
       box.append(el("label", { class: "check", for: id }, input, ` ${scope}`));
     }
   }
 
+  /** Every key this page has listed, created or rotated (id → {name, display}), so the
+   *  activity can still name a key after it is revoked. */
+  const known = new Map();
+
+  function remember(key) {
+    if (key && key.id) known.set(key.id, { name: key.name, display: key.display });
+  }
+
+  /** A key by name and display fragment, or by the start of its id if never seen. */
   function keyLabel(id) {
-    const key = keys.find((k) => k.id === id);
-    return key ? `“${key.name}” (${key.display})` : `a key no longer listed (${id.slice(0, 8)}…)`;
+    const key = known.get(id);
+    return key ? `“${key.name}” (${key.display})` : `${String(id).slice(0, 8)}…`;
   }
 
   function createdByText(createdBy) {
@@ -528,7 +544,7 @@
       const what = ACTIONS[event.action] || event.action;
       const parts = [`by ${actorText(event.actor)}`];
       if (event.target && /^[0-9a-f-]{36}$/i.test(event.target) && event.action.startsWith("key_")) {
-        parts.push(`key ${keyLabel(event.target)}`);
+        parts.push(`on key ${keyLabel(event.target)}`);
       }
       if (event.client) parts.push(`from ${event.client}`);
       const failed = event.outcome && event.outcome !== "success";
@@ -547,6 +563,7 @@
   // --- The new key, shown once ---------------------------------------------------------------
 
   function showNewKey(created, how) {
+    remember(created);
     const panel = $("new-key");
     $("new-key-title").textContent =
       how === "rotated" ? "Copy the rotated key now" : "Copy your new key now";
@@ -658,6 +675,7 @@
     try {
       const created = await call("POST", "/users/me/api-keys", { body });
       $("create-form").reset();
+      $("scope-options").replaceChildren();
       renderScopes();
       showNewKey(created, "created");
       await refresh();
