@@ -319,6 +319,11 @@
     workspace.dataset.email = session.email;
     $("whoami").textContent = session.email;
     $("logout").hidden = false;
+    // The earliest expiry the form offers: tomorrow, in local time.
+    const tomorrow = new Date(Date.now() + 24 * 3600 * 1000);
+    const pad = (n) => String(n).padStart(2, "0");
+    $("key-expires").min =
+      `${tomorrow.getFullYear()}-${pad(tomorrow.getMonth() + 1)}-${pad(tomorrow.getDate())}`;
     renderScopes();
     refresh().then(() => $("key-name").focus());
   }
