@@ -4,7 +4,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use nexora_auth::{Authenticator, MemoryKeyStore, MemoryUserStore, PepperRing, Scopes, SecretBytes, SecretString};
-//! use nexora_auth_http::{Api, Request, RequestHeaders, handle, scopes};
+//! use nexora_auth_http::{Api, HeaderText, Request, RequestHeaders, handle, scopes};
 //!
 //! /// A framework's header map, as an adapter wraps it.
 //! struct Headers(Vec<(&'static str, Vec<u8>)>);
@@ -35,6 +35,8 @@
 //!     Ok::<_, nexora_auth_http::BodyError>(body)
 //! }).await;
 //! assert_eq!(login.status, 200);
+//! // The token is for this caller only: no cache may keep it.
+//! assert!(login.headers().any(|h| h == ("cache-control", HeaderText::Static("no-store"))));
 //!
 //! // An unknown route is 404 before anything else, whatever the credentials.
 //! let none = Headers(vec![]);
@@ -125,7 +127,9 @@ pub use nexora_auth;
 /// A response, to be copied into the framework's own response type.
 ///
 /// The status is always a valid HTTP status (100 to 599). [`Response::headers`] lists every
-/// header to set.
+/// header to set, `Cache-Control: no-store` on every response: answers carry keys, tokens and
+/// tickets shown once, and the rest (key lists, audit trails, errors) is about one caller's
+/// credentials, none of it for a browser's or a proxy's cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Response {
@@ -192,14 +196,19 @@ impl Response {
         self
     }
 
-    /// Every header to set, lower-case names: `content-type` (with a body),
-    /// `www-authenticate`, `retry-after`, `allow`, `ratelimit-policy`, `ratelimit`.
+    /// The `Cache-Control` value of every response.
+    pub const CACHE_CONTROL: &'static str = "no-store";
+
+    /// Every header to set, lower-case names: `cache-control` ([`Response::CACHE_CONTROL`],
+    /// always), `content-type` (with a body), `www-authenticate`, `retry-after`, `allow`,
+    /// `ratelimit-policy`, `ratelimit`.
     pub fn headers(&self) -> impl Iterator<Item = (&'static str, HeaderText)> + use<> {
         let (policy, state) = match &self.limits {
             Some(l) => (l.policy.clone(), Some(l.state.clone())),
             None => (None, None),
         };
         [
+            Some(("cache-control", HeaderText::Static(Self::CACHE_CONTROL))),
             self.body
                 .as_ref()
                 .map(|_| (CONTENT_TYPE, HeaderText::Static(Self::CONTENT_TYPE))),

@@ -28,6 +28,7 @@ use crate::{
     config::ServeArgs,
     db::Database,
     openapi::{self, Agent, Health},
+    page,
 };
 
 /// Shared state of the server's own routes.
@@ -231,6 +232,7 @@ pub(crate) fn router(state: AppState, args: &ServeArgs) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/.well-known/jwks.json", get(jwks))
+        .merge(page::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -244,5 +246,6 @@ pub(crate) fn router(state: AppState, args: &ServeArgs) -> Router {
             Duration::from_secs(args.request_timeout_secs.max(1)),
         ))
         .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(page::security_headers))
         .layer(middleware::from_fn(access_log))
 }

@@ -248,6 +248,16 @@ pub(crate) struct AuthArgs {
     )]
     pub(crate) access_token_ttl_secs: u64,
 
+    /// Clock skew allowed when checking a token's expiry and not-before times, in seconds: a
+    /// token is still accepted this long after it expired. Defaults to 30.
+    #[arg(
+        long,
+        env = "NEXORA_JWT_LEEWAY_SECS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub(crate) jwt_leeway_secs: u64,
+
     /// Longest lifetime of a token derived from an API key (`POST /api/auth/token`), in
     /// seconds; a request may ask for less, never more, and never beyond the key's own life.
     #[arg(
@@ -399,6 +409,7 @@ pub(crate) fn token_authority(
         }
     };
     let config = JwtConfig::new(args.jwt_issuer.clone(), args.jwt_audience.clone())
-        .access_token_ttl(Duration::from_secs(args.access_token_ttl_secs));
+        .access_token_ttl(Duration::from_secs(args.access_token_ttl_secs))
+        .leeway(Duration::from_secs(args.jwt_leeway_secs));
     TokenAuthority::new(keys, config).or_else(|e| fail(format!("JWT configuration: {e}")))
 }

@@ -25,6 +25,7 @@ mod config;
 mod database_url;
 mod db;
 mod openapi;
+mod page;
 mod private_files;
 mod scanning;
 
@@ -292,6 +293,10 @@ async fn serve(common: &CommonArgs, auth: &AuthArgs, args: &ServeArgs) -> Result
     }
     let app = app::router(app::AppState::new(api, database), args);
     tracing::info!(%addr, database = %config::database_url(common), "nexora-server listening on http://{addr}");
+    tracing::info!(
+        "manage API keys in a browser at http://{addr}{}",
+        page::PAGE_PATH
+    );
     // TCP_NODELAY: small frames (a WebSocket Close right after a revocation, a short JSON
     // answer) leave at once instead of waiting on a delayed ACK (up to 40 ms on Linux).
     let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
