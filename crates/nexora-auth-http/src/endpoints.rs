@@ -14,7 +14,7 @@
 //! | `GET /users/me` | 200 `{id, email}` |
 //! | `GET /users/me/api-keys` | 200 `[{id, name, display, scopes, created_at, last_used_at, expires_at, created_by, rate_limit, credits}]`: the keys within the caller's reach |
 //! | `POST /users/me/api-keys` `{name, scopes?, expires_at?, rate_limit?, credits?}` | 201 the key, shown once |
-//! | `POST /users/me/api-keys/{key_id}/rotate` | 200 the new key, shown once |
+//! | `POST /users/me/api-keys/{key_id}/rotate` `[{grace_secs}]` | 200 the new key, shown once; the old one stops at once, or after `grace_secs` |
 //! | `PATCH /users/me/api-keys/{key_id}` `{name?, rate_limit?, credits?}` | 200 the key: name, rate limit and credits changed (`null` removes a limit) |
 //! | `DELETE /users/me/api-keys/{key_id}[?cascade=true]` | 204 |
 //! | `GET /users/me/audit-events[?limit=…&before=…]` | 200 `{events: [{id, at, action, actor, owner, target, client, outcome, detail}], next_before}`: the caller's audit trail, newest first |
@@ -678,9 +678,24 @@ where
             Response::json(201, &auth.create_key(principal, new_key).await?)
         }
         (Endpoint::RotateKey, Some(principal)) => {
-            let rotated = auth
-                .rotate_key(principal, key_id()?, RotateOptions::immediate())
-                .await?;
+            let id = key_id()?;
+            let request: RotateRequest = decode_optional_json(body())?;
+            let options = match request.grace_secs {
+                None | Some(0) => RotateOptions::immediate(),
+                Some(secs) if secs <= MAX_ROTATION_GRACE_SECS => {
+                    RotateOptions::with_grace(std::time::Duration::from_secs(secs))
+                }
+                Some(_) => {
+                    return Err(ApiError::Validation(vec![ValidationIssue::new(
+                        vec![LocPart::from("body"), "grace_secs".into()],
+                        format!(
+                            "Input should be less than or equal to {MAX_ROTATION_GRACE_SECS}"
+                        ),
+                        "less_than_equal",
+                    )]));
+                }
+            };
+            let rotated = auth.rotate_key(principal, id, options).await?;
             Response::json(200, &rotated)
         }
         (Endpoint::UpdateKey, Some(principal)) => {
@@ -819,6 +834,21 @@ pub(crate) struct LoginRequest {
     /// The password.
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = Password))]
     password: SecretString,
+}
+
+/// The longest grace a rotation may give the old value: 7 days.
+pub const MAX_ROTATION_GRACE_SECS: u64 = 7 * 24 * 60 * 60;
+
+/// The body of `POST /users/me/api-keys/{key_id}/rotate`, optional.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = RotateKeyRequest))]
+pub(crate) struct RotateRequest {
+    /// Seconds the old value keeps working after the rotation (0 to 604,800, 7 days); none
+    /// (the default, as the product documents): it stops at once.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 604_800))]
+    grace_secs: Option<u64>,
 }
 
 /// The body of `POST /auth/ws-tickets`, optional.

@@ -95,7 +95,7 @@ use crate::{
     credentials::QueryToken,
     endpoints::{
         DEFAULT_AUDIT_PAGE, LoginRequest, MAX_AUDIT_PAGE, Me, PossessionRequest,
-        RevocationAccepted, TicketRequest,
+        RevocationAccepted, RotateRequest, TicketRequest,
     },
     routes::{Endpoint, Method, ROUTES, Route},
     secret_scanning::{Feedback, ScanMatch},
@@ -182,6 +182,7 @@ pub fn document_served(mount: &str, served: impl Fn(Endpoint) -> bool) -> OpenAp
     collect::<wire::CreatedApiKey>(&mut schemas);
     collect::<wire::TokenRequest>(&mut schemas);
     collect::<TicketRequest>(&mut schemas);
+    collect::<RotateRequest>(&mut schemas);
     collect::<wire::IssuedTicket>(&mut schemas);
     collect::<wire::AuditEventPage>(&mut schemas);
     collect::<PossessionRequest>(&mut schemas);
@@ -352,6 +353,7 @@ fn operation(route: &Route) -> Operation {
             // Both may be left out: an empty body asks for the defaults.
             Endpoint::DeriveToken => (reference(wire::TokenRequest::name()), Required::False),
             Endpoint::IssueTicket => (reference(TicketRequest::name()), Required::False),
+            Endpoint::RotateKey => (reference(RotateRequest::name()), Required::False),
             Endpoint::RevokeByPossession => (reference(PossessionRequest::name()), Required::True),
             Endpoint::GitHubSecretScanning => (
                 ArrayBuilder::new()
@@ -490,6 +492,7 @@ fn responses(route: &Route) -> BTreeMap<u16, Response> {
                 409,
                 error_response("The key has expired and cannot be rotated."),
             );
+            invalid.push("`grace_secs` is above 604,800 (7 days)");
         }
         Endpoint::RevokeKey => invalid.push("`cascade` is not a boolean"),
         Endpoint::UpdateKey => {
@@ -662,8 +665,10 @@ fn description(endpoint: Endpoint) -> &'static str {
              is in this response only."
         }
         Endpoint::RotateKey => {
-            "A new value for the same id; the old value stops working at once. Keys out of the \
-             caller's reach answer 404 like unknown ids."
+            "A new value for the same id; the old value stops working at once, or after \
+             `grace_secs` (at most 7 days) when the optional body asks for a grace period. \
+             Limits and credits stay with the key. Keys out of the caller's reach answer 404 \
+             like unknown ids."
         }
         Endpoint::RevokeKey => {
             "Keys out of the caller's reach (broader scopes, a longer lifetime, another user's) \
@@ -1325,7 +1330,7 @@ mod tests {
             Endpoint::Me => &[200, 401, 429, 503],
             Endpoint::ListKeys => &[200, 401, 403, 503],
             Endpoint::CreateKey => &[201, 401, 403, 413, 422, 429, 503],
-            Endpoint::RotateKey => &[200, 401, 403, 404, 409, 422, 503],
+            Endpoint::RotateKey => &[200, 401, 403, 404, 409, 413, 422, 503],
             Endpoint::RevokeKey => &[204, 401, 403, 404, 422, 503],
             Endpoint::UpdateKey => &[200, 401, 403, 404, 413, 422, 503],
             Endpoint::DeriveToken => &[200, 401, 403, 413, 422, 429, 503],

@@ -32,7 +32,7 @@ pub enum Endpoint {
     ListKeys,
     /// `POST /users/me/api-keys`.
     CreateKey,
-    /// `POST /users/me/api-keys/{key_id}/rotate`.
+    /// `POST /users/me/api-keys/{key_id}/rotate` `[{grace_secs}]`.
     RotateKey,
     /// `DELETE /users/me/api-keys/{key_id}`.
     RevokeKey,
@@ -179,7 +179,7 @@ pub const ROUTES: [Route; 12] = [
         endpoint: Endpoint::RotateKey,
         authenticated: true,
         scope: Some(KEYS_MANAGE),
-        body: false,
+        body: true,
         allow: "POST",
         summary: "Rotate an API key: the old key stops working at once",
         cost: 0,
