@@ -22,6 +22,7 @@ awk '
     print "\n== ratios (same run) =="
     ratio("authenticate::valid_key", "baseline::hmac_plus_hashmap", "<= 1.5x")
     ratio("authenticate::unknown_key", "baseline::hmac_plus_hashmap", "-")
+    ratio("authenticate::limited_key_charged", "authenticate::limited_key", "<= 1.10x")
     ratio("verify::uncached", "baseline::jsonwebtoken_decode", "<= 1.15x")
     ratio("verify::cached", "baseline::jsonwebtoken_decode", "-")
   }

@@ -100,7 +100,40 @@ fn unknown_key(case: &'static KeyCase) {
     black_box(ready(case.auth.authenticate(black_box(&case.unknown))).expect_err("unknown"));
 }
 
-library_benchmark_group!(name = authenticate, benchmarks = [valid_key, unknown_key]);
+/// The key path with the in-process rate-limit check, beside the same key authenticated alone.
+struct LimitedCase {
+    auth: Authenticator,
+    key: String,
+}
+
+fn limited_case() -> &'static LimitedCase {
+    let (auth, key) = common::limited_authenticator(&runtime());
+    let case = LimitedCase {
+        auth,
+        key: key.expose().to_owned(),
+    };
+    let principal = ready(case.auth.authenticate(&case.key)).expect("valid");
+    ready(case.auth.charge(&principal, 1)).expect("within the limit");
+    Box::leak(Box::new(case))
+}
+
+#[library_benchmark]
+#[bench::memory_store(limited_case())]
+fn limited_key(case: &'static LimitedCase) {
+    black_box(ready(case.auth.authenticate(black_box(&case.key))).expect("valid"));
+}
+
+#[library_benchmark]
+#[bench::memory_store(limited_case())]
+fn limited_key_charged(case: &'static LimitedCase) {
+    let principal = ready(case.auth.authenticate(black_box(&case.key))).expect("valid");
+    black_box(ready(case.auth.charge(&principal, 1)).expect("within the limit"));
+}
+
+library_benchmark_group!(
+    name = authenticate,
+    benchmarks = [valid_key, unknown_key, limited_key, limited_key_charged]
+);
 
 /// The JWT case, with the default (caching) authority beside the uncached one.
 struct TokenCase {

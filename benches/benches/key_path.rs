@@ -6,6 +6,8 @@
 //! * authenticate (valid key, in-memory store) ÷ (bare HMAC-SHA256 over a key-sized input +
 //!   one `HashMap` lookup) — target ≤ 1.5;
 //! * malformed key rejection — target ≤ 100 ns, zero store calls (counted in the core's tests);
+//! * authenticate + the in-process rate-limit check (`Authenticator::charge`) ÷ authenticate
+//!   alone, on the same rate-limited key — target ≤ 1.10;
 //! * `TokenAuthority::verify` ÷ bare `jsonwebtoken::decode` of the same token — target ≤ 1.15;
 //!   also as the median of interleaved rounds, so that drift of a shared machine affects both
 //!   sides alike.
@@ -19,7 +21,10 @@ mod common;
 
 use std::{hint::black_box, path::PathBuf, time::Instant};
 
-use common::{HmacBaseline, authority, jwt_case, memory_authenticator, pepper_ring, runtime};
+use common::{
+    HmacBaseline, authority, jwt_case, limited_authenticator, memory_authenticator, pepper_ring,
+    runtime,
+};
 use criterion::Criterion;
 use nexora_auth::{ApiKey, OwnerId, Scopes};
 
@@ -62,6 +67,22 @@ fn key_path(c: &mut Criterion) {
     g.bench_function("authenticate_malformed", |b| {
         b.to_async(&rt)
             .iter(|| async { auth.authenticate(black_box(&malformed)).await.unwrap_err() })
+    });
+    g.finish();
+
+    // The limit check: the same rate-limited key, authenticated alone and then charged.
+    let (limited, key) = limited_authenticator(&rt);
+    let key = key.expose().to_owned();
+    let mut g = c.benchmark_group("limits");
+    g.bench_function("authenticate_limited_key", |b| {
+        b.to_async(&rt)
+            .iter(|| async { limited.authenticate(black_box(&key)).await.unwrap() })
+    });
+    g.bench_function("authenticate_and_charge", |b| {
+        b.to_async(&rt).iter(|| async {
+            let principal = limited.authenticate(black_box(&key)).await.unwrap();
+            limited.charge(&principal, 1).await.unwrap()
+        })
     });
     g.finish();
 }
@@ -119,6 +140,12 @@ fn print_ratios() {
         ("key", "authenticate_unknown"),
         ("key", "baseline_hmac_plus_hashmap"),
         "-",
+    );
+    ratio(
+        "authenticate + charge / authenticate (limited)",
+        ("limits", "authenticate_and_charge"),
+        ("limits", "authenticate_limited_key"),
+        "<= 1.10x",
     );
     ratio(
         "jwt verify / jsonwebtoken::decode",

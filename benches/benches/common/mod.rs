@@ -50,6 +50,50 @@ pub(crate) fn memory_authenticator(rt: &tokio::runtime::Runtime) -> (Authenticat
     (auth, valid.expect("STORE_KEYS > 0"))
 }
 
+/// A clock that moves 20 µs forward at every reading, so that a key limited to 100,000
+/// requests a second (one per 10 µs) is never refused however fast the bench calls: the
+/// limit check runs its allowing path every time.
+#[derive(Debug)]
+pub(crate) struct StepClock(std::sync::atomic::AtomicI64);
+
+impl nexora_auth::Clock for StepClock {
+    fn now(&self) -> time::OffsetDateTime {
+        let nanos = self
+            .0
+            .fetch_add(20_000, std::sync::atomic::Ordering::Relaxed);
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
+            .expect("within time's range")
+    }
+}
+
+/// [`memory_authenticator`] on a [`StepClock`], whose last key has a rate limit (100,000 per
+/// second) that it never reaches: the key path with and without the in-process limit check.
+pub(crate) fn limited_authenticator(rt: &tokio::runtime::Runtime) -> (Authenticator, ApiKey) {
+    let clock = StepClock(std::sync::atomic::AtomicI64::new(1_800_000_000_000_000_000));
+    let auth = Authenticator::builder(Arc::new(MemoryKeyStore::new()), pepper_ring())
+        .clock(Arc::new(clock))
+        .build()
+        .expect("valid authenticator");
+    let owner = Principal::new(
+        OwnerId::new("bench"),
+        Credential::Internal,
+        Scopes::new(["agents:read"]).expect("valid scope"),
+    );
+    let limit = nexora_auth::RateLimit::new(100_000, 1).expect("in range");
+    let mut valid = None;
+    rt.block_on(async {
+        for i in 0..STORE_KEYS {
+            let request = NewKey::named(format!("k{i}")).with_rate_limit(limit);
+            let created = auth
+                .create_key(&owner, request)
+                .await
+                .expect("the in-memory store accepts the key");
+            valid = Some(created.key);
+        }
+    });
+    (auth, valid.expect("STORE_KEYS > 0"))
+}
+
 /// The key path's baseline: one bare HMAC-SHA256, keyed from scratch, over a key-sized input,
 /// plus one lookup in a `HashMap` as large as the store.
 pub(crate) struct HmacBaseline {
