@@ -23,6 +23,14 @@
 //!   requests pass.
 //! * A refusal's `retry_after` is the exact wait until the same request would pass (rounded up
 //!   to whole seconds, never 0).
+//!
+//! # When a limit changes
+//!
+//! The state does not record the limit it was charged under: a subject keeps its counter when
+//! its limit is changed (no fresh burst). The debt counts requests (one request is `period_us`
+//! whatever the limit), so a new `limit` over the same period carries the requests counted so
+//! far, capped at the new limit (a subject over a lowered limit is full, not in debt beyond
+//! it); a new period carries the debt as time.
 
 use super::RateLimit;
 
@@ -71,7 +79,8 @@ pub fn decide(state: GcraState, now_us: i64, rate: RateLimit, cost: u32) -> Gcra
     let elapsed = u64::try_from(now_us.saturating_sub(state.at_us))
         .unwrap_or(0)
         .min(period_us);
-    let drained = state.debt.saturating_sub(elapsed * limit);
+    // A debt beyond the capacity (the limit was lowered since it was charged) counts as full.
+    let drained = state.debt.saturating_sub(elapsed * limit).min(capacity);
     let need = u64::from(cost) * period_us;
     let allowed = need <= capacity && drained + need <= capacity;
     let debt = if allowed { drained + need } else { drained };
@@ -124,6 +133,22 @@ mod tests {
         assert_eq!(refused.retry_after_secs, 6, "one request drains in 60/10 s");
         assert_eq!(refused.reset_secs, 60);
         assert_eq!(refused.state, state, "a refusal charges nothing");
+    }
+
+    #[test]
+    fn a_limit_lowered_under_a_debt_refuses_without_overflow() {
+        let mut state = GcraState::default();
+        for _ in 0..100 {
+            state = decide(state, 0, rate(100, 60), 1).state;
+        }
+        let lowered = decide(state, 0, rate(10, 60), 1);
+        assert!(!lowered.allowed);
+        assert_eq!(lowered.remaining, 0);
+        assert_eq!(lowered.retry_after_secs, 6, "full, not 90 requests in debt");
+        // Raising it again carries the count: 100 used of 200.
+        let raised = decide(state, 0, rate(200, 60), 1);
+        assert!(raised.allowed);
+        assert_eq!(raised.remaining, 99);
     }
 
     #[test]

@@ -506,8 +506,9 @@ impl<'de> serde::Deserialize<'de> for NewCredits {
     }
 }
 
-/// Where a request stands against its limits after [`Authenticator::charge`]
-/// (crate::Authenticator::charge): what the `RateLimit` response headers report.
+/// Where a request stands against its limits after
+/// [`Authenticator::charge`](crate::Authenticator::charge): what the `RateLimit` response
+/// headers report.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Usage {
     /// One status per rate limit that applied (the key's, then the owner's).
