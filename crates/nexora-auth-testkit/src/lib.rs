@@ -138,10 +138,13 @@ pub mod github;
 pub mod jwt;
 pub mod key_feed;
 pub mod key_store;
+pub mod limit_backend;
 #[cfg(feature = "jwt")]
 pub mod keys;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod ticket_store;
 pub mod user_feed;
 pub mod user_store;
