@@ -138,9 +138,9 @@ pub mod github;
 pub mod jwt;
 pub mod key_feed;
 pub mod key_store;
-pub mod limit_backend;
 #[cfg(feature = "jwt")]
 pub mod keys;
+pub mod limit_backend;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]

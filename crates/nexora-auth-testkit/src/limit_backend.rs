@@ -141,7 +141,8 @@ pub async fn follows_gcra_decide(backend: Arc<dyn LimitBackend>) {
         let want = reference.check(set, cost, now);
         let got = check(&*backend, set, cost, now, contract).await;
         assert_eq!(
-            got, want,
+            got,
+            want,
             "{contract}: step {step} (cost {cost} on {} limits) differs from gcra::decide",
             set.len()
         );
@@ -174,9 +175,7 @@ pub async fn a_burst_of_exactly_the_limit_passes(backend: Arc<dyn LimitBackend>)
     }
     let later = now + time::Duration::seconds(6);
     assert!(
-        check(&*backend, &limited, 1, later, contract)
-            .await
-            .allowed,
+        check(&*backend, &limited, 1, later, contract).await.allowed,
         "{contract}: one request has drained after 6 s (refusals charged nothing)"
     );
 }

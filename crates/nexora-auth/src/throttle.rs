@@ -620,7 +620,10 @@ impl Subjects {
     /// The first email subject and the first client subject of `subjects`.
     fn of(subjects: &[ThrottleSubject]) -> Self {
         Self {
-            email: subjects.iter().map(|s| s.0).find(|s| matches!(s, Subject::Email(_))),
+            email: subjects
+                .iter()
+                .map(|s| s.0)
+                .find(|s| matches!(s, Subject::Email(_))),
             client: subjects
                 .iter()
                 .map(|s| s.0)
