@@ -17,7 +17,7 @@
 //! # Reservations
 //!
 //! A login *reserves* an attempt on its email and its client in one step under one lock
-//! ([`Throttle::reserve`]), before any store call or password verification. A subject
+//! (`Throttle::reserve`), before any store call or password verification. A subject
 //! grants a reservation only while `failures + in-flight reservations < limit`, so however many
 //! requests arrive at once, at most `limit` verifications run per subject and window; the rest
 //! are refused with a `Retry-After`. The reservation is then settled: a failure is counted, a
