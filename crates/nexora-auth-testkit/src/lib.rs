@@ -140,8 +140,11 @@ pub mod key_feed;
 pub mod key_store;
 #[cfg(feature = "jwt")]
 pub mod keys;
+pub mod limit_backend;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod ticket_store;
 pub mod user_feed;
 pub mod user_store;

@@ -170,7 +170,7 @@ mod scope;
 mod secret;
 mod service;
 pub mod store;
-mod throttle;
+pub mod throttle;
 pub mod ticket;
 
 /// The attribute [`KeyStore`] and [`UserStore`] implementations are written with
@@ -206,5 +206,8 @@ pub use service::{
 pub use store::{
     CascadeOutcome, KeyCredentials, KeyRecord, KeyStore, OwnerId, StoreError, UserRecord, UserStore,
 };
-pub use throttle::{PossessionLimit, ThrottlePolicy};
+pub use throttle::{
+    InProcessThrottle, NewLocks, PossessionLimit, ReservationId, Settlement, ThrottleBackend,
+    ThrottleDecision, ThrottleKey, ThrottlePolicy, ThrottleSubject,
+};
 pub use ticket::{TicketDigest, TicketRecord, TicketStore};

@@ -17,7 +17,7 @@
 //! # Reservations
 //!
 //! A login *reserves* an attempt on its email and its client in one step under one lock
-//! ([`Throttle::reserve`]), before any store call or password verification. A subject
+//! (`Throttle::reserve`), before any store call or password verification. A subject
 //! grants a reservation only while `failures + in-flight reservations < limit`, so however many
 //! requests arrive at once, at most `limit` verifications run per subject and window; the rest
 //! are refused with a `Retry-After`. The reservation is then settled: a failure is counted, a
@@ -61,24 +61,34 @@
 //!
 //! # Across instances
 //!
-//! The table lives in each process and is not shared: `N` instances behind one load balancer
-//! allow up to `N ×` the policy per subject and window, and a restart forgets every count and
-//! lock. (`nexora-server`'s test `the_login_throttle_bound_is_per_instance` shows the bound
-//! with two instances on one database.)
+//! By default the table lives in each process and is not shared: `N` instances behind one load
+//! balancer allow up to `N ×` the policy per subject and window, and a restart forgets every
+//! count and lock. (`nexora-server`'s test `the_login_throttle_bound_is_per_instance` shows the
+//! bound with two instances on one database.)
+//!
+//! The login throttle is pluggable: a [`ThrottleBackend`] given to
+//! [`AuthenticatorBuilder::login_throttle_backend`](crate::AuthenticatorBuilder::login_throttle_backend)
+//! keeps the counts where every instance sees them (`nexora-auth-redis` keeps them in Redis,
+//! with the same semantics, so `N` instances allow exactly the policy). Such a backend digests
+//! emails under a [`ThrottleKey`] shared by the instances ([`ThrottleKey::derive`]), so that
+//! they agree on subjects. [`InProcessThrottle`] is the default table behind the same trait.
+//! The revoke-by-possession limit always stays in the process.
 
 use std::{
     collections::{HashMap, hash_map::Entry},
+    fmt,
     net::IpAddr,
-    sync::{Mutex, MutexGuard, PoisonError},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
 
+use async_trait::async_trait;
 use hmac::{Hmac, KeyInit, Mac};
 use rand::TryRng;
 use sha2::Sha256;
 use time::OffsetDateTime;
 
-use crate::{AuthError, ConfigError};
+use crate::{AuthError, ConfigError, StoreError};
 
 /// Limits on failed logins. Every default is on its setter.
 #[derive(Debug, Clone)]
@@ -139,6 +149,291 @@ impl ThrottlePolicy {
     pub fn max_tracked(mut self, n: usize) -> Self {
         self.max_tracked = n.max(1);
         self
+    }
+
+    /// The limit of `subject`: [`per_email`](Self::per_email) for an email,
+    /// [`per_client`](Self::per_client) for a client address.
+    pub fn limit_for(&self, subject: &ThrottleSubject) -> u32 {
+        match subject.0 {
+            Subject::Email(_) => self.per_email,
+            Subject::V4(_) | Subject::V6(_) | Subject::NoAddress => self.per_client,
+        }
+    }
+
+    /// The window set by [`window`](Self::window).
+    pub fn window_duration(&self) -> Duration {
+        self.window
+    }
+
+    /// The lockout set by [`lockout`](Self::lockout).
+    pub fn lockout_duration(&self) -> Duration {
+        self.lockout
+    }
+}
+
+/// The key of the keyed digest that turns an email into a [`ThrottleSubject`]: nobody without
+/// it can aim two emails at one subject or tell which email a subject is. Prints as
+/// `[redacted]`.
+#[derive(Clone)]
+pub struct ThrottleKey(Hmac<Sha256>);
+
+impl fmt::Debug for ThrottleKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ThrottleKey([redacted])")
+    }
+}
+
+/// The shortest secret [`ThrottleKey::derive`] accepts, in bytes.
+pub const MIN_THROTTLE_SECRET_LEN: usize = 32;
+
+impl ThrottleKey {
+    /// A key drawn from the operating system: subjects differ in every process (what the
+    /// default in-process throttle uses).
+    pub fn random() -> Result<Self, ConfigError> {
+        let mut key = [0u8; 32];
+        rand::rngs::SysRng
+            .try_fill_bytes(&mut key)
+            .map_err(|_| ConfigError::Invalid("the operating system's random source failed"))?;
+        let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key)
+            .map_err(|_| ConfigError::Invalid("throttle key"))?;
+        Ok(Self(mac))
+    }
+
+    /// A key derived from `secret` (at least [`MIN_THROTTLE_SECRET_LEN`] bytes): the same on
+    /// every instance given the same secret, as a shared [`ThrottleBackend`] needs. The key is
+    /// `HMAC-SHA256(secret, "nexora-auth throttle subjects")`, never the secret itself, so a
+    /// secret the host already holds (its key pepper) can serve without being used as-is in a
+    /// second role.
+    pub fn derive(secret: &[u8]) -> Result<Self, ConfigError> {
+        if secret.len() < MIN_THROTTLE_SECRET_LEN {
+            return Err(ConfigError::Invalid(
+                "the throttle secret must be at least 32 bytes",
+            ));
+        }
+        let mut outer = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
+            .map_err(|_| ConfigError::Invalid("throttle secret"))?;
+        outer.update(b"nexora-auth throttle subjects");
+        let derived = outer.finalize().into_bytes();
+        let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&derived)
+            .map_err(|_| ConfigError::Invalid("throttle key"))?;
+        Ok(Self(mac))
+    }
+
+    fn digest(&self, email: &str) -> [u8; 16] {
+        let mut mac = self.0.clone();
+        mac.update(email.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut truncated = [0; 16];
+        truncated.copy_from_slice(&digest[..16]);
+        truncated
+    }
+}
+
+/// A throttled subject: a keyed digest of an email ([`ThrottleSubject::email`]), or a client
+/// address block ([`ThrottleSubject::client`]). Fixed-size, whatever the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ThrottleSubject(Subject);
+
+impl ThrottleSubject {
+    /// The subject of `email` (normalised, as [`normalize_email`](crate::normalize_email)
+    /// gives it): the first 16 bytes of `HMAC-SHA256(key, email)`.
+    pub fn email(key: &ThrottleKey, email: &str) -> Self {
+        Self(Subject::Email(key.digest(email)))
+    }
+
+    /// The subject of a client address: its IPv4 address or IPv6 /64 (an IPv4-mapped IPv6
+    /// address counts as its IPv4 address); `None` is the one subject of every request
+    /// without an address.
+    pub fn client(client: Option<IpAddr>) -> Self {
+        Self(client.map_or(Subject::NoAddress, Subject::client))
+    }
+
+    /// Whether this is an email's subject (else a client's).
+    pub fn is_email(&self) -> bool {
+        matches!(self.0, Subject::Email(_))
+    }
+
+    /// A short, stable text for backends that key their state by strings: `e:` and 32 hex
+    /// digits for an email, `c4:` and 8 for an IPv4 address, `c6:` and 16 for an IPv6 /64,
+    /// `c-` for no address.
+    pub fn key_text(&self) -> String {
+        fn hex(bytes: &[u8]) -> String {
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        }
+        match self.0 {
+            Subject::Email(d) => format!("e:{}", hex(&d)),
+            Subject::V4(a) => format!("c4:{}", hex(&a)),
+            Subject::V6(p) => format!("c6:{}", hex(&p)),
+            Subject::NoAddress => "c-".to_owned(),
+        }
+    }
+}
+
+/// One granted reservation, as the [`ThrottleBackend`] that granted it identifies it; handed
+/// back to [`ThrottleBackend::settle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReservationId(u64);
+
+impl ReservationId {
+    /// An id chosen by a backend.
+    pub fn new(id: u64) -> Self {
+        Self(id)
+    }
+
+    /// The backend's value.
+    pub fn value(self) -> u64 {
+        self.0
+    }
+}
+
+/// What [`ThrottleBackend::reserve`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThrottleDecision {
+    /// Every subject granted one reservation.
+    Reserved(ReservationId),
+    /// Some subject refused (locked, or saturated by failures and reservations in flight);
+    /// nothing was reserved.
+    Refused {
+        /// Seconds until the attempt may pass (at least 1).
+        retry_after_secs: u64,
+    },
+}
+
+/// How a reservation ends ([`ThrottleBackend::settle`]).
+///
+/// Not `#[non_exhaustive]`: an attempt fails, succeeds or neither, and every backend must
+/// handle each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// A wrong password (or an unknown email): counted against every subject, and locks a
+    /// subject whose failures reach its limit.
+    Failed,
+    /// The right password: clears the email's failures (unless it is locked), never the
+    /// client's.
+    Succeeded,
+    /// Neither (the store failed, the request was dropped): given back uncounted.
+    Released,
+}
+
+/// Where login attempts are counted, for
+/// [`AuthenticatorBuilder::login_throttle_backend`](crate::AuthenticatorBuilder::login_throttle_backend).
+/// [`InProcessThrottle`] keeps them in the process; `nexora-auth-redis` shares them between
+/// instances.
+///
+/// # Contract
+///
+/// Every point is the behaviour of [`InProcessThrottle`], which is the reference:
+///
+/// * [`reserve`](Self::reserve) takes one attempt on every subject (a login's email subject
+///   and its client subject), **all or nothing**: a subject grants it only while it is not
+///   locked and `failures + reservations in flight < limit` ([`ThrottlePolicy::limit_for`]);
+///   otherwise nothing is reserved and the refusal says how long to wait (the time left of
+///   a lock, rounded up to whole seconds; 1 second for a saturated subject).
+/// * [`settle`](Self::settle) ends a reservation: [`Settlement::Failed`] counts a failure on
+///   every subject (the first failure starts the window) and locks, for
+///   [`ThrottlePolicy::lockout_duration`], each subject whose failures reach its limit;
+///   [`Settlement::Succeeded`] clears the email's failures unless it is locked;
+///   [`Settlement::Released`] only gives the reservation back. A lock or a window that has
+///   ended forgets the subject's failures.
+/// * The authenticator settles every reservation it is granted; one dropped unsettled (a
+///   cancelled request) is released from a spawned task, so a backend must also bound
+///   reservations it never hears of again (a crashed instance), and document the bound.
+/// * A failure to reach the state is `Err` ([`StoreError::Unavailable`]), answered as
+///   unavailable (503), unless the backend documents a fallback of its own.
+#[async_trait]
+pub trait ThrottleBackend: Send + Sync + fmt::Debug + 'static {
+    /// The subject of a login's (normalised) email: [`ThrottleSubject::email`] under this
+    /// backend's [`ThrottleKey`], which every instance sharing the state must also hold.
+    fn email_subject(&self, email: &str) -> ThrottleSubject;
+
+    /// Reserves one attempt on every one of `subjects` at `now` (a backend with a clock of its
+    /// own may use that instead), all or nothing.
+    async fn reserve(
+        &self,
+        subjects: &[ThrottleSubject],
+        now: OffsetDateTime,
+    ) -> Result<ThrottleDecision, StoreError>;
+
+    /// Settles the reservation `id` on `subjects` (the same subjects it was granted on), and
+    /// says which subjects this settlement locked.
+    async fn settle(
+        &self,
+        subjects: &[ThrottleSubject],
+        id: ReservationId,
+        outcome: Settlement,
+        now: OffsetDateTime,
+    ) -> Result<NewLocks, StoreError>;
+}
+
+/// The in-process login throttle as a [`ThrottleBackend`]: the default table (see the module
+/// docs for its memory bound and eviction order), exact on one instance; `N` instances allow
+/// up to `N ×` the policy. It ignores reservation ids (every [`ReservationId`] it grants is
+/// 0): a reservation is one count in flight on each of its subjects.
+#[derive(Debug)]
+pub struct InProcessThrottle {
+    throttle: Throttle,
+}
+
+impl InProcessThrottle {
+    /// A table under `policy`, its emails digested under a random key.
+    pub fn new(policy: ThrottlePolicy) -> Result<Self, ConfigError> {
+        Ok(Self::with_key(policy, ThrottleKey::random()?))
+    }
+
+    /// A table under `policy`, its emails digested under `key` (a shared backend that falls
+    /// back to this table keeps its subjects).
+    pub fn with_key(policy: ThrottlePolicy, key: ThrottleKey) -> Self {
+        Self {
+            throttle: Throttle::with_key(policy, key),
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &ThrottlePolicy {
+        &self.throttle.policy
+    }
+}
+
+#[async_trait]
+impl ThrottleBackend for InProcessThrottle {
+    fn email_subject(&self, email: &str) -> ThrottleSubject {
+        ThrottleSubject(self.throttle.email_subject(email))
+    }
+
+    async fn reserve(
+        &self,
+        subjects: &[ThrottleSubject],
+        now: OffsetDateTime,
+    ) -> Result<ThrottleDecision, StoreError> {
+        match self.throttle.reserve_subjects(Subjects::of(subjects), now) {
+            Ok(reservation) => {
+                // Kept in flight until `settle`: the caller holds the reservation now.
+                reservation.keep();
+                Ok(ThrottleDecision::Reserved(ReservationId(0)))
+            }
+            Err(AuthError::RateLimited { retry_after_secs }) => {
+                Ok(ThrottleDecision::Refused { retry_after_secs })
+            }
+            Err(_) => Ok(ThrottleDecision::Refused {
+                retry_after_secs: 1,
+            }),
+        }
+    }
+
+    async fn settle(
+        &self,
+        subjects: &[ThrottleSubject],
+        _id: ReservationId,
+        outcome: Settlement,
+        now: OffsetDateTime,
+    ) -> Result<NewLocks, StoreError> {
+        let now = millis(now);
+        let outcome = match outcome {
+            Settlement::Failed => Outcome::Failed(now),
+            Settlement::Succeeded => Outcome::Succeeded(now),
+            Settlement::Released => Outcome::Released,
+        };
+        Ok(self.throttle.settle(Subjects::of(subjects), outcome))
     }
 }
 
@@ -297,13 +592,13 @@ impl Counter {
 /// locked or saturated subjects with [`AuthError::RateLimited`].
 pub(crate) struct Throttle {
     policy: ThrottlePolicy,
-    /// The HMAC key of email subjects: random per process, never leaves it.
-    email_key: Hmac<Sha256>,
+    /// The HMAC key of email subjects: random per process unless a shared backend gave one.
+    email_key: ThrottleKey,
     counters: Mutex<HashMap<Subject, Counter>>,
 }
 
-impl std::fmt::Debug for Throttle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for Throttle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Throttle")
             .field("policy", &self.policy)
             .finish_non_exhaustive()
@@ -321,21 +616,37 @@ impl Subjects {
     fn iter(self) -> impl Iterator<Item = Subject> {
         self.email.into_iter().chain(self.client)
     }
+
+    /// The first email subject and the first client subject of `subjects`.
+    fn of(subjects: &[ThrottleSubject]) -> Self {
+        Self {
+            email: subjects
+                .iter()
+                .map(|s| s.0)
+                .find(|s| matches!(s, Subject::Email(_))),
+            client: subjects
+                .iter()
+                .map(|s| s.0)
+                .find(|s| !matches!(s, Subject::Email(_))),
+        }
+    }
+
+    fn public(self) -> Vec<ThrottleSubject> {
+        self.iter().map(ThrottleSubject).collect()
+    }
 }
 
 impl Throttle {
     pub(crate) fn new(policy: ThrottlePolicy) -> Result<Self, ConfigError> {
-        let mut key = [0u8; 32];
-        rand::rngs::SysRng
-            .try_fill_bytes(&mut key)
-            .map_err(|_| ConfigError::Invalid("the operating system's random source failed"))?;
-        let email_key = <Hmac<Sha256> as KeyInit>::new_from_slice(&key)
-            .map_err(|_| ConfigError::Invalid("throttle key"))?;
-        Ok(Self {
+        Ok(Self::with_key(policy, ThrottleKey::random()?))
+    }
+
+    fn with_key(policy: ThrottlePolicy, email_key: ThrottleKey) -> Self {
+        Self {
             policy,
             email_key,
             counters: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
     /// A throttle of revoke-by-possession requests.
@@ -344,12 +655,7 @@ impl Throttle {
     }
 
     fn email_subject(&self, email: &str) -> Subject {
-        let mut mac = self.email_key.clone();
-        mac.update(email.as_bytes());
-        let digest = mac.finalize().into_bytes();
-        let mut truncated = [0; 16];
-        truncated.copy_from_slice(&digest[..16]);
-        Subject::Email(truncated)
+        Subject::Email(self.email_key.digest(email))
     }
 
     fn subjects(&self, email: &str, client: Option<IpAddr>) -> Subjects {
@@ -533,16 +839,31 @@ impl Throttle {
     }
 }
 
-/// Which subjects a failed login locked (see [`Reservation::failed`]).
+/// Which subjects a failed login locked ([`ThrottleBackend::settle`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct NewLocks {
+pub struct NewLocks {
     email: bool,
     client: bool,
 }
 
 impl NewLocks {
+    /// Whether the email, the client, both or neither were locked.
+    pub fn new(email: bool, client: bool) -> Self {
+        Self { email, client }
+    }
+
+    /// Whether the email's subject was locked.
+    pub fn email(self) -> bool {
+        self.email
+    }
+
+    /// Whether the client's subject was locked.
+    pub fn client(self) -> bool {
+        self.client
+    }
+
     /// `email`, `client` or `email_and_client`; `None` when nothing was locked.
-    pub(crate) fn name(self) -> Option<&'static str> {
+    pub fn name(self) -> Option<&'static str> {
         match (self.email, self.client) {
             (true, true) => Some("email_and_client"),
             (true, false) => Some("email"),
@@ -573,6 +894,11 @@ pub(crate) struct Reservation<'a> {
 }
 
 impl Reservation<'_> {
+    /// Keeps the reservation in flight without this guard: whoever holds it settles it.
+    fn keep(mut self) {
+        self.settled = true;
+    }
+
     /// Counts a failed attempt against the email and the client; returns which of them it
     /// locked.
     pub(crate) fn failed(mut self, now: OffsetDateTime) -> NewLocks {
@@ -597,9 +923,143 @@ impl Drop for Reservation<'_> {
     }
 }
 
-impl std::fmt::Debug for Reservation<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for Reservation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Reservation")
+    }
+}
+
+/// The authenticator's login throttle: the in-process table (no await, no task), or a shared
+/// backend.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per authenticator, inside its Arc; the table is not moved"
+)]
+pub(crate) enum LoginThrottle {
+    InProcess(Throttle),
+    Shared(Arc<dyn ThrottleBackend>),
+}
+
+impl LoginThrottle {
+    /// Reserves one password verification for `email` (normalised) and `client`, or refuses
+    /// ([`Throttle::reserve`]); a shared backend that fails is [`AuthError::Unavailable`].
+    pub(crate) async fn reserve(
+        &self,
+        email: &str,
+        client: Option<IpAddr>,
+        now: OffsetDateTime,
+    ) -> Result<LoginReservation<'_>, AuthError> {
+        match self {
+            Self::InProcess(throttle) => throttle
+                .reserve(email, client, now)
+                .map(LoginReservation::Local),
+            Self::Shared(backend) => {
+                let subjects = Subjects {
+                    email: Some(backend.email_subject(email).0),
+                    client: client.map(Subject::client),
+                };
+                match backend.reserve(&subjects.public(), now).await? {
+                    ThrottleDecision::Reserved(id) => Ok(LoginReservation::Shared(Shared {
+                        backend: Arc::clone(backend),
+                        subjects,
+                        id,
+                        reserved_at: now,
+                        settled: false,
+                    })),
+                    ThrottleDecision::Refused { retry_after_secs } => Err(AuthError::RateLimited {
+                        retry_after_secs: retry_after_secs.max(1),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// A reserved login attempt (see [`LoginThrottle::reserve`]); dropped unsettled, it is given
+/// back uncounted (by a spawned task for a shared backend).
+#[must_use = "a reservation is given back uncounted when dropped"]
+#[derive(Debug)]
+pub(crate) enum LoginReservation<'a> {
+    Local(Reservation<'a>),
+    Shared(Shared),
+}
+
+/// A reservation granted by a shared [`ThrottleBackend`].
+pub(crate) struct Shared {
+    backend: Arc<dyn ThrottleBackend>,
+    subjects: Subjects,
+    id: ReservationId,
+    /// The injected clock's time of the reservation: a release counts nothing, so the time
+    /// it was granted serves it (a dropped future has no clock at hand).
+    reserved_at: OffsetDateTime,
+    settled: bool,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Reservation")
+    }
+}
+
+impl Shared {
+    async fn settle(mut self, outcome: Settlement, now: OffsetDateTime) -> NewLocks {
+        self.settled = true;
+        match self
+            .backend
+            .settle(&self.subjects.public(), self.id, outcome, now)
+            .await
+        {
+            Ok(locks) => locks,
+            Err(e) => {
+                tracing::warn!(error = %e, "login throttle: settling an attempt failed");
+                NewLocks::default()
+            }
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        // Outside a runtime nothing can run the release: the backend's own bound (a
+        // reservation expires) applies.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let backend = Arc::clone(&self.backend);
+            let subjects = self.subjects.public();
+            let id = self.id;
+            let at = self.reserved_at;
+            runtime.spawn(async move {
+                if let Err(e) = backend
+                    .settle(&subjects, id, Settlement::Released, at)
+                    .await
+                {
+                    tracing::warn!(error = %e, "login throttle: releasing an attempt failed");
+                }
+            });
+        }
+    }
+}
+
+impl LoginReservation<'_> {
+    /// Counts a failed attempt against the email and the client; returns which of them it
+    /// locked.
+    pub(crate) async fn failed(self, now: OffsetDateTime) -> NewLocks {
+        match self {
+            Self::Local(reservation) => reservation.failed(now),
+            Self::Shared(shared) => shared.settle(Settlement::Failed, now).await,
+        }
+    }
+
+    /// A successful login: clears the email's failures.
+    pub(crate) async fn succeeded(self, now: OffsetDateTime) {
+        match self {
+            Self::Local(reservation) => reservation.succeeded(now),
+            Self::Shared(shared) => {
+                shared.settle(Settlement::Succeeded, now).await;
+            }
+        }
     }
 }
 

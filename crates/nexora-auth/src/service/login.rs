@@ -92,7 +92,11 @@ impl Authenticator {
         let clock = &self.inner.clock;
         // Dropped on any early return (store down, hashing queue full, request cancelled):
         // given back uncounted.
-        let reservation = self.inner.throttle.reserve(&email, client, clock.now())?;
+        let reservation = self
+            .inner
+            .throttle
+            .reserve(&email, client, clock.now())
+            .await?;
         // A place in the hashing queue before the store: a flood is refused without a lookup.
         let ticket = self.inner.passwords.admit()?;
         let user = users.find_user_by_email(&email).await?;
@@ -109,13 +113,13 @@ impl Authenticator {
         let user = match user {
             Some(user) if check.matches && !user.disabled => user,
             user => {
-                let locked = reservation.failed(clock.now());
+                let locked = reservation.failed(clock.now()).await;
                 self.login_failed(user.as_ref(), check.matches, locked, client)
                     .await;
                 return Err(AuthError::InvalidLogin);
             }
         };
-        reservation.succeeded(clock.now());
+        reservation.succeeded(clock.now()).await;
         if check.needs_rehash {
             match self.inner.passwords.hash(password).await {
                 Ok(phc) => {

@@ -38,7 +38,7 @@ use crate::{
     key::{KEY_LEN, has_key_prefix},
     last_used::LastUsedTracker,
     store::{KeyStore, OwnerId, UserStore},
-    throttle::{PossessionLimit, Throttle, ThrottlePolicy},
+    throttle::{LoginThrottle, PossessionLimit, Throttle, ThrottleBackend, ThrottlePolicy},
     ticket::TicketStore,
 };
 
@@ -50,6 +50,7 @@ pub struct AuthenticatorBuilder {
     tokens: Option<TokenAuthority>,
     password_policy: PasswordPolicy,
     throttle_policy: ThrottlePolicy,
+    throttle_backend: Option<Arc<dyn ThrottleBackend>>,
     possession_limit: PossessionLimit,
     last_used_interval: Duration,
     clock: Arc<dyn Clock>,
@@ -133,9 +134,19 @@ impl AuthenticatorBuilder {
     }
 
     /// Failed-login throttling. Defaults to [`ThrottlePolicy::default`]: 5 failures per email
-    /// or 20 per client address within 15 minutes lock it for 15 minutes.
+    /// or 20 per client address within 15 minutes lock it for 15 minutes. Not used when a
+    /// [`login_throttle_backend`](Self::login_throttle_backend) is set (it has its own).
     pub fn login_throttle(mut self, policy: ThrottlePolicy) -> Self {
         self.throttle_policy = policy;
+        self
+    }
+
+    /// Where failed logins are counted (see [`crate::throttle`]), under the backend's own
+    /// policy. Defaults to none: an in-process table under
+    /// [`login_throttle`](Self::login_throttle)'s policy, exact on one instance and `N ×` the
+    /// policy across `N`. `nexora-auth-redis` shares the counts between instances.
+    pub fn login_throttle_backend(mut self, backend: Arc<dyn ThrottleBackend>) -> Self {
+        self.throttle_backend = Some(backend);
         self
     }
 
@@ -210,7 +221,10 @@ impl AuthenticatorBuilder {
                 peppers: self.peppers,
                 tokens: self.tokens.map(|t| t.with_clock(Arc::clone(&self.clock))),
                 passwords,
-                throttle: Throttle::new(self.throttle_policy)?,
+                throttle: match self.throttle_backend {
+                    Some(backend) => LoginThrottle::Shared(backend),
+                    None => LoginThrottle::InProcess(Throttle::new(self.throttle_policy)?),
+                },
                 possession: Throttle::for_possession(&self.possession_limit)?,
                 last_used: LastUsedTracker::new(self.last_used_interval),
                 clock: self.clock,
@@ -238,7 +252,7 @@ struct Inner {
     peppers: PepperRing,
     tokens: Option<TokenAuthority>,
     passwords: PasswordHasher,
-    throttle: Throttle,
+    throttle: LoginThrottle,
     /// Revoke-by-possession requests per client: a table of its own (see [`crate::throttle`]).
     possession: Throttle,
     last_used: LastUsedTracker,
@@ -284,6 +298,7 @@ impl Authenticator {
             tokens: None,
             password_policy: PasswordPolicy::default(),
             throttle_policy: ThrottlePolicy::default(),
+            throttle_backend: None,
             possession_limit: PossessionLimit::default(),
             last_used_interval: Duration::from_secs(5),
             clock: Arc::new(SystemClock),
