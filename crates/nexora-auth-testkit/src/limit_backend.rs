@@ -25,6 +25,7 @@ pub fn contracts() -> &'static [&'static str] {
         "a_burst_of_exactly_the_limit_passes",
         "all_or_nothing_across_subjects",
         "a_steady_stream_at_the_rate_is_never_refused",
+        "a_changed_limit_keeps_its_counter",
     ]
 }
 
@@ -154,6 +155,43 @@ pub async fn follows_gcra_decide(backend: Arc<dyn LimitBackend>) {
     );
 }
 
+/// A subject keeps its counter when its limit changes: lowered under what was counted, it is
+/// full (refused with one request's wait at the new rate, not in debt beyond the new limit);
+/// raised again, the requests counted so far still count.
+pub async fn a_changed_limit_keeps_its_counter(backend: Arc<dyn LimitBackend>) {
+    let contract = "a_changed_limit_keeps_its_counter";
+    let subject = key_subject();
+    let at = |limit| {
+        [RateCheck {
+            subject: subject.clone(),
+            rate: rate(limit, 60),
+        }]
+    };
+    let now = start();
+    for _ in 0..20 {
+        assert!(
+            check(&*backend, &at(20), 1, now, contract).await.allowed,
+            "{contract}"
+        );
+    }
+    let lowered = check(&*backend, &at(10), 1, now, contract).await;
+    assert!(
+        !lowered.allowed,
+        "{contract}: 20 counted, the limit is now 10"
+    );
+    assert_eq!(
+        lowered.retry_after_secs, 6,
+        "{contract}: full, not 10 requests in debt"
+    );
+    assert_eq!(lowered.statuses[0].remaining, 0, "{contract}");
+    let raised = check(&*backend, &at(30), 1, now, contract).await;
+    assert!(raised.allowed, "{contract}");
+    assert_eq!(
+        raised.statuses[0].remaining, 9,
+        "{contract}: 21 of 30 counted"
+    );
+}
+
 /// From a drained state exactly `limit` requests pass at one instant; the next is refused
 /// with the exact wait, and a refusal charges nothing.
 pub async fn a_burst_of_exactly_the_limit_passes(backend: Arc<dyn LimitBackend>) {
@@ -257,7 +295,8 @@ macro_rules! limit_backend_conformance {
             follows_gcra_decide,
             a_burst_of_exactly_the_limit_passes,
             all_or_nothing_across_subjects,
-            a_steady_stream_at_the_rate_is_never_refused);
+            a_steady_stream_at_the_rate_is_never_refused,
+            a_changed_limit_keeps_its_counter);
     };
     (@each $factory:expr; $($contract:ident),+) => {
         $(

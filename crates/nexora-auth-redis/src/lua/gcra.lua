@@ -59,6 +59,8 @@ for i = 1, #KEYS do
   if elapsed > period_us then elapsed = period_us end
   local drained = state_debt - elapsed * limit
   if drained < 0 then drained = 0 end
+  -- A debt beyond a lowered limit's capacity counts as full (as in gcra::decide).
+  if drained > capacity then drained = capacity end
   -- `need <= capacity` is `cost <= limit`; `drained + need <= capacity` is computed as
   -- `need <= capacity - drained`, which stays below 2^53.
   local allowed = cost <= limit and cost * period_us <= capacity - drained
