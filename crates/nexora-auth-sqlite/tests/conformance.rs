@@ -173,19 +173,29 @@ fn invalid_prefix_and_newer_schema_are_refused() {
     });
 }
 
-/// A database at schema version 1 (no key lineage, no disabled users: what earlier releases
-/// wrote) upgrades in place: its keys keep working with no creator, its users are enabled.
+/// A database at schema version 1 (no key lineage, no disabled users, no limits: what earlier
+/// releases wrote) upgrades in place: its keys keep working with no creator and no limits, its
+/// users are enabled.
 #[test]
 fn a_version_1_database_upgrades_and_keeps_its_records() {
     nexora_auth_testkit::run(async {
         let (store, _dir) = fresh().await.into_parts().expect("not skipped");
         let pool = store.pool().clone();
-        // Back to version 1: the columns version 2 added are gone, and so is its record.
+        // Back to version 1: the columns versions 2 and 6 added are gone, and so are their
+        // records (the tables of versions 4 and 5 stay: their steps create them if missing).
         let downgrade = async {
             sqlx::raw_sql(
                 "DROP INDEX nexora_api_keys_created_by;
              ALTER TABLE nexora_api_keys DROP COLUMN created_by;
              ALTER TABLE nexora_users DROP COLUMN disabled;
+             ALTER TABLE nexora_api_keys DROP COLUMN rate_limit;
+             ALTER TABLE nexora_api_keys DROP COLUMN rate_period_secs;
+             ALTER TABLE nexora_api_keys DROP COLUMN credits_remaining;
+             ALTER TABLE nexora_api_keys DROP COLUMN credits_refill_amount;
+             ALTER TABLE nexora_api_keys DROP COLUMN credits_refill_every_secs;
+             ALTER TABLE nexora_api_keys DROP COLUMN credits_refilled_at;
+             ALTER TABLE nexora_users DROP COLUMN rate_limit;
+             ALTER TABLE nexora_users DROP COLUMN rate_period_secs;
              DELETE FROM nexora_auth_migrations WHERE version > 1;",
             )
             .execute(&pool)
