@@ -1,7 +1,8 @@
 //! PostgreSQL storage for `nexora-auth`: [`PostgresStore`] implements [`KeyStore`],
 //! [`UserStore`], [`AuditStore`] and [`TicketStore`] (single-use WebSocket tickets, table
-//! `{prefix}ws_tickets`, schema version 5) over the host application's own [`PgPool`]. Many stateless server instances
-//! can share one database: every operation is a single atomic statement.
+//! `{prefix}ws_tickets`, schema version 5) over the host application's own [`PgPool`], with
+//! per-key rate limits and credits and per-user rate limits (schema version 6). Many stateless
+//! server instances can share one database: every operation is a single atomic statement.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -57,6 +58,19 @@
 //! either commits first and is revoked, or waits and finds its creator revoked. Users have a
 //! `disabled` flag. A version-1 database is upgraded in place (`ALTER TABLE … ADD COLUMN`).
 //!
+//! Rate limits and credits (schema version 6, see `nexora_auth::limits`) are nullable columns
+//! of the key table: `rate_limit` and `rate_period_secs` (the key's rate limit),
+//! `credits_remaining`, `credits_refill_amount`, `credits_refill_every_secs` (all `bigint`: a
+//! limit's `u32` does not fit `integer`) and `credits_refilled_at` (`timestamptz`) — all `NULL`
+//! for a key without a limit or unmetered. The user table gains `rate_limit` and
+//! `rate_period_secs`, the owner's own limit. A row whose limit columns are set in part or out
+//! of the core's ranges is a corrupt row ([`StoreError::Unavailable`]), never a key without
+//! limits. `update_key` is one `UPDATE … WHERE` owner and not revoked `… RETURNING`;
+//! `swap_credits` is a compare-and-swap in one `UPDATE … WHERE` every credit column `IS NOT
+//! DISTINCT FROM` the expected value: of concurrent swaps on any instances, the first takes the
+//! row lock and the others, re-checking the committed row, change nothing. Credits are the
+//! truth of every instance's leases, so they live here, not in a cache.
+//!
 //! # Change feed
 //!
 //! Several server instances on one database keep each other's verification caches fresh
@@ -69,8 +83,10 @@
 //!
 //! * **The log.** Schema version 3 adds triggers on the key and user tables that append a row
 //!   `(seq, kind, key_id, owner, at)` to `{prefix}auth_changes` for every inserted, updated or
-//!   deleted row (key updates that only move `last_used_at` excepted; `TRUNCATE` logs kind
-//!   `all`), in the same transaction as the change, and `NOTIFY {prefix}auth_changes` with the
+//!   deleted row (key updates that only move `last_used_at`, or only the credit count and its
+//!   refill time — the credit swaps of every request that takes a lease, since schema version
+//!   6 — excepted: a cache holds neither; `TRUNCATE` logs kind `all`), in the same transaction
+//!   as the change, and `NOTIFY {prefix}auth_changes` with the
 //!   `seq`. The `seq` comes from the one row of `{prefix}auth_changes_head`, updated under its
 //!   row lock until commit: writers commit in `seq` order and a reader that sees `seq = n` sees
 //!   every lower one, so replaying `seq > last` misses nothing, and a missing number can only

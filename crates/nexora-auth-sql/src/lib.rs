@@ -2,6 +2,7 @@
 //! [`StoreBuilder`] (table prefix, migrate or not), the [`Migrations`] runner with its
 //! schema-version gate, the rules that turn statement results into store outcomes
 //! ([`key_inserted`], [`revoke_outcome`], [`key_state`]…), the audit rows ([`AuditRow`]), the
+//! limit columns of schema version 6 both ways ([`rate_limit`], [`CreditColumns`]), the
 //! microsecond time rule, and the
 //! dialect-free half of the change feed that keeps other instances' caches fresh ([`feed`]).
 //! Applications use `nexora-auth-sqlite` or `nexora-auth-postgres`; this crate is for them and

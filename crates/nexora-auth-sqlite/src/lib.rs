@@ -1,6 +1,7 @@
 //! SQLite storage for `nexora-auth`: [`SqliteStore`] implements [`KeyStore`], [`UserStore`],
 //! [`AuditStore`] and [`TicketStore`] (single-use WebSocket tickets, table `{prefix}ws_tickets`,
-//! schema version 5) over the host application's own [`SqlitePool`].
+//! schema version 5) over the host application's own [`SqlitePool`], with per-key rate limits
+//! and credits and per-user rate limits (schema version 6).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -82,6 +83,18 @@
 //! 7, so key order is time order), indexed by owner and id for a user's pages and by time for
 //! pruning. A batch of events is one `INSERT … SELECT … FROM json_each(?)`: all or nothing.
 //!
+//! Rate limits and credits (schema version 6, see `nexora_auth::limits`) are nullable
+//! `INTEGER` columns of the key table: `rate_limit` and `rate_period_secs` (the key's rate
+//! limit), `credits_remaining`, `credits_refill_amount`, `credits_refill_every_secs` and
+//! `credits_refilled_at` (Unix microseconds, as every time here) — all `NULL` for a key without
+//! a limit or unmetered. The user table gains `rate_limit` and `rate_period_secs`, the owner's
+//! own limit. A row whose limit columns are set in part or out of the core's ranges is a
+//! corrupt row ([`StoreError::Unavailable`]), never a key without limits. `update_key` is one
+//! `UPDATE … WHERE` owner and not revoked `… RETURNING`; `swap_credits` is a compare-and-swap in
+//! one `UPDATE … WHERE` every credit column `IS` the expected value, atomic under SQLite's
+//! single writer. A version-5 database gains the columns in place (`ALTER TABLE … ADD
+//! COLUMN`), its keys unlimited and unmetered.
+//!
 //! # Change feed
 //!
 //! An [`Authenticator`](nexora_auth::Authenticator) keeps key records and user status in its
@@ -90,8 +103,9 @@
 //! [`Freshness::Watched`]. How long a cached record can miss a change:
 //!
 //! * **Writes through this store value and its clones** — `insert`, `rotate`, `revoke`,
-//!   `revoke_tree` (the key and every descendant it revoked), `insert_user`,
-//!   `set_user_disabled`, `set_user_scopes`, `delete_user` — are reported once the statement
+//!   `revoke_tree` (the key and every descendant it revoked), `update_key`, `insert_user`,
+//!   `set_user_disabled`, `set_user_scopes`, `set_owner_rate_limit`, `delete_user` — are
+//!   reported once the statement
 //!   has returned, before the method does. **Bound: 0.** Once `revoke` returns, no request in
 //!   this process accepts the key. A write reports whatever it returns (an error may follow a
 //!   commit; a needless report costs one store read). A write whose caller drops it before it
@@ -112,7 +126,9 @@
 //!   the next poll forward, so its cache is trusted from the start.
 //! * **The price of a whole-cache drop.** The pool's connections are "other connections" to
 //!   the poller too. So every write of this process also moves `data_version`, including the
-//!   authenticator's `last_used_at` batches. The poll after any write drops the cache, and each
+//!   authenticator's `last_used_at` batches and its credit swaps (`swap_credits`, which is not
+//!   reported itself: a cache holds whether a key is metered, never its count, and a swap
+//!   changes only the count). The poll after any write drops the cache, and each
 //!   hot key then costs one store read. That happens at most once per poll interval, however
 //!   many writes there were.
 //! * **When the poller cannot vouch.** A failed poll (the file unreachable, the connection
