@@ -141,8 +141,9 @@ pub(crate) fn change_log_schema(p: &str, keys: &str, users: &str) -> String {
     )
 }
 
-/// Schema version 6: the limit columns (all nullable, `bigint` because a rate limit's `u32`
-/// does not fit `integer`; the refill time a `timestamptz` like every other), and the key
+/// Schema version 6: the limit columns (all nullable, `bigint` because the core's counts are
+/// `u32` and `u64`, which `integer` does not hold in full; the refill time a `timestamptz` like
+/// every other), and the key
 /// update trigger of version 3 made blind to credit swaps.
 ///
 /// A credit compare-and-swap moves only `credits_remaining` and `credits_refilled_at`, as

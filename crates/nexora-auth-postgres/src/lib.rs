@@ -60,8 +60,8 @@
 //!
 //! Rate limits and credits (schema version 6, see `nexora_auth::limits`) are nullable columns
 //! of the key table: `rate_limit` and `rate_period_secs` (the key's rate limit),
-//! `credits_remaining`, `credits_refill_amount`, `credits_refill_every_secs` (all `bigint`: a
-//! limit's `u32` does not fit `integer`) and `credits_refilled_at` (`timestamptz`) — all `NULL`
+//! `credits_remaining`, `credits_refill_amount`, `credits_refill_every_secs` (all `bigint`: the
+//! core's `u32` and `u64` do not fit `integer` in full) and `credits_refilled_at` (`timestamptz`) — all `NULL`
 //! for a key without a limit or unmetered. The user table gains `rate_limit` and
 //! `rate_period_secs`, the owner's own limit. A row whose limit columns are set in part or out
 //! of the core's ranges is a corrupt row ([`StoreError::Unavailable`]), never a key without

@@ -20,7 +20,9 @@ use std::{
 use nexora_auth::{
     ApiKey, AuthError, Authenticator, InvalidReason, KeyCredentials, KeyId, KeyStore, NewKey,
     OwnerId, RevokeOptions, RotateOptions, StoreError,
-    limits::{Credits, MAX_CREDITS, MAX_PERIOD_SECS, MAX_REFILL_SECS, RateLimit, Refill},
+    limits::{
+        Credits, MAX_CREDITS, MAX_PERIOD_SECS, MAX_RATE_LIMIT, MAX_REFILL_SECS, RateLimit, Refill,
+    },
     store::{
         KeyRecord, KeyUpdate, LastUsed, PreviousDigest, RevokeOutcome, RotateOutcome, Rotation,
     },
@@ -2029,7 +2031,7 @@ pub async fn limits_round_trip_through_insert_and_every_read(store: Arc<dyn KeyS
             });
             records.push(metered);
             let (_, mut largest) = new_record("alice", "largest", now());
-            largest.rate_limit = Some(rate(u32::MAX, 1));
+            largest.rate_limit = Some(rate(MAX_RATE_LIMIT, MAX_PERIOD_SECS));
             largest.credits = Some(Credits {
                 remaining: MAX_CREDITS,
                 refill: Some(refill(MAX_CREDITS, MAX_REFILL_SECS)),

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use nexora_auth::{
     AuthError, InvalidReason, MemoryKeyStore, NewKey, OwnerId, SecretString, StoreError,
-    UserRecord, UserStore, audit::Actor, limits::RateLimit,
+    UserRecord, UserStore,
+    audit::Actor,
+    limits::{MAX_PERIOD_SECS, MAX_RATE_LIMIT, RateLimit},
 };
 use time::OffsetDateTime;
 
@@ -595,7 +597,7 @@ pub async fn user_owner_rate_limit_round_trips(store: Arc<dyn UserStore>) {
             );
             for limit in [
                 Some(rate(10, 60)),
-                Some(rate(u32::MAX, 1)),
+                Some(rate(MAX_RATE_LIMIT, MAX_PERIOD_SECS)),
                 Some(rate(1, 86_400)),
                 None,
                 Some(rate(3, 1)),
