@@ -141,6 +141,40 @@ pub(crate) fn change_log_schema(p: &str, keys: &str, users: &str) -> String {
     )
 }
 
+/// Schema version 6: the limit columns (all nullable, `bigint` because the core's counts are
+/// `u32` and `u64`, which `integer` does not hold in full; the refill time a `timestamptz` like
+/// every other), and the key
+/// update trigger of version 3 made blind to credit swaps.
+///
+/// A credit compare-and-swap moves only `credits_remaining` and `credits_refilled_at`, as
+/// often as instances lease credits. What a cache holds of a key carries only whether it is
+/// metered, so those updates are not logged, as `last_used_at` updates are not; a change of
+/// whether the key is metered (`credits_remaining` becoming or ceasing to be `NULL`) and every
+/// other column still are. `ADD COLUMN IF NOT EXISTS` and `DROP TRIGGER IF EXISTS`: running it
+/// again (a database upgraded from version 1 runs version 3 again first) is harmless.
+pub(crate) fn limits_schema(p: &str, keys: &str, users: &str) -> String {
+    format!(
+        "ALTER TABLE {keys}
+            ADD COLUMN IF NOT EXISTS rate_limit bigint,
+            ADD COLUMN IF NOT EXISTS rate_period_secs bigint,
+            ADD COLUMN IF NOT EXISTS credits_remaining bigint,
+            ADD COLUMN IF NOT EXISTS credits_refill_amount bigint,
+            ADD COLUMN IF NOT EXISTS credits_refill_every_secs bigint,
+            ADD COLUMN IF NOT EXISTS credits_refilled_at timestamptz;
+        ALTER TABLE {users}
+            ADD COLUMN IF NOT EXISTS rate_limit bigint,
+            ADD COLUMN IF NOT EXISTS rate_period_secs bigint;
+        DROP TRIGGER IF EXISTS {p}api_keys_updates ON {keys};
+        CREATE CONSTRAINT TRIGGER {p}api_keys_updates AFTER UPDATE ON {keys}
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+            WHEN ((to_jsonb(OLD) - ARRAY['last_used_at', 'credits_remaining', 'credits_refilled_at'])
+                    IS DISTINCT FROM
+                  (to_jsonb(NEW) - ARRAY['last_used_at', 'credits_remaining', 'credits_refilled_at'])
+                OR (OLD.credits_remaining IS NULL) <> (NEW.credits_remaining IS NULL))
+            EXECUTE FUNCTION {p}auth_key_changed();"
+    )
+}
+
 /// The change log of one store, as the watcher opens it.
 #[derive(Debug)]
 pub(crate) struct PgChangeLog {

@@ -1,7 +1,8 @@
 //! PostgreSQL storage for `nexora-auth`: [`PostgresStore`] implements [`KeyStore`],
 //! [`UserStore`], [`AuditStore`] and [`TicketStore`] (single-use WebSocket tickets, table
-//! `{prefix}ws_tickets`, schema version 5) over the host application's own [`PgPool`]. Many stateless server instances
-//! can share one database: every operation is a single atomic statement.
+//! `{prefix}ws_tickets`, schema version 5) over the host application's own [`PgPool`], with
+//! per-key rate limits and credits and per-user rate limits (schema version 6). Many stateless
+//! server instances can share one database: every operation is a single atomic statement.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -57,6 +58,19 @@
 //! either commits first and is revoked, or waits and finds its creator revoked. Users have a
 //! `disabled` flag. A version-1 database is upgraded in place (`ALTER TABLE … ADD COLUMN`).
 //!
+//! Rate limits and credits (schema version 6, see `nexora_auth::limits`) are nullable columns
+//! of the key table: `rate_limit` and `rate_period_secs` (the key's rate limit),
+//! `credits_remaining`, `credits_refill_amount`, `credits_refill_every_secs` (all `bigint`: the
+//! core's `u32` and `u64` do not fit `integer` in full) and `credits_refilled_at` (`timestamptz`) — all `NULL`
+//! for a key without a limit or unmetered. The user table gains `rate_limit` and
+//! `rate_period_secs`, the owner's own limit. A row whose limit columns are set in part or out
+//! of the core's ranges is a corrupt row ([`StoreError::Unavailable`]), never a key without
+//! limits. `update_key` is one `UPDATE … WHERE` owner and not revoked `… RETURNING`;
+//! `swap_credits` is a compare-and-swap in one `UPDATE … WHERE` every credit column `IS NOT
+//! DISTINCT FROM` the expected value: of concurrent swaps on any instances, the first takes the
+//! row lock and the others, re-checking the committed row, change nothing. Credits are the
+//! truth of every instance's leases, so they live here, not in a cache.
+//!
 //! # Change feed
 //!
 //! Several server instances on one database keep each other's verification caches fresh
@@ -69,8 +83,10 @@
 //!
 //! * **The log.** Schema version 3 adds triggers on the key and user tables that append a row
 //!   `(seq, kind, key_id, owner, at)` to `{prefix}auth_changes` for every inserted, updated or
-//!   deleted row (key updates that only move `last_used_at` excepted; `TRUNCATE` logs kind
-//!   `all`), in the same transaction as the change, and `NOTIFY {prefix}auth_changes` with the
+//!   deleted row (key updates that only move `last_used_at`, or only the credit count and its
+//!   refill time — the credit swaps of every request that takes a lease, since schema version
+//!   6 — excepted: a cache holds neither; `TRUNCATE` logs kind `all`), in the same transaction
+//!   as the change, and `NOTIFY {prefix}auth_changes` with the
 //!   `seq`. The `seq` comes from the one row of `{prefix}auth_changes_head`, updated under its
 //!   row lock until commit: writers commit in `seq` order and a reader that sees `seq = n` sees
 //!   every lower one, so replaying `seq > last` misses nothing, and a missing number can only
@@ -132,18 +148,21 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 pub use feed::LISTENER_APPLICATION_NAME;
-use feed::{PgChangeLog, change_log_schema};
+use feed::{PgChangeLog, change_log_schema, limits_schema};
 use nexora_auth::{
     AuditEvent, AuditStore, ChangeFeed, Freshness, KeyId, KeyStore, OwnerId, Scopes, StoreError,
     TicketDigest, TicketRecord, TicketStore, UserRecord, UserStore,
     audit::{AuditQuery, EventId},
-    store::{CascadeOutcome, KeyRecord, LastUsed, RevokeOutcome, RotateOutcome, Rotation},
+    limits::{Credits, RateLimit},
+    store::{
+        CascadeOutcome, KeyRecord, KeyUpdate, LastUsed, RevokeOutcome, RotateOutcome, Rotation,
+    },
 };
 use nexora_auth_sql::{
-    AUDIT_COLUMNS, AuditRow, FeedHub, KEY_COLUMNS, Migrations, SqlStore, StoreBuilder,
-    TICKET_COLUMNS, USER_COLUMNS, audit_cursor, audit_limit, audit_recorded, digest, key_inserted,
-    key_state, previous_digest, revoke_outcome, ticket_digest, ticket_inserted, trusted_sql,
-    user_inserted,
+    AUDIT_COLUMNS, AuditRow, CreditColumns, FeedHub, KEY_COLUMNS, Migrations, SqlStore,
+    StoreBuilder, TICKET_COLUMNS, USER_COLUMNS, audit_cursor, audit_limit, audit_recorded, digest,
+    key_inserted, key_state, previous_digest, rate_limit, rate_limit_columns, revoke_outcome,
+    ticket_digest, ticket_inserted, trusted_sql, user_inserted,
 };
 pub use nexora_auth_sql::{DEFAULT_TABLE_PREFIX, FeedConfig, SetupError};
 use sqlx::{PgConnection, PgPool, Row, SqlStr, postgres::PgRow};
@@ -151,8 +170,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// The schema version this crate writes and reads. Version 4 adds the audit trail, version 5
-/// the WebSocket ticket table.
-pub const SCHEMA_VERSION: i64 = nexora_auth_sql::TICKETS_SCHEMA_VERSION;
+/// the WebSocket ticket table, version 6 rate limits and credits.
+pub const SCHEMA_VERSION: i64 = nexora_auth_sql::LIMITS_SCHEMA_VERSION;
 /// The advisory lock key migrations hold (`pg_advisory_xact_lock`): "nxr_auth" in ASCII.
 const MIGRATION_LOCK: i64 = 0x6e78_725f_6175_7468;
 
@@ -265,6 +284,8 @@ struct Queries {
     revoke_descendants: SqlStr,
     key_exists: SqlStr,
     last_used: SqlStr,
+    update_key: SqlStr,
+    swap_credits: SqlStr,
     insert_user: SqlStr,
     user_by_email: SqlStr,
     user_by_id: SqlStr,
@@ -273,6 +294,8 @@ struct Queries {
     set_disabled: SqlStr,
     set_scopes: SqlStr,
     delete_user: SqlStr,
+    owner_rate_limit: SqlStr,
+    set_owner_rate_limit: SqlStr,
     read_changes: SqlStr,
     prune_changes: SqlStr,
     insert_ticket: SqlStr,
@@ -345,6 +368,7 @@ impl Queries {
             );
             CREATE INDEX IF NOT EXISTS {tickets}_expires ON {tickets} (expires_at);"
         );
+        let v6 = limits_schema(p, &keys, &users);
         let audit = format!("{p}audit_events");
         let v4 = format!(
             "CREATE TABLE IF NOT EXISTS {audit} (
@@ -388,10 +412,16 @@ impl Queries {
                 nexora_auth_sql::TICKETS_SCHEMA_VERSION,
                 "single-use websocket tickets",
                 v5,
+            )
+            .step(
+                nexora_auth_sql::LIMITS_SCHEMA_VERSION,
+                "rate limits and credits",
+                v6,
             ),
             insert_key: q(format!(
                 "INSERT INTO {keys} ({KEY_COLUMNS})
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                    $16, $17, $18, $19, $20, $21
                  WHERE $15::uuid IS NULL
                     OR EXISTS (SELECT 1 FROM {keys} WHERE id = $15 AND owner = $2 AND revoked_at IS NULL)"
             )),
@@ -436,6 +466,33 @@ impl Queries {
                        GROUP BY id) AS batch
                  WHERE k.id = batch.id AND (k.last_used_at IS NULL OR k.last_used_at < batch.at)"
             )),
+            // One statement: the owner and revocation check and the write are atomic (a
+            // concurrent revoke holds the row lock; this one then re-checks the new row). A
+            // flag per limit says whether to write it, since NULL is a value here ("remove").
+            update_key: q(format!(
+                "UPDATE {keys} SET
+                    name = coalesce($1, name),
+                    rate_limit = CASE WHEN $2 THEN $3::bigint ELSE rate_limit END,
+                    rate_period_secs = CASE WHEN $2 THEN $4::bigint ELSE rate_period_secs END,
+                    credits_remaining = CASE WHEN $5 THEN $6::bigint ELSE credits_remaining END,
+                    credits_refill_amount = CASE WHEN $5 THEN $7::bigint ELSE credits_refill_amount END,
+                    credits_refill_every_secs = CASE WHEN $5 THEN $8::bigint ELSE credits_refill_every_secs END,
+                    credits_refilled_at = CASE WHEN $5 THEN $9::timestamptz ELSE credits_refilled_at END
+                 WHERE id = $10 AND owner = $11 AND revoked_at IS NULL
+                 RETURNING {KEY_COLUMNS}"
+            )),
+            // A compare-and-swap in one statement: of concurrent swaps, the first takes the row
+            // lock; the others wait, re-check the WHERE on the row it committed (READ
+            // COMMITTED's re-check of an updated row), and change nothing.
+            swap_credits: q(format!(
+                "UPDATE {keys} SET credits_remaining = $1, credits_refill_amount = $2,
+                    credits_refill_every_secs = $3, credits_refilled_at = $4
+                 WHERE id = $5 AND revoked_at IS NULL
+                    AND credits_remaining IS NOT DISTINCT FROM $6::bigint
+                    AND credits_refill_amount IS NOT DISTINCT FROM $7::bigint
+                    AND credits_refill_every_secs IS NOT DISTINCT FROM $8::bigint
+                    AND credits_refilled_at IS NOT DISTINCT FROM $9::timestamptz"
+            )),
             insert_user: q(format!("INSERT INTO {users} ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)")),
             user_by_email: q(format!("SELECT {USER_COLUMNS} FROM {users} WHERE email = $1")),
             user_by_id: q(format!("SELECT {USER_COLUMNS} FROM {users} WHERE id = $1")),
@@ -444,6 +501,10 @@ impl Queries {
             set_disabled: q(format!("UPDATE {users} SET disabled = $1 WHERE id = $2")),
             set_scopes: q(format!("UPDATE {users} SET scopes = $1 WHERE id = $2")),
             delete_user: q(format!("DELETE FROM {users} WHERE id = $1")),
+            owner_rate_limit: q(format!("SELECT rate_limit, rate_period_secs FROM {users} WHERE id = $1")),
+            set_owner_rate_limit: q(format!(
+                "UPDATE {users} SET rate_limit = $1, rate_period_secs = $2 WHERE id = $3"
+            )),
             // The head and the rows after $1 in one snapshot: the head tells a reader whether
             // rows it never saw were pruned (see nexora_auth_sql::feed::Replay).
             read_changes: q(format!(
@@ -526,6 +587,17 @@ fn decode_key(row: &PgRow) -> Result<KeyRecord, StoreError> {
             .try_get::<Option<Uuid>, _>("created_by")
             .map_err(e)?
             .map(KeyId::from_uuid),
+        rate_limit: rate_limit(
+            row.try_get("rate_limit").map_err(e)?,
+            row.try_get("rate_period_secs").map_err(e)?,
+        )?,
+        credits: CreditColumns {
+            remaining: row.try_get("credits_remaining").map_err(e)?,
+            refill_amount: row.try_get("credits_refill_amount").map_err(e)?,
+            refill_every_secs: row.try_get("credits_refill_every_secs").map_err(e)?,
+            refilled_at: row.try_get("credits_refilled_at").map_err(e)?,
+        }
+        .credits()?,
     })
 }
 
@@ -593,7 +665,16 @@ impl PostgresStore {
             .bind(r.previous.map(|p| i64::from(p.digest.pepper_version)))
             .bind(r.previous.map(|p| p.digest.digest.as_bytes().to_vec()))
             .bind(r.previous.map(|p| p.valid_until))
-            .bind(r.created_by.map(|c| *c.as_uuid()))
+            .bind(r.created_by.map(|c| *c.as_uuid()));
+        let (limit, period) = rate_limit_columns(r.rate_limit);
+        let credits = CreditColumns::of(r.credits.as_ref());
+        let inserted = inserted
+            .bind(limit)
+            .bind(period)
+            .bind(credits.remaining)
+            .bind(credits.refill_amount)
+            .bind(credits.refill_every_secs)
+            .bind(credits.refilled_at)
             .execute(executor)
             .await;
         key_inserted(
@@ -767,6 +848,67 @@ impl KeyStore for PostgresStore {
         Ok(())
     }
 
+    async fn update_key(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        update: &KeyUpdate,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let (limit, period) = rate_limit_columns(update.rate_limit.flatten());
+        let credits = CreditColumns::of(update.credits.flatten().as_ref());
+        let row = sqlx::query(self.sql.update_key.clone())
+            .bind(update.name.as_deref())
+            .bind(update.rate_limit.is_some())
+            .bind(limit)
+            .bind(period)
+            .bind(update.credits.is_some())
+            .bind(credits.remaining)
+            .bind(credits.refill_amount)
+            .bind(credits.refill_every_secs)
+            .bind(credits.refilled_at)
+            .bind(id.as_uuid())
+            .bind(owner.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("update a key"))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        // Reported here as rotate is; other instances learn it from the change log.
+        self.feed.feeds().key_changed(id);
+        decode_key(&row).map(Some)
+    }
+
+    // Not reported to the change feed, and not logged (the log's trigger skips updates that
+    // only move the credit count and its refill time, see `limits_schema`): what a cache holds
+    // of a key (`KeyCredentials`) carries only whether it is metered, which a swap never
+    // changes; the count itself is read from the store whenever a lease runs out.
+    async fn swap_credits(
+        &self,
+        id: KeyId,
+        current: &Credits,
+        new: &Credits,
+    ) -> Result<bool, StoreError> {
+        let (current, new) = (
+            CreditColumns::of(Some(current)),
+            CreditColumns::of(Some(new)),
+        );
+        let done = sqlx::query(self.sql.swap_credits.clone())
+            .bind(new.remaining)
+            .bind(new.refill_amount)
+            .bind(new.refill_every_secs)
+            .bind(new.refilled_at)
+            .bind(id.as_uuid())
+            .bind(current.remaining)
+            .bind(current.refill_amount)
+            .bind(current.refill_every_secs)
+            .bind(current.refilled_at)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("swap a key's credits"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// [`Freshness::Watched`]: see the crate docs, "Change feed".
     fn watch_changes(&self, feed: ChangeFeed) -> Freshness {
         self.attach(feed)
@@ -857,6 +999,36 @@ impl UserStore for PostgresStore {
             .execute(&self.pool)
             .await
             .map_err(failed("delete a user"))?;
+        self.user_written(id, done.rows_affected())
+    }
+
+    async fn owner_rate_limit(&self, id: &OwnerId) -> Result<Option<RateLimit>, StoreError> {
+        let row: Option<(Option<i64>, Option<i64>)> =
+            sqlx::query_as(self.sql.owner_rate_limit.clone())
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(failed("read an owner's rate limit"))?;
+        match row {
+            Some((limit, period)) => rate_limit(limit, period),
+            None => Ok(None),
+        }
+    }
+
+    async fn set_owner_rate_limit(
+        &self,
+        id: &OwnerId,
+        limit: Option<RateLimit>,
+    ) -> Result<bool, StoreError> {
+        let (limit, period) = rate_limit_columns(limit);
+        let done = sqlx::query(self.sql.set_owner_rate_limit.clone())
+            .bind(limit)
+            .bind(period)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(failed("set an owner's rate limit"))?;
+        // The cache keeps the owner's limit with the user's status.
         self.user_written(id, done.rows_affected())
     }
 

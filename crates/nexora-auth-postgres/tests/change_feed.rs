@@ -19,7 +19,9 @@ use std::{
 
 use nexora_auth::{
     ApiKey, AuthError, Authenticator, CacheConfig, InvalidReason, KeyStore, OwnerId, Principal,
-    UserRecord, UserStore, store::Rotation,
+    UserRecord, UserStore,
+    limits::{Credits, RateLimit, Refill},
+    store::{KeyUpdate, Rotation},
 };
 use nexora_auth_postgres::{FeedConfig, LISTENER_APPLICATION_NAME, PostgresStore};
 use nexora_auth_testkit::{
@@ -472,6 +474,104 @@ fn the_log_records_changes_but_not_last_used_and_prunes_old_rows() {
                 .expect("prune");
         assert_eq!(pruned, 3);
         assert_eq!(count().await, 1, "the newest row is kept");
+    });
+}
+
+/// What the key trigger logs of the limits (schema version 6): a change of a rate limit,
+/// credits set or removed, a refill changed — but not a credit swap, nor any update that only
+/// moves the count and its refill time (a cache holds whether a key is metered, never the
+/// count), so leasing credits does not flood the log. An owner's limit is logged as a user
+/// change.
+#[test]
+fn the_log_records_limit_changes_but_not_credit_swaps() {
+    nexora_auth_testkit::run(async {
+        let Some(it) = instances().await else { return };
+        let pool = it.a.pool().clone();
+        let p = it.prefix.clone();
+        let kinds = || async {
+            sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(
+                "SELECT kind FROM {p}auth_changes ORDER BY seq".replace("{p}", &p),
+            ))
+            .fetch_all(&pool)
+            .await
+            .expect("rows")
+        };
+        let id = it.alice_with_key().await.id();
+        let alice = OwnerId::new("alice");
+        let update = |changes: KeyUpdate| {
+            let (a, alice) = (it.a.clone(), alice.clone());
+            async move {
+                a.update_key(&alice, id, &changes)
+                    .await
+                    .expect("update_key")
+                    .expect("a live key")
+            }
+        };
+        let refill = Refill::new(100, 3_600);
+        let c0 = Credits {
+            remaining: 100,
+            refill,
+            refilled_at: now(),
+        };
+        update(KeyUpdate {
+            credits: Some(Some(c0)),
+            ..KeyUpdate::default()
+        })
+        .await;
+        assert_eq!(
+            kinds().await,
+            ["user", "key", "key"],
+            "metering a key is logged"
+        );
+        let c1 = Credits {
+            remaining: 90,
+            ..c0
+        };
+        assert!(it.a.swap_credits(id, &c0, &c1).await.expect("swap"));
+        let c2 = Credits {
+            remaining: 100,
+            refilled_at: c1.refilled_at + time::Duration::HOUR,
+            ..c1
+        };
+        assert!(it.a.swap_credits(id, &c1, &c2).await.expect("swap"));
+        update(KeyUpdate {
+            credits: Some(Some(Credits { remaining: 5, ..c2 })),
+            ..KeyUpdate::default()
+        })
+        .await;
+        assert_eq!(
+            kinds().await,
+            ["user", "key", "key"],
+            "credit swaps and count-only updates are not logged"
+        );
+        update(KeyUpdate {
+            credits: Some(Some(Credits {
+                refill: Refill::new(50, 60),
+                ..c2
+            })),
+            ..KeyUpdate::default()
+        })
+        .await;
+        update(KeyUpdate {
+            rate_limit: Some(RateLimit::new(10, 60)),
+            ..KeyUpdate::default()
+        })
+        .await;
+        update(KeyUpdate {
+            credits: Some(None),
+            ..KeyUpdate::default()
+        })
+        .await;
+        assert!(
+            it.a.set_owner_rate_limit(&alice, RateLimit::new(5, 1))
+                .await
+                .expect("set_owner_rate_limit")
+        );
+        assert_eq!(
+            kinds().await,
+            ["user", "key", "key", "key", "key", "key", "user"],
+            "a refill change, a rate limit, unmetering and an owner's limit are logged"
+        );
     });
 }
 

@@ -2,6 +2,7 @@
 //! [`StoreBuilder`] (table prefix, migrate or not), the [`Migrations`] runner with its
 //! schema-version gate, the rules that turn statement results into store outcomes
 //! ([`key_inserted`], [`revoke_outcome`], [`key_state`]…), the audit rows ([`AuditRow`]), the
+//! limit columns of schema version 6 both ways ([`rate_limit`], [`CreditColumns`]), the
 //! microsecond time rule, and the
 //! dialect-free half of the change feed that keeps other instances' caches fresh ([`feed`]).
 //! Applications use `nexora-auth-sqlite` or `nexora-auth-postgres`; this crate is for them and
@@ -89,6 +90,7 @@
 
 mod audit;
 pub mod feed;
+mod limits;
 mod migrations;
 mod row;
 mod rules;
@@ -96,6 +98,7 @@ mod setup;
 
 pub use audit::{AUDIT_COLUMNS, AuditRow, audit_cursor, audit_limit, audit_recorded};
 pub use feed::{FeedConfig, FeedHub};
+pub use limits::{CreditColumns, LIMITS_SCHEMA_VERSION, rate_limit, rate_limit_columns};
 pub use migrations::Migrations;
 pub use row::{digest, from_unix_micros, previous_digest, scopes, truncate_to_micros, unix_micros};
 pub use rules::{
@@ -106,7 +109,9 @@ pub use setup::{DEFAULT_TABLE_PREFIX, SetupError, SqlStore, StoreBuilder};
 
 /// The columns of a key row, in the order the stores' statements list them.
 pub const KEY_COLUMNS: &str = "id, owner, name, scopes, created_at, last_used_at, expires_at, revoked_at, display, \
-     pepper_version, digest, previous_pepper_version, previous_digest, previous_valid_until, created_by";
+     pepper_version, digest, previous_pepper_version, previous_digest, previous_valid_until, created_by, \
+     rate_limit, rate_period_secs, credits_remaining, credits_refill_amount, credits_refill_every_secs, \
+     credits_refilled_at";
 
 /// The columns of a WebSocket ticket row, in the order the stores' statements list them.
 pub const TICKET_COLUMNS: &str = "digest, owner, chat_id, principal, created_at, expires_at";

@@ -150,3 +150,143 @@ fn block_on<F: Future>(future: F) -> F::Output {
         .expect("runtime")
         .block_on(future)
 }
+
+fn is_corrupt<T: std::fmt::Debug>(result: Result<T, StoreError>) -> bool {
+    matches!(result, Err(StoreError::Unavailable { ref message, .. }) if message.starts_with("corrupt row"))
+}
+
+#[test]
+fn rate_limits_round_trip_through_their_columns() {
+    use nexora_auth::limits::RateLimit;
+    for rate in [
+        None,
+        RateLimit::new(1, 1),
+        RateLimit::new(nexora_auth::limits::MAX_RATE_LIMIT, 1),
+        RateLimit::new(1, nexora_auth::limits::MAX_PERIOD_SECS),
+    ] {
+        let (limit, period) = rate_limit_columns(rate);
+        assert_eq!(rate_limit(limit, period).expect("valid columns"), rate);
+    }
+}
+
+#[test]
+fn a_rate_limit_no_store_writes_is_a_corrupt_row() {
+    for (limit, period) in [
+        (Some(10), None),
+        (None, Some(60)),
+        (Some(0), Some(60)),
+        (Some(10), Some(0)),
+        (Some(-1), Some(60)),
+        (Some(10), Some(86_401)),
+        (Some(i64::from(u32::MAX) + 1), Some(1)),
+        (Some(100_001), Some(1)),
+        (Some(200_000), Some(86_400)),
+    ] {
+        assert!(
+            is_corrupt(rate_limit(limit, period)),
+            "({limit:?}, {period:?}) accepted"
+        );
+    }
+}
+
+#[test]
+fn credits_round_trip_through_their_columns() {
+    use nexora_auth::limits::{Credits, MAX_CREDITS, MAX_REFILL_SECS, Refill};
+    let at = datetime!(2030-01-01 12:00:00.123_457 UTC);
+    for credits in [
+        None,
+        Some(Credits {
+            remaining: 0,
+            refill: None,
+            refilled_at: at,
+        }),
+        Some(Credits {
+            remaining: MAX_CREDITS,
+            refill: Refill::new(MAX_CREDITS, MAX_REFILL_SECS),
+            refilled_at: at,
+        }),
+    ] {
+        let columns = CreditColumns::of(credits.as_ref());
+        assert_eq!(columns.credits().expect("valid columns"), credits);
+    }
+}
+
+#[test]
+fn credits_no_store_writes_are_a_corrupt_row() {
+    let at = Some(datetime!(2030-01-01 12:00:00 UTC));
+    let valid = CreditColumns {
+        remaining: Some(5),
+        refill_amount: Some(10),
+        refill_every_secs: Some(60),
+        refilled_at: at,
+    };
+    assert!(valid.credits().expect("valid").is_some());
+    for (what, columns) in [
+        (
+            "no refill time",
+            CreditColumns {
+                refilled_at: None,
+                ..valid
+            },
+        ),
+        (
+            "a refill time alone",
+            CreditColumns {
+                refilled_at: at,
+                ..CreditColumns::default()
+            },
+        ),
+        (
+            "a refill without credits",
+            CreditColumns {
+                remaining: None,
+                refilled_at: None,
+                ..valid
+            },
+        ),
+        (
+            "half a refill",
+            CreditColumns {
+                refill_every_secs: None,
+                ..valid
+            },
+        ),
+        (
+            "negative credits",
+            CreditColumns {
+                remaining: Some(-1),
+                ..valid
+            },
+        ),
+        (
+            "too many credits",
+            CreditColumns {
+                remaining: Some(1_000_000_000_001),
+                ..valid
+            },
+        ),
+        (
+            "a zero refill",
+            CreditColumns {
+                refill_amount: Some(0),
+                ..valid
+            },
+        ),
+        (
+            "a zero interval",
+            CreditColumns {
+                refill_every_secs: Some(0),
+                ..valid
+            },
+        ),
+        (
+            "a negative interval",
+            CreditColumns {
+                refill_every_secs: Some(-60),
+                ..valid
+            },
+        ),
+    ] {
+        assert!(is_corrupt(columns.credits()), "{what} accepted");
+    }
+}

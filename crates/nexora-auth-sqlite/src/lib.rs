@@ -1,6 +1,7 @@
 //! SQLite storage for `nexora-auth`: [`SqliteStore`] implements [`KeyStore`], [`UserStore`],
 //! [`AuditStore`] and [`TicketStore`] (single-use WebSocket tickets, table `{prefix}ws_tickets`,
-//! schema version 5) over the host application's own [`SqlitePool`].
+//! schema version 5) over the host application's own [`SqlitePool`], with per-key rate limits
+//! and credits and per-user rate limits (schema version 6).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -82,6 +83,18 @@
 //! 7, so key order is time order), indexed by owner and id for a user's pages and by time for
 //! pruning. A batch of events is one `INSERT … SELECT … FROM json_each(?)`: all or nothing.
 //!
+//! Rate limits and credits (schema version 6, see `nexora_auth::limits`) are nullable
+//! `INTEGER` columns of the key table: `rate_limit` and `rate_period_secs` (the key's rate
+//! limit), `credits_remaining`, `credits_refill_amount`, `credits_refill_every_secs` and
+//! `credits_refilled_at` (Unix microseconds, as every time here) — all `NULL` for a key without
+//! a limit or unmetered. The user table gains `rate_limit` and `rate_period_secs`, the owner's
+//! own limit. A row whose limit columns are set in part or out of the core's ranges is a
+//! corrupt row ([`StoreError::Unavailable`]), never a key without limits. `update_key` is one
+//! `UPDATE … WHERE` owner and not revoked `… RETURNING`; `swap_credits` is a compare-and-swap in
+//! one `UPDATE … WHERE` every credit column `IS` the expected value, atomic under SQLite's
+//! single writer. A version-5 database gains the columns in place (`ALTER TABLE … ADD
+//! COLUMN`), its keys unlimited and unmetered.
+//!
 //! # Change feed
 //!
 //! An [`Authenticator`](nexora_auth::Authenticator) keeps key records and user status in its
@@ -90,8 +103,9 @@
 //! [`Freshness::Watched`]. How long a cached record can miss a change:
 //!
 //! * **Writes through this store value and its clones** — `insert`, `rotate`, `revoke`,
-//!   `revoke_tree` (the key and every descendant it revoked), `insert_user`,
-//!   `set_user_disabled`, `set_user_scopes`, `delete_user` — are reported once the statement
+//!   `revoke_tree` (the key and every descendant it revoked), `update_key`, `insert_user`,
+//!   `set_user_disabled`, `set_user_scopes`, `set_owner_rate_limit`, `delete_user` — are
+//!   reported once the statement
 //!   has returned, before the method does. **Bound: 0.** Once `revoke` returns, no request in
 //!   this process accepts the key. A write reports whatever it returns (an error may follow a
 //!   commit; a needless report costs one store read). A write whose caller drops it before it
@@ -112,7 +126,9 @@
 //!   the next poll forward, so its cache is trusted from the start.
 //! * **The price of a whole-cache drop.** The pool's connections are "other connections" to
 //!   the poller too. So every write of this process also moves `data_version`, including the
-//!   authenticator's `last_used_at` batches. The poll after any write drops the cache, and each
+//!   authenticator's `last_used_at` batches and its credit swaps (`swap_credits`, which is not
+//!   reported itself: a cache holds whether a key is metered, never its count, and a swap
+//!   changes only the count). The poll after any write drops the cache, and each
 //!   hot key then costs one store read. That happens at most once per poll interval, however
 //!   many writes there were.
 //! * **When the poller cannot vouch.** A failed poll (the file unreachable, the connection
@@ -155,13 +171,16 @@ use nexora_auth::{
     AuditEvent, AuditStore, ChangeFeed, Freshness, KeyId, KeyStore, OwnerId, Scopes, StoreError,
     TicketDigest, TicketRecord, TicketStore, UserRecord, UserStore,
     audit::{AuditQuery, EventId},
-    store::{CascadeOutcome, KeyRecord, LastUsed, RevokeOutcome, RotateOutcome, Rotation},
+    limits::{Credits, RateLimit},
+    store::{
+        CascadeOutcome, KeyRecord, KeyUpdate, LastUsed, RevokeOutcome, RotateOutcome, Rotation,
+    },
 };
 use nexora_auth_sql::{
-    AUDIT_COLUMNS, AuditRow, KEY_COLUMNS, Migrations, SqlStore, StoreBuilder, TICKET_COLUMNS,
-    USER_COLUMNS, audit_cursor, audit_limit, audit_recorded, corrupt, digest, from_unix_micros,
-    key_inserted, key_state, previous_digest, revoke_outcome, ticket_digest, ticket_inserted,
-    trusted_sql, unix_micros, user_inserted,
+    AUDIT_COLUMNS, AuditRow, CreditColumns, KEY_COLUMNS, Migrations, SqlStore, StoreBuilder,
+    TICKET_COLUMNS, USER_COLUMNS, audit_cursor, audit_limit, audit_recorded, corrupt, digest,
+    from_unix_micros, key_inserted, key_state, previous_digest, rate_limit, rate_limit_columns,
+    revoke_outcome, ticket_digest, ticket_inserted, trusted_sql, unix_micros, user_inserted,
 };
 pub use nexora_auth_sql::{DEFAULT_TABLE_PREFIX, SetupError};
 use sqlx::{
@@ -176,8 +195,8 @@ use time::OffsetDateTime;
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The schema version this crate writes and reads. Versions are numbered alike in both SQL
 /// stores; SQLite has no version 3 (Postgres's change log). Version 4 adds the audit trail,
-/// version 5 the WebSocket ticket table.
-pub const SCHEMA_VERSION: i64 = nexora_auth_sql::TICKETS_SCHEMA_VERSION;
+/// version 5 the WebSocket ticket table, version 6 rate limits and credits.
+pub const SCHEMA_VERSION: i64 = nexora_auth_sql::LIMITS_SCHEMA_VERSION;
 
 /// Options for [`SqliteStore`]; start with [`SqliteStore::builder`].
 pub type SqliteStoreBuilder = StoreBuilder<SqliteStore>;
@@ -281,6 +300,8 @@ struct Queries {
     revoke_descendants: SqlStr,
     key_exists: SqlStr,
     last_used: SqlStr,
+    update_key: SqlStr,
+    swap_credits: SqlStr,
     insert_user: SqlStr,
     user_by_email: SqlStr,
     user_by_id: SqlStr,
@@ -289,6 +310,8 @@ struct Queries {
     set_disabled: SqlStr,
     set_scopes: SqlStr,
     delete_user: SqlStr,
+    owner_rate_limit: SqlStr,
+    set_owner_rate_limit: SqlStr,
     insert_ticket: SqlStr,
     take_ticket: SqlStr,
     prune_tickets: SqlStr,
@@ -347,6 +370,19 @@ impl Queries {
             ) WITHOUT ROWID;
             CREATE INDEX IF NOT EXISTS {tickets}_expires ON {tickets} (expires_at);"
         );
+        // Nullable columns: NULL is "no limit" and "unmetered". Times are Unix microseconds, as
+        // everywhere in this store. ADD COLUMN, as version 2: a version-1 database upgrades in
+        // place.
+        let v6 = format!(
+            "ALTER TABLE {keys} ADD COLUMN rate_limit INTEGER;
+            ALTER TABLE {keys} ADD COLUMN rate_period_secs INTEGER;
+            ALTER TABLE {keys} ADD COLUMN credits_remaining INTEGER;
+            ALTER TABLE {keys} ADD COLUMN credits_refill_amount INTEGER;
+            ALTER TABLE {keys} ADD COLUMN credits_refill_every_secs INTEGER;
+            ALTER TABLE {keys} ADD COLUMN credits_refilled_at INTEGER;
+            ALTER TABLE {users} ADD COLUMN rate_limit INTEGER;
+            ALTER TABLE {users} ADD COLUMN rate_period_secs INTEGER;"
+        );
         let audit = format!("{p}audit_events");
         let v4 = format!(
             "CREATE TABLE IF NOT EXISTS {audit} (
@@ -388,12 +424,18 @@ impl Queries {
                 nexora_auth_sql::TICKETS_SCHEMA_VERSION,
                 "single-use websocket tickets",
                 v5,
+            )
+            .step(
+                nexora_auth_sql::LIMITS_SCHEMA_VERSION,
+                "rate limits and credits",
+                v6,
             ),
             // One statement: the creator check and the insert are atomic (SQLite has one
             // writer at a time), so a cascade never misses a child.
             insert_key: q(format!(
                 "INSERT INTO {keys} ({KEY_COLUMNS})
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                    ?16, ?17, ?18, ?19, ?20, ?21
                  WHERE ?15 IS NULL
                     OR EXISTS (SELECT 1 FROM {keys} WHERE id = ?15 AND owner = ?2 AND revoked_at IS NULL)"
             )),
@@ -438,6 +480,29 @@ impl Queries {
                        FROM json_each(?) GROUP BY 1) AS batch
                  WHERE {keys}.id = batch.id AND ({keys}.last_used_at IS NULL OR {keys}.last_used_at < batch.at)"
             )),
+            // One statement: the owner and revocation check and the write are atomic. A flag
+            // per limit says whether to write it, since NULL is a value here ("remove").
+            update_key: q(format!(
+                "UPDATE {keys} SET
+                    name = coalesce(?1, name),
+                    rate_limit = CASE WHEN ?2 THEN ?3 ELSE rate_limit END,
+                    rate_period_secs = CASE WHEN ?2 THEN ?4 ELSE rate_period_secs END,
+                    credits_remaining = CASE WHEN ?5 THEN ?6 ELSE credits_remaining END,
+                    credits_refill_amount = CASE WHEN ?5 THEN ?7 ELSE credits_refill_amount END,
+                    credits_refill_every_secs = CASE WHEN ?5 THEN ?8 ELSE credits_refill_every_secs END,
+                    credits_refilled_at = CASE WHEN ?5 THEN ?9 ELSE credits_refilled_at END
+                 WHERE id = ?10 AND owner = ?11 AND revoked_at IS NULL
+                 RETURNING {KEY_COLUMNS}"
+            )),
+            // A compare-and-swap in one statement under SQLite's single writer: `IS` compares
+            // NULL (no refill) as equal to NULL, every column as stored.
+            swap_credits: q(format!(
+                "UPDATE {keys} SET credits_remaining = ?1, credits_refill_amount = ?2,
+                    credits_refill_every_secs = ?3, credits_refilled_at = ?4
+                 WHERE id = ?5 AND revoked_at IS NULL
+                    AND credits_remaining IS ?6 AND credits_refill_amount IS ?7
+                    AND credits_refill_every_secs IS ?8 AND credits_refilled_at IS ?9"
+            )),
             insert_user: q(format!("INSERT INTO {users} ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)")),
             user_by_email: q(format!("SELECT {USER_COLUMNS} FROM {users} WHERE email = ?")),
             user_by_id: q(format!("SELECT {USER_COLUMNS} FROM {users} WHERE id = ?")),
@@ -446,6 +511,10 @@ impl Queries {
             set_disabled: q(format!("UPDATE {users} SET disabled = ? WHERE id = ?")),
             set_scopes: q(format!("UPDATE {users} SET scopes = ? WHERE id = ?")),
             delete_user: q(format!("DELETE FROM {users} WHERE id = ?")),
+            owner_rate_limit: q(format!("SELECT rate_limit, rate_period_secs FROM {users} WHERE id = ?")),
+            set_owner_rate_limit: q(format!(
+                "UPDATE {users} SET rate_limit = ?, rate_period_secs = ? WHERE id = ?"
+            )),
             insert_ticket: q(format!(
                 "INSERT INTO {tickets} ({TICKET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
             )),
@@ -530,6 +599,17 @@ fn decode_key(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
             .map_err(e)?
             .map(|bytes| key_id(&bytes))
             .transpose()?,
+        rate_limit: rate_limit(
+            row.try_get("rate_limit").map_err(e)?,
+            row.try_get("rate_period_secs").map_err(e)?,
+        )?,
+        credits: CreditColumns {
+            remaining: row.try_get("credits_remaining").map_err(e)?,
+            refill_amount: row.try_get("credits_refill_amount").map_err(e)?,
+            refill_every_secs: row.try_get("credits_refill_every_secs").map_err(e)?,
+            refilled_at: opt_micros(row.try_get("credits_refilled_at").map_err(e)?)?,
+        }
+        .credits()?,
     })
 }
 
@@ -712,7 +792,16 @@ impl KeyStore for SqliteStore {
             .bind(r.previous.map(|p| i64::from(p.digest.pepper_version)))
             .bind(r.previous.map(|p| p.digest.digest.as_bytes().to_vec()))
             .bind(r.previous.map(|p| unix_micros(p.valid_until)))
-            .bind(r.created_by.map(|c| c.as_uuid().as_bytes().to_vec()))
+            .bind(r.created_by.map(|c| c.as_uuid().as_bytes().to_vec()));
+        let (limit, period) = rate_limit_columns(r.rate_limit);
+        let credits = CreditColumns::of(r.credits.as_ref());
+        let inserted = inserted
+            .bind(limit)
+            .bind(period)
+            .bind(credits.remaining)
+            .bind(credits.refill_amount)
+            .bind(credits.refill_every_secs)
+            .bind(credits.refilled_at.map(unix_micros))
             .execute(&self.pool)
             .await;
         // A cached "no such key" for this id is now wrong.
@@ -804,6 +893,66 @@ impl KeyStore for SqliteStore {
             .await
             .map_err(failed("record last-used times"))?;
         Ok(())
+    }
+
+    async fn update_key(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        update: &KeyUpdate,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let (limit, period) = rate_limit_columns(update.rate_limit.flatten());
+        let credits = CreditColumns::of(update.credits.flatten().as_ref());
+        let row = sqlx::query(self.sql.update_key.clone())
+            .bind(update.name.as_deref())
+            .bind(update.rate_limit.is_some())
+            .bind(limit)
+            .bind(period)
+            .bind(update.credits.is_some())
+            .bind(credits.remaining)
+            .bind(credits.refill_amount)
+            .bind(credits.refill_every_secs)
+            .bind(credits.refilled_at.map(unix_micros))
+            .bind(id.as_uuid().as_bytes().as_slice())
+            .bind(owner.as_str())
+            .fetch_optional(&self.pool)
+            .await;
+        // Reported whatever the outcome, as rotate is: the key's limits are cached.
+        self.watch.key_changed(id);
+        row.map_err(failed("update a key"))?
+            .as_ref()
+            .map(decode_key)
+            .transpose()
+    }
+
+    // Not reported to the change feed: what a cache holds of a key (`KeyCredentials`) carries
+    // only whether it is metered, which a swap never changes; the count itself is read from
+    // the store whenever a lease runs out. (Other connections' swaps still move
+    // `data_version`, like `last_used_at` batches do: see the crate docs.)
+    async fn swap_credits(
+        &self,
+        id: KeyId,
+        current: &Credits,
+        new: &Credits,
+    ) -> Result<bool, StoreError> {
+        let (current, new) = (
+            CreditColumns::of(Some(current)),
+            CreditColumns::of(Some(new)),
+        );
+        let done = sqlx::query(self.sql.swap_credits.clone())
+            .bind(new.remaining)
+            .bind(new.refill_amount)
+            .bind(new.refill_every_secs)
+            .bind(new.refilled_at.map(unix_micros))
+            .bind(id.as_uuid().as_bytes().as_slice())
+            .bind(current.remaining)
+            .bind(current.refill_amount)
+            .bind(current.refill_every_secs)
+            .bind(current.refilled_at.map(unix_micros))
+            .execute(&self.pool)
+            .await
+            .map_err(failed("swap a key's credits"))?;
+        Ok(done.rows_affected() > 0)
     }
 
     fn watch_changes(&self, feed: ChangeFeed) -> Freshness {
@@ -898,6 +1047,37 @@ impl UserStore for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(failed("delete a user"));
+        self.watch.user_changed(id);
+        Ok(done?.rows_affected() > 0)
+    }
+
+    async fn owner_rate_limit(&self, id: &OwnerId) -> Result<Option<RateLimit>, StoreError> {
+        let row: Option<(Option<i64>, Option<i64>)> =
+            sqlx::query_as(self.sql.owner_rate_limit.clone())
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(failed("read an owner's rate limit"))?;
+        match row {
+            Some((limit, period)) => rate_limit(limit, period),
+            None => Ok(None),
+        }
+    }
+
+    async fn set_owner_rate_limit(
+        &self,
+        id: &OwnerId,
+        limit: Option<RateLimit>,
+    ) -> Result<bool, StoreError> {
+        let (limit, period) = rate_limit_columns(limit);
+        let done = sqlx::query(self.sql.set_owner_rate_limit.clone())
+            .bind(limit)
+            .bind(period)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(failed("set an owner's rate limit"));
+        // The cache keeps the owner's limit with the user's status.
         self.watch.user_changed(id);
         Ok(done?.rows_affected() > 0)
     }

@@ -173,19 +173,29 @@ fn invalid_prefix_and_newer_schema_are_refused() {
     });
 }
 
-/// A database at schema version 1 (no key lineage, no disabled users: what earlier releases
-/// wrote) upgrades in place: its keys keep working with no creator, its users are enabled.
+/// A database at schema version 1 (no key lineage, no disabled users, no limits: what earlier
+/// releases wrote) upgrades in place: its keys keep working with no creator and no limits, its
+/// users are enabled.
 #[test]
 fn a_version_1_database_upgrades_and_keeps_its_records() {
     nexora_auth_testkit::run(async {
         let (store, _dir) = fresh().await.into_parts().expect("not skipped");
         let pool = store.pool().clone();
-        // Back to version 1: the columns version 2 added are gone, and so is its record.
+        // Back to version 1: the columns versions 2 and 6 added are gone, and so are their
+        // records (the tables of versions 4 and 5 stay: their steps create them if missing).
         let downgrade = async {
             sqlx::raw_sql(
                 "DROP INDEX nexora_api_keys_created_by;
              ALTER TABLE nexora_api_keys DROP COLUMN created_by;
              ALTER TABLE nexora_users DROP COLUMN disabled;
+             ALTER TABLE nexora_api_keys DROP COLUMN rate_limit;
+             ALTER TABLE nexora_api_keys DROP COLUMN rate_period_secs;
+             ALTER TABLE nexora_api_keys DROP COLUMN credits_remaining;
+             ALTER TABLE nexora_api_keys DROP COLUMN credits_refill_amount;
+             ALTER TABLE nexora_api_keys DROP COLUMN credits_refill_every_secs;
+             ALTER TABLE nexora_api_keys DROP COLUMN credits_refilled_at;
+             ALTER TABLE nexora_users DROP COLUMN rate_limit;
+             ALTER TABLE nexora_users DROP COLUMN rate_period_secs;
              DELETE FROM nexora_auth_migrations WHERE version > 1;",
             )
             .execute(&pool)
@@ -198,5 +208,67 @@ fn a_version_1_database_upgrades_and_keeps_its_records() {
                 .expect("upgrade to the current version")
         };
         nexora_auth_testkit::upgrade_keeps_records(&store, downgrade, reopen).await;
+    });
+}
+
+/// A limit the store cannot have written (set in part, or out of the core's ranges) makes the
+/// row corrupt: `find`, `list` and `owner_rate_limit` answer `Err(Unavailable)` (a 503), never
+/// a key without limits.
+#[test]
+fn a_corrupt_limit_is_unavailable_not_unlimited() {
+    nexora_auth_testkit::run(async {
+        use nexora_auth::{OwnerId, StoreError, UserStore};
+
+        let (store, _dir) = fresh().await.into_parts().expect("not skipped");
+        let pool = store.pool().clone();
+        let (_, record) = nexora_auth_testkit::new_record("alice", "k", nexora_auth_testkit::now());
+        store.insert(&record).await.expect("insert");
+        let user = nexora_auth::UserRecord {
+            id: OwnerId::new("alice"),
+            email: "alice@example.com".into(),
+            password_hash: "$argon2id$v=19$m=256,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+            scopes: nexora_auth_testkit::scopes(&["a"]),
+            created_at: nexora_auth_testkit::now(),
+            disabled: false,
+        };
+        store.insert_user(&user).await.expect("insert a user");
+        fn unavailable<T>(r: &Result<T, StoreError>) -> bool {
+            matches!(r, Err(StoreError::Unavailable { .. }))
+        }
+        for corruption in [
+            "UPDATE nexora_api_keys SET rate_limit = 10",
+            "UPDATE nexora_api_keys SET rate_limit = 0, rate_period_secs = 60",
+            "UPDATE nexora_api_keys SET credits_remaining = 5",
+            "UPDATE nexora_api_keys SET credits_remaining = -5, credits_refilled_at = 0",
+            "UPDATE nexora_api_keys SET credits_remaining = 5, credits_refilled_at = 0,
+                credits_refill_amount = 10",
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "UPDATE nexora_api_keys SET rate_limit = NULL, rate_period_secs = NULL,
+                    credits_remaining = NULL, credits_refill_amount = NULL,
+                    credits_refill_every_secs = NULL, credits_refilled_at = NULL;
+                 {corruption};"
+            )))
+            .execute(&pool)
+            .await
+            .expect("corrupt the row");
+            assert!(
+                unavailable(&store.find(record.id).await),
+                "find after {corruption:?}"
+            );
+            assert!(
+                unavailable(&store.find_credentials(record.id).await),
+                "find_credentials after {corruption:?}"
+            );
+            assert!(
+                unavailable(&store.list(&record.owner).await),
+                "list after {corruption:?}"
+            );
+        }
+        sqlx::raw_sql("UPDATE nexora_users SET rate_limit = 5, rate_period_secs = NULL")
+            .execute(&pool)
+            .await
+            .expect("corrupt the user");
+        assert!(unavailable(&store.owner_rate_limit(&user.id).await));
     });
 }

@@ -1,6 +1,6 @@
 //! A custom `KeyStore`, written from the trait docs alone, that passes the conformance kit.
 //!
-//! This is the path for a team with its own backend: implement the seven methods, keeping each
+//! This is the path for a team with its own backend: implement the nine methods, keeping each
 //! contract point of `nexora_auth::store::KeyStore`, then call
 //! `nexora_auth_testkit::key_store_conformance!` from a test. Here the backend is a
 //! `Mutex<BTreeMap>`; every method takes the lock once, so each is atomic, and none holds it
@@ -16,7 +16,10 @@ use std::{
 
 use nexora_auth::{
     CascadeOutcome, KeyId, KeyStore, OwnerId, StoreError, async_trait,
-    store::{KeyRecord, LastUsed, PreviousDigest, RevokeOutcome, RotateOutcome, Rotation},
+    limits::Credits,
+    store::{
+        KeyRecord, KeyUpdate, LastUsed, PreviousDigest, RevokeOutcome, RotateOutcome, Rotation,
+    },
 };
 use time::OffsetDateTime;
 
@@ -157,6 +160,47 @@ impl KeyStore for MapKeyStore {
             }
         }
         Ok(())
+    }
+
+    async fn update_key(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        update: &KeyUpdate,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let mut keys = self.keys(); // the owner and revocation check and the write, under one lock
+        let Some(record) = keys
+            .get_mut(&id)
+            .filter(|r| &r.owner == owner && r.revoked_at.is_none())
+        else {
+            return Ok(None);
+        };
+        if let Some(name) = &update.name {
+            record.name.clone_from(name);
+        }
+        if let Some(rate_limit) = update.rate_limit {
+            record.rate_limit = rate_limit; // Some(None) removes it
+        }
+        if let Some(credits) = update.credits {
+            record.credits = credits;
+        }
+        Ok(Some(record.clone()))
+    }
+
+    async fn swap_credits(
+        &self,
+        id: KeyId,
+        current: &Credits,
+        new: &Credits,
+    ) -> Result<bool, StoreError> {
+        let mut keys = self.keys(); // compare and write under one lock: a compare-and-swap
+        match keys.get_mut(&id) {
+            Some(record) if record.revoked_at.is_none() && record.credits == Some(*current) => {
+                record.credits = Some(*new);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 

@@ -21,7 +21,8 @@ use nexora_auth::{
     KeyId, KeyStore, MemoryKeyStore, OwnerId, Scopes, SecretString, StoreError, UserRecord,
     UserStore,
     audit::AuditQuery,
-    store::{KeyRecord, LastUsed, RevokeOutcome, RotateOutcome, Rotation},
+    limits::{Credits, RateLimit},
+    store::{KeyRecord, KeyUpdate, LastUsed, RevokeOutcome, RotateOutcome, Rotation},
 };
 use time::OffsetDateTime;
 
@@ -128,6 +129,25 @@ pub async fn key_store_backend_down(store: Arc<dyn KeyStore>) {
             }])
             .await,
     );
+    let update = KeyUpdate {
+        name: Some("renamed".to_owned()),
+        ..KeyUpdate::default()
+    };
+    expect_unavailable(
+        "key_store_backend_down",
+        "update_key",
+        store.update_key(&owner, record.id, &update).await,
+    );
+    let credits = Credits {
+        remaining: 5,
+        refill: None,
+        refilled_at: now(),
+    };
+    expect_unavailable(
+        "key_store_backend_down",
+        "swap_credits",
+        store.swap_credits(record.id, &credits, &credits).await,
+    );
 
     let auth = authenticator(store);
     let error = auth
@@ -195,6 +215,18 @@ pub async fn user_store_backend_down(store: Arc<dyn UserStore>) {
         "delete_user",
         store.delete_user(&user.id).await,
     );
+    expect_unavailable(
+        "user_store_backend_down",
+        "owner_rate_limit",
+        store.owner_rate_limit(&user.id).await,
+    );
+    expect_unavailable(
+        "user_store_backend_down",
+        "set_owner_rate_limit",
+        store
+            .set_owner_rate_limit(&user.id, RateLimit::new(1, 1))
+            .await,
+    );
 
     let auth = authenticator_with(
         Arc::new(MemoryKeyStore::new()),
@@ -236,6 +268,10 @@ pub enum StoreMethod {
     RevokeTree,
     /// [`KeyStore::record_last_used`].
     RecordLastUsed,
+    /// [`KeyStore::update_key`].
+    UpdateKey,
+    /// [`KeyStore::swap_credits`].
+    SwapCredits,
     /// [`UserStore::insert_user`].
     InsertUser,
     /// [`UserStore::find_user_by_email`].
@@ -252,6 +288,10 @@ pub enum StoreMethod {
     SetUserScopes,
     /// [`UserStore::delete_user`].
     DeleteUser,
+    /// [`UserStore::owner_rate_limit`].
+    OwnerRateLimit,
+    /// [`UserStore::set_owner_rate_limit`].
+    SetOwnerRateLimit,
     /// [`AuditStore::record`].
     RecordAudit,
     /// [`AuditStore::list`].
@@ -262,7 +302,7 @@ pub enum StoreMethod {
 
 impl StoreMethod {
     /// Every method of the three traits, key store first, audit store last.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 23] = [
         Self::Insert,
         Self::Find,
         Self::FindCredentials,
@@ -271,6 +311,8 @@ impl StoreMethod {
         Self::Revoke,
         Self::RevokeTree,
         Self::RecordLastUsed,
+        Self::UpdateKey,
+        Self::SwapCredits,
         Self::InsertUser,
         Self::FindUserByEmail,
         Self::FindUser,
@@ -279,6 +321,8 @@ impl StoreMethod {
         Self::SetUserDisabled,
         Self::SetUserScopes,
         Self::DeleteUser,
+        Self::OwnerRateLimit,
+        Self::SetOwnerRateLimit,
         Self::RecordAudit,
         Self::ListAudit,
         Self::PruneAudit,
@@ -404,7 +448,8 @@ impl<S: ?Sized> FlakyStore<S> {
     }
 
     /// Makes every call naming `id` fail from now on (`insert` of a record with that id,
-    /// `find`, `find_credentials`, `rotate`, `revoke`, `revoke_tree`).
+    /// `find`, `find_credentials`, `rotate`, `revoke`, `revoke_tree`, `update_key`,
+    /// `swap_credits`).
     pub fn fail_for(&self, id: KeyId) {
         self.failing_keys
             .lock()
@@ -495,6 +540,26 @@ impl<S: KeyStore + ?Sized> KeyStore for FlakyStore<S> {
         self.inner.record_last_used(batch).await
     }
 
+    async fn update_key(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        update: &KeyUpdate,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        self.enter(StoreMethod::UpdateKey, Some(id))?;
+        self.inner.update_key(owner, id, update).await
+    }
+
+    async fn swap_credits(
+        &self,
+        id: KeyId,
+        current: &Credits,
+        new: &Credits,
+    ) -> Result<bool, StoreError> {
+        self.enter(StoreMethod::SwapCredits, Some(id))?;
+        self.inner.swap_credits(id, current, new).await
+    }
+
     fn watch_changes(&self, feed: ChangeFeed) -> Freshness {
         if self.forward_changes {
             self.answered(0, self.inner.watch_changes(feed))
@@ -544,6 +609,20 @@ impl<S: UserStore + ?Sized> UserStore for FlakyStore<S> {
     async fn delete_user(&self, id: &OwnerId) -> Result<bool, StoreError> {
         self.enter(StoreMethod::DeleteUser, None)?;
         self.inner.delete_user(id).await
+    }
+
+    async fn owner_rate_limit(&self, id: &OwnerId) -> Result<Option<RateLimit>, StoreError> {
+        self.enter(StoreMethod::OwnerRateLimit, None)?;
+        self.inner.owner_rate_limit(id).await
+    }
+
+    async fn set_owner_rate_limit(
+        &self,
+        id: &OwnerId,
+        limit: Option<RateLimit>,
+    ) -> Result<bool, StoreError> {
+        self.enter(StoreMethod::SetOwnerRateLimit, None)?;
+        self.inner.set_owner_rate_limit(id, limit).await
     }
 
     fn watch_user_changes(&self, feed: ChangeFeed) -> Freshness {

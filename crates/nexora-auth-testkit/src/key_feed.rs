@@ -17,7 +17,8 @@ use std::sync::Arc;
 use nexora_auth::{
     ApiKey, AuthError, Authenticator, Freshness, InvalidReason, KeyId, KeyStore, OwnerId,
     Principal,
-    store::{KeyRecord, Rotation},
+    limits::RateLimit,
+    store::{KeyRecord, KeyUpdate, Rotation},
 };
 
 use crate::{
@@ -256,6 +257,45 @@ pub async fn key_feed_reports_revoke_tree_descendants(
             ]) {
                 observed.refused(what, key, is_revoked).await;
             }
+        },
+    )
+    .await;
+}
+
+/// `update_key` is reported: once it returns, a hot key authenticates with its new rate limit
+/// (which the cache keeps with the key).
+pub async fn key_feed_reports_update_key(store: Arc<dyn KeyStore>, writer: Arc<dyn KeyStore>) {
+    crate::key_feed_contract(
+        "key_feed_reports_update_key",
+        store,
+        writer,
+        |observed, writer| async move {
+            let (key, record) = new_record("alice", "limited later", now());
+            insert(&writer, &record).await;
+            observed.hot("the key before its update", &key).await;
+            let limit = RateLimit::new(7, 60).expect("a valid rate limit");
+            let update = KeyUpdate {
+                rate_limit: Some(Some(limit)),
+                ..KeyUpdate::default()
+            };
+            let updated = writer
+                .update_key(&alice(), key.id(), &update)
+                .await
+                .unwrap_or_else(|e| panic!("update_key through the writer failed: {e:?}"));
+            assert!(
+                updated.is_some(),
+                "update_key of a live key through the writer must return the record"
+            );
+            until_changed(
+                "update_key setting a hot key's rate limit",
+                || observed.authenticate(&key),
+                |answer| {
+                    answer
+                        .as_ref()
+                        .is_ok_and(|p| p.key_rate_limit() == Some(limit))
+                },
+            )
+            .await;
         },
     )
     .await;

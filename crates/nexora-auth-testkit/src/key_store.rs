@@ -20,7 +20,12 @@ use std::{
 use nexora_auth::{
     ApiKey, AuthError, Authenticator, InvalidReason, KeyCredentials, KeyId, KeyStore, NewKey,
     OwnerId, RevokeOptions, RotateOptions, StoreError,
-    store::{KeyRecord, LastUsed, PreviousDigest, RevokeOutcome, RotateOutcome, Rotation},
+    limits::{
+        Credits, MAX_CREDITS, MAX_PERIOD_SECS, MAX_RATE_LIMIT, MAX_REFILL_SECS, RateLimit, Refill,
+    },
+    store::{
+        KeyRecord, KeyUpdate, LastUsed, PreviousDigest, RevokeOutcome, RotateOutcome, Rotation,
+    },
 };
 use time::OffsetDateTime;
 
@@ -1923,6 +1928,486 @@ pub async fn concurrent_revokes_report_exactly_one_revoked(store: Arc<dyn KeySto
                      of the call that reported Revoked"
                 );
             }
+        },
+    )
+    .await;
+}
+
+// ----- rate limits and credits -------------------------------------------------------------
+
+/// `t` with a sub-millisecond part that no rounding keeps: 123,457 µs.
+fn odd_micros(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_microsecond(123_457)
+        .expect("123457 is a valid microsecond")
+}
+
+fn rate(limit: u32, period_secs: u32) -> RateLimit {
+    RateLimit::new(limit, period_secs).expect("a valid test rate limit")
+}
+
+fn refill(amount: u64, every_secs: u64) -> Refill {
+    Refill::new(amount, every_secs).expect("a valid test refill")
+}
+
+/// Credits with a refill, refilled at an instant with a sub-millisecond part.
+fn credits(remaining: u64) -> Credits {
+    Credits {
+        remaining,
+        refill: Some(refill(1_000, 3_600)),
+        refilled_at: odd_micros(now()) - 30 * SECOND,
+    }
+}
+
+/// A new record of `owner` with a rate limit and credits.
+fn limited(owner: &str, name: &str) -> KeyRecord {
+    let (_, mut record) = new_record(owner, name, now());
+    record.rate_limit = Some(rate(100, 60));
+    record.credits = Some(credits(500));
+    record
+}
+
+async fn update(
+    store: &Arc<dyn KeyStore>,
+    owner: &OwnerId,
+    id: KeyId,
+    changes: &KeyUpdate,
+) -> Option<KeyRecord> {
+    store
+        .update_key(owner, id, changes)
+        .await
+        .unwrap_or_else(|e| panic!("update_key failed: {e:?}"))
+}
+
+async fn swap(store: &Arc<dyn KeyStore>, id: KeyId, current: &Credits, new: &Credits) -> bool {
+    store
+        .swap_credits(id, current, new)
+        .await
+        .unwrap_or_else(|e| panic!("swap_credits failed: {e:?}"))
+}
+
+/// `find`, `find_credentials` and `list` all show `expected`, the record as last written.
+async fn reads_agree(store: &Arc<dyn KeyStore>, expected: &KeyRecord, after: &str) {
+    assert_eq!(
+        &must_find(store, expected.id).await,
+        expected,
+        "find after {after} must return the record as written"
+    );
+    let credentials = store
+        .find_credentials(expected.id)
+        .await
+        .unwrap_or_else(|e| panic!("find_credentials after {after} failed: {e:?}"));
+    assert_eq!(
+        credentials,
+        Some(KeyCredentials::from(expected.clone())),
+        "find_credentials after {after} must agree with the record (rate_limit and metered \
+         included)"
+    );
+    if expected.revoked_at.is_none() {
+        let listed = list(store, expected.owner.as_str()).await;
+        assert!(
+            listed.contains(expected),
+            "list after {after} must return the record as written: {listed:?}"
+        );
+    }
+}
+
+/// A key's rate limit and credits (with and without a refill, at the bounds of their ranges,
+/// `refilled_at` to the microsecond) round-trip through `insert`, `find`, `find_credentials`
+/// (`rate_limit`, `metered`) and `list`.
+pub async fn limits_round_trip_through_insert_and_every_read(store: Arc<dyn KeyStore>) {
+    crate::key_store_contract(
+        "limits_round_trip_through_insert_and_every_read",
+        store,
+        |store| async move {
+            let mut records = vec![limited("alice", "limited")];
+            let (_, mut rate_only) = new_record("alice", "rate only", now());
+            rate_only.rate_limit = Some(rate(1, MAX_PERIOD_SECS));
+            records.push(rate_only);
+            let (_, mut metered) = new_record("alice", "metered, no refill", now());
+            metered.credits = Some(Credits {
+                remaining: 0,
+                refill: None,
+                refilled_at: odd_micros(now()),
+            });
+            records.push(metered);
+            let (_, mut largest) = new_record("alice", "largest", now());
+            largest.rate_limit = Some(rate(MAX_RATE_LIMIT, MAX_PERIOD_SECS));
+            largest.credits = Some(Credits {
+                remaining: MAX_CREDITS,
+                refill: Some(refill(MAX_CREDITS, MAX_REFILL_SECS)),
+                refilled_at: odd_micros(now()),
+            });
+            records.push(largest);
+            let (_, plain) = new_record("alice", "no limits", now());
+            records.push(plain);
+            for record in &records {
+                insert(&store, record).await;
+            }
+            for record in &records {
+                reads_agree(&store, record, &format!("insert of {:?}", record.name)).await;
+            }
+        },
+    )
+    .await;
+}
+
+/// `update_key` writes exactly the fields of the update that are `Some` (`Some(None)` removes
+/// a limit, an empty update changes nothing), returns the updated record, and `find`,
+/// `find_credentials` and `list` show it; other keys are untouched.
+pub async fn update_key_changes_only_the_given_fields(store: Arc<dyn KeyStore>) {
+    crate::key_store_contract(
+        "update_key_changes_only_the_given_fields",
+        store,
+        |store| async move {
+            let t0 = now();
+            let mut record = limited("alice", "before");
+            record.last_used_at = Some(t0 - SECOND);
+            record.expires_at = Some(t0 + 3600 * SECOND);
+            let other = limited("alice", "other");
+            insert(&store, &record).await;
+            insert(&store, &other).await;
+            let changed_credits = Credits {
+                remaining: 7,
+                refill: None,
+                refilled_at: odd_micros(t0) + 2 * SECOND,
+            };
+            let steps: Vec<(&str, KeyUpdate)> = vec![
+                ("an empty update", KeyUpdate::default()),
+                (
+                    "a new name",
+                    KeyUpdate {
+                        name: Some("renamed ✓".to_owned()),
+                        ..KeyUpdate::default()
+                    },
+                ),
+                (
+                    "a new rate limit",
+                    KeyUpdate {
+                        rate_limit: Some(Some(rate(5, 1))),
+                        ..KeyUpdate::default()
+                    },
+                ),
+                (
+                    "new credits",
+                    KeyUpdate {
+                        credits: Some(Some(changed_credits)),
+                        ..KeyUpdate::default()
+                    },
+                ),
+                (
+                    "the rate limit removed",
+                    KeyUpdate {
+                        rate_limit: Some(None),
+                        ..KeyUpdate::default()
+                    },
+                ),
+                (
+                    "the credits removed",
+                    KeyUpdate {
+                        credits: Some(None),
+                        ..KeyUpdate::default()
+                    },
+                ),
+                (
+                    "every field at once",
+                    KeyUpdate {
+                        name: Some("all".to_owned()),
+                        rate_limit: Some(Some(rate(9, 90))),
+                        credits: Some(Some(credits(3))),
+                    },
+                ),
+            ];
+            let mut expected = record.clone();
+            for (what, changes) in steps {
+                if let Some(name) = &changes.name {
+                    expected.name.clone_from(name);
+                }
+                if let Some(rate) = changes.rate_limit {
+                    expected.rate_limit = rate;
+                }
+                if let Some(credits) = changes.credits {
+                    expected.credits = credits;
+                }
+                let returned = update(&store, &record.owner, record.id, &changes).await;
+                assert_eq!(
+                    returned.as_ref(),
+                    Some(&expected),
+                    "update_key with {what} must return the record with exactly those fields \
+                     changed"
+                );
+                reads_agree(&store, &expected, &format!("update_key with {what}")).await;
+            }
+            reads_agree(&store, &other, "updates of another key").await;
+        },
+    )
+    .await;
+}
+
+/// `update_key` of an unknown id, of another owner's key and of a revoked key is `Ok(None)`
+/// and changes nothing.
+pub async fn update_key_refuses_unknown_foreign_and_revoked_keys(store: Arc<dyn KeyStore>) {
+    crate::key_store_contract(
+        "update_key_refuses_unknown_foreign_and_revoked_keys",
+        store,
+        |store| async move {
+            let live = limited("alice", "live");
+            let revoked = limited("alice", "revoked");
+            insert(&store, &live).await;
+            insert(&store, &revoked).await;
+            let outcome = store.revoke(&revoked.owner, revoked.id, now()).await;
+            assert!(
+                matches!(outcome, Ok(RevokeOutcome::Revoked)),
+                "revoke of an active key must be Ok(Revoked), got {outcome:?}"
+            );
+            let revoked = must_find(&store, revoked.id).await;
+            let changes = KeyUpdate {
+                name: Some("taken over".to_owned()),
+                rate_limit: Some(None),
+                credits: Some(Some(credits(1_000_000))),
+            };
+            for (what, owner, id) in [
+                ("an unknown id", OwnerId::new("alice"), KeyId::new_random()),
+                ("another owner's key", OwnerId::new("mallory"), live.id),
+                ("a revoked key", revoked.owner.clone(), revoked.id),
+            ] {
+                assert_eq!(
+                    update(&store, &owner, id, &changes).await,
+                    None,
+                    "update_key of {what} must be Ok(None)"
+                );
+            }
+            reads_agree(&store, &live, "refused updates").await;
+            reads_agree(&store, &revoked, "a refused update of a revoked key").await;
+        },
+    )
+    .await;
+}
+
+/// `rotate` keeps the key's rate limit and credits, in the record it returns and in the store.
+pub async fn rotate_keeps_limits_and_credits(store: Arc<dyn KeyStore>) {
+    crate::key_store_contract(
+        "rotate_keeps_limits_and_credits",
+        store,
+        |store| async move {
+            let record = limited("alice", "rotated");
+            insert(&store, &record).await;
+            let (_, rot) = rotation(now(), Some(now() + 60 * SECOND));
+            let rotated = match store.rotate(&record.owner, record.id, &rot).await {
+                Ok(RotateOutcome::Rotated(rotated)) => rotated,
+                other => panic!("rotate of an active key must be Ok(Rotated), got {other:?}"),
+            };
+            assert_eq!(
+                (rotated.rate_limit, rotated.credits),
+                (record.rate_limit, record.credits),
+                "the record rotate returns must keep the rate limit and credits"
+            );
+            reads_agree(&store, &rotated, "rotate").await;
+        },
+    )
+    .await;
+}
+
+/// `swap_credits` writes only when the stored credits are exactly `current`: a difference in
+/// any one field (`remaining`, the refill's amount or interval, a refill or none, `refilled_at`
+/// by one microsecond) refuses it and changes nothing, as do an unknown id and a key without
+/// credits; a swap changes no other field.
+pub async fn swap_credits_succeeds_only_from_the_exact_current(store: Arc<dyn KeyStore>) {
+    crate::key_store_contract(
+        "swap_credits_succeeds_only_from_the_exact_current",
+        store,
+        |store| async move {
+            let mut record = limited("alice", "metered");
+            record.last_used_at = Some(now() - SECOND);
+            let (_, unmetered) = new_record("alice", "unmetered", now());
+            insert(&store, &record).await;
+            insert(&store, &unmetered).await;
+            let current = record.credits.expect("limited() sets credits");
+            let new = Credits {
+                remaining: current.remaining - 10,
+                ..current
+            };
+            let micro = time::Duration::MICROSECOND;
+            let near_misses = [
+                (
+                    "remaining",
+                    Credits {
+                        remaining: current.remaining + 1,
+                        ..current
+                    },
+                ),
+                (
+                    "the refill amount",
+                    Credits {
+                        refill: Some(refill(999, 3_600)),
+                        ..current
+                    },
+                ),
+                (
+                    "the refill interval",
+                    Credits {
+                        refill: Some(refill(1_000, 3_599)),
+                        ..current
+                    },
+                ),
+                (
+                    "no refill",
+                    Credits {
+                        refill: None,
+                        ..current
+                    },
+                ),
+                (
+                    "refilled_at, 1 µs later",
+                    Credits {
+                        refilled_at: current.refilled_at + micro,
+                        ..current
+                    },
+                ),
+                (
+                    "refilled_at, 1 µs earlier",
+                    Credits {
+                        refilled_at: current.refilled_at - micro,
+                        ..current
+                    },
+                ),
+            ];
+            for (what, wrong) in near_misses {
+                assert!(
+                    !swap(&store, record.id, &wrong, &new).await,
+                    "swap_credits from a `current` that differs in {what} must return false"
+                );
+                reads_agree(&store, &record, &format!("a refused swap ({what})")).await;
+            }
+            assert!(
+                !swap(&store, KeyId::new_random(), &current, &new).await,
+                "swap_credits of an unknown id must return false"
+            );
+            assert!(
+                !swap(&store, unmetered.id, &current, &new).await,
+                "swap_credits of a key without credits must return false"
+            );
+            reads_agree(
+                &store,
+                &unmetered,
+                "a refused swap of a key without credits",
+            )
+            .await;
+            assert!(
+                swap(&store, record.id, &current, &new).await,
+                "swap_credits from the exact stored credits must return true"
+            );
+            let expected = KeyRecord {
+                credits: Some(new),
+                ..record.clone()
+            };
+            reads_agree(&store, &expected, "a swap").await;
+            assert!(
+                !swap(&store, record.id, &current, &new).await,
+                "a second swap from the replaced credits must return false"
+            );
+            // A swap may change the refill and its time too (a refill fell due).
+            let refilled = Credits {
+                remaining: 1_000,
+                refill: Some(refill(1_000, 3_600)),
+                refilled_at: new.refilled_at + 3_600 * SECOND,
+            };
+            assert!(
+                swap(&store, record.id, &new, &refilled).await,
+                "swap_credits to refilled credits must return true"
+            );
+            reads_agree(
+                &store,
+                &KeyRecord {
+                    credits: Some(refilled),
+                    ..record
+                },
+                "a swap to refilled credits",
+            )
+            .await;
+        },
+    )
+    .await;
+}
+
+/// Of 16 concurrent `swap_credits` from the same current credits (each to a different new
+/// value), exactly one returns true, and the store holds that one's credits.
+pub async fn concurrent_credit_swaps_have_exactly_one_winner(store: Arc<dyn KeyStore>) {
+    crate::key_store_contract(
+        "concurrent_credit_swaps_have_exactly_one_winner",
+        store,
+        |store| async move {
+            const ROUNDS: u64 = 8;
+            const SWAPPERS: usize = 16;
+            let record = limited("alice", "contended");
+            insert(&store, &record).await;
+            let mut current = record.credits.expect("limited() sets credits");
+            for round in 0..ROUNDS {
+                let barrier = Arc::new(tokio::sync::Barrier::new(SWAPPERS));
+                let tasks: Vec<_> = (1..=SWAPPERS as u64)
+                    .map(|n| {
+                        let (store, barrier) = (store.clone(), barrier.clone());
+                        let new = Credits {
+                            remaining: current.remaining - n,
+                            ..current
+                        };
+                        tokio::spawn(async move {
+                            barrier.wait().await;
+                            (new, store.swap_credits(record.id, &current, &new).await)
+                        })
+                    })
+                    .collect();
+                let mut winners = Vec::new();
+                for task in tasks {
+                    match task.await.expect("swapping task") {
+                        (new, Ok(true)) => winners.push(new),
+                        (_, Ok(false)) => {}
+                        (_, Err(e)) => panic!("round {round}: swap_credits failed: {e:?}"),
+                    }
+                }
+                assert_eq!(
+                    winners.len(),
+                    1,
+                    "round {round}: of {SWAPPERS} concurrent swap_credits from the same current \
+                     credits exactly one must return true (compare and write in one atomic \
+                     step), got {}",
+                    winners.len()
+                );
+                assert_eq!(
+                    must_find(&store, record.id).await.credits,
+                    winners.first().copied(),
+                    "round {round}: the store must hold the credits of the swap that won"
+                );
+                current = winners[0];
+            }
+        },
+    )
+    .await;
+}
+
+/// `swap_credits` of a revoked key returns false and changes nothing.
+pub async fn swap_credits_refuses_revoked_keys(store: Arc<dyn KeyStore>) {
+    crate::key_store_contract(
+        "swap_credits_refuses_revoked_keys",
+        store,
+        |store| async move {
+            let record = limited("alice", "revoked");
+            insert(&store, &record).await;
+            let outcome = store.revoke(&record.owner, record.id, now()).await;
+            assert!(
+                matches!(outcome, Ok(RevokeOutcome::Revoked)),
+                "revoke of an active key must be Ok(Revoked), got {outcome:?}"
+            );
+            let revoked = must_find(&store, record.id).await;
+            let current = record.credits.expect("limited() sets credits");
+            let new = Credits {
+                remaining: current.remaining + 100,
+                ..current
+            };
+            assert!(
+                !swap(&store, record.id, &current, &new).await,
+                "swap_credits of a revoked key must return false"
+            );
+            reads_agree(&store, &revoked, "a refused swap of a revoked key").await;
         },
     )
     .await;

@@ -83,8 +83,10 @@
 //! `tests/mutants.rs` runs the whole kit on stores broken the way a newcomer plausibly breaks
 //! them — a rotate or revoke that reads, checks, then writes in separate steps; a creator check
 //! apart from its insert; millisecond timestamps; a `find` that turns a backend failure into
-//! `Ok(None)`; a `list` that includes revoked keys; a rotate that ignores the owner; a store
-//! that is not empty — and requires each to fail a named contract, on every run;
+//! `Ok(None)`; a `list` that includes revoked keys; a rotate that ignores the owner; a credit
+//! swap that ignores `refilled_at`, is not atomic or writes to revoked keys; an `update_key`
+//! that changes revoked keys or clears limits it was not given; a store that is not empty — and
+//! requires each to fail a named contract, on every run;
 //! `tests/audit_mutants.rs` does the same for the audit contracts (an owner filter ignored, an
 //! inclusive cursor, a partial batch, millisecond times…).
 //!
@@ -812,7 +814,7 @@ pub fn record_with_id(id: KeyId, owner: &str, created_at: OffsetDateTime) -> Key
 /// runs `downgrade` (the store's SQL back to the older schema, with its migration record
 /// removed), then `reopen` (the store built again, migrating forward), and checks that the
 /// key and the user read back exactly as written — columns added since default to what a key
-/// without a creator and an enabled user hold.
+/// without a creator, a rate limit or credits, and an enabled user hold.
 ///
 /// `downgrade` and `reopen` are futures built by the caller (they usually share the store's
 /// pool); neither runs before this function awaits it.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use nexora_auth::{
     ApiKey, AuthError, Authenticator, InvalidReason, KeyStore, MemoryKeyStore, OwnerId, Principal,
-    UserRecord, UserStore,
+    UserRecord, UserStore, limits::RateLimit,
 };
 
 use crate::{
@@ -248,6 +248,42 @@ pub async fn user_feed_reports_delete_user(store: Arc<dyn UserStore>, writer: Ar
                     matches!(r, InvalidReason::UnknownUser)
                 })
                 .await;
+        },
+    )
+    .await;
+}
+
+/// `set_owner_rate_limit` is reported: once it returns, a hot user's requests are held to the
+/// new limit (the cache keeps the owner's limit with the user's status).
+pub async fn user_feed_reports_set_owner_rate_limit(
+    store: Arc<dyn UserStore>,
+    writer: Arc<dyn UserStore>,
+) {
+    crate::user_feed_contract(
+        "user_feed_reports_set_owner_rate_limit",
+        store,
+        writer,
+        |observed, writer| async move {
+            observed.hot_user(&writer).await;
+            let once_a_day = RateLimit::new(1, 86_400).expect("a valid rate limit");
+            changed(
+                "set_owner_rate_limit",
+                writer
+                    .set_owner_rate_limit(&OwnerId::new("u-alice"), Some(once_a_day))
+                    .await,
+            );
+            // One request a day: the first charged under the new limit passes, the next is
+            // refused; before the change is seen, every request passes.
+            until_changed(
+                "set_owner_rate_limit of a hot user (one request a day)",
+                || async {
+                    let principal = observed.authenticate().await?;
+                    observed.auth.charge(&principal, 1).await?;
+                    Ok(principal)
+                },
+                |answer| matches!(answer, Err(AuthError::LimitExceeded(_))),
+            )
+            .await;
         },
     )
     .await;

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use nexora_auth::{
     AuthError, InvalidReason, MemoryKeyStore, NewKey, OwnerId, SecretString, StoreError,
-    UserRecord, UserStore, audit::Actor,
+    UserRecord, UserStore,
+    audit::Actor,
+    limits::{MAX_PERIOD_SECS, MAX_RATE_LIMIT, RateLimit},
 };
 use time::OffsetDateTime;
 
@@ -560,6 +562,116 @@ pub async fn user_live_rule_through_the_authenticator(store: Arc<dyn UserStore>)
                     "a deleted user's credential must be refused: {refused:?}"
                 );
             }
+        },
+    )
+    .await;
+}
+
+fn rate(limit: u32, period_secs: u32) -> RateLimit {
+    RateLimit::new(limit, period_secs).expect("a valid test rate limit")
+}
+
+async fn owner_limit(store: &Arc<dyn UserStore>, id: &str) -> Option<RateLimit> {
+    store
+        .owner_rate_limit(&OwnerId::new(id))
+        .await
+        .unwrap_or_else(|e| panic!("owner_rate_limit failed: {e:?}"))
+}
+
+/// `owner_rate_limit` returns what `set_owner_rate_limit` last wrote (`None` before any, and
+/// after it is cleared), per user; `set_owner_rate_limit` changes nothing else of the user, and
+/// on an unknown id is `Ok(false)` (whose limit reads `None`).
+pub async fn user_owner_rate_limit_round_trips(store: Arc<dyn UserStore>) {
+    crate::user_store_contract(
+        "user_owner_rate_limit_round_trips",
+        store,
+        |store| async move {
+            let alice = user("u-alice", "alice@example.com", now());
+            let bob = user("u-bob", "bob@example.com", now());
+            insert(&store, &alice).await;
+            insert(&store, &bob).await;
+            assert_eq!(
+                owner_limit(&store, "u-alice").await,
+                None,
+                "a user never given a rate limit has none"
+            );
+            for limit in [
+                Some(rate(10, 60)),
+                Some(rate(MAX_RATE_LIMIT, MAX_PERIOD_SECS)),
+                Some(rate(1, 86_400)),
+                None,
+                Some(rate(3, 1)),
+            ] {
+                assert!(
+                    store
+                        .set_owner_rate_limit(&alice.id, limit)
+                        .await
+                        .expect("set_owner_rate_limit"),
+                    "set_owner_rate_limit of a known user must return true"
+                );
+                assert_eq!(
+                    owner_limit(&store, "u-alice").await,
+                    limit,
+                    "owner_rate_limit must return what set_owner_rate_limit wrote"
+                );
+                assert_eq!(
+                    by_id(&store, "u-alice").await.as_ref(),
+                    Some(&alice),
+                    "set_owner_rate_limit must change nothing else of the user"
+                );
+            }
+            assert_eq!(
+                owner_limit(&store, "u-bob").await,
+                None,
+                "another user's rate limit must stay unset"
+            );
+            assert!(
+                !store
+                    .set_owner_rate_limit(&OwnerId::new("u-nobody"), Some(rate(1, 1)))
+                    .await
+                    .expect("set_owner_rate_limit"),
+                "set_owner_rate_limit of an unknown id must return false"
+            );
+            assert_eq!(
+                owner_limit(&store, "u-nobody").await,
+                None,
+                "an unknown id has no rate limit"
+            );
+        },
+    )
+    .await;
+}
+
+/// `delete_user` forgets the user's rate limit: a user created again with the same id has none.
+pub async fn user_delete_forgets_the_owner_rate_limit(store: Arc<dyn UserStore>) {
+    crate::user_store_contract(
+        "user_delete_forgets_the_owner_rate_limit",
+        store,
+        |store| async move {
+            let alice = user("u-alice", "alice@example.com", now());
+            insert(&store, &alice).await;
+            assert!(
+                store
+                    .set_owner_rate_limit(&alice.id, Some(rate(5, 60)))
+                    .await
+                    .expect("set_owner_rate_limit"),
+                "set_owner_rate_limit of a known user must return true"
+            );
+            assert!(
+                store.delete_user(&alice.id).await.expect("delete_user"),
+                "delete_user of a known user must return true"
+            );
+            assert_eq!(
+                owner_limit(&store, "u-alice").await,
+                None,
+                "a deleted user has no rate limit"
+            );
+            insert(&store, &alice).await;
+            assert_eq!(
+                owner_limit(&store, "u-alice").await,
+                None,
+                "a user created again after delete_user must not inherit the old rate limit"
+            );
         },
     )
     .await;

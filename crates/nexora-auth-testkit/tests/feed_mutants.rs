@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use nexora_auth::{
     CascadeOutcome, ChangeFeed, ChangeFeeds, Freshness, KeyCredentials, KeyId, KeyStore,
     MemoryKeyStore, MemoryUserStore, OwnerId, Scopes, StoreError, UserRecord, UserStore,
-    store::{KeyRecord, LastUsed, RevokeOutcome, RotateOutcome, Rotation},
+    limits::{Credits, RateLimit},
+    store::{KeyRecord, KeyUpdate, LastUsed, RevokeOutcome, RotateOutcome, Rotation},
 };
 use time::OffsetDateTime;
 
@@ -25,6 +26,9 @@ enum Mutant {
     ForgetsDescendants,
     /// Reports the writes that exist but not inserts (a cached "no such id" lingers).
     ForgetsInserts,
+    /// Reports every write but the limit changes (`update_key`, `set_owner_rate_limit`): a
+    /// cached key or user keeps its old limits.
+    ForgetsLimits,
 }
 
 /// A memory key store with its own feed reporting, broken as told.
@@ -114,6 +118,29 @@ impl KeyStore for KeyMutant {
         self.inner.record_last_used(batch).await
     }
 
+    async fn update_key(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        update: &KeyUpdate,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let updated = self.inner.update_key(owner, id, update).await?;
+        if self.mutant != Mutant::ForgetsLimits {
+            self.report(id);
+        }
+        Ok(updated)
+    }
+
+    // Not reported, correctly: a cache holds whether a key is metered, never its count.
+    async fn swap_credits(
+        &self,
+        id: KeyId,
+        current: &Credits,
+        new: &Credits,
+    ) -> Result<bool, StoreError> {
+        self.inner.swap_credits(id, current, new).await
+    }
+
     fn watch_changes(&self, feed: ChangeFeed) -> Freshness {
         self.feeds.add(feed);
         if self.mutant == Mutant::WatchedNeverInSync {
@@ -188,6 +215,22 @@ impl UserStore for UserMutant {
     async fn delete_user(&self, id: &OwnerId) -> Result<bool, StoreError> {
         let done = self.inner.delete_user(id).await?;
         self.report(id);
+        Ok(done)
+    }
+
+    async fn owner_rate_limit(&self, id: &OwnerId) -> Result<Option<RateLimit>, StoreError> {
+        self.inner.owner_rate_limit(id).await
+    }
+
+    async fn set_owner_rate_limit(
+        &self,
+        id: &OwnerId,
+        limit: Option<RateLimit>,
+    ) -> Result<bool, StoreError> {
+        let done = self.inner.set_owner_rate_limit(id, limit).await?;
+        if self.mutant != Mutant::ForgetsLimits {
+            self.report(id);
+        }
         Ok(done)
     }
 
@@ -268,10 +311,12 @@ fn a_silent_feed_fails_every_reporting_contract() {
             "key_feed_reports_rotate",
             "key_feed_reports_revoke",
             "key_feed_reports_revoke_tree_descendants",
+            "key_feed_reports_update_key",
             "user_feed_reports_insert_user",
             "user_feed_reports_set_user_disabled",
             "user_feed_reports_set_user_scopes",
             "user_feed_reports_delete_user",
+            "user_feed_reports_set_owner_rate_limit",
         ],
     );
 }
@@ -300,6 +345,17 @@ fn unreported_inserts_fail() {
     assert_eq!(
         caught_by(Mutant::ForgetsInserts),
         ["key_feed_reports_insert", "user_feed_reports_insert_user"]
+    );
+}
+
+#[test]
+fn unreported_limit_changes_fail() {
+    assert_eq!(
+        caught_by(Mutant::ForgetsLimits),
+        [
+            "key_feed_reports_update_key",
+            "user_feed_reports_set_owner_rate_limit"
+        ]
     );
 }
 

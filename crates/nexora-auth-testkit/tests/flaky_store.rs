@@ -5,12 +5,18 @@ use nexora_auth::{
     AuditStore, KeyId, KeyStore, MemoryAuditStore, MemoryKeyStore, MemoryUserStore, OwnerId,
     StoreError, UserRecord, UserStore,
     audit::AuditQuery,
-    store::{LastUsed, Rotation},
+    limits::Credits,
+    store::{KeyUpdate, LastUsed, Rotation},
 };
 use nexora_auth_testkit::{
     failure::{FlakyStore, StoreMethod},
     new_record, now, run, scopes,
 };
+
+/// How many methods [`KeyStore`] has, and where the [`AuditStore`] methods start in
+/// [`StoreMethod::ALL`] (after the [`UserStore`] methods).
+const KEY_METHODS: usize = 10;
+const AUDIT_START: usize = 20;
 
 /// Calls every [`KeyStore`] method once; returns the methods called.
 async fn every_key_method(store: &impl KeyStore) -> Vec<StoreMethod> {
@@ -34,7 +40,16 @@ async fn every_key_method(store: &impl KeyStore) -> Vec<StoreMethod> {
         at: now(),
     };
     let _ = store.record_last_used(&[used]).await;
-    StoreMethod::ALL[..8].to_vec()
+    let _ = store
+        .update_key(&owner, record.id, &KeyUpdate::default())
+        .await;
+    let credits = Credits {
+        remaining: 1,
+        refill: None,
+        refilled_at: now(),
+    };
+    let _ = store.swap_credits(record.id, &credits, &credits).await;
+    StoreMethod::ALL[..KEY_METHODS].to_vec()
 }
 
 /// Calls every [`UserStore`] method once; returns the methods called.
@@ -55,7 +70,9 @@ async fn every_user_method(store: &impl UserStore) -> Vec<StoreMethod> {
     let _ = store.set_user_disabled(&user.id, true).await;
     let _ = store.set_user_scopes(&user.id, &scopes(&["b"])).await;
     let _ = store.delete_user(&user.id).await;
-    StoreMethod::ALL[8..16].to_vec()
+    let _ = store.owner_rate_limit(&user.id).await;
+    let _ = store.set_owner_rate_limit(&user.id, None).await;
+    StoreMethod::ALL[KEY_METHODS..AUDIT_START].to_vec()
 }
 
 /// Calls every [`AuditStore`] method once; returns the methods called.
@@ -63,7 +80,7 @@ async fn every_audit_method(store: &impl AuditStore) -> Vec<StoreMethod> {
     let _ = store.record(&[]).await;
     let _ = store.list(&AuditQuery::all(1)).await;
     let _ = store.prune(now()).await;
-    StoreMethod::ALL[16..].to_vec()
+    StoreMethod::ALL[AUDIT_START..].to_vec()
 }
 
 #[test]
@@ -78,9 +95,9 @@ fn every_method_is_counted_and_forwarded_as_itself() {
         called.extend(every_audit_method(&trail).await);
         assert_eq!(called, StoreMethod::ALL, "the test calls every method once");
         for method in StoreMethod::ALL {
-            let (outer, inner) = if called[..8].contains(&method) {
+            let (outer, inner) = if called[..KEY_METHODS].contains(&method) {
                 (keys.calls(), keys.inner().calls())
-            } else if called[8..16].contains(&method) {
+            } else if called[KEY_METHODS..AUDIT_START].contains(&method) {
                 (users.calls(), users.inner().calls())
             } else {
                 (trail.calls(), trail.inner().calls())
@@ -91,7 +108,7 @@ fn every_method_is_counted_and_forwarded_as_itself() {
         }
         assert_eq!(
             keys.calls().total() + users.calls().total() + trail.calls().total(),
-            19
+            StoreMethod::ALL.len() as u64
         );
     });
 }

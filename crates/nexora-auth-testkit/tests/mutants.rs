@@ -18,7 +18,10 @@ use std::{
 use async_trait::async_trait;
 use nexora_auth::{
     CascadeOutcome, KeyCredentials, KeyId, KeyStore, OwnerId, StoreError,
-    store::{KeyRecord, LastUsed, PreviousDigest, RevokeOutcome, RotateOutcome, Rotation},
+    limits::Credits,
+    store::{
+        KeyRecord, KeyUpdate, LastUsed, PreviousDigest, RevokeOutcome, RotateOutcome, Rotation,
+    },
 };
 use time::OffsetDateTime;
 
@@ -44,6 +47,17 @@ enum Mutant {
     RotateIgnoresOwner,
     /// `find_credentials` is overridden and forgets the grace-period digest.
     CredentialsWithoutPrevious,
+    /// `swap_credits` compares every field but `refilled_at` (a refill in between goes
+    /// unnoticed, and a lease of the old period is spent in the new one).
+    SwapIgnoresRefilledAt,
+    /// `swap_credits` reads the credits, compares them, then writes in a separate step.
+    NonAtomicSwap,
+    /// `swap_credits` writes to revoked keys too.
+    SwapOnRevokedKeys,
+    /// `update_key` changes revoked keys too.
+    UpdateRevokedKeys,
+    /// `update_key` clears a limit the update leaves as it is (`None` read as "remove").
+    UpdateClearsUntouchedLimits,
 }
 
 /// A `Mutex<BTreeMap>` key store, correct unless told otherwise.
@@ -105,7 +119,28 @@ impl MutantStore {
         if let Some(previous) = &mut record.previous {
             previous.valid_until = self.time(previous.valid_until);
         }
+        record.credits = record.credits.map(|c| self.credits(c));
         record
+    }
+
+    fn credits(&self, credits: Credits) -> Credits {
+        Credits {
+            refilled_at: self.time(credits.refilled_at),
+            ..credits
+        }
+    }
+
+    /// Whether stored credits count as `current` for a swap.
+    fn matches(&self, stored: Option<&Credits>, current: &Credits) -> bool {
+        match stored {
+            Some(stored) if self.is(Mutant::SwapIgnoresRefilledAt) => Credits {
+                refilled_at: current.refilled_at,
+                ..*stored
+            }
+            .eq(current),
+            Some(stored) => stored == current,
+            None => false,
+        }
     }
 
     fn update(&self, id: KeyId, change: impl FnOnce(&mut KeyRecord)) {
@@ -329,6 +364,65 @@ impl KeyStore for MutantStore {
         }
         Ok(())
     }
+
+    async fn update_key(
+        &self,
+        owner: &OwnerId,
+        id: KeyId,
+        update: &KeyUpdate,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        self.backend()?;
+        let with_revoked = self.is(Mutant::UpdateRevokedKeys);
+        let mut keys = self.keys();
+        let Some(r) = keys
+            .get_mut(&id)
+            .filter(|r| &r.owner == owner && (with_revoked || r.revoked_at.is_none()))
+        else {
+            return Ok(None);
+        };
+        if let Some(name) = &update.name {
+            r.name.clone_from(name);
+        }
+        if self.is(Mutant::UpdateClearsUntouchedLimits) {
+            r.rate_limit = update.rate_limit.flatten();
+            r.credits = update.credits.flatten().map(|c| self.credits(c));
+        } else {
+            if let Some(rate_limit) = update.rate_limit {
+                r.rate_limit = rate_limit;
+            }
+            if let Some(credits) = update.credits {
+                r.credits = credits.map(|c| self.credits(c));
+            }
+        }
+        Ok(Some(r.clone()))
+    }
+
+    async fn swap_credits(
+        &self,
+        id: KeyId,
+        current: &Credits,
+        new: &Credits,
+    ) -> Result<bool, StoreError> {
+        self.backend()?;
+        let live = |r: &KeyRecord| self.is(Mutant::SwapOnRevokedKeys) || r.revoked_at.is_none();
+        if self.is(Mutant::NonAtomicSwap) {
+            let read = self.keys().get(&id).filter(|r| live(r)).cloned();
+            if !read.is_some_and(|r| self.matches(r.credits.as_ref(), current)) {
+                return Ok(false);
+            }
+            tokio::task::yield_now().await;
+            self.update(id, |r| r.credits = Some(self.credits(*new)));
+            return Ok(true);
+        }
+        let mut keys = self.keys();
+        match keys.get_mut(&id) {
+            Some(r) if live(r) && self.matches(r.credits.as_ref(), current) => {
+                r.credits = Some(self.credits(*new));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
 }
 
 /// The text of a caught panic.
@@ -449,6 +543,54 @@ fn find_credentials_without_the_grace_digest_fails_the_agreement_contract() {
     assert_caught(
         Mutant::CredentialsWithoutPrevious,
         "find_credentials_agrees_with_find",
+    );
+}
+
+#[test]
+fn a_swap_ignoring_refilled_at_fails_the_exact_swap_contract() {
+    assert_caught(
+        Mutant::SwapIgnoresRefilledAt,
+        "swap_credits_succeeds_only_from_the_exact_current",
+    );
+}
+
+#[test]
+fn a_non_atomic_swap_fails_the_concurrent_swap_contract() {
+    assert_caught(
+        Mutant::NonAtomicSwap,
+        "concurrent_credit_swaps_have_exactly_one_winner",
+    );
+}
+
+#[test]
+fn a_swap_on_revoked_keys_fails_the_revoked_swap_contract() {
+    assert_caught(
+        Mutant::SwapOnRevokedKeys,
+        "swap_credits_refuses_revoked_keys",
+    );
+}
+
+#[test]
+fn an_update_of_revoked_keys_fails_the_refusal_contract() {
+    assert_caught(
+        Mutant::UpdateRevokedKeys,
+        "update_key_refuses_unknown_foreign_and_revoked_keys",
+    );
+}
+
+#[test]
+fn an_update_clearing_untouched_limits_fails_the_update_contract() {
+    assert_caught(
+        Mutant::UpdateClearsUntouchedLimits,
+        "update_key_changes_only_the_given_fields",
+    );
+}
+
+#[test]
+fn millisecond_refill_times_fail_the_limits_round_trip() {
+    assert_caught(
+        Mutant::MillisecondTimestamps,
+        "limits_round_trip_through_insert_and_every_read",
     );
 }
 

@@ -3,6 +3,7 @@
 
 use nexora_auth::{
     OwnerId, UserRecord,
+    limits::{Credits, RateLimit, Refill},
     store::{KeyRecord, PreviousDigest},
 };
 use nexora_auth_testkit::{new_record, now, scopes};
@@ -34,6 +35,12 @@ fn key_records_round_trip_every_field() {
             valid_until: t0 + time::Duration::MINUTE,
         }),
         created_by: Some(parent.id),
+        rate_limit: RateLimit::new(100, 60),
+        credits: Some(Credits {
+            remaining: 42,
+            refill: Refill::new(1_000, 3_600),
+            refilled_at: t0 - time::Duration::MINUTE,
+        }),
         scopes: scopes(&["agents:read", "it's;--"]),
         name: "Ünïcödé \"quoted\" 🔑".to_owned(),
         ..plain
