@@ -688,9 +688,7 @@ where
                 Some(_) => {
                     return Err(ApiError::Validation(vec![ValidationIssue::new(
                         vec![LocPart::from("body"), "grace_secs".into()],
-                        format!(
-                            "Input should be less than or equal to {MAX_ROTATION_GRACE_SECS}"
-                        ),
+                        format!("Input should be less than or equal to {MAX_ROTATION_GRACE_SECS}"),
                         "less_than_equal",
                     )]));
                 }

@@ -49,7 +49,10 @@ async fn a_rate_limited_key_over_http() {
         json!({"name": "ten a minute", "rate_limit": {"limit": 10, "period_secs": 60}}),
     )
     .await;
-    assert_eq!(created["rate_limit"], json!({"limit": 10, "period_secs": 60}));
+    assert_eq!(
+        created["rate_limit"],
+        json!({"limit": 10, "period_secs": 60})
+    );
     assert_eq!(created["credits"], Value::Null);
     let key = created["key"].as_str().unwrap().to_owned();
     for i in 0..10 {
@@ -57,12 +60,19 @@ async fn a_rate_limited_key_over_http() {
         assert_eq!(r.status(), StatusCode::OK, "request {i}");
         assert_eq!(header(&r, "ratelimit-policy"), Some(r#""key";q=10;w=60"#));
         let state = header(&r, "ratelimit").unwrap().to_owned();
-        assert!(state.starts_with(&format!("\"key\";r={};t=", 9 - i)), "{state}");
+        assert!(
+            state.starts_with(&format!("\"key\";r={};t=", 9 - i)),
+            "{state}"
+        );
     }
     let refused = agents(&http, &base, &key).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(header(&refused, "retry-after"), Some("6"));
-    assert!(header(&refused, "ratelimit").unwrap().starts_with(r#""key";r=0;"#));
+    assert!(
+        header(&refused, "ratelimit")
+            .unwrap()
+            .starts_with(r#""key";r=0;"#)
+    );
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body, json!({"detail": "Rate limit exceeded"}));
     // Managing keys costs nothing: the key at its limit still lists keys, with the headers.
@@ -73,7 +83,11 @@ async fn a_rate_limited_key_over_http() {
         .await
         .unwrap();
     assert_eq!(listed.status(), StatusCode::OK);
-    assert!(header(&listed, "ratelimit").unwrap().starts_with(r#""key";r=0;"#));
+    assert!(
+        header(&listed, "ratelimit")
+            .unwrap()
+            .starts_with(r#""key";r=0;"#)
+    );
     // An invalid credential is 401 first, whatever the limits.
     let bad = agents(&http, &base, &format!("{}x", &key[..key.len() - 1])).await;
     assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
@@ -88,7 +102,10 @@ async fn a_rate_limited_key_over_http() {
         .unwrap();
     assert_eq!(patched.status(), StatusCode::OK);
     let patched: Value = patched.json().await.unwrap();
-    assert_eq!((patched["name"].as_str(), &patched["rate_limit"]), (Some("unlimited"), &Value::Null));
+    assert_eq!(
+        (patched["name"].as_str(), &patched["rate_limit"]),
+        (Some("unlimited"), &Value::Null)
+    );
     let r = agents(&http, &base, &key).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(header(&r, "ratelimit"), None, "no limit: no headers");
@@ -110,7 +127,10 @@ async fn a_rate_limited_key_over_http() {
         .unwrap();
     assert_eq!(loosen.status(), StatusCode::FORBIDDEN);
     let body: Value = loosen.json().await.unwrap();
-    assert_eq!(body, json!({"detail": "Cannot grant limits looser than your own"}));
+    assert_eq!(
+        body,
+        json!({"detail": "Cannot grant limits looser than your own"})
+    );
     // Out-of-range limits are 422.
     let bad = http
         .post(url(&base, "/api/users/me/api-keys"))
@@ -159,7 +179,11 @@ async fn credits_over_http_survive_a_restart_and_refuse_at_zero() {
     }
     let out = agents(&http, &base, &key).await;
     assert_eq!(out.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(header(&out, "retry-after"), None, "no refill: no Retry-After");
+    assert_eq!(
+        header(&out, "retry-after"),
+        None,
+        "no refill: no Retry-After"
+    );
     let body: Value = out.json().await.unwrap();
     assert_eq!(body, json!({"detail": "API key usage limit exceeded"}));
     // The key is refused, never deleted: still listed at 0.
@@ -186,7 +210,11 @@ async fn owner_limits_from_the_server_default_and_the_cli() {
         let r = agents(&http, &base, key).await;
         if r.status() == StatusCode::OK {
             ok += 1;
-            assert!(header(&r, "ratelimit-policy").unwrap().contains(r#""owner";q=4;w=60"#));
+            assert!(
+                header(&r, "ratelimit-policy")
+                    .unwrap()
+                    .contains(r#""owner";q=4;w=60"#)
+            );
         }
     }
     assert_eq!(ok, 4, "one limit for all of the owner's keys");
@@ -198,7 +226,11 @@ async fn owner_limits_from_the_server_default_and_the_cli() {
     for _ in 0..8 {
         let r = agents(&http, &base, &one.key).await;
         assert_eq!(r.status(), StatusCode::OK);
-        assert!(header(&r, "ratelimit-policy").unwrap().contains(r#""owner";q=100;w=60"#));
+        assert!(
+            header(&r, "ratelimit-policy")
+                .unwrap()
+                .contains(r#""owner";q=100;w=60"#)
+        );
     }
     let logs = server.logs();
     server.stop();
