@@ -130,6 +130,27 @@ pub(crate) struct ServeArgs {
     )]
     pub(crate) credit_lease_block: u64,
 
+    /// A Redis server (`redis://host:port/db`) that shares rate limits and the login throttle
+    /// between every instance pointed at it, with an atomic script per request: together they
+    /// allow exactly what one instance would. Without it (the default) both are counted in
+    /// each process. Credits are kept in the database either way.
+    #[arg(long, env = "NEXORA_LIMITS_REDIS_URL")]
+    pub(crate) limits_redis_url: Option<String>,
+
+    /// The prefix of every Redis key the server writes. Defaults to `nexora:`.
+    #[arg(
+        long,
+        env = "NEXORA_LIMITS_REDIS_PREFIX",
+        default_value = nexora_auth_redis::DEFAULT_KEY_PREFIX
+    )]
+    pub(crate) limits_redis_prefix: String,
+
+    /// While Redis cannot be reached, refuse rate-limited requests and logins (503) instead of
+    /// counting them in this process alone (the default, with a warning). Recovery is
+    /// automatic either way.
+    #[arg(long, env = "NEXORA_LIMITS_REDIS_FAIL_CLOSED", default_value_t = false)]
+    pub(crate) limits_redis_fail_closed: bool,
+
     /// How many days audit events are kept: events older than this are deleted at start and
     /// every hour after. Defaults to 90. 0 keeps them forever.
     #[arg(long, env = "NEXORA_AUDIT_RETENTION_DAYS", default_value_t = 90)]
@@ -378,8 +399,52 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 
 /// The server's peppers: `NEXORA_KEY_PEPPER` (or the generated one) as version 1.
 pub(crate) fn peppers(common: &CommonArgs) -> Result<PepperRing, StartupError> {
-    let pepper = load_secret("NEXORA_KEY_PEPPER", &common.data_dir, "key-pepper")?;
-    PepperRing::new(1, pepper).or_else(|e| fail(format!("NEXORA_KEY_PEPPER: {e}")))
+    PepperRing::new(1, pepper(common)?).or_else(|e| fail(format!("NEXORA_KEY_PEPPER: {e}")))
+}
+
+/// The key pepper itself (`NEXORA_KEY_PEPPER`, or the generated one).
+pub(crate) fn pepper(common: &CommonArgs) -> Result<SecretBytes, StartupError> {
+    load_secret("NEXORA_KEY_PEPPER", &common.data_dir, "key-pepper")
+}
+
+/// The Redis-backed rate limits and login throttle of `--limits-redis-url`, if given. The
+/// throttle's email subjects are keyed by a key derived from the pepper, which every instance
+/// shares.
+pub(crate) fn shared_limits(
+    common: &CommonArgs,
+    args: &ServeArgs,
+    policy: nexora_auth::ThrottlePolicy,
+) -> Result<
+    Option<(
+        std::sync::Arc<nexora_auth_redis::RedisLimits>,
+        std::sync::Arc<nexora_auth_redis::RedisThrottle>,
+    )>,
+    StartupError,
+> {
+    use nexora_auth_redis::{Outage, RedisConfig, RedisLimits, RedisThrottle};
+    let Some(url) = &args.limits_redis_url else {
+        return Ok(None);
+    };
+    let connection = RedisConfig::new(url.clone())
+        .key_prefix(args.limits_redis_prefix.clone())
+        .connect()
+        // The error names the URL's problem, never its password.
+        .or_else(|e| fail(format!("--limits-redis-url: {e}")))?;
+    let outage = if args.limits_redis_fail_closed {
+        Outage::FailClosed
+    } else {
+        Outage::FallBack
+    };
+    tracing::info!(
+        redis = %connection.server(),
+        "rate limits and the login throttle are shared through Redis"
+    );
+    let key = nexora_auth::throttle::ThrottleKey::derive(pepper(common)?.expose())
+        .or_else(|e| fail(format!("throttle key: {e}")))?;
+    Ok(Some((
+        std::sync::Arc::new(RedisLimits::new(connection.clone()).on_outage(outage)),
+        std::sync::Arc::new(RedisThrottle::new(connection, policy, key).on_outage(outage)),
+    )))
 }
 
 /// The token authority from the settings.

@@ -252,6 +252,11 @@ async fn authenticator(
         builder = builder
             .owner_rate_limit(args.owner_rate_limit)
             .credit_lease_block(args.credit_lease_block);
+        if let Some((limits, throttle)) =
+            config::shared_limits(common, args, ThrottlePolicy::default())?
+        {
+            builder = builder.rate_limits(limits).login_throttle_backend(throttle);
+        }
     }
     let authenticator = builder
         .users(database.user_store())
