@@ -29,13 +29,14 @@
 //!   *leases* credits: it takes the request's cost plus up to
 //!   [`AuthenticatorBuilder::credit_lease_block`](crate::AuthenticatorBuilder::credit_lease_block)
 //!   more (never more than half of what would be left) in one atomic compare-and-swap, spends
-//!   them locally, and gives the unspent part back when the lease has been idle for a second,
-//!   when the key's limits change, and on
+//!   them locally, and gives the unspent part back in the same swap as its next take (a lease
+//!   idle for a second is renewed that way at the key's next request), and on
 //!   [`Authenticator::return_credit_leases`](crate::Authenticator::return_credit_leases)
-//!   (a server calls it on shutdown). Invariants:
+//!   (a server calls it on shutdown). Credits set anew (`PATCH`) start a new period: leases of
+//!   the old value are dropped, not given back. Invariants:
 //!   - never more spent than granted, across any number of instances (every credit spent was
 //!     first subtracted in the store by a compare-and-swap);
-//!   - an instance that crashes loses at most its unspent leases: fewer than `block` credits
+//!   - an instance that crashes loses at most its unspent leases: at most `block` credits
 //!     per key it was serving (10 by default);
 //!   - a refill discards unspent leases of the previous period (they are not given back).
 //!
