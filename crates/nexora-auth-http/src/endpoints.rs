@@ -1172,6 +1172,36 @@ mod tests {
         assert!(auth.authenticate(&key).await.is_err());
         assert!(auth.authenticate(&new_key).await.is_ok());
 
+        // With a grace period the old value keeps working; more than 7 days is 422.
+        let graced = call(
+            &api,
+            Some(&alice),
+            "POST",
+            &format!("/users/me/api-keys/{id}/rotate"),
+            r#"{"grace_secs": 3600}"#,
+        )
+        .await;
+        assert_eq!(graced.status, 200);
+        let newest = body_json(&graced)["key"].as_str().unwrap().to_owned();
+        assert!(
+            auth.authenticate(&new_key).await.is_ok(),
+            "within its grace"
+        );
+        assert!(auth.authenticate(&newest).await.is_ok());
+        let too_long = call(
+            &api,
+            Some(&alice),
+            "POST",
+            &format!("/users/me/api-keys/{id}/rotate"),
+            r#"{"grace_secs": 604801}"#,
+        )
+        .await;
+        assert_eq!(
+            body_json(&too_long)["detail"][0]["loc"],
+            json!(["body", "grace_secs"])
+        );
+        let new_key = newest;
+
         let revoked = call(
             &api,
             Some(&alice),

@@ -691,12 +691,14 @@
     }
   }
 
-  function ask({ title, text, action, danger, cascade, run }) {
+  function ask({ title, text, action, danger, cascade, grace = false, run }) {
     $("confirm-title").textContent = title;
     $("confirm-text").textContent = text;
     const confirm = $("confirm");
     confirm.textContent = action;
     confirm.classList.toggle("danger", danger);
+    $("grace-option").hidden = !grace;
+    $("rotate-grace").value = "0";
     const option = $("cascade-option");
     option.hidden = !cascade;
     $("cascade").checked = false;
@@ -709,12 +711,16 @@
   function askRotate(key) {
     ask({
       title: `Rotate “${key.name}”?`,
-      text: `The key ${key.display} gets a new value, shown once. The current value stops working immediately: update every program that uses it.`,
+      text: `The key ${key.display} gets a new value, shown once. Update every program that uses it before the current value stops working.`,
       action: `Rotate “${key.name}”`,
       danger: false,
       cascade: null,
+      grace: true,
       run: async () => {
-        const rotated = await call("POST", `/users/me/api-keys/${encodeURIComponent(key.id)}/rotate`);
+        const grace = Number($("rotate-grace").value);
+        const rotated = await call("POST", `/users/me/api-keys/${encodeURIComponent(key.id)}/rotate`, {
+          body: grace > 0 ? { grace_secs: grace } : undefined,
+        });
         showNewKey(rotated, "rotated");
         await refresh();
       },

@@ -410,6 +410,12 @@ async fn walk_through(page: &mut Page, server: &Server, short: &Server) -> Outco
         json!(["agents:read", "audit:read", "keys:manage"]),
         "the scopes offered are the user's"
     );
+    // With a rate limit of 100 a minute, from the form's optional limits.
+    page.js(
+        "document.getElementById('limit-requests').closest('details').open = true; return null;",
+    )
+    .await;
+    page.type_into("key-rate-limit", "100").await;
     page.click("key-create").await;
     page.until_shown("new-key-value").await;
     let key = page.text("new-key-value").await;
@@ -425,6 +431,25 @@ async fn walk_through(page: &mut Page, server: &Server, short: &Server) -> Outco
     )
     .await;
     let key_id = page.row_ids().await.remove(0);
+    // The row shows the limit, and every answer to the key carries it.
+    let row = page
+        .js("return document.querySelector('[data-testid=key-row]').textContent;")
+        .await;
+    let row = row.as_str().unwrap_or_default();
+    assert!(row.contains("100") && row.contains("minute"), "{row}");
+    let limited = api::client()
+        .get(format!("{base}/api/agents"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("agents request");
+    assert_eq!(
+        limited
+            .headers()
+            .get("ratelimit-policy")
+            .map(|v| v.to_str().unwrap()),
+        Some(r#""key";q=100;w=60"#)
+    );
     page.shoot("new-key", None).await;
     page.click("new-key-copy").await;
     page.until(
