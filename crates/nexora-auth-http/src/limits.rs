@@ -44,7 +44,7 @@ impl LimitHeaders {
         }
         let mut policy = String::new();
         let mut state = String::new();
-        for rate in &usage.rates {
+        for rate in usage.rates() {
             let sep = if policy.is_empty() { "" } else { ", " };
             // Writing to a String cannot fail.
             let _ = write!(
@@ -79,20 +79,18 @@ mod tests {
     #[test]
     fn draft_10_syntax() {
         let usage = Usage {
-            rates: vec![
-                RateStatus {
-                    policy: "key",
-                    rate: RateLimit::new(10, 60).unwrap(),
-                    remaining: 3,
-                    reset_secs: 42,
-                },
-                RateStatus {
-                    policy: "owner",
-                    rate: RateLimit::new(100, 3600).unwrap(),
-                    remaining: 90,
-                    reset_secs: 360,
-                },
-            ],
+            key: Some(RateStatus {
+                policy: "key",
+                rate: RateLimit::new(10, 60).unwrap(),
+                remaining: 3,
+                reset_secs: 42,
+            }),
+            owner: Some(RateStatus {
+                policy: "owner",
+                rate: RateLimit::new(100, 3600).unwrap(),
+                remaining: 90,
+                reset_secs: 360,
+            }),
             credits_remaining: Some(7),
         };
         let h = LimitHeaders::of(&usage).unwrap();
@@ -106,8 +104,8 @@ mod tests {
         );
         assert_eq!(LimitHeaders::of(&Usage::default()), None);
         let credits_only = LimitHeaders::of(&Usage {
-            rates: vec![],
             credits_remaining: Some(0),
+            ..Usage::default()
         })
         .unwrap();
         assert_eq!(

@@ -88,14 +88,17 @@ async fn a_key_limited_to_10_per_minute_gets_exactly_10_then_the_exact_wait() {
     let key = key_principal(&auth, NewKey::named("ci").with_rate_limit(rate(10, 60))).await;
     for i in 0..10 {
         let usage = auth.charge(&key, 1).await.unwrap();
-        assert_eq!(usage.rates[0].remaining, 9 - i);
-        assert_eq!(usage.rates[0].policy, "key");
+        assert_eq!(usage.key.as_ref().unwrap().remaining, 9 - i);
+        assert_eq!(usage.key.as_ref().unwrap().policy, "key");
     }
     let refused = refusal(auth.charge(&key, 1).await);
     assert_eq!(refused.exceeded, Exceeded::Rate);
     assert_eq!(refused.retry_after_secs, Some(6));
     // Cost 0 (managing keys) passes at the limit, and reports it.
-    assert_eq!(auth.charge(&key, 0).await.unwrap().rates[0].remaining, 0);
+    assert_eq!(
+        auth.charge(&key, 0).await.unwrap().key.unwrap().remaining,
+        0
+    );
     f.clock.advance(time::Duration::seconds(6));
     auth.charge(&key, 1).await.unwrap();
     assert!(auth.charge(&key, 1).await.is_err());
@@ -146,8 +149,9 @@ async fn key_and_owner_limits_are_all_or_nothing() {
         assert!(auth.charge(&tight, 1).await.is_err());
     }
     let usage = auth.charge(&loose, 1).await.unwrap();
-    assert_eq!(usage.rates[0].policy, "owner");
-    assert_eq!(usage.rates[0].remaining, 1);
+    assert_eq!(usage.key, None);
+    assert_eq!(usage.owner.as_ref().unwrap().policy, "owner");
+    assert_eq!(usage.owner.as_ref().unwrap().remaining, 1);
 }
 
 #[tokio::test]
@@ -304,7 +308,11 @@ async fn rotation_keeps_limits_and_credits() {
     assert_eq!(rotated.info.credits.unwrap().remaining, 6);
     let new = auth.authenticate(rotated.key.expose()).await.unwrap();
     let usage = auth.charge(&new, 1).await.unwrap();
-    assert_eq!(usage.rates[0].remaining, 3, "the same counter as before");
+    assert_eq!(
+        usage.key.as_ref().unwrap().remaining,
+        3,
+        "the same counter as before"
+    );
     assert_eq!(usage.credits_remaining, Some(5));
 }
 

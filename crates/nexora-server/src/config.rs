@@ -407,6 +407,12 @@ pub(crate) fn pepper(common: &CommonArgs) -> Result<SecretBytes, StartupError> {
     load_secret("NEXORA_KEY_PEPPER", &common.data_dir, "key-pepper")
 }
 
+/// The rate limits and login throttle shared through Redis.
+pub(crate) type SharedLimits = (
+    std::sync::Arc<nexora_auth_redis::RedisLimits>,
+    std::sync::Arc<nexora_auth_redis::RedisThrottle>,
+);
+
 /// The Redis-backed rate limits and login throttle of `--limits-redis-url`, if given. The
 /// throttle's email subjects are keyed by a key derived from the pepper, which every instance
 /// shares.
@@ -414,13 +420,7 @@ pub(crate) fn shared_limits(
     common: &CommonArgs,
     args: &ServeArgs,
     policy: nexora_auth::ThrottlePolicy,
-) -> Result<
-    Option<(
-        std::sync::Arc<nexora_auth_redis::RedisLimits>,
-        std::sync::Arc<nexora_auth_redis::RedisThrottle>,
-    )>,
-    StartupError,
-> {
+) -> Result<Option<SharedLimits>, StartupError> {
     use nexora_auth_redis::{Outage, RedisConfig, RedisLimits, RedisThrottle};
     let Some(url) = &args.limits_redis_url else {
         return Ok(None);

@@ -66,7 +66,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the API (the default when no subcommand is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage password users.
     #[command(subcommand)]
     User(UserCommand),
@@ -631,7 +631,7 @@ mod tests {
             Cli {
                 command: Some(super::Command::Serve(serve)),
                 ..
-            } => serve,
+            } => *serve,
             Cli { serve, .. } => serve,
         };
         for (args, enabled, ceiling) in [

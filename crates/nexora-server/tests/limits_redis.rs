@@ -50,7 +50,7 @@ async fn pair(redis_url: &str, prefix: &str) -> Option<Pair> {
 
 impl Pair {
     fn base(&self, i: usize) -> String {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             self.a.url("")
         } else {
             self.b.url("")

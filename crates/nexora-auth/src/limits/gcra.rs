@@ -49,7 +49,7 @@ pub struct GcraState {
 }
 
 /// The outcome of [`decide`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct GcraDecision {
     /// Whether the request passes.
     pub allowed: bool,

@@ -276,6 +276,18 @@ pub struct RateOutcome {
     pub statuses: Vec<RateStatus>,
 }
 
+impl RateStatus {
+    /// The status of `check` after `decision`.
+    pub fn of(check: &RateCheck, decision: &GcraDecision) -> Self {
+        Self {
+            policy: check.subject.policy_name(),
+            rate: check.rate,
+            remaining: decision.remaining,
+            reset_secs: decision.reset_secs,
+        }
+    }
+}
+
 impl RateOutcome {
     /// Combines the decisions of `checks` taken together: allowed only if each allowed.
     pub fn from_decisions(checks: &[RateCheck], decisions: &[GcraDecision]) -> Self {
@@ -290,12 +302,7 @@ impl RateOutcome {
             statuses: checks
                 .iter()
                 .zip(decisions)
-                .map(|(check, d)| RateStatus {
-                    policy: check.subject.policy_name(),
-                    rate: check.rate,
-                    remaining: d.remaining,
-                    reset_secs: d.reset_secs,
-                })
+                .map(|(check, d)| RateStatus::of(check, d))
                 .collect(),
         }
     }
@@ -326,7 +333,9 @@ pub trait LimitBackend: Send + Sync + fmt::Debug + 'static {
 
 /// Microseconds since the Unix epoch.
 pub fn unix_micros(at: OffsetDateTime) -> i64 {
-    i64::try_from(at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
+    at.unix_timestamp()
+        .saturating_mul(1_000_000)
+        .saturating_add(i64::from(at.microsecond()))
 }
 
 const SHARDS: usize = 16;
@@ -391,19 +400,47 @@ impl InProcessLimits {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// [`LimitBackend::check`] without an await: the in-process path of
-    /// [`Authenticator::charge`](crate::Authenticator::charge). Atomic across the checks:
-    /// their shards are locked together (in index order) while they are judged and charged.
+    /// [`LimitBackend::check`] without an await. Atomic across the checks: their shards are
+    /// locked together (in index order) while they are judged and charged.
     pub fn check_now(&self, checks: &[RateCheck], cost: u32, now: OffsetDateTime) -> RateOutcome {
+        let refs: Vec<&RateCheck> = checks.iter().collect();
+        let mut decisions = vec![GcraDecision::default(); checks.len()];
+        self.decide_into(&refs, cost, now, &mut decisions);
+        RateOutcome::from_decisions(checks, &decisions)
+    }
+
+    /// Judges `checks` together at `now` and charges `cost` to all of them if all allow it,
+    /// writing one decision per check into `decisions` (as long as `checks`); returns whether
+    /// the request passes. Allocates nothing for one check (the hot path of
+    /// [`Authenticator::charge`](crate::Authenticator::charge)).
+    pub fn decide_into(
+        &self,
+        checks: &[&RateCheck],
+        cost: u32,
+        now: OffsetDateTime,
+        decisions: &mut [GcraDecision],
+    ) -> bool {
         let now_us = unix_micros(now);
-        if let [one] = checks {
+        if let ([one], [out]) = (checks, &mut *decisions) {
             let mut shard = self.lock(self.index(&one.subject));
-            let state = shard.get(&one.subject).copied().unwrap_or_default();
-            let d = gcra::decide(state, now_us, one.rate, cost);
-            if d.allowed && cost > 0 {
-                self.keep(&mut shard, &one.subject, d.state, now_us);
-            }
-            return RateOutcome::from_decisions(checks, &[d]);
+            let d = match shard.get_mut(&one.subject) {
+                Some(slot) => {
+                    let d = gcra::decide(*slot, now_us, one.rate, cost);
+                    if d.allowed {
+                        *slot = d.state;
+                    }
+                    d
+                }
+                None => {
+                    let d = gcra::decide(GcraState::default(), now_us, one.rate, cost);
+                    if d.allowed && cost > 0 {
+                        self.keep(&mut shard, &one.subject, d.state, now_us);
+                    }
+                    d
+                }
+            };
+            *out = d;
+            return d.allowed;
         }
         let indices: Vec<usize> = checks.iter().map(|c| self.index(&c.subject)).collect();
         let mut order = indices.clone();
@@ -412,20 +449,17 @@ impl InProcessLimits {
         let mut guards: Vec<(usize, MutexGuard<'_, Table>)> =
             order.iter().map(|&i| (i, self.lock(i))).collect();
         let slot = |index: usize| guards_position(&order, index);
-        let decisions: Vec<GcraDecision> = checks
-            .iter()
-            .zip(&indices)
-            .map(|(c, &i)| {
-                let state = guards[slot(i)].1.get(&c.subject).copied();
-                gcra::decide(state.unwrap_or_default(), now_us, c.rate, cost)
-            })
-            .collect();
-        if cost > 0 && decisions.iter().all(|d| d.allowed) {
-            for ((c, &i), d) in checks.iter().zip(&indices).zip(&decisions) {
+        for ((c, &i), out) in checks.iter().zip(&indices).zip(decisions.iter_mut()) {
+            let state = guards[slot(i)].1.get(&c.subject).copied();
+            *out = gcra::decide(state.unwrap_or_default(), now_us, c.rate, cost);
+        }
+        let allowed = decisions.iter().all(|d| d.allowed);
+        if cost > 0 && allowed {
+            for ((c, &i), d) in checks.iter().zip(&indices).zip(decisions.iter()) {
                 self.keep(&mut guards[slot(i)].1, &c.subject, d.state, now_us);
             }
         }
-        RateOutcome::from_decisions(checks, &decisions)
+        allowed
     }
 
     fn keep(&self, shard: &mut Table, subject: &LimitSubject, state: GcraState, now_us: i64) {
@@ -512,8 +546,10 @@ impl<'de> serde::Deserialize<'de> for NewCredits {
 /// headers report.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Usage {
-    /// One status per rate limit that applied (the key's, then the owner's).
-    pub rates: Vec<RateStatus>,
+    /// The key's rate limit, when it has one.
+    pub key: Option<RateStatus>,
+    /// The owner's rate limit, when one applies.
+    pub owner: Option<RateStatus>,
     /// The key's credits left, as this instance sees them (its unspent lease included), when
     /// the key has credits.
     pub credits_remaining: Option<u64>,
@@ -522,7 +558,12 @@ pub struct Usage {
 impl Usage {
     /// Whether no limit applied (no headers to send).
     pub fn is_empty(&self) -> bool {
-        self.rates.is_empty() && self.credits_remaining.is_none()
+        self.key.is_none() && self.owner.is_none() && self.credits_remaining.is_none()
+    }
+
+    /// The rate limits that applied: the key's, then the owner's.
+    pub fn rates(&self) -> impl Iterator<Item = &RateStatus> {
+        self.key.iter().chain(self.owner.iter())
     }
 }
 

@@ -11,8 +11,8 @@ use crate::{
     audit::AuditAction,
     cache::{Lookup, UserStatus},
     limits::{
-        Exceeded, InProcessLimits, LimitBackend, LimitRefusal, LimitSubject, NewCredits, RateCheck,
-        RateLimit, Usage,
+        Exceeded, GcraDecision, InProcessLimits, LimitBackend, LimitRefusal, LimitSubject,
+        NewCredits, RateCheck, RateLimit, RateStatus, Usage,
     },
     policy,
     store::{KeyUpdate, OwnerId},
@@ -127,30 +127,64 @@ impl Authenticator {
         let key_limits = principal.key_limits();
         let owner_rate = self.owner_rate(principal.owner()).await?;
         let mut usage = Usage::default();
-        if key_limits.rate.is_some() || owner_rate.is_some() {
-            let mut checks = Vec::with_capacity(2);
-            if let (Some(rate), Some(id)) = (key_limits.rate, principal.key_id()) {
-                checks.push(RateCheck {
-                    subject: LimitSubject::Key(id),
-                    rate,
-                });
-            }
-            if let Some(rate) = owner_rate {
-                checks.push(RateCheck {
-                    subject: LimitSubject::Owner(principal.owner().clone()),
-                    rate,
-                });
-            }
+        let key_check = key_limits
+            .rate
+            .zip(principal.key_id())
+            .map(|(rate, id)| RateCheck {
+                subject: LimitSubject::Key(id),
+                rate,
+            });
+        let owner_check = owner_rate.map(|rate| RateCheck {
+            subject: LimitSubject::Owner(principal.owner().clone()),
+            rate,
+        });
+        if key_check.is_some() || owner_check.is_some() {
             let now = self.inner.clock.now();
-            let outcome = match &self.inner.rates {
-                Rates::InProcess(limits) => limits.check_now(&checks, cost, now),
-                Rates::Shared(backend) => backend.check(&checks, cost, now).await?,
+            let (allowed, retry_after_secs) = match &self.inner.rates {
+                Rates::InProcess(limits) => {
+                    // On the stack: the hot path allocates nothing.
+                    let mut decisions = [GcraDecision::default(); 2];
+                    let (allowed, n) = match (&key_check, &owner_check) {
+                        (Some(k), Some(o)) => {
+                            (limits.decide_into(&[k, o], cost, now, &mut decisions), 2)
+                        }
+                        (Some(one), None) | (None, Some(one)) => (
+                            limits.decide_into(&[one], cost, now, &mut decisions[..1]),
+                            1,
+                        ),
+                        (None, None) => (true, 0),
+                    };
+                    let mut d = decisions[..n].iter();
+                    if let Some(check) = &key_check {
+                        usage.key = d.next().map(|d| RateStatus::of(check, d));
+                    }
+                    if let Some(check) = &owner_check {
+                        usage.owner = d.next().map(|d| RateStatus::of(check, d));
+                    }
+                    let retry = decisions[..n].iter().map(|d| d.retry_after_secs).max();
+                    (allowed, retry.unwrap_or(0))
+                }
+                Rates::Shared(backend) => {
+                    let checks: Vec<RateCheck> = key_check
+                        .iter()
+                        .chain(owner_check.iter())
+                        .cloned()
+                        .collect();
+                    let outcome = backend.check(&checks, cost, now).await?;
+                    let mut statuses = outcome.statuses.into_iter();
+                    if key_check.is_some() {
+                        usage.key = statuses.next();
+                    }
+                    if owner_check.is_some() {
+                        usage.owner = statuses.next();
+                    }
+                    (outcome.allowed, outcome.retry_after_secs)
+                }
             };
-            usage.rates = outcome.statuses;
-            if !outcome.allowed {
+            if !allowed {
                 return Err(AuthError::LimitExceeded(Box::new(LimitRefusal {
                     exceeded: Exceeded::Rate,
-                    retry_after_secs: Some(outcome.retry_after_secs),
+                    retry_after_secs: Some(retry_after_secs),
                     usage,
                 })));
             }
