@@ -67,6 +67,7 @@ fn user(id: &str, scope_list: &[&str]) -> UserRecord {
         scopes: scopes(scope_list),
         created_at: now(),
         disabled: false,
+        rate_limit: None,
     }
 }
 

@@ -493,7 +493,7 @@ impl Queries {
                     AND credits_refill_every_secs IS NOT DISTINCT FROM $8::bigint
                     AND credits_refilled_at IS NOT DISTINCT FROM $9::timestamptz"
             )),
-            insert_user: q(format!("INSERT INTO {users} ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)")),
+            insert_user: q(format!("INSERT INTO {users} ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")),
             user_by_email: q(format!("SELECT {USER_COLUMNS} FROM {users} WHERE email = $1")),
             user_by_id: q(format!("SELECT {USER_COLUMNS} FROM {users} WHERE id = $1")),
             update_password: q(format!("UPDATE {users} SET password_hash = $1 WHERE id = $2")),
@@ -610,6 +610,10 @@ fn decode_user(row: &PgRow) -> Result<UserRecord, StoreError> {
         scopes: nexora_auth_sql::scopes(row.try_get("scopes").map_err(e)?)?,
         created_at: row.try_get("created_at").map_err(e)?,
         disabled: row.try_get("disabled").map_err(e)?,
+        rate_limit: rate_limit(
+            row.try_get("rate_limit").map_err(e)?,
+            row.try_get("rate_period_secs").map_err(e)?,
+        )?,
     })
 }
 
@@ -925,6 +929,8 @@ impl UserStore for PostgresStore {
             .bind(scope_list(&user.scopes))
             .bind(user.created_at)
             .bind(user.disabled)
+            .bind(rate_limit_columns(user.rate_limit).0)
+            .bind(rate_limit_columns(user.rate_limit).1)
             .execute(&self.pool)
             .await;
         user_inserted(

@@ -121,7 +121,8 @@ pub const TICKET_COLUMNS: &str = "digest, owner, chat_id, principal, created_at,
 pub const TICKETS_SCHEMA_VERSION: i64 = 5;
 
 /// The columns of a user row, in the order the stores' statements list them.
-pub const USER_COLUMNS: &str = "id, email, password_hash, scopes, created_at, disabled";
+pub const USER_COLUMNS: &str =
+    "id, email, password_hash, scopes, created_at, disabled, rate_limit, rate_period_secs";
 
 #[cfg(test)]
 mod tests;

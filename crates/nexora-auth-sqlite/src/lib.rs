@@ -503,7 +503,7 @@ impl Queries {
                     AND credits_remaining IS ?6 AND credits_refill_amount IS ?7
                     AND credits_refill_every_secs IS ?8 AND credits_refilled_at IS ?9"
             )),
-            insert_user: q(format!("INSERT INTO {users} ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)")),
+            insert_user: q(format!("INSERT INTO {users} ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")),
             user_by_email: q(format!("SELECT {USER_COLUMNS} FROM {users} WHERE email = ?")),
             user_by_id: q(format!("SELECT {USER_COLUMNS} FROM {users} WHERE id = ?")),
             update_password: q(format!("UPDATE {users} SET password_hash = ? WHERE id = ?")),
@@ -623,6 +623,10 @@ fn decode_user(row: &SqliteRow) -> Result<UserRecord, StoreError> {
         scopes: parse_scopes(&scopes)?,
         created_at: from_unix_micros(row.try_get("created_at").map_err(e)?)?,
         disabled: row.try_get("disabled").map_err(e)?,
+        rate_limit: rate_limit(
+            row.try_get("rate_limit").map_err(e)?,
+            row.try_get("rate_period_secs").map_err(e)?,
+        )?,
     })
 }
 
@@ -970,6 +974,8 @@ impl UserStore for SqliteStore {
             .bind(scopes_json(&user.scopes))
             .bind(unix_micros(user.created_at))
             .bind(user.disabled)
+            .bind(rate_limit_columns(user.rate_limit).0)
+            .bind(rate_limit_columns(user.rate_limit).1)
             .execute(&self.pool)
             .await;
         // A cached "no such user" for this id is now wrong.

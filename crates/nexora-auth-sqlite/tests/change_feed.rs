@@ -79,6 +79,7 @@ impl Fixture {
                 scopes: scopes(&ALL_SCOPES),
                 created_at: now(),
                 disabled: false,
+                rate_limit: None,
             })
             .await
             .expect("insert user");

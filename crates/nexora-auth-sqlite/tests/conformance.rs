@@ -230,6 +230,7 @@ fn a_corrupt_limit_is_unavailable_not_unlimited() {
             scopes: nexora_auth_testkit::scopes(&["a"]),
             created_at: nexora_auth_testkit::now(),
             disabled: false,
+            rate_limit: None,
         };
         store.insert_user(&user).await.expect("insert a user");
         fn unavailable<T>(r: &Result<T, StoreError>) -> bool {

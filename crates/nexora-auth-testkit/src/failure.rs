@@ -172,6 +172,7 @@ pub async fn user_store_backend_down(store: Arc<dyn UserStore>) {
         scopes: crate::scopes(&["a"]),
         created_at: now(),
         disabled: false,
+        rate_limit: None,
     };
     expect_unavailable(
         "user_store_backend_down",

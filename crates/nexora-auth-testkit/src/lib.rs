@@ -838,6 +838,7 @@ pub async fn upgrade_keeps_records<S, R>(
         scopes: scopes(&["agents:read"]),
         created_at: now(),
         disabled: false,
+        rate_limit: None,
     };
     store
         .insert_user(&user)

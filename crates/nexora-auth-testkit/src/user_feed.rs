@@ -99,6 +99,7 @@ fn alice() -> UserRecord {
         scopes: scopes(&["agents:read", "keys:manage"]),
         created_at: now(),
         disabled: false,
+        rate_limit: None,
     }
 }
 

@@ -28,6 +28,7 @@ fn user(id: &str, email: &str, created_at: OffsetDateTime) -> UserRecord {
         scopes: scopes(&["agents:read", "keys:manage"]),
         created_at,
         disabled: false,
+        rate_limit: None,
     }
 }
 
@@ -615,15 +616,31 @@ pub async fn user_owner_rate_limit_round_trips(store: Arc<dyn UserStore>) {
                     "owner_rate_limit must return what set_owner_rate_limit wrote"
                 );
                 assert_eq!(
-                    by_id(&store, "u-alice").await.as_ref(),
-                    Some(&alice),
-                    "set_owner_rate_limit must change nothing else of the user"
+                    by_id(&store, "u-alice").await,
+                    Some(UserRecord {
+                        rate_limit: limit,
+                        ..alice.clone()
+                    }),
+                    "the user record carries the limit, and nothing else changed"
                 );
             }
             assert_eq!(
                 owner_limit(&store, "u-bob").await,
                 None,
                 "another user's rate limit must stay unset"
+            );
+            let carol = UserRecord {
+                rate_limit: Some(rate(7, 60)),
+                ..user("u-carol", "carol@example.com", now())
+            };
+            insert(&store, &carol).await;
+            assert_eq!(
+                (
+                    owner_limit(&store, "u-carol").await,
+                    by_id(&store, "u-carol").await
+                ),
+                (Some(rate(7, 60)), Some(carol)),
+                "insert_user must store the record's rate limit as given"
             );
             assert!(
                 !store

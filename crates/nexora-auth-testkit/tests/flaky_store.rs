@@ -61,6 +61,7 @@ async fn every_user_method(store: &impl UserStore) -> Vec<StoreMethod> {
         scopes: scopes(&["a"]),
         created_at: now(),
         disabled: false,
+        rate_limit: None,
     };
     let _ = store.insert_user(&user).await;
     let _ = store.find_user_by_email(&user.email).await;

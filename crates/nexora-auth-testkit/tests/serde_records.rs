@@ -57,6 +57,7 @@ fn user_records_round_trip() {
         scopes: scopes(&["a", "b"]),
         created_at: now(),
         disabled: true,
+        rate_limit: None,
     };
     assert_eq!(round_trip(&user), user);
 }

@@ -320,7 +320,6 @@ impl MemoryKeyStore {
 pub struct MemoryUserStore {
     by_email: DashMap<String, UserRecord>,
     email_of: DashMap<OwnerId, String>,
-    rate_limits: DashMap<OwnerId, RateLimit>,
     feeds: ChangeFeeds,
 }
 
@@ -386,13 +385,8 @@ impl UserStore for MemoryUserStore {
             return Ok(false);
         };
         self.by_email.remove(&email);
-        self.rate_limits.remove(id);
         self.feeds.user_changed(id);
         Ok(true)
-    }
-
-    async fn owner_rate_limit(&self, id: &OwnerId) -> Result<Option<RateLimit>, StoreError> {
-        Ok(self.rate_limits.get(id).map(|l| *l))
     }
 
     async fn set_owner_rate_limit(
@@ -400,19 +394,9 @@ impl UserStore for MemoryUserStore {
         id: &OwnerId,
         limit: Option<RateLimit>,
     ) -> Result<bool, StoreError> {
-        if !self.email_of.contains_key(id) {
-            return Ok(false);
-        }
-        match limit {
-            Some(limit) => {
-                self.rate_limits.insert(id.clone(), limit);
-            }
-            None => {
-                self.rate_limits.remove(id);
-            }
-        }
+        let changed = self.update_user(id, |user| user.rate_limit = limit);
         self.feeds.user_changed(id);
-        Ok(true)
+        Ok(changed)
     }
 
     fn watch_user_changes(&self, feed: ChangeFeed) -> Freshness {

@@ -658,6 +658,11 @@ pub struct UserRecord {
     /// A disabled user cannot log in, and none of their tokens or keys authenticate until
     /// they are enabled again.
     pub disabled: bool,
+    /// The user's own rate limit, shared by all of their keys and tokens ([`crate::limits`]);
+    /// `None`: the host's default applies. Written by
+    /// [`UserStore::set_owner_rate_limit`].
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl fmt::Debug for UserRecord {
@@ -669,6 +674,7 @@ impl fmt::Debug for UserRecord {
             .field("scopes", &self.scopes)
             .field("created_at", &self.created_at)
             .field("disabled", &self.disabled)
+            .field("rate_limit", &self.rate_limit)
             .finish()
     }
 }
@@ -681,8 +687,9 @@ impl fmt::Debug for UserRecord {
 ///   them exactly. A second user with the same email is [`StoreError::DuplicateEmail`], a
 ///   second with the same id [`StoreError::DuplicateId`].
 /// * `Ok(None)` means "no such user", `Err` a store failure — never confused.
-/// * [`owner_rate_limit`](Self::owner_rate_limit) returns what
-///   [`set_owner_rate_limit`](Self::set_owner_rate_limit) last wrote (`None` for a user never
+/// * [`insert_user`](Self::insert_user) stores [`UserRecord::rate_limit`] as given, and every
+///   read returns it; [`owner_rate_limit`](Self::owner_rate_limit) returns what
+///   [`set_owner_rate_limit`](Self::set_owner_rate_limit) (or the insert) last wrote (`None` for a user never
 ///   given one, and for an unknown id); setting it on an unknown id is `Ok(false)`.
 /// * The updates ([`update_password_hash`](Self::update_password_hash),
 ///   [`set_user_disabled`](Self::set_user_disabled), [`set_user_scopes`](Self::set_user_scopes))
@@ -716,11 +723,10 @@ pub trait UserStore: Send + Sync + 'static {
     async fn delete_user(&self, id: &OwnerId) -> Result<bool, StoreError>;
 
     /// The user's own rate limit, shared by all of their keys and tokens ([`crate::limits`]).
-    /// `Ok(None)`: none set (the server default applies), or no such user. The default
-    /// answers `Ok(None)`: a store that does not keep owner limits has none.
+    /// `Ok(None)`: none set (the server default applies), or no such user. The default reads
+    /// [`UserRecord::rate_limit`] through [`find_user`](Self::find_user).
     async fn owner_rate_limit(&self, id: &OwnerId) -> Result<Option<RateLimit>, StoreError> {
-        let _ = id;
-        Ok(None)
+        Ok(self.find_user(id).await?.and_then(|user| user.rate_limit))
     }
 
     /// Sets (`Some`) or clears (`None`) the user's own rate limit, reported to the change feed

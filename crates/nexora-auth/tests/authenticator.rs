@@ -46,6 +46,7 @@ async fn fixture() -> Fixture {
                 scopes: Scopes::new(["agents:read", "agents:write", "keys:manage"]).unwrap(),
                 created_at: OffsetDateTime::now_utc(),
                 disabled: false,
+                rate_limit: None,
             })
             .await
             .unwrap();

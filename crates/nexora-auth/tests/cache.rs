@@ -51,6 +51,7 @@ async fn fixture(forward: bool, config: CacheConfig) -> Fixture {
             scopes: Scopes::new(["agents:read", "keys:manage"]).unwrap(),
             created_at: OffsetDateTime::now_utc(),
             disabled: false,
+            rate_limit: None,
         })
         .await
         .unwrap();

@@ -63,6 +63,7 @@ async fn fixture_with(
             scopes: scopes(&["agents:read", "agents:write", "keys:manage"]),
             created_at: OffsetDateTime::now_utc(),
             disabled: false,
+            rate_limit: None,
         })
         .await
         .unwrap();

@@ -29,6 +29,7 @@ impl Fixture {
                     scopes: Scopes::new(["agents:read", "keys:manage"]).unwrap(),
                     created_at: OffsetDateTime::now_utc(),
                     disabled: false,
+                    rate_limit: None,
                 })
                 .await
                 .unwrap();

@@ -143,6 +143,7 @@ impl World {
                     scopes: scopes(user_scopes),
                     created_at: clock.now(),
                     disabled: false,
+                    rate_limit: None,
                 })
                 .await
                 .unwrap();

@@ -47,14 +47,16 @@ pub(super) fn leaks(text: &str, forbidden: &[String]) -> Option<String> {
         .map(|s| format!("contains forbidden material ({} chars)", s.len()))
 }
 
-pub(super) const LISTED_FIELDS: [&str; 8] = [
+pub(super) const LISTED_FIELDS: [&str; 10] = [
     "created_at",
     "created_by",
+    "credits",
     "display",
     "expires_at",
     "id",
     "last_used_at",
     "name",
+    "rate_limit",
     "scopes",
 ];
 

@@ -187,12 +187,14 @@ pub(super) fn created_key_shape(body: &Value) -> Result<(), String> {
     let want = [
         "created_at",
         "created_by",
+        "credits",
         "display",
         "expires_at",
         "id",
         "key",
         "last_used_at",
         "name",
+        "rate_limit",
         "scopes",
     ];
     if fields != want {

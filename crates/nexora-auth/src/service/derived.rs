@@ -161,7 +161,7 @@ impl Authenticator {
         verified: VerifiedToken,
         from: DerivedFrom,
         record: Option<&KeyCredentials>,
-        user: Option<Scopes>,
+        user: Option<super::LiveUser>,
     ) -> Result<Principal, AuthError> {
         let record = record
             .filter(|record| record.owner == verified.subject)
@@ -209,7 +209,8 @@ pub(super) fn as_derived(
     )
     .with_expiry(key.expires_at())
     .with_credential_expiry(until)
-    .with_key_limits(key.key_limits());
+    .with_key_limits(key.key_limits())
+    .with_owner_rate(key.owner_rate_limit());
     if let Some(digest) = key.matched_digest() {
         principal = principal.with_digest(digest);
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use super::{Authenticator, KeyInfo, MAX_KEY_NAME_LEN, Principal};
+use super::{Authenticator, Credential, KeyInfo, MAX_KEY_NAME_LEN, Principal};
 use crate::{
     AuthError, Field, InvalidInput, KeyId, NewAuditEvent, Problem,
     audit::AuditAction,
@@ -125,7 +125,14 @@ impl Authenticator {
     /// error (503), never a pass.
     pub async fn charge(&self, principal: &Principal, cost: u32) -> Result<Usage, AuthError> {
         let key_limits = principal.key_limits();
-        let owner_rate = self.owner_rate(principal.owner()).await?;
+        // An authenticated principal carries its owner's limit as read with its user; one the
+        // application built (`Credential::Internal`) has it read now.
+        let owner_rate = match principal.credential() {
+            Credential::Internal => self.owner_rate(principal.owner()).await?,
+            _ => principal
+                .owner_rate_limit()
+                .or(self.inner.owner_rate_default),
+        };
         let mut usage = Usage::default();
         let key_check = key_limits
             .rate
@@ -213,14 +220,11 @@ impl Authenticator {
         let own = match self.inner.cache.user(owner) {
             Lookup::Hit(status) => status.and_then(|s| s.rate_limit),
             Lookup::Miss(ticket) => {
-                let status = match users.find_user(owner).await? {
-                    Some(user) => Some(UserStatus {
-                        disabled: user.disabled,
-                        scopes: user.scopes,
-                        rate_limit: users.owner_rate_limit(owner).await?,
-                    }),
-                    None => None,
-                };
+                let status = users.find_user(owner).await?.map(|user| UserStatus {
+                    disabled: user.disabled,
+                    scopes: user.scopes,
+                    rate_limit: user.rate_limit,
+                });
                 let own = status.as_ref().and_then(|s| s.rate_limit);
                 self.inner.cache.fill_user(ticket, owner, status);
                 own

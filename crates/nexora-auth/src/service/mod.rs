@@ -373,7 +373,8 @@ impl Authenticator {
                         user,
                     );
                 }
-                let scopes = match (user, verified.scopes) {
+                let owner_rate = user.as_ref().and_then(|u| u.rate_limit);
+                let scopes = match (user.map(|u| u.scopes), verified.scopes) {
                     (None, claimed) => claimed.unwrap_or_else(Scopes::empty),
                     (Some(current), None) => current,
                     (Some(current), Some(claimed)) => claimed.intersection(&current),
@@ -383,6 +384,7 @@ impl Authenticator {
                     Credential::AccessToken { jti: verified.jti },
                     scopes,
                 )
+                .with_owner_rate(owner_rate)
                 .with_credential_expiry(
                     i64::try_from(verified.expires_at)
                         .ok()
@@ -481,7 +483,7 @@ impl Authenticator {
 
     /// The live-user rule: `Ok(None)` without a user store; the user's current scopes when the
     /// user exists and is enabled; a bad credential otherwise.
-    async fn live_user_scopes(&self, owner: &OwnerId) -> Result<Option<Scopes>, AuthError> {
+    async fn live_user_scopes(&self, owner: &OwnerId) -> Result<Option<LiveUser>, AuthError> {
         if let Some(answer) = self.cached_user_scopes(owner) {
             return answer;
         }
@@ -489,7 +491,7 @@ impl Authenticator {
     }
 
     /// The live-user rule from the cache alone: `None` when the user must be read.
-    fn cached_user_scopes(&self, owner: &OwnerId) -> Option<Result<Option<Scopes>, AuthError>> {
+    fn cached_user_scopes(&self, owner: &OwnerId) -> Option<Result<Option<LiveUser>, AuthError>> {
         if self.inner.users.is_none() {
             return Some(Ok(None));
         }
@@ -499,7 +501,7 @@ impl Authenticator {
         }
     }
 
-    async fn user_scopes_from_store(&self, owner: &OwnerId) -> Result<Option<Scopes>, AuthError> {
+    async fn user_scopes_from_store(&self, owner: &OwnerId) -> Result<Option<LiveUser>, AuthError> {
         let Some(users) = &self.inner.users else {
             return Ok(None);
         };
@@ -507,14 +509,11 @@ impl Authenticator {
         let status = match cache.user(owner) {
             Lookup::Hit(status) => status,
             Lookup::Miss(ticket) => {
-                let status = match users.find_user(owner).await? {
-                    Some(user) => Some(UserStatus {
-                        disabled: user.disabled,
-                        scopes: user.scopes,
-                        rate_limit: users.owner_rate_limit(owner).await?,
-                    }),
-                    None => None,
-                };
+                let status = users.find_user(owner).await?.map(|user| UserStatus {
+                    disabled: user.disabled,
+                    scopes: user.scopes,
+                    rate_limit: user.rate_limit,
+                });
                 cache.fill_user(ticket, owner, status.clone());
                 status
             }
@@ -598,10 +597,11 @@ fn key_state(record: &KeyCredentials, now: time::OffsetDateTime) -> Result<(), A
 fn key_principal(
     record: &KeyCredentials,
     matched: crate::StoredDigest,
-    user_scopes: Option<Scopes>,
+    user: Option<LiveUser>,
 ) -> Principal {
-    let scopes = match user_scopes {
-        Some(current) => record.scopes.intersection(&current),
+    let owner_rate = user.as_ref().and_then(|u| u.rate_limit);
+    let scopes = match user {
+        Some(current) => record.scopes.intersection(&current.scopes),
         None => record.scopes.clone(),
     };
     let valid_until = match record.previous {
@@ -620,12 +620,23 @@ fn key_principal(
             rate: record.rate_limit,
             metered: record.metered,
         })
+        .with_owner_rate(owner_rate)
+}
+
+/// A live user as a credential sees it: their current scopes and their own rate limit.
+#[derive(Debug, Clone)]
+pub(crate) struct LiveUser {
+    pub(crate) scopes: Scopes,
+    pub(crate) rate_limit: Option<RateLimit>,
 }
 
 /// The live-user rule over a user's status (`None`: no such user).
-fn live_user(status: Option<UserStatus>) -> Result<Option<Scopes>, AuthError> {
+fn live_user(status: Option<UserStatus>) -> Result<Option<LiveUser>, AuthError> {
     match status {
-        Some(user) if !user.disabled => Ok(Some(user.scopes)),
+        Some(user) if !user.disabled => Ok(Some(LiveUser {
+            scopes: user.scopes,
+            rate_limit: user.rate_limit,
+        })),
         Some(_) => Err(AuthError::InvalidToken(InvalidReason::UserDisabled)),
         None => Err(AuthError::InvalidToken(InvalidReason::UnknownUser)),
     }

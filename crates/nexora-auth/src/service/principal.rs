@@ -43,6 +43,7 @@ pub struct Principal {
     digest: Option<StoredDigest>,
     client: Option<IpAddr>,
     key_limits: KeyLimits,
+    owner_rate: Option<RateLimit>,
 }
 
 /// The limits of the key behind a principal, as read when it authenticated.
@@ -66,7 +67,21 @@ impl Principal {
             digest: None,
             client: None,
             key_limits: KeyLimits::default(),
+            owner_rate: None,
         }
+    }
+
+    /// Carries the owner's own rate limit, as read when the principal authenticated.
+    #[must_use]
+    pub(crate) fn with_owner_rate(mut self, rate: Option<RateLimit>) -> Self {
+        self.owner_rate = rate;
+        self
+    }
+
+    /// The owner's own rate limit as read when the principal authenticated (`None`: none of
+    /// their own; the host's default then applies).
+    pub fn owner_rate_limit(&self) -> Option<RateLimit> {
+        self.owner_rate
     }
 
     /// Carries the limits of the key behind the principal.

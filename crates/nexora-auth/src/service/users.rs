@@ -112,6 +112,7 @@ impl Authenticator {
             scopes,
             created_at: self.inner.clock.now(),
             disabled: false,
+            rate_limit: None,
         };
         match users.insert_user(&user).await {
             Ok(()) => {

@@ -50,7 +50,7 @@ impl Authenticator {
             }
             Credential::AccessToken { .. } => {
                 let scopes = match self.live_user_scopes(principal.owner()).await? {
-                    Some(current) => principal.scopes().intersection(&current),
+                    Some(current) => principal.scopes().intersection(&current.scopes),
                     None => principal.scopes().clone(),
                 };
                 Ok(Principal::new(
