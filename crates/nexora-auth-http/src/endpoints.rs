@@ -457,8 +457,12 @@ impl Guard {
     {
         let principal = self.check(authorization, path, query, client).await?;
         let usage = match &principal {
-            Some(principal) => self.auth.charge(principal, self.cost).await?,
-            None => Usage::default(),
+            // Boxed: the future every request of the layer builds stays as small as it was
+            // without limits (a key or token without any never builds this one).
+            Some(principal) if self.auth.has_limits(principal) => {
+                Box::pin(self.auth.charge(principal, self.cost)).await?
+            }
+            _ => Usage::default(),
         };
         Ok(Admitted { principal, usage })
     }
@@ -598,8 +602,8 @@ where
             principal.require_scope(scope)?;
         }
         // An outer layer that authenticated the request also charged it.
-        if request.principal.is_none() {
-            *usage = Some(auth.charge(&principal, route.cost).await?);
+        if request.principal.is_none() && auth.has_limits(&principal) {
+            *usage = Some(Box::pin(auth.charge(&principal, route.cost)).await?);
         }
         Some(principal)
     } else {

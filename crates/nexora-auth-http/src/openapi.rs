@@ -1033,9 +1033,9 @@ mod wire {
     #[derive(Serialize, ToSchema)]
     #[serde(deny_unknown_fields)]
     pub(super) struct UpdateKeyRequest {
-        /// The new label (described by `key_name`).
+        /// The new label (described by `optional_key_name`).
         #[serde(skip_serializing_if = "Option::is_none")]
-        #[schema(schema_with = key_name)]
+        #[schema(schema_with = optional_key_name)]
         pub(super) name: Option<String>,
         /// The new rate limit, or null to remove it. A credential with limits of its own may
         /// only tighten limits (else 403).
@@ -1284,6 +1284,22 @@ mod wire {
             .description(Some(
                 "The key's label: 1 to 100 characters after trimming whitespace, no control \
                  character.",
+            ))
+    }
+
+    /// A new key name, or null (or absent) to keep the current one.
+    fn optional_key_name() -> impl Into<RefOr<Schema>> {
+        ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                Type::String,
+                Type::Null,
+            ]))
+            .min_length(Some(1))
+            .max_length(Some(MAX_KEY_NAME_LEN))
+            .pattern(Some(KEY_NAME_PATTERN))
+            .description(Some(
+                "The key's new label: 1 to 100 characters after trimming whitespace, no \
+                 control character; unchanged when absent or null.",
             ))
     }
 

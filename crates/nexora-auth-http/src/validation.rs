@@ -324,6 +324,28 @@ impl<'de> de::Deserializer<'de> for Tree<'de> {
     fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
         match self.0 {
             Value::Number(n) if n.is_i64() || n.is_u64() => self.deserialize_any(visitor),
+            // A whole number written as a float (`342.0`) is that integer, as pydantic and
+            // JSON Schema's `integer` read it; a fraction is not.
+            Value::Number(n) => match n.as_f64() {
+                Some(f) if f.fract() == 0.0 && (0.0..9_007_199_254_740_992.0).contains(&f) =>
+                {
+                    #[allow(
+                        clippy::cast_possible_truncation,
+                        clippy::cast_sign_loss,
+                        reason = "a whole, non-negative float below 2^53 converts exactly"
+                    )]
+                    visitor.visit_u64(f as u64)
+                }
+                Some(f) if f.fract() == 0.0 && (-9_007_199_254_740_992.0..0.0).contains(&f) =>
+                {
+                    #[allow(
+                        clippy::cast_possible_truncation,
+                        reason = "a whole float above -2^53 converts exactly"
+                    )]
+                    visitor.visit_i64(f as i64)
+                }
+                _ => Err(self.mismatch(Expected::Int)),
+            },
             _ => Err(self.mismatch(Expected::Int)),
         }
     }
@@ -639,6 +661,30 @@ mod tests {
     fn decode_error(content_type: Option<&str>, body: &str) -> Value {
         let body = RequestBody::new(content_type.map(str::as_bytes), body.as_bytes());
         serde_json::to_value(decode_json::<NewKey>(body).unwrap_err()).unwrap()
+    }
+
+    #[test]
+    fn whole_floats_are_integers_and_fractions_are_not() {
+        fn json(body: &str) -> RequestBody<'_> {
+            RequestBody::new(Some(b"application/json"), body.as_bytes())
+        }
+        let key: NewKey = decode_json(json(
+            r#"{"name": "x", "rate_limit": {"limit": 10.0, "period_secs": 60}, "credits": {"remaining": 5e2}}"#,
+        ))
+        .unwrap();
+        assert_eq!(key.rate_limit, nexora_auth::RateLimit::new(10, 60));
+        assert_eq!(key.credits.map(|c| c.remaining), Some(500));
+        for bad in ["10.5", "-1.0", "1e300"] {
+            let body =
+                format!(r#"{{"name": "x", "rate_limit": {{"limit": {bad}, "period_secs": 60}}}}"#);
+            let error =
+                serde_json::to_value(decode_json::<NewKey>(json(&body)).unwrap_err()).unwrap();
+            assert_eq!(
+                error[0]["loc"],
+                json!(["body", "rate_limit", "limit"]),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

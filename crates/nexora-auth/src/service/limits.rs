@@ -124,6 +124,26 @@ impl Authenticator {
     /// request refused by a rate limit spends no credit. A backend or store failure is an
     /// error (503), never a pass.
     pub async fn charge(&self, principal: &Principal, cost: u32) -> Result<Usage, AuthError> {
+        if !self.has_limits(principal) {
+            return Ok(Usage::default());
+        }
+        Box::pin(self.charge_limited(principal, cost)).await
+    }
+
+    /// Whether [`Authenticator::charge`] has anything to apply to `principal`: a rate limit or
+    /// credits of its key, or a rate limit of its owner (their own, or the host's default). A
+    /// transport can skip the call when it has not (the answer is an empty [`Usage`]).
+    pub fn has_limits(&self, principal: &Principal) -> bool {
+        let key = principal.key_limits();
+        key.rate.is_some()
+            || key.metered
+            || principal.owner_rate_limit().is_some()
+            || self.inner.owner_rate_default.is_some()
+            // A principal the application built has its owner's limit read at charge time.
+            || (matches!(principal.credential(), Credential::Internal) && self.inner.users.is_some())
+    }
+
+    async fn charge_limited(&self, principal: &Principal, cost: u32) -> Result<Usage, AuthError> {
         let key_limits = principal.key_limits();
         // An authenticated principal carries its owner's limit as read with its user; one the
         // application built (`Credential::Internal`) has it read now.
