@@ -227,7 +227,7 @@ pub(crate) fn router(state: AppState, args: &ServeArgs) -> Router {
         )
         .route("/openapi.json", get(openapi))
         .with_state(state.clone());
-    Router::new()
+    let router = Router::new()
         .nest("/api", api_router(state.api.clone()).merge(own_api))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -245,7 +245,6 @@ pub(crate) fn router(state: AppState, args: &ServeArgs) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(args.request_timeout_secs.max(1)),
         ))
-        .layer(middleware::from_fn(json_errors))
-        .layer(middleware::from_fn(page::security_headers))
-        .layer(middleware::from_fn(access_log))
+        .layer(middleware::from_fn(json_errors));
+    page::security_headers(router).layer(middleware::from_fn(access_log))
 }
