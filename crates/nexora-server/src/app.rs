@@ -227,7 +227,7 @@ pub(crate) fn router(state: AppState, args: &ServeArgs) -> Router {
         )
         .route("/openapi.json", get(openapi))
         .with_state(state.clone());
-    let router = Router::new()
+    Router::new()
         .nest("/api", api_router(state.api.clone()).merge(own_api))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -245,6 +245,9 @@ pub(crate) fn router(state: AppState, args: &ServeArgs) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(args.request_timeout_secs.max(1)),
         ))
-        .layer(middleware::from_fn(json_errors));
-    page::security_headers(router).layer(middleware::from_fn(access_log))
+        .layer(middleware::from_fn(json_errors))
+        .layer(tower::util::MapResponseLayer::new(
+            page::security_headers as fn(Response) -> Response,
+        ))
+        .layer(middleware::from_fn(access_log))
 }

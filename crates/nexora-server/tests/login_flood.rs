@@ -130,9 +130,10 @@ async fn login_flood_is_answered_and_memory_stays_bounded() {
     );
 }
 
-/// Key and JWT requests keep their idle latency while 200 logins are hashed: p99 during the
-/// flood stays within 2x the p99 measured just before it, on a 2-core machine with this load
-/// generator on it.
+/// Key and JWT requests never wait behind a hash while 200 logins are hashed: p99 during the
+/// flood stays within [`BOUND`] times the p99 measured just before it, on a 2-core machine
+/// with this load generator on it (a request queued behind one argon2 run would take tens of
+/// milliseconds, over 20 times the idle p99).
 ///
 /// What it takes (each measured with this test, `cargo test -p nexora-server --test
 /// login_flood -- --nocapture`, and `perf sched timehist` on the server's threads):
@@ -152,6 +153,11 @@ async fn login_flood_is_answered_and_memory_stays_bounded() {
 ///
 /// The machine is shared, so each attempt measures its own idle baseline right before its
 /// flood, and the test passes on the first of three attempts within the bound.
+///
+/// The bound is 4x, not the 2x this test once held: on 2026-11-30 the same machine measured
+/// 1.9-3.5x per attempt after a warm-up flood, and 2.2-6.4x for a first flood, for this
+/// commit and for the commit before any rate-limit work alike (alternating runs of both);
+/// the tick waits above became more frequent on the machine, not in the code.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[allow(
     clippy::print_stderr,
@@ -160,6 +166,10 @@ async fn login_flood_is_answered_and_memory_stays_bounded() {
 async fn key_and_jwt_requests_never_wait_behind_a_hash_during_200_concurrent_logins() {
     let _alone = ONE_FLOOD_AT_A_TIME.lock().await;
     let (_dir, server, client, key, jwt) = setup().await;
+    // A first flood, not measured: it maps the hashing thread's argon2 memory and grows the
+    // server's buffers, which only a first flood pays (without it, a first attempt measured
+    // 2.2-6.4x where later ones measure what hashing costs a key request).
+    let _ = attempt(&client, &server, &key, &jwt).await;
     let mut figures = Vec::new();
     for _ in 0..3 {
         let (idle, loaded, grown_mib) = attempt(&client, &server, &key, &jwt).await;
@@ -170,13 +180,16 @@ async fn key_and_jwt_requests_never_wait_behind_a_hash_during_200_concurrent_log
             grown_mib < 256,
             "RSS grew by {grown_mib} MiB under the flood"
         );
-        if ratio <= 2.0 {
+        if ratio <= BOUND {
             return;
         }
         figures.push(format!("{ratio:.2}x ({loaded:?} vs {idle:?})"));
     }
-    panic!("key/JWT p99 under the flood exceeded 2x idle in every attempt: {figures:?}");
+    panic!("key/JWT p99 under the flood exceeded {BOUND}x idle in every attempt: {figures:?}");
 }
+
+/// How many times the idle p99 the p99 under the flood may be (see the test above).
+const BOUND: f64 = 4.0;
 
 /// One idle window, one flood of 200 logins with a probe window during it.
 /// Returns (idle p99, loaded p99, RSS growth in MiB).
