@@ -127,7 +127,7 @@ impl Authenticator {
         if !self.has_limits(principal) {
             return Ok(Usage::default());
         }
-        Box::pin(self.charge_limited(principal, cost)).await
+        self.charge_limited(principal, cost).await
     }
 
     /// Whether [`Authenticator::charge`] has anything to apply to `principal`: a rate limit or
