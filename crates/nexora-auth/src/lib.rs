@@ -117,6 +117,17 @@
 //! feed last proved itself in sync; a custom store without a feed is read on every request.
 //! [`Authenticator::watch`] ends a long-lived connection within the same bound.
 //!
+//! # Rate limits and credits
+//!
+//! A key can carry a rate limit and usage credits, and an owner a rate limit shared by all of
+//! their credentials ([`limits`]). [`Authenticator::charge`] applies them after authentication
+//! and before the handler (the HTTP layer calls it with a cost per route): GCRA in exact
+//! integer arithmetic for rates, all or nothing across the key's and the owner's limits, then
+//! credits taken from the key store by compare-and-swap and leased per instance in blocks. Who
+//! may set or loosen limits is the key-management [`policy`]. Rate limits count in the process
+//! by default ([`InProcessLimits`]); `nexora-auth-redis` shares them, and the login throttle,
+//! between instances. The [`limits`] module states every bound.
+//!
 //! # Threat model
 //!
 //! * **A leaked database** gives key ids, names, scopes, display fragments (the last 4 secret
