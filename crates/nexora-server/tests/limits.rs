@@ -9,27 +9,6 @@ use common::api::*;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
-async fn create(client: &reqwest::Client, base: &str, jwt: &str, body: Value) -> Value {
-    let response = client
-        .post(url(base, "/api/users/me/api-keys"))
-        .bearer_auth(jwt)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED, "create {body}");
-    response.json().await.unwrap()
-}
-
-async fn agents(client: &reqwest::Client, base: &str, key: &str) -> Response {
-    client
-        .get(url(base, "/api/agents"))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
-}
-
 fn header<'r>(response: &'r Response, name: &str) -> Option<&'r str> {
     response.headers().get(name).map(|v| v.to_str().unwrap())
 }
@@ -42,7 +21,7 @@ async fn a_rate_limited_key_over_http() {
     let base = server.url("");
     let http = client();
     let jwt = login(&http, &base).await;
-    let created = create(
+    let created = create_key_with(
         &http,
         &base,
         &jwt,
@@ -153,7 +132,7 @@ async fn credits_over_http_survive_a_restart_and_refuse_at_zero() {
     let base = server.url("");
     let http = client();
     let jwt = login(&http, &base).await;
-    let created = create(
+    let created = create_key_with(
         &http,
         &base,
         &jwt,

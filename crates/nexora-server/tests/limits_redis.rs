@@ -58,25 +58,10 @@ impl Pair {
     }
 }
 
+/// Creates a key with `body`; its value.
 async fn create(http: &Client, base: &str, jwt: &str, body: Value) -> String {
-    let response = http
-        .post(url(base, "/api/users/me/api-keys"))
-        .bearer_auth(jwt)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED, "{body}");
-    let body: Value = response.json().await.unwrap();
-    body["key"].as_str().unwrap().to_owned()
-}
-
-async fn agents(http: &Client, base: &str, key: &str) -> reqwest::Response {
-    http.get(url(base, "/api/agents"))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
+    let created = create_key_with(http, base, jwt, body).await;
+    created["key"].as_str().expect("key").to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

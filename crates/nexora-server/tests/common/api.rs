@@ -100,15 +100,20 @@ impl Created {
 }
 
 pub async fn create_key(client: &Client, base: &str, jwt: &str, name: &str) -> Created {
+    Created::from_body(&create_key_with(client, base, jwt, json!({"name": name})).await)
+}
+
+/// Creates a key with this request body (limits, scopes, …); the 201's body.
+pub async fn create_key_with(client: &Client, base: &str, jwt: &str, body: Value) -> Value {
     let response = client
         .post(url(base, "/api/users/me/api-keys"))
         .bearer_auth(jwt)
-        .json(&json!({"name": name}))
+        .json(&body)
         .send()
         .await
         .expect("create request");
-    assert_eq!(response.status(), StatusCode::CREATED, "create {name}");
-    Created::from_body(&response.json().await.expect("create body"))
+    assert_eq!(response.status(), StatusCode::CREATED, "create {body}");
+    response.json().await.expect("create body")
 }
 
 pub async fn revoke_key(client: &Client, base: &str, jwt: &str, id: &str) -> StatusCode {
@@ -143,13 +148,17 @@ pub fn user_cli(dir: &Path, database: &str, action: &str, args: &[&str]) {
 }
 
 pub async fn agents_status(client: &Client, base: &str, token: &str) -> StatusCode {
+    agents(client, base, token).await.status()
+}
+
+/// `GET /api/agents` with `token`: the whole response (status and headers).
+pub async fn agents(client: &Client, base: &str, token: &str) -> reqwest::Response {
     client
         .get(url(base, "/api/agents"))
         .bearer_auth(token)
         .send()
         .await
         .expect("agents request")
-        .status()
 }
 
 /// The caller's live keys: id → name.
