@@ -294,7 +294,6 @@ struct Queries {
     set_disabled: SqlStr,
     set_scopes: SqlStr,
     delete_user: SqlStr,
-    owner_rate_limit: SqlStr,
     set_owner_rate_limit: SqlStr,
     read_changes: SqlStr,
     prune_changes: SqlStr,
@@ -501,7 +500,6 @@ impl Queries {
             set_disabled: q(format!("UPDATE {users} SET disabled = $1 WHERE id = $2")),
             set_scopes: q(format!("UPDATE {users} SET scopes = $1 WHERE id = $2")),
             delete_user: q(format!("DELETE FROM {users} WHERE id = $1")),
-            owner_rate_limit: q(format!("SELECT rate_limit, rate_period_secs FROM {users} WHERE id = $1")),
             set_owner_rate_limit: q(format!(
                 "UPDATE {users} SET rate_limit = $1, rate_period_secs = $2 WHERE id = $3"
             )),
@@ -1006,19 +1004,6 @@ impl UserStore for PostgresStore {
             .await
             .map_err(failed("delete a user"))?;
         self.user_written(id, done.rows_affected())
-    }
-
-    async fn owner_rate_limit(&self, id: &OwnerId) -> Result<Option<RateLimit>, StoreError> {
-        let row: Option<(Option<i64>, Option<i64>)> =
-            sqlx::query_as(self.sql.owner_rate_limit.clone())
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(failed("read an owner's rate limit"))?;
-        match row {
-            Some((limit, period)) => rate_limit(limit, period),
-            None => Ok(None),
-        }
     }
 
     async fn set_owner_rate_limit(

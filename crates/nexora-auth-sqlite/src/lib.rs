@@ -310,7 +310,6 @@ struct Queries {
     set_disabled: SqlStr,
     set_scopes: SqlStr,
     delete_user: SqlStr,
-    owner_rate_limit: SqlStr,
     set_owner_rate_limit: SqlStr,
     insert_ticket: SqlStr,
     take_ticket: SqlStr,
@@ -511,7 +510,6 @@ impl Queries {
             set_disabled: q(format!("UPDATE {users} SET disabled = ? WHERE id = ?")),
             set_scopes: q(format!("UPDATE {users} SET scopes = ? WHERE id = ?")),
             delete_user: q(format!("DELETE FROM {users} WHERE id = ?")),
-            owner_rate_limit: q(format!("SELECT rate_limit, rate_period_secs FROM {users} WHERE id = ?")),
             set_owner_rate_limit: q(format!(
                 "UPDATE {users} SET rate_limit = ?, rate_period_secs = ? WHERE id = ?"
             )),
@@ -1055,19 +1053,6 @@ impl UserStore for SqliteStore {
             .map_err(failed("delete a user"));
         self.watch.user_changed(id);
         Ok(done?.rows_affected() > 0)
-    }
-
-    async fn owner_rate_limit(&self, id: &OwnerId) -> Result<Option<RateLimit>, StoreError> {
-        let row: Option<(Option<i64>, Option<i64>)> =
-            sqlx::query_as(self.sql.owner_rate_limit.clone())
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(failed("read an owner's rate limit"))?;
-        match row {
-            Some((limit, period)) => rate_limit(limit, period),
-            None => Ok(None),
-        }
     }
 
     async fn set_owner_rate_limit(

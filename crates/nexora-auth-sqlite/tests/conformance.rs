@@ -212,7 +212,7 @@ fn a_version_1_database_upgrades_and_keeps_its_records() {
 }
 
 /// A limit the store cannot have written (set in part, or out of the core's ranges) makes the
-/// row corrupt: `find`, `list` and `owner_rate_limit` answer `Err(Unavailable)` (a 503), never
+/// row corrupt: `find`, `list` and `find_user` answer `Err(Unavailable)` (a 503), never
 /// a key without limits.
 #[test]
 fn a_corrupt_limit_is_unavailable_not_unlimited() {
@@ -270,6 +270,6 @@ fn a_corrupt_limit_is_unavailable_not_unlimited() {
             .execute(&pool)
             .await
             .expect("corrupt the user");
-        assert!(unavailable(&store.owner_rate_limit(&user.id).await));
+        assert!(unavailable(&store.find_user(&user.id).await));
     });
 }

@@ -218,11 +218,6 @@ pub async fn user_store_backend_down(store: Arc<dyn UserStore>) {
     );
     expect_unavailable(
         "user_store_backend_down",
-        "owner_rate_limit",
-        store.owner_rate_limit(&user.id).await,
-    );
-    expect_unavailable(
-        "user_store_backend_down",
         "set_owner_rate_limit",
         store
             .set_owner_rate_limit(&user.id, RateLimit::new(1, 1))
@@ -289,8 +284,6 @@ pub enum StoreMethod {
     SetUserScopes,
     /// [`UserStore::delete_user`].
     DeleteUser,
-    /// [`UserStore::owner_rate_limit`].
-    OwnerRateLimit,
     /// [`UserStore::set_owner_rate_limit`].
     SetOwnerRateLimit,
     /// [`AuditStore::record`].
@@ -303,7 +296,7 @@ pub enum StoreMethod {
 
 impl StoreMethod {
     /// Every method of the three traits, key store first, audit store last.
-    pub const ALL: [Self; 23] = [
+    pub const ALL: [Self; 22] = [
         Self::Insert,
         Self::Find,
         Self::FindCredentials,
@@ -322,7 +315,6 @@ impl StoreMethod {
         Self::SetUserDisabled,
         Self::SetUserScopes,
         Self::DeleteUser,
-        Self::OwnerRateLimit,
         Self::SetOwnerRateLimit,
         Self::RecordAudit,
         Self::ListAudit,
@@ -610,11 +602,6 @@ impl<S: UserStore + ?Sized> UserStore for FlakyStore<S> {
     async fn delete_user(&self, id: &OwnerId) -> Result<bool, StoreError> {
         self.enter(StoreMethod::DeleteUser, None)?;
         self.inner.delete_user(id).await
-    }
-
-    async fn owner_rate_limit(&self, id: &OwnerId) -> Result<Option<RateLimit>, StoreError> {
-        self.enter(StoreMethod::OwnerRateLimit, None)?;
-        self.inner.owner_rate_limit(id).await
     }
 
     async fn set_owner_rate_limit(

@@ -572,14 +572,16 @@ fn rate(limit: u32, period_secs: u32) -> RateLimit {
     RateLimit::new(limit, period_secs).expect("a valid test rate limit")
 }
 
+/// The user's own rate limit as `find_user` reads it (`None` for an unknown id too).
 async fn owner_limit(store: &Arc<dyn UserStore>, id: &str) -> Option<RateLimit> {
     store
-        .owner_rate_limit(&OwnerId::new(id))
+        .find_user(&OwnerId::new(id))
         .await
-        .unwrap_or_else(|e| panic!("owner_rate_limit failed: {e:?}"))
+        .unwrap_or_else(|e| panic!("find_user failed: {e:?}"))
+        .and_then(|user| user.rate_limit)
 }
 
-/// `owner_rate_limit` returns what `set_owner_rate_limit` last wrote (`None` before any, and
+/// `find_user` returns in `rate_limit` what `set_owner_rate_limit` last wrote (`None` before any, and
 /// after it is cleared), per user; `set_owner_rate_limit` changes nothing else of the user, and
 /// on an unknown id is `Ok(false)` (whose limit reads `None`).
 pub async fn user_owner_rate_limit_round_trips(store: Arc<dyn UserStore>) {
@@ -613,7 +615,7 @@ pub async fn user_owner_rate_limit_round_trips(store: Arc<dyn UserStore>) {
                 assert_eq!(
                     owner_limit(&store, "u-alice").await,
                     limit,
-                    "owner_rate_limit must return what set_owner_rate_limit wrote"
+                    "find_user must return what set_owner_rate_limit wrote"
                 );
                 assert_eq!(
                     by_id(&store, "u-alice").await,

@@ -218,10 +218,6 @@ impl UserStore for UserMutant {
         Ok(done)
     }
 
-    async fn owner_rate_limit(&self, id: &OwnerId) -> Result<Option<RateLimit>, StoreError> {
-        self.inner.owner_rate_limit(id).await
-    }
-
     async fn set_owner_rate_limit(
         &self,
         id: &OwnerId,

@@ -687,10 +687,9 @@ impl fmt::Debug for UserRecord {
 ///   them exactly. A second user with the same email is [`StoreError::DuplicateEmail`], a
 ///   second with the same id [`StoreError::DuplicateId`].
 /// * `Ok(None)` means "no such user", `Err` a store failure — never confused.
-/// * [`insert_user`](Self::insert_user) stores [`UserRecord::rate_limit`] as given, and every
-///   read returns it; [`owner_rate_limit`](Self::owner_rate_limit) returns what
-///   [`set_owner_rate_limit`](Self::set_owner_rate_limit) (or the insert) last wrote (`None` for a user never
-///   given one, and for an unknown id); setting it on an unknown id is `Ok(false)`.
+/// * [`insert_user`](Self::insert_user) stores [`UserRecord::rate_limit`] as given; every read
+///   returns what it or [`set_owner_rate_limit`](Self::set_owner_rate_limit) last wrote.
+///   Setting it on an unknown id is `Ok(false)`.
 /// * The updates ([`update_password_hash`](Self::update_password_hash),
 ///   [`set_user_disabled`](Self::set_user_disabled), [`set_user_scopes`](Self::set_user_scopes))
 ///   change only their own field and return `Ok(false)` for an unknown id;
@@ -721,13 +720,6 @@ pub trait UserStore: Send + Sync + 'static {
 
     /// Deletes a user. `Ok(false)`: no such user.
     async fn delete_user(&self, id: &OwnerId) -> Result<bool, StoreError>;
-
-    /// The user's own rate limit, shared by all of their keys and tokens ([`crate::limits`]).
-    /// `Ok(None)`: none set (the server default applies), or no such user. The default reads
-    /// [`UserRecord::rate_limit`] through [`find_user`](Self::find_user).
-    async fn owner_rate_limit(&self, id: &OwnerId) -> Result<Option<RateLimit>, StoreError> {
-        Ok(self.find_user(id).await?.and_then(|user| user.rate_limit))
-    }
 
     /// Sets (`Some`) or clears (`None`) the user's own rate limit, reported to the change feed
     /// like any change to the user. `Ok(false)`: no such user. The default answers

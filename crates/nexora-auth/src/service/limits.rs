@@ -9,7 +9,6 @@ use super::{Authenticator, Credential, KeyInfo, MAX_KEY_NAME_LEN, Principal};
 use crate::{
     AuthError, Field, InvalidInput, KeyId, NewAuditEvent, Problem,
     audit::AuditAction,
-    cache::{Lookup, UserStatus},
     limits::{
         Exceeded, GcraDecision, InProcessLimits, LimitBackend, LimitRefusal, LimitSubject,
         NewCredits, RateCheck, RateLimit, RateStatus, Usage,
@@ -232,24 +231,9 @@ impl Authenticator {
         Ok(usage)
     }
 
-    /// The owner's rate limit: their own, else the default; none without a user store.
+    /// The owner's rate limit: their own, else the default.
     async fn owner_rate(&self, owner: &OwnerId) -> Result<Option<RateLimit>, AuthError> {
-        let Some(users) = &self.inner.users else {
-            return Ok(self.inner.owner_rate_default);
-        };
-        let own = match self.inner.cache.user(owner) {
-            Lookup::Hit(status) => status.and_then(|s| s.rate_limit),
-            Lookup::Miss(ticket) => {
-                let status = users.find_user(owner).await?.map(|user| UserStatus {
-                    disabled: user.disabled,
-                    scopes: user.scopes,
-                    rate_limit: user.rate_limit,
-                });
-                let own = status.as_ref().and_then(|s| s.rate_limit);
-                self.inner.cache.fill_user(ticket, owner, status);
-                own
-            }
-        };
+        let own = self.user_status(owner).await?.and_then(|s| s.rate_limit);
         Ok(own.or(self.inner.owner_rate_default))
     }
 
@@ -417,7 +401,11 @@ impl Authenticator {
     /// A user's own rate limit (`None`: none set, or no such user; the server default then
     /// applies).
     pub async fn owner_rate_limit(&self, owner: &OwnerId) -> Result<Option<RateLimit>, AuthError> {
-        Ok(self.users()?.owner_rate_limit(owner).await?)
+        Ok(self
+            .users()?
+            .find_user(owner)
+            .await?
+            .and_then(|user| user.rate_limit))
     }
 
     /// Takes `credits.remaining` from the creating key's credits (a metered key pays for the

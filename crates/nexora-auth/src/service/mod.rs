@@ -502,12 +502,21 @@ impl Authenticator {
     }
 
     async fn user_scopes_from_store(&self, owner: &OwnerId) -> Result<Option<LiveUser>, AuthError> {
+        if self.inner.users.is_none() {
+            return Ok(None);
+        }
+        live_user(self.user_status(owner).await?)
+    }
+
+    /// A user's status from the verification cache, or the user store (filling the cache).
+    /// `None`: no such user, or no user store.
+    async fn user_status(&self, owner: &OwnerId) -> Result<Option<UserStatus>, AuthError> {
         let Some(users) = &self.inner.users else {
             return Ok(None);
         };
         let cache = &self.inner.cache;
-        let status = match cache.user(owner) {
-            Lookup::Hit(status) => status,
+        match cache.user(owner) {
+            Lookup::Hit(status) => Ok(status),
             Lookup::Miss(ticket) => {
                 let status = users.find_user(owner).await?.map(|user| UserStatus {
                     disabled: user.disabled,
@@ -515,10 +524,9 @@ impl Authenticator {
                     rate_limit: user.rate_limit,
                 });
                 cache.fill_user(ticket, owner, status.clone());
-                status
+                Ok(status)
             }
-        };
-        live_user(status)
+        }
     }
 
     /// Writes the queued `last_used_at` times to the store in one batch. Returns how many.
