@@ -147,6 +147,8 @@ pub mod limit_backend;
 pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(any(feature = "postgres", feature = "redis"))]
+mod service;
 pub mod ticket_store;
 pub mod user_feed;
 pub mod user_store;

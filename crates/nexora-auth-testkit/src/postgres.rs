@@ -33,14 +33,22 @@ pub const REQUIRE_ENV: &str = "NEXORA_REQUIRE_POSTGRES";
 /// How long to wait for the server before skipping (or failing). 5 seconds.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+const SERVICE: crate::service::Service = crate::service::Service {
+    name: "Postgres",
+    url_env: URL_ENV,
+    default_url: DEFAULT_URL,
+    require_env: REQUIRE_ENV,
+    start_hint: "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+};
+
 /// The test server's URL: [`URL_ENV`], or [`DEFAULT_URL`].
 pub fn url() -> String {
-    std::env::var(URL_ENV).unwrap_or_else(|_| DEFAULT_URL.to_owned())
+    SERVICE.url()
 }
 
 /// Whether an unreachable server must fail the tests ([`REQUIRE_ENV`] is `1`).
 pub fn required() -> bool {
-    std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1")
+    SERVICE.required()
 }
 
 /// A schema named `nexora_test_<random>`, created for one test and dropped (with everything in
@@ -111,18 +119,7 @@ impl TestSchema {
 }
 
 fn unreachable(server: &str, error: &str) -> Option<TestSchema> {
-    if required() {
-        panic!("Postgres not reachable at {server} and {REQUIRE_ENV}=1: {error}");
-    }
-    // Straight to the process's stderr: the test harness captures `eprintln!` of passing
-    // tests, and a skip must be seen.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n*** SKIPPED: Postgres not reachable at {server} ({error}).\n\
-         *** Start it (pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start) or set \
-         {URL_ENV}; set {REQUIRE_ENV}=1 to fail instead of skipping.\n"
-    );
-    None
+    SERVICE.unreachable(server, error)
 }
 
 impl Drop for TestSchema {

@@ -26,14 +26,22 @@ pub const REQUIRE_ENV: &str = "NEXORA_REQUIRE_REDIS";
 /// How long to wait for the server before skipping (or failing). 5 seconds.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+const SERVICE: crate::service::Service = crate::service::Service {
+    name: "Redis",
+    url_env: URL_ENV,
+    default_url: DEFAULT_URL,
+    require_env: REQUIRE_ENV,
+    start_hint: "redis-server --daemonize yes",
+};
+
 /// The test server's URL: [`URL_ENV`], or [`DEFAULT_URL`].
 pub fn url() -> String {
-    std::env::var(URL_ENV).unwrap_or_else(|_| DEFAULT_URL.to_owned())
+    SERVICE.url()
 }
 
 /// Whether an unreachable server must fail the tests ([`REQUIRE_ENV`] is `1`).
 pub fn required() -> bool {
-    std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1")
+    SERVICE.required()
 }
 
 /// A reachable server and a key prefix `nexora-test-<random>:` for one test; every key under
@@ -82,18 +90,7 @@ impl TestRedis {
 }
 
 fn unreachable(url: &str, error: &str) -> Option<TestRedis> {
-    if required() {
-        panic!("Redis not reachable at {url} and {REQUIRE_ENV}=1: {error}");
-    }
-    // Straight to the process's stderr: the test harness captures `eprintln!` of passing
-    // tests, and a skip must be seen.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n*** SKIPPED: Redis not reachable at {url} ({error}).\n\
-         *** Start it (redis-server --daemonize yes) or set {URL_ENV}; set {REQUIRE_ENV}=1 to \
-         fail instead of skipping.\n"
-    );
-    None
+    SERVICE.unreachable(url, error)
 }
 
 impl Drop for TestRedis {
