@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 secs="${1:-5}"
 rounds="${2:-5}"
 redis_url="${NEXORA_BENCH_REDIS:-redis://127.0.0.1:6379}"
-need() { command -v "$1" >/dev/null || { echo "needs $1 ($2)" >&2; exit 1; }; }
+. benches/http_common.sh
 need wrk "apt-get install -y wrk"
 need curl "apt-get install -y curl"
 need python3 "apt-get install -y python3"
@@ -30,27 +30,9 @@ target_dir=$(cargo metadata -q --format-version 1 --no-deps |
 bin="$target_dir/release/nexora-server"
 
 work=$(mktemp -d)
-pid=""
-stop_server() {
-  if [ -n "$pid" ]; then
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    pid=""
-  fi
-}
 trap 'stop_server; rm -rf "$work"' EXIT
 
-email=bench@example.com
-password='correct horse battery staple, benchmark edition'
-export NEXORA_ACCESS_TOKEN_TTL_SECS=$(( 2 * (rounds + 1) * (secs + 2) + 600 ))
-NEXORA_KEY_PEPPER=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
-NEXORA_JWT_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
-export NEXORA_KEY_PEPPER NEXORA_JWT_SECRET
-export NEXORA_LOG=warn
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+bench_secrets 2
 
 # "req/s p99_ms" of one wrk run; fails when any answer was not 2xx.
 measure() { # seconds url token
@@ -68,8 +50,6 @@ measure() { # seconds url token
                else if (v ~ /s$/) { sub(/s$/, "", v); ms = v * 1000 } }
     END { printf "%s %.3f\n", rps, ms }' <<<"$out"
 }
-
-median() { tr ' ' '\n' | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 bench_server() { # name [extra serve args...]
   local name=$1 data="$work/$1" port base token free limited

@@ -22,7 +22,7 @@ secs="${1:-5}"
 rounds="${2:-5}"
 stores="${NEXORA_BENCH_STORES:-sqlite postgres}"
 pg_base="${NEXORA_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
-need() { command -v "$1" >/dev/null || { echo "needs $1 ($2)" >&2; exit 1; }; }
+. benches/http_common.sh
 need wrk "apt-get install -y wrk"
 need curl "apt-get install -y curl"
 need python3 "apt-get install -y python3"
@@ -41,15 +41,7 @@ fi
 [ -x "$bin" ] || { echo "no server binary at $bin" >&2; exit 1; }
 
 work=$(mktemp -d)
-pid=""
 db=""
-stop_server() {
-  if [ -n "$pid" ]; then
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    pid=""
-  fi
-}
 cleanup() {
   stop_server
   if [ -n "$db" ]; then dropdb --if-exists --maintenance-db="$pg_base/postgres" "$db" || true; fi
@@ -57,21 +49,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-email=bench@example.com
-password='correct horse battery staple, benchmark edition'
-# Every token must outlive the whole run (3 measurements a round plus warm-up, login and setup).
-export NEXORA_ACCESS_TOKEN_TTL_SECS=$(( 3 * (rounds + 1) * (secs + 2) + 600 ))
-# Secrets given rather than generated into each data directory (which the server warns about).
-NEXORA_KEY_PEPPER=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
-NEXORA_JWT_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
-export NEXORA_KEY_PEPPER NEXORA_JWT_SECRET
-# The server logs one line per request at `info`; at 10^4 requests a second that would be
-# what is measured.
-export NEXORA_LOG=warn
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+bench_secrets 3
 
 # Requests/sec of one wrk run; fails when any answer was not 2xx or a socket error occurred.
 rps() { # seconds url [bearer token]
@@ -88,8 +66,6 @@ rps() { # seconds url [bearer token]
   fi
   awk '/^Requests\/sec:/ {print $2}' <<<"$out"
 }
-
-median() { tr ' ' '\n' | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 # Runs one store's server, sets up a user, a JWT and a key, and measures.
 bench_store() { # store database-url-or-empty
